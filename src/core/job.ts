@@ -1,0 +1,183 @@
+/**
+ * The job as the domain sees it, and its state machine.
+ *
+ * States (Slurm's words):
+ * - PENDING: stored, waiting for its queue and for free cores and memory on the node.
+ * - RUNNING: the write-ahead record is stored and its supervisor started (or is starting) it.
+ * - COMPLETED: main process exited 0.
+ * - FAILED: main process exited non-zero, died of a signal, or could not be launched.
+ * - CANCELLED: CancelJob while pending or running.
+ * - TIMEOUT: wall time (or rlimit CPU time) over time_limit.
+ * - OUT_OF_MEMORY: the memory limit killed a process of the job.
+ * - NODE_FAIL: the supervisor or the node was lost; the outcome is unknown, never reported as success.
+ *
+ * Transitions: PENDING -> RUNNING | CANCELLED; RUNNING -> any terminal state. Terminal states are final.
+ */
+
+export const JOB_STATES = [
+  'PENDING',
+  'RUNNING',
+  'COMPLETED',
+  'FAILED',
+  'CANCELLED',
+  'TIMEOUT',
+  'OUT_OF_MEMORY',
+  'NODE_FAIL',
+] as const;
+export type JobState = (typeof JOB_STATES)[number];
+
+export const TERMINAL_STATES: ReadonlySet<JobState> = new Set([
+  'COMPLETED',
+  'FAILED',
+  'CANCELLED',
+  'TIMEOUT',
+  'OUT_OF_MEMORY',
+  'NODE_FAIL',
+]);
+
+export function isTerminal(state: JobState): boolean {
+  return TERMINAL_STATES.has(state);
+}
+
+const ALLOWED: Record<JobState, readonly JobState[]> = {
+  PENDING: ['RUNNING', 'CANCELLED'],
+  RUNNING: ['COMPLETED', 'FAILED', 'CANCELLED', 'TIMEOUT', 'OUT_OF_MEMORY', 'NODE_FAIL'],
+  COMPLETED: [],
+  FAILED: [],
+  CANCELLED: [],
+  TIMEOUT: [],
+  OUT_OF_MEMORY: [],
+  NODE_FAIL: [],
+};
+
+export function canTransition(from: JobState, to: JobState): boolean {
+  return ALLOWED[from].includes(to);
+}
+
+/** EHPC's lowercase job_status string for a state. */
+export function jobStatusString(state: JobState): string {
+  return state.toLowerCase();
+}
+
+/** How limits are enforced for a job. */
+export type EnforcementMode = 'cgroup2' | 'cgroup1' | 'rlimit';
+
+/** Which limit ended a job, for OUT_OF_MEMORY and TIMEOUT. */
+export type LimitHit = 'memory' | 'time' | 'cpu_time' | '';
+
+/** Parsed `resource_limit`: every value optional; sizes in MiB as documented in the proto. */
+export interface ResourceLimits {
+  /** Max processes/threads in the job (cgroup pids.max; RLIMIT_NPROC in rlimit mode). */
+  pids?: number;
+  /** RLIMIT_NOFILE: max open files per process. */
+  nofile?: number;
+  /** RLIMIT_FSIZE in MiB: largest file a process may write. */
+  fsizeMb?: number;
+  /** RLIMIT_CORE in MiB: core dump size (0 = no core files). */
+  coreMb?: number;
+  /** RLIMIT_NPROC: processes of the user host-wide (kernel semantics). */
+  nproc?: number;
+}
+
+/** What a job consumed; filled in when it ends. */
+export interface JobUsage {
+  userCpuUsec: number;
+  systemCpuUsec: number;
+  peakMemoryBytes: number;
+  wallTimeMs: number;
+}
+
+/** A validated submission with every default resolved: what the store persists and the executor runs. */
+export interface JobSpec {
+  name: string;
+  clusterId: string;
+  zone: string;
+  /** hpcqueue_id of the queue the job went to. */
+  hpcqueueId: string;
+  schedulerQueueName: string;
+  runUser: string;
+  /** Resolved account of runUser at submit time. */
+  uid: number;
+  gid: number;
+  home: string;
+  shell: string;
+  cmdLine: string;
+  inputFile: string;
+  cores: number;
+  memoryLimitMb: number;
+  timeLimitSeconds: number;
+  /** The request's resource_limit string as given (canonical form). */
+  resourceLimit: string;
+  resourceLimits: ResourceLimits;
+  priority: number;
+  /** stdout/stderr paths with %j %x %u still unexpanded (the id is not known yet) and ~ resolved. */
+  stdoutPathTemplate: string;
+  stderrPathTemplate: string;
+  submitType: number;
+  clientToken: string;
+  /** Timestamp the client sent, as given. */
+  clientTimestamp: string;
+}
+
+/** A stored job. Times are Unix milliseconds (0 = not reached). */
+export interface Job extends JobSpec {
+  /** Decimal, increasing. */
+  id: number;
+  /** `hpcjob-` + 8 lowercase base-36 characters. */
+  uuid: string;
+  state: JobState;
+  /** Why pending, or why it ended. */
+  reason: string;
+  exitCode: number;
+  termSignal: number;
+  submitTimeMs: number;
+  startTimeMs: number;
+  endTimeMs: number;
+  stdoutPath: string;
+  stderrPath: string;
+  enforcement: EnforcementMode | '';
+  limitHit: LimitHit;
+  usage?: JobUsage;
+  /** Number of events in the job's event log. */
+  eventCount: number;
+}
+
+/** One stored state change. */
+export interface JobEvent {
+  jobId: number;
+  /** 1-based position in the job's log. */
+  sequence: number;
+  state: JobState;
+  reason: string;
+  timeMs: number;
+}
+
+/** The terminal outcome of a run, decided by the executor and applied by the engine. */
+export interface JobOutcome {
+  state: Exclude<JobState, 'PENDING' | 'RUNNING'>;
+  reason: string;
+  exitCode: number;
+  termSignal: number;
+  limitHit: LimitHit;
+  usage?: JobUsage;
+  endTimeMs: number;
+}
+
+/** Expands %j (job id), %x (job name), %u (user) and %% in a redirect path. */
+export function expandRedirectPath(template: string, job: { id: number; name: string; runUser: string }): string {
+  return template.replace(/%([jxu%])/g, (_m, c: string) =>
+    c === 'j' ? String(job.id) : c === 'x' ? job.name : c === 'u' ? job.runUser : '%',
+  );
+}
+
+/** Applies a state change in memory, enforcing the state machine. Returns the new job and its event. */
+export function transition(job: Job, to: JobState, reason: string, timeMs: number): { job: Job; event: JobEvent } {
+  if (!canTransition(job.state, to)) {
+    throw new Error(`illegal job state change ${job.state} -> ${to} for job ${job.id}`);
+  }
+  const sequence = job.eventCount + 1;
+  const next: Job = { ...job, state: to, reason, eventCount: sequence };
+  if (to === 'RUNNING') next.startTimeMs = timeMs;
+  if (isTerminal(to)) next.endTimeMs = timeMs;
+  return { job: next, event: { jobId: job.id, sequence, state: to, reason, timeMs } };
+}

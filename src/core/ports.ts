@@ -1,0 +1,107 @@
+/**
+ * Ports: the interfaces the engine needs from the outside world, stated in domain words.
+ * Adapters implement them (store/, exec/, system/); the core and engine import only these.
+ */
+import type { EnforcementMode, Job, JobEvent, JobOutcome, JobSpec, JobState } from './job.js';
+
+/** A Unix account as the daemon needs it. */
+export interface UserAccount {
+  name: string;
+  uid: number;
+  gid: number;
+  home: string;
+  shell: string;
+}
+
+export interface UserDirectory {
+  /** The account, or undefined if no such user exists. */
+  lookup(name: string): Promise<UserAccount | undefined>;
+}
+
+/** One state change to persist: the job after the change and the event that records it. */
+export interface JobTransition {
+  job: Job;
+  previousState: JobState;
+  event: JobEvent;
+}
+
+export interface JobFilter {
+  clusterId?: string;
+  /** hpcqueue_id of the queue. */
+  hpcqueueId?: string;
+  states?: readonly JobState[];
+  runUser?: string;
+}
+
+export interface JobPage {
+  /** Newest first. */
+  jobs: Job[];
+  /** Pass as `beforeId` to get the next page; undefined on the last page. */
+  nextBeforeId?: number;
+}
+
+export interface QuarantinedRecord {
+  key: string;
+  error: string;
+}
+
+/**
+ * Durable job storage. Every write resolves only once it is synced to disk; concurrent writes
+ * share one synced batch (group commit). A write is all-or-nothing.
+ * Errors: StoreUnavailableError when the disk is full or the database failed.
+ */
+export interface JobStore {
+  /**
+   * Stores a new job with its id, uuid, first event (PENDING) and client token in one batch.
+   * `fingerprint` identifies the request for idempotency: the same (runUser, clientToken) with the
+   * same fingerprint returns the original job with created=false; with another fingerprint throws
+   * HpcqError IdempotentParameterMismatch. Concurrent calls with one token create one job.
+   */
+  createJob(spec: JobSpec, fingerprint: string, nowMs: number, reason: string): Promise<{ job: Job; created: boolean }>;
+  /** Persists state changes (record, index moves, events) in one synced batch. */
+  saveTransitions(transitions: readonly JobTransition[]): Promise<void>;
+  getJob(id: number): Promise<Job | undefined>;
+  getJobByUuid(uuid: string): Promise<Job | undefined>;
+  /** Served from indexes; the cost depends on the page, not on the history. */
+  listJobs(filter: JobFilter, pageSize: number, beforeId?: number): Promise<JobPage>;
+  /** The job's state changes, oldest first. */
+  getEvents(jobId: number): Promise<JobEvent[]>;
+  /**
+   * PENDING and RUNNING jobs, read from the state index (finished jobs are not scanned).
+   * Records that cannot be decoded are moved aside and returned in `quarantined`.
+   */
+  loadActiveJobs(): Promise<{ jobs: Job[]; quarantined: QuarantinedRecord[] }>;
+  /** Deletes up to `limit` finished jobs that ended before `cutoffMs`, with indexes, events and tokens. */
+  purgeFinishedBefore(cutoffMs: number, limit: number): Promise<number>;
+}
+
+/**
+ * Runs jobs: places each into its limits under a supervisor process that outlives the daemon.
+ * The executor calls `onEnded` exactly once per job it launched or re-attached.
+ */
+export interface JobExecutor {
+  readonly enforcement: EnforcementMode;
+  /**
+   * Starts the job as its user. Resolves once its first instruction runs inside its limits.
+   * Rejects with LaunchError when the job could not be started (reason in the message); nothing of
+   * it is left running then.
+   */
+  launch(job: Job): Promise<void>;
+  /** Asks the job's supervisor to end it (SIGTERM, SIGKILL after the grace period). */
+  cancel(job: Job): Promise<void>;
+  /**
+   * Re-attaches to a job that was RUNNING when the daemon stopped. Returns 'running' if its
+   * supervisor is alive (onEnded follows later), or the outcome if it ended or was lost.
+   */
+  reattach(job: Job): Promise<'running' | JobOutcome>;
+  /** Called with the outcome of every job that ends. Set by the engine before start(). */
+  onEnded: (jobId: number, outcome: JobOutcome) => void;
+  start(): Promise<void>;
+  /** Stops watching; supervisors and their jobs keep running. Idempotent. */
+  stop(): Promise<void>;
+}
+
+/** Thrown by JobExecutor.launch when a job could not be started. */
+export class LaunchError extends Error {
+  override readonly name = 'LaunchError';
+}

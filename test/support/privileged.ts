@@ -1,0 +1,52 @@
+/**
+ * Tests that need root, writable cgroups or a second Unix user skip on a developer's machine but
+ * must run in CI: there HPCQ_TEST_REQUIRE_PRIVILEGED=1 turns every such skip into a failure.
+ */
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+
+export const requirePrivileged = process.env.HPCQ_TEST_REQUIRE_PRIVILEGED === '1';
+export const isRoot = process.getuid?.() === 0;
+
+/**
+ * Returns true when the capability is present. When absent: returns false (caller skips) or, in
+ * CI, throws so the test fails instead of skipping.
+ */
+export function need(capability: boolean, what: string): boolean {
+  if (capability) return true;
+  if (requirePrivileged) throw new Error(`required test capability missing: ${what}`);
+  return false;
+}
+
+/** The unprivileged account jobs run as in tests, with one supplementary group. */
+export const JOB_USER = 'hpcq-job';
+export const JOB_USER_GROUP = 'hpcq-grp';
+/** A second unprivileged account, for cross-user checks. */
+export const OTHER_USER = 'hpcq-other';
+
+function userExists(name: string): boolean {
+  try {
+    execFileSync('getent', ['passwd', name], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Creates the test accounts if missing (root only). Returns whether they exist. */
+export function ensureTestUsers(): boolean {
+  if (!isRoot) return userExists(JOB_USER) && userExists(OTHER_USER);
+  try {
+    execFileSync('getent', ['group', JOB_USER_GROUP], { stdio: 'ignore' });
+  } catch {
+    execFileSync('groupadd', [JOB_USER_GROUP]);
+  }
+  for (const name of [JOB_USER, OTHER_USER]) {
+    if (!userExists(name)) {
+      const args = ['--create-home', '--shell', '/bin/sh'];
+      if (name === JOB_USER) args.push('--groups', JOB_USER_GROUP);
+      execFileSync('useradd', [...args, name]);
+    }
+  }
+  return existsSync(`/home/${JOB_USER}`);
+}
