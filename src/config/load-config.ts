@@ -1,0 +1,167 @@
+/**
+ * The one configuration load path: embedded defaults -> file (HPCQ_CONFIG or --config) ->
+ * environment (HPCQ_STATE_DIR, HPCQ_LISTEN) -> command-line flags; validated once, every problem
+ * reported together, then compiled and frozen.
+ */
+import { readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { isAbsolute, join } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import type { ClusterConfig, DaemonConfig, QueueConfig } from './daemon-config.js';
+import { configSchema, type ConfigFile } from './schema.js';
+
+/** Thrown when the configuration is invalid; `problems` lists every one found. */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+  constructor(
+    readonly source: string,
+    readonly problems: readonly string[],
+  ) {
+    super(`invalid configuration (${source}):\n  - ${problems.join('\n  - ')}`);
+  }
+}
+
+export interface ConfigOverrides {
+  configPath?: string;
+  stateDir?: string;
+  listen?: string;
+}
+
+export interface HostFacts {
+  cores: number;
+  memoryMb: number;
+  uid: number;
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv, flags: ConfigOverrides, host: HostFacts): DaemonConfig {
+  const path = flags.configPath ?? env.HPCQ_CONFIG;
+  let raw: unknown = {};
+  let source = 'embedded default';
+  if (path) {
+    source = path;
+    let text: string;
+    try {
+      text = readFileSync(path, 'utf8');
+    } catch (err) {
+      throw new ConfigError(source, [`cannot read: ${(err as Error).message}`]);
+    }
+    try {
+      raw = parseYaml(text) ?? {};
+    } catch (err) {
+      throw new ConfigError(source, [`not valid YAML/JSON: ${(err as Error).message}`]);
+    }
+  }
+  return compileConfig(raw, source, {
+    stateDir: flags.stateDir ?? env.HPCQ_STATE_DIR,
+    listen: flags.listen ?? env.HPCQ_LISTEN,
+  }, host, env);
+}
+
+export function compileConfig(
+  raw: unknown,
+  source: string,
+  overrides: { stateDir?: string | undefined; listen?: string | undefined },
+  host: HostFacts,
+  env: NodeJS.ProcessEnv = {},
+): DaemonConfig {
+  const parsed = configSchema.safeParse(raw);
+  if (!parsed.success) {
+    throw new ConfigError(
+      source,
+      parsed.error.issues.map((i) => `${i.path.length ? i.path.join('.') : '(top level)'}: ${i.message}`),
+    );
+  }
+  const file: ConfigFile = parsed.data;
+  const problems: string[] = [];
+
+  const stateDir = overrides.stateDir || file.state_dir || defaultStateDir(host.uid, env);
+  if (!isAbsolute(stateDir)) problems.push(`state_dir: must be an absolute path, got ${JSON.stringify(stateDir)}`);
+  const listen = overrides.listen ? [overrides.listen] : (file.listen ?? [`unix:${join(stateDir, 'hpcqd.sock')}`]);
+  for (const [i, address] of listen.entries()) problems.push(...checkListenAddress(address, file.allow_remote_tcp).map((p) => `listen.${i}: ${p}`));
+
+  const nodeCores = file.node.cores || host.cores;
+  const nodeMemMb = file.node.mem_mb || Math.max(256, host.memoryMb - file.node.reserved_mem_mb);
+
+  const clusters: ClusterConfig[] = [];
+  const queueIds = new Set<string>();
+  for (const [ci, c] of file.clusters.entries()) {
+    const at = `clusters.${ci}`;
+    if (clusters.some((x) => x.clusterId === c.cluster_id)) problems.push(`${at}.cluster_id: duplicate cluster ${c.cluster_id}`);
+    const names = new Set<string>();
+    const queues: QueueConfig[] = [];
+    for (const [qi, q] of c.queues.entries()) {
+      const qat = `${at}.queues.${qi}`;
+      if (queueIds.has(q.hpcqueue_id)) problems.push(`${qat}.hpcqueue_id: duplicate queue id ${q.hpcqueue_id}`);
+      if (names.has(q.scheduler_queue_name)) problems.push(`${qat}.scheduler_queue_name: duplicate queue name ${q.scheduler_queue_name} in cluster ${c.cluster_id}`);
+      queueIds.add(q.hpcqueue_id);
+      names.add(q.scheduler_queue_name);
+      const maxCores = q.max_cores || nodeCores;
+      const maxMemMb = q.max_mem_mb || nodeMemMb;
+      if (q.default_cores > maxCores) problems.push(`${qat}.default_cores: ${q.default_cores} exceeds max_cores ${maxCores}`);
+      if (q.default_mem_mb > maxMemMb) problems.push(`${qat}.default_mem_mb: ${q.default_mem_mb} exceeds max_mem_mb ${maxMemMb}`);
+      if (q.default_time_seconds > q.max_time_seconds) problems.push(`${qat}.default_time_seconds: ${q.default_time_seconds} exceeds max_time_seconds ${q.max_time_seconds}`);
+      if (maxCores > nodeCores) problems.push(`${qat}.max_cores: ${maxCores} exceeds the node's ${nodeCores} allocatable cores; such a job could never start`);
+      if (maxMemMb > nodeMemMb) problems.push(`${qat}.max_mem_mb: ${maxMemMb} exceeds the node's ${nodeMemMb} MiB allocatable memory; such a job could never start`);
+      queues.push(
+        Object.freeze({
+          clusterId: c.cluster_id,
+          zone: c.zone,
+          hpcqueueId: q.hpcqueue_id,
+          schedulerQueueName: q.scheduler_queue_name,
+          isDefault: q.default,
+          priority: q.priority,
+          maxCores,
+          defaultCores: q.default_cores,
+          maxMemMb,
+          defaultMemMb: q.default_mem_mb,
+          maxTimeSeconds: q.max_time_seconds,
+          defaultTimeSeconds: q.default_time_seconds,
+          maxRunning: q.max_running,
+          maxPending: q.max_pending,
+        }),
+      );
+    }
+    const defaults = queues.filter((q) => q.isDefault).length;
+    if (defaults !== 1) problems.push(`${at}.queues: exactly one queue must have default: true, found ${defaults}`);
+    clusters.push(Object.freeze({ clusterId: c.cluster_id, zone: c.zone, queues: Object.freeze(queues) }));
+  }
+
+  if (problems.length > 0) throw new ConfigError(source, problems);
+  return Object.freeze({
+    stateDir,
+    listen: Object.freeze(listen),
+    allowRemoteTcp: file.allow_remote_tcp,
+    killGraceSeconds: file.kill_grace_seconds,
+    enforcement: file.enforcement,
+    requireEnforcement: file.require_enforcement,
+    clockSkewSeconds: file.clock_skew_seconds,
+    jobUmask: parseInt(file.job_umask, 8),
+    nodeCores,
+    nodeMemMb,
+    retentionMaxAgeDays: file.retention.finished_job_max_age_days,
+    retentionSchedule: file.retention.schedule,
+    clusters: Object.freeze(clusters),
+  });
+}
+
+function defaultStateDir(uid: number, env: NodeJS.ProcessEnv): string {
+  if (uid === 0) return '/var/lib/hpcq';
+  const base = env.XDG_STATE_HOME || join(env.HOME || homedir(), '.local', 'state');
+  return join(base, 'hpcq');
+}
+
+/** Problems with one listen address; empty if it is fine. */
+export function checkListenAddress(address: string, allowRemoteTcp: boolean): string[] {
+  if (address.startsWith('unix:')) {
+    const path = address.slice('unix:'.length);
+    return isAbsolute(path) ? [] : [`unix socket path must be absolute: ${address}`];
+  }
+  const m = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(address);
+  if (!m) return [`expected unix:/abs/path.sock or host:port, got ${JSON.stringify(address)}`];
+  const host = m[1]!.replace(/^\[|\]$/g, '');
+  const loopback = host === 'localhost' || host === '::1' || host.startsWith('127.');
+  if (!loopback && !allowRemoteTcp) {
+    return [`TCP address ${address} is not loopback; hpcq has no authentication yet, set allow_remote_tcp: true to accept that risk`];
+  }
+  return [];
+}

@@ -1,0 +1,126 @@
+/**
+ * The configuration file's schema. Every key has its default here: these defaults ARE the embedded
+ * default configuration (config/hpcqd.yaml spells out the same values; a test keeps them equal).
+ * Keys are snake_case like the EHPC API; compile-config.ts turns the parsed file into the frozen,
+ * camelCase `DaemonConfig` the rest of the daemon uses.
+ */
+import { z } from 'zod';
+
+const nonNegativeInt = z.number().int().min(0);
+
+export const queueSchema = z.strictObject({
+  /** EHPC queue id, e.g. hpcq-normal. Unique across all clusters. */
+  hpcqueue_id: z.string().regex(/^[A-Za-z][A-Za-z0-9_-]{0,63}$/, 'letters, digits, - and _, starting with a letter, at most 64'),
+  /** Scheduler-side queue name, e.g. normal. Unique within its cluster. */
+  scheduler_queue_name: z.string().regex(/^[A-Za-z][A-Za-z0-9_-]{0,63}$/, 'letters, digits, - and _, starting with a letter, at most 64'),
+  /** Jobs naming neither queue go to the cluster's default queue (exactly one per cluster). */
+  default: z.boolean().default(false),
+  /** Higher priority queues are dispatched first. Default 0. */
+  priority: z.number().int().default(0),
+  /** Per-job maximum cores; 0 = the node's allocatable cores. */
+  max_cores: nonNegativeInt.default(0),
+  /** Cores a job gets when it asks for 0. Default 1. */
+  default_cores: z.number().int().min(1).default(1),
+  /** Per-job maximum memory in MiB; 0 = the node's allocatable memory. */
+  max_mem_mb: nonNegativeInt.default(0),
+  /** Memory a job gets when it asks for 0, MiB. Default 1024. */
+  default_mem_mb: z.number().int().min(1).default(1024),
+  /** Per-job maximum wall time, seconds. Default 7 days. */
+  max_time_seconds: z.number().int().min(1).default(7 * 24 * 3600),
+  /** Wall time a job gets when it asks for 0, seconds. Default 1 hour. */
+  default_time_seconds: z.number().int().min(1).default(3600),
+  /** Most jobs of this queue running at once; 0 = no limit but the node's. */
+  max_running: nonNegativeInt.default(0),
+  /** Most jobs waiting in this queue; a submit beyond it fails with LimitExceeded.JobQuota. Default 100000. */
+  max_pending: z.number().int().min(1).default(100_000),
+});
+
+export const clusterSchema = z.strictObject({
+  /** EHPC cluster id. */
+  cluster_id: z.string().regex(/^[A-Za-z][A-Za-z0-9_-]{0,63}$/, 'letters, digits, - and _, starting with a letter'),
+  /** Zone the cluster lives in; a submit naming another zone fails with InvalidZone.MismatchRegion. */
+  zone: z.string().min(1).max(64),
+  queues: z.array(queueSchema).min(1),
+});
+
+export const configSchema = z.strictObject({
+  /** Where the database, run files and default socket live. Default /var/lib/hpcq as root, else ~/.local/state/hpcq. */
+  state_dir: z.string().optional(),
+  /**
+   * gRPC listen addresses: `unix:/abs/path.sock` or `host:port`. Default: one unix socket
+   * `<state_dir>/hpcqd.sock`, mode 0600. TCP has no authentication yet: loopback only unless
+   * allow_remote_tcp is set.
+   */
+  listen: z.array(z.string().min(1)).min(1).optional(),
+  /** Permit TCP listeners on non-loopback addresses (no authentication exists yet). Default false. */
+  allow_remote_tcp: z.boolean().default(false),
+  /** Seconds between SIGTERM and SIGKILL on time limit and cancel (Slurm's KillWait). Default 30. */
+  kill_grace_seconds: z.number().int().min(0).max(3600).default(30),
+  /** How limits are enforced: auto picks cgroup2, then cgroup1, then rlimit. Default auto. */
+  enforcement: z.enum(['auto', 'cgroup2', 'cgroup1', 'rlimit']).default('auto'),
+  /**
+   * With true, the daemon refuses to start unless it can enforce memory and CPU limits with cgroups
+   * (or the admin chose `enforcement: rlimit` explicitly). Default true.
+   */
+  require_enforcement: z.boolean().default(true),
+  /** Largest accepted difference between a request's timestamp and the daemon's clock, seconds. Default 300. */
+  clock_skew_seconds: z.number().int().min(1).default(300),
+  /** umask of job processes, octal string. Default "0022". */
+  job_umask: z.string().regex(/^0?[0-7]{3}$/).default('0022'),
+  node: z
+    .strictObject({
+      /** Allocatable cores; 0 = detected (all online CPUs). */
+      cores: nonNegativeInt.default(0),
+      /** Allocatable memory in MiB; 0 = detected (total memory minus reserved_mem_mb). */
+      mem_mb: nonNegativeInt.default(0),
+      /** Memory kept for the system when mem_mb is detected, MiB. Default 512. */
+      reserved_mem_mb: nonNegativeInt.default(512),
+    })
+    .prefault({}),
+  retention: z
+    .strictObject({
+      /** Finished jobs older than this are purged with their events. 0 = keep forever. Default 30. */
+      finished_job_max_age_days: nonNegativeInt.default(30),
+      /** node-cron schedule of the purge. Default hourly at minute 17. */
+      schedule: z.string().default('17 * * * *'),
+    })
+    .prefault({}),
+  clusters: z.array(clusterSchema).min(1).default([
+    {
+      cluster_id: 'hpcq-local',
+      zone: 'local',
+      queues: [
+        {
+          hpcqueue_id: 'hpcq-normal',
+          scheduler_queue_name: 'normal',
+          default: true,
+          priority: 10,
+          max_cores: 0,
+          default_cores: 1,
+          max_mem_mb: 0,
+          default_mem_mb: 1024,
+          max_time_seconds: 7 * 24 * 3600,
+          default_time_seconds: 3600,
+          max_running: 0,
+          max_pending: 100_000,
+        },
+        {
+          hpcqueue_id: 'hpcq-debug',
+          scheduler_queue_name: 'debug',
+          default: false,
+          priority: 20,
+          max_cores: 2,
+          default_cores: 1,
+          max_mem_mb: 4096,
+          default_mem_mb: 512,
+          max_time_seconds: 1800,
+          default_time_seconds: 600,
+          max_running: 4,
+          max_pending: 1000,
+        },
+      ],
+    },
+  ]),
+});
+
+export type ConfigFile = z.infer<typeof configSchema>;

@@ -1,0 +1,49 @@
+/**
+ * `resource_limit`: a `key=value[,key=value]` list of per-job limits beyond cores/memory/time.
+ * Keys: pids (processes+threads in the job), nofile (open files per process), fsize (largest file,
+ * MiB), core (core dump size, MiB; 0 disables core files), nproc (processes of the user host-wide,
+ * rlimit semantics). Values are non-negative integers; each key at most once.
+ */
+import { invalidParameter } from './errors.js';
+import type { ResourceLimits } from './job.js';
+
+const KEYS = {
+  pids: { field: 'pids', max: 4_194_304 },
+  nofile: { field: 'nofile', max: 1_048_576 },
+  fsize: { field: 'fsizeMb', max: 1 << 30 },
+  core: { field: 'coreMb', max: 1 << 30 },
+  nproc: { field: 'nproc', max: 4_194_304 },
+} as const satisfies Record<string, { field: keyof ResourceLimits; max: number }>;
+
+export function parseResourceLimit(text: string): { limits: ResourceLimits; canonical: string } {
+  const limits: ResourceLimits = {};
+  const trimmed = text.trim();
+  if (trimmed === '') return { limits, canonical: '' };
+  const seen = new Set<string>();
+  for (const part of trimmed.split(',')) {
+    const m = /^\s*([a-z]+)\s*=\s*(\S*)\s*$/.exec(part);
+    if (!m) {
+      throw invalidParameter('InvalidParameter.ResourceLimit', 'resource_limit', `resource_limit: expected key=value, got ${JSON.stringify(part)}`);
+    }
+    const key = m[1]!;
+    const value = m[2]!;
+    const spec = (KEYS as Record<string, { field: keyof ResourceLimits; max: number }>)[key];
+    if (!spec) {
+      throw invalidParameter('InvalidParameter.ResourceLimit', 'resource_limit', `resource_limit: unknown key ${JSON.stringify(key)} (known: ${Object.keys(KEYS).join(', ')})`);
+    }
+    if (seen.has(key)) throw invalidParameter('InvalidParameter.ResourceLimit', 'resource_limit', `resource_limit: key ${key} given twice`);
+    seen.add(key);
+    if (!/^\d{1,10}$/.test(value) || Number(value) > spec.max) {
+      throw invalidParameter('InvalidParameter.ResourceLimit', 'resource_limit', `resource_limit: ${key} must be an integer from 0 to ${spec.max}, got ${JSON.stringify(value)}`);
+    }
+    if (key === 'pids' && Number(value) === 0) {
+      throw invalidParameter('InvalidParameter.ResourceLimit', 'resource_limit', 'resource_limit: pids must be at least 1');
+    }
+    limits[spec.field] = Number(value);
+  }
+  const canonical = Object.keys(KEYS)
+    .filter((k) => seen.has(k))
+    .map((k) => `${k}=${limits[(KEYS as Record<string, { field: keyof ResourceLimits }>)[k]!.field]}`)
+    .join(',');
+  return { limits, canonical };
+}

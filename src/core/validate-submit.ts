@@ -1,0 +1,230 @@
+/**
+ * Validates a submission before anything is stored and resolves it into a JobSpec: queue chosen,
+ * defaults filled in, account resolved. Every rejection is an HpcqError with a stable code naming
+ * the field. Pure but for the UserDirectory port.
+ */
+import { createHash } from 'node:crypto';
+import type { ClusterConfig, DaemonConfig, QueueConfig } from '../config/daemon-config.js';
+import { HpcqError, invalidParameter } from './errors.js';
+import type { JobSpec } from './job.js';
+import type { UserDirectory } from './ports.js';
+import { parseResourceLimit } from './resource-limit.js';
+import type { SubmitRequest } from './submit-request.js';
+
+export const JOB_NAME_MAX = 64;
+export const CMD_LINE_MAX_BYTES = 64 * 1024;
+export const PATH_MAX_BYTES = 4096;
+export const CLIENT_TOKEN_MAX = 64;
+export const PRIORITY_MAX = 10_000;
+const JOB_NAME_RE = /^[A-Za-z_-][A-Za-z0-9_-]*$/;
+/** POSIX portable user names (plus the common trailing $ of machine accounts is not accepted). */
+const USER_NAME_RE = /^[a-z_][a-z0-9_.-]{0,31}$/i;
+
+export interface SubmitContext {
+  config: Pick<DaemonConfig, 'clusters' | 'clockSkewSeconds'>;
+  users: UserDirectory;
+  /** uid the daemon runs as: when not 0, jobs may run only as that same account. */
+  daemonUid: number;
+  nowMs: number;
+}
+
+export interface ValidatedSubmit {
+  spec: JobSpec;
+  queue: QueueConfig;
+  /** Identifies the request for client_token idempotency (the timestamp is left out: retries resend it). */
+  fingerprint: string;
+}
+
+export async function validateSubmit(req: SubmitRequest, ctx: SubmitContext): Promise<ValidatedSubmit> {
+  checkName(req.name);
+  checkClientToken(req.clientToken);
+  checkTimestamp(req.timestamp, ctx.nowMs, ctx.config.clockSkewSeconds);
+  for (const [field, value] of [
+    ['core_limit', req.coreLimit],
+    ['mem_limit', req.memLimit],
+    ['time_limit', req.timeLimit],
+    ['priority', req.priority],
+  ] as const) {
+    if (!Number.isSafeInteger(value)) throw invalidParameter('InvalidParameterValue.NotInteger', field, `${field} must be an integer`);
+    if (value < 0) throw invalidParameter('InvalidParameterValue.Negative', field, `${field} must not be negative, got ${value}`);
+  }
+  if (req.priority > PRIORITY_MAX) {
+    throw invalidParameter('InvalidParameterValue.PriorityTooLarge', 'priority', `priority must be at most ${PRIORITY_MAX}`);
+  }
+  if (req.submitType !== 0 && req.submitType !== 1) {
+    throw invalidParameter('InvalidParameterValue.SubmitType', 'submit_type', 'submit_type must be 0 (console) or 1 (cli)');
+  }
+  checkCommand(req.cmdLine, req.inputFile);
+  const { limits: resourceLimits, canonical: resourceLimit } = parseResourceLimit(req.resourceLimit);
+
+  const cluster = resolveCluster(req, ctx.config.clusters);
+  const queue = resolveQueue(req, cluster);
+  const cores = req.coreLimit || queue.defaultCores;
+  const memoryLimitMb = req.memLimit || queue.defaultMemMb;
+  const timeLimitSeconds = req.timeLimit || queue.defaultTimeSeconds;
+  if (cores > queue.maxCores) {
+    throw invalidParameter('InvalidParameterValue.CoreLimitTooLarge', 'core_limit', `core_limit ${cores} exceeds queue ${queue.hpcqueueId}'s maximum of ${queue.maxCores}`);
+  }
+  if (memoryLimitMb > queue.maxMemMb) {
+    throw invalidParameter('InvalidParameterValue.MemLimitTooLarge', 'mem_limit', `mem_limit ${memoryLimitMb} MiB exceeds queue ${queue.hpcqueueId}'s maximum of ${queue.maxMemMb} MiB`);
+  }
+  if (timeLimitSeconds > queue.maxTimeSeconds) {
+    throw invalidParameter('InvalidParameterValue.TimeLimitTooLarge', 'time_limit', `time_limit ${timeLimitSeconds} s exceeds queue ${queue.hpcqueueId}'s maximum of ${queue.maxTimeSeconds} s`);
+  }
+
+  const account = await resolveRunUser(req.runUser, ctx);
+  const stdoutPathTemplate = resolveRedirectPath('stdout_redirect_path', req.stdoutRedirectPath || '~/hpcq-%j.out', account.home);
+  const stderrPathTemplate = resolveRedirectPath('stderr_redirect_path', req.stderrRedirectPath || '~/hpcq-%j.err', account.home);
+
+  const spec: JobSpec = {
+    name: req.name,
+    clusterId: cluster.clusterId,
+    zone: cluster.zone,
+    hpcqueueId: queue.hpcqueueId,
+    schedulerQueueName: queue.schedulerQueueName,
+    runUser: account.name,
+    uid: account.uid,
+    gid: account.gid,
+    home: account.home,
+    shell: account.shell,
+    cmdLine: req.cmdLine,
+    inputFile: req.inputFile,
+    cores,
+    memoryLimitMb,
+    timeLimitSeconds,
+    resourceLimit,
+    resourceLimits,
+    priority: req.priority,
+    stdoutPathTemplate,
+    stderrPathTemplate,
+    submitType: req.submitType,
+    clientToken: req.clientToken,
+    clientTimestamp: req.timestamp,
+  };
+  return { spec, queue, fingerprint: fingerprintOf(spec) };
+}
+
+function fingerprintOf(spec: JobSpec): string {
+  const { clientTimestamp: _ignored, uid: _u, gid: _g, home: _h, shell: _s, ...stable } = spec;
+  return createHash('sha256').update(JSON.stringify(stable)).digest('base64url').slice(0, 32);
+}
+
+function checkName(name: string): void {
+  if (name.length === 0) throw invalidParameter('MissingParameter.JobName', 'name', 'name is required');
+  if (name.length > JOB_NAME_MAX) {
+    throw invalidParameter('InvalidParameter.JobNameTooLong', 'name', `name must be at most ${JOB_NAME_MAX} characters, got ${name.length}`);
+  }
+  if (!JOB_NAME_RE.test(name)) {
+    throw invalidParameter('InvalidParameter.JobNameMalformed', 'name', 'name may contain only letters, digits, - and _, and must not start with a digit');
+  }
+}
+
+function checkClientToken(token: string): void {
+  if (token.length > CLIENT_TOKEN_MAX) {
+    throw invalidParameter('InvalidParameter.ClientTokenTooLong', 'client_token', `client_token must be at most ${CLIENT_TOKEN_MAX} characters`);
+  }
+  if (!/^[\x21-\x7e]*$/.test(token)) {
+    throw invalidParameter('InvalidParameter.ClientTokenMalformed', 'client_token', 'client_token must be printable ASCII without spaces');
+  }
+}
+
+/** Accepts RFC 3339 / ISO 8601 with a zone, or Unix seconds. Empty means "not given". */
+export function parseTimestamp(text: string): number | undefined {
+  if (/^\d{9,11}(\.\d+)?$/.test(text)) return Math.round(Number(text) * 1000);
+  if (!/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})$/i.test(text)) return undefined;
+  const ms = Date.parse(text);
+  return Number.isNaN(ms) ? undefined : ms;
+}
+
+function checkTimestamp(text: string, nowMs: number, skewSeconds: number): void {
+  if (text === '') return;
+  const ms = parseTimestamp(text);
+  if (ms === undefined) {
+    throw invalidParameter('InvalidParameter.TimestampMalformed', 'timestamp', 'timestamp must be RFC 3339 (2026-01-02T03:04:05Z) or Unix seconds');
+  }
+  if (Math.abs(ms - nowMs) > skewSeconds * 1000) {
+    throw invalidParameter('InvalidParameterValue.TimestampOutOfRange', 'timestamp', `timestamp differs from the daemon's clock by more than ${skewSeconds} s`);
+  }
+}
+
+function hasControl(text: string): boolean {
+  return text.includes('\0') || text.includes('\n') || text.includes('\r');
+}
+
+function checkCommand(cmdLine: string, inputFile: string): void {
+  if (cmdLine !== '' && inputFile !== '') {
+    throw invalidParameter('InvalidParameter.InvalidParameterCombination', 'cmd_line', 'give exactly one of cmd_line and input_file, not both');
+  }
+  if (cmdLine === '' && inputFile === '') {
+    throw invalidParameter('MissingParameter.Command', 'cmd_line', 'one of cmd_line and input_file is required');
+  }
+  if (cmdLine !== '') {
+    if (Buffer.byteLength(cmdLine) > CMD_LINE_MAX_BYTES) {
+      throw invalidParameter('InvalidParameter.CmdLineTooLong', 'cmd_line', `cmd_line must be at most ${CMD_LINE_MAX_BYTES} bytes`);
+    }
+    if (cmdLine.includes('\0')) throw invalidParameter('InvalidParameter.CmdLineMalformed', 'cmd_line', 'cmd_line must not contain NUL');
+    return;
+  }
+  if (hasControl(inputFile)) throw invalidParameter('InvalidParameter.InputFileMalformed', 'input_file', 'input_file must not contain NUL or newlines');
+  if (Buffer.byteLength(inputFile) > PATH_MAX_BYTES) throw invalidParameter('InvalidParameter.InputFileTooLong', 'input_file', `input_file must be at most ${PATH_MAX_BYTES} bytes`);
+  if (!inputFile.startsWith('/')) throw invalidParameter('InvalidParameter.InputFileNotAbsolute', 'input_file', 'input_file must be an absolute path');
+}
+
+function resolveCluster(req: SubmitRequest, clusters: readonly ClusterConfig[]): ClusterConfig {
+  let cluster: ClusterConfig | undefined;
+  if (req.clusterId === '') {
+    if (clusters.length !== 1) throw invalidParameter('MissingParameter.ClusterId', 'cluster_id', 'cluster_id is required when more than one cluster is configured');
+    cluster = clusters[0];
+  } else {
+    cluster = clusters.find((c) => c.clusterId === req.clusterId);
+  }
+  if (!cluster) throw new HpcqError('ResourceNotFound.Cluster', 'not_found', `cluster ${JSON.stringify(req.clusterId)} does not exist`, 'cluster_id');
+  if (req.zone !== '' && req.zone !== cluster.zone) {
+    throw invalidParameter('InvalidZone.MismatchRegion', 'zone', `zone ${JSON.stringify(req.zone)} does not match cluster ${cluster.clusterId}'s zone ${cluster.zone}`);
+  }
+  return cluster;
+}
+
+function resolveQueue(req: SubmitRequest, cluster: ClusterConfig): QueueConfig {
+  const byId = req.hpcqueueId === '' ? undefined : cluster.queues.find((q) => q.hpcqueueId === req.hpcqueueId);
+  const byName = req.schedulerQueueName === '' ? undefined : cluster.queues.find((q) => q.schedulerQueueName === req.schedulerQueueName);
+  if (req.hpcqueueId !== '' && !byId) {
+    throw new HpcqError('ResourceNotFound.Queue', 'not_found', `queue ${JSON.stringify(req.hpcqueueId)} does not exist in cluster ${cluster.clusterId}`, 'hpcqueue_id');
+  }
+  if (req.schedulerQueueName !== '' && !byName) {
+    throw new HpcqError('ResourceNotFound.Queue', 'not_found', `queue ${JSON.stringify(req.schedulerQueueName)} does not exist in cluster ${cluster.clusterId}`, 'scheduler_queue_name');
+  }
+  if (byId && byName && byId !== byName) {
+    throw invalidParameter('InvalidParameter.InvalidParameterCombination', 'scheduler_queue_name', `hpcqueue_id ${byId.hpcqueueId} and scheduler_queue_name ${byName.schedulerQueueName} name different queues`);
+  }
+  const queue = byId ?? byName ?? cluster.queues.find((q) => q.isDefault);
+  if (!queue) throw new HpcqError('ResourceNotFound.Queue', 'not_found', `cluster ${cluster.clusterId} has no default queue`, 'hpcqueue_id');
+  return queue;
+}
+
+async function resolveRunUser(runUser: string, ctx: SubmitContext) {
+  if (runUser === '') throw invalidParameter('MissingParameter.RunUser', 'run_user', 'run_user is required');
+  if (!USER_NAME_RE.test(runUser)) throw invalidParameter('InvalidParameter.RunUserMalformed', 'run_user', 'run_user is not a valid user name');
+  const account = await ctx.users.lookup(runUser);
+  if (!account) throw invalidParameter('InvalidParameter.RunUserNotFound', 'run_user', `run_user ${runUser} is not an account on this node`);
+  if (account.uid === 0) {
+    throw new HpcqError('OperationDenied.RunUserPrivileged', 'permission', `run_user ${runUser} has uid 0; jobs never run as root`, 'run_user');
+  }
+  if (ctx.daemonUid !== 0 && account.uid !== ctx.daemonUid) {
+    throw new HpcqError('OperationDenied.RunUserNotAllowed', 'permission', `this hpcqd runs unprivileged (uid ${ctx.daemonUid}) and can run jobs only as that user`, 'run_user');
+  }
+  return account;
+}
+
+/** Resolves `~/` to the user's home and checks the path; %j %x %u stay for the store to expand. */
+function resolveRedirectPath(field: string, path: string, home: string): string {
+  if (hasControl(path)) throw invalidParameter('InvalidParameter.RedirectPathMalformed', field, `${field} must not contain NUL or newlines`);
+  if (/%[^jxu%]|%$/.test(path)) throw invalidParameter('InvalidParameter.RedirectPathMalformed', field, `${field} may use only %j, %x, %u and %%`);
+  const resolved = path.startsWith('~/') ? `${home.replace(/\/+$/, '')}/${path.slice(2)}` : path;
+  if (!resolved.startsWith('/')) throw invalidParameter('InvalidParameter.RedirectPathNotAbsolute', field, `${field} must be absolute or start with ~/`);
+  if (resolved.split('/').some((part) => part === '..')) throw invalidParameter('InvalidParameter.RedirectPathTraversal', field, `${field} must not contain .. components`);
+  if (resolved.endsWith('/')) throw invalidParameter('InvalidParameter.RedirectPathMalformed', field, `${field} names a directory`);
+  // Leave room for %j growing into a long job id.
+  if (Buffer.byteLength(resolved) > PATH_MAX_BYTES - 64) throw invalidParameter('InvalidParameter.RedirectPathTooLong', field, `${field} must be at most ${PATH_MAX_BYTES - 64} bytes`);
+  return resolved;
+}
