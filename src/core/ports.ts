@@ -90,12 +90,20 @@ export interface JobExecutor {
   /** Asks the job's supervisor to end it (SIGTERM, SIGKILL after the grace period). */
   cancel(job: Job): Promise<void>;
   /**
-   * Re-attaches to a job that was RUNNING when the daemon stopped. Returns 'running' if its
-   * supervisor is alive (onEnded follows later), or the outcome if it ended or was lost.
+   * Re-attaches to a job that was RUNNING when the daemon stopped: if its supervisor is alive,
+   * onEnded follows when it ends; if it ended while the daemon was down, onEnded is called with its
+   * true outcome; if its supervisor is gone (or its pid now belongs to another process), onEnded is
+   * called with NODE_FAIL.
    */
-  reattach(job: Job): Promise<'running' | JobOutcome>;
-  /** Called with the outcome of every job that ends. Set by the engine before start(). */
-  onEnded: (jobId: number, outcome: JobOutcome) => void;
+  reattach(job: Job): Promise<void>;
+  /** Kills and removes what is left of jobs not in `runningJobIds` (cgroups, run files). */
+  sweepOrphans(runningJobIds: ReadonlySet<number>): Promise<void>;
+  /**
+   * Called once with the outcome of every job that ends. The executor keeps the job's exit record
+   * and cgroup until the returned promise resolves (the outcome is durably stored), so a crash in
+   * between loses nothing. Set by the engine before start().
+   */
+  onEnded: (jobId: number, outcome: JobOutcome) => Promise<void>;
   start(): Promise<void>;
   /** Stops watching; supervisors and their jobs keep running. Idempotent. */
   stop(): Promise<void>;

@@ -1,0 +1,362 @@
+/**
+ * JobEngine runs the use cases (submit, get, list, cancel, watch) and the dispatch loop against the
+ * ports. It holds the active jobs (PENDING and RUNNING) in memory; finished jobs live only in the
+ * store.
+ *
+ * Lifecycle:
+ * - created: nothing loaded; calls are refused.
+ * - started (start()): active jobs loaded from the store, running jobs re-attached through the
+ *   executor, orphans swept, dispatching on.
+ * - stopping/stopped (stop()): no new dispatch, in-flight launches and writes awaited; running jobs
+ *   stay with their supervisors. Idempotent.
+ *
+ * Dispatch is event-driven: a submit, a job end, a cancel or a failed launch schedules one pass
+ * (coalesced with setImmediate); there is no polling tick. A job becomes RUNNING durably (synced)
+ * before its supervisor is spawned, so a crash can never start it twice.
+ */
+import type { DaemonConfig, QueueConfig } from '../config/daemon-config.js';
+import { HpcqError, jobNotFound, StoreUnavailableError } from '../core/errors.js';
+import { isTerminal, transition, type Job, type JobEvent, type JobOutcome, type JobState } from '../core/job.js';
+import { LaunchError, type JobExecutor, type JobFilter, type JobPage, type JobStore, type JobTransition, type UserDirectory } from '../core/ports.js';
+import { planDispatch, type QueuePolicyView } from '../core/scheduler.js';
+import type { SubmitRequest } from '../core/submit-request.js';
+import { validateSubmit } from '../core/validate-submit.js';
+import type { Logger } from '../logger.js';
+import { ActiveJobs } from './active-jobs.js';
+import { JobEventBus, type JobChangeListener } from './job-event-bus.js';
+
+export interface JobEngineDeps {
+  config: DaemonConfig;
+  store: JobStore;
+  executor: JobExecutor;
+  users: UserDirectory;
+  log: Logger;
+  daemonUid: number;
+  now?: () => number;
+}
+
+/** Delay before retrying a state write that failed (disk full, store reopening). */
+const WRITE_RETRY_MS = 1000;
+
+export class JobEngine {
+  private readonly active = new ActiveJobs();
+  private readonly queues: Map<string, QueueConfig>;
+  private readonly queuePolicies: Map<string, QueuePolicyView>;
+  private readonly bus = new JobEventBus();
+  /** Jobs whose RUNNING record is being written or whose supervisor is being spawned. */
+  private readonly launching = new Map<number, Promise<void>>();
+  /** Running jobs a CancelJob asked to end, with who asked. */
+  private readonly cancelRequested = new Map<number, string>();
+  /** Submits in flight per queue, counted against max_pending before they are stored. */
+  private readonly submitsInFlight = new Map<string, number>();
+  private readonly inFlight = new Set<Promise<unknown>>();
+  private dispatchScheduled = false;
+  private state: 'created' | 'started' | 'stopped' = 'created';
+  private readonly now: () => number;
+
+  constructor(private readonly deps: JobEngineDeps) {
+    this.now = deps.now ?? Date.now;
+    this.queues = new Map(deps.config.clusters.flatMap((c) => c.queues.map((q) => [q.hpcqueueId, q] as const)));
+    this.queuePolicies = new Map([...this.queues].map(([id, q]) => [id, { priority: q.priority, maxRunning: q.maxRunning }]));
+    deps.executor.onEnded = (jobId, outcome) => this.recordOutcome(jobId, outcome);
+  }
+
+  async start(): Promise<void> {
+    if (this.state !== 'created') throw new Error(`JobEngine.start() in state ${this.state}`);
+    const { jobs, quarantined } = await this.deps.store.loadActiveJobs();
+    for (const q of quarantined) this.deps.log.error({ key: q.key, error: q.error }, 'job record could not be decoded; moved to quarantine');
+    for (const job of jobs) this.active.set(job);
+    await this.deps.executor.start();
+    const running = jobs.filter((j) => j.state === 'RUNNING');
+    this.state = 'started';
+    for (const job of running) await this.deps.executor.reattach(job);
+    await this.deps.executor.sweepOrphans(new Set(running.map((j) => j.id)));
+    this.deps.log.info(
+      { pending: jobs.length - running.length, running: running.length, quarantined: quarantined.length },
+      'job engine started',
+    );
+    this.scheduleDispatch();
+  }
+
+  async stop(): Promise<void> {
+    if (this.state === 'stopped') return;
+    this.state = 'stopped';
+    while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
+    await this.deps.executor.stop();
+  }
+
+  get isStarted(): boolean {
+    return this.state === 'started';
+  }
+
+  // ---- use cases -------------------------------------------------------------------------------
+
+  async submit(req: SubmitRequest): Promise<{ job: Job; created: boolean }> {
+    this.assertStarted();
+    const { spec, queue, fingerprint } = await validateSubmit(req, {
+      config: this.deps.config,
+      users: this.deps.users,
+      daemonUid: this.deps.daemonUid,
+      nowMs: this.now(),
+    });
+    const inFlight = this.submitsInFlight.get(queue.hpcqueueId) ?? 0;
+    if (this.active.countsOf(queue.hpcqueueId).pending + inFlight >= queue.maxPending) {
+      throw new HpcqError('LimitExceeded.JobQuota', 'exhausted', `queue ${queue.hpcqueueId} already holds its maximum of ${queue.maxPending} pending jobs`, 'hpcqueue_id');
+    }
+    this.submitsInFlight.set(queue.hpcqueueId, inFlight + 1);
+    try {
+      const result = await this.track(this.deps.store.createJob(spec, fingerprint, this.now(), 'Priority'));
+      if (result.created && this.state === 'started') {
+        this.active.set(result.job);
+        this.scheduleDispatch();
+      }
+      return { job: this.active.get(result.job.id) ?? result.job, created: result.created };
+    } finally {
+      this.submitsInFlight.set(queue.hpcqueueId, (this.submitsInFlight.get(queue.hpcqueueId) ?? 1) - 1);
+    }
+  }
+
+  async getJob(idOrUuid: string): Promise<Job> {
+    this.assertStarted();
+    const job = await this.findJob(idOrUuid);
+    if (!job) throw jobNotFound(idOrUuid);
+    return job;
+  }
+
+  async listJobs(filter: JobFilter, pageSize: number, beforeId?: number): Promise<JobPage> {
+    this.assertStarted();
+    const page = await this.deps.store.listJobs(filter, pageSize, beforeId);
+    // The store may lag the in-memory state by an in-flight write; show the freshest view.
+    return { ...page, jobs: page.jobs.map((j) => this.active.get(j.id) ?? j) };
+  }
+
+  /** Cancels a pending job at once; asks a running job's supervisor to end it (CANCELLED follows). */
+  async cancel(idOrUuid: string, requestedBy: string): Promise<Job> {
+    this.assertStarted();
+    const found = await this.findJob(idOrUuid);
+    if (!found) throw jobNotFound(idOrUuid);
+    const job = this.active.get(found.id);
+    if (!job || isTerminal(job.state)) {
+      throw new HpcqError('FailedOperation.JobAlreadyFinished', 'precondition', `job ${found.id} already ended (${found.state})`, 'job_id');
+    }
+    if (job.state === 'PENDING') {
+      await this.applyTransitions([{ job, to: 'CANCELLED', reason: `Cancelled by ${requestedBy}` }]);
+      return this.active.get(job.id) ?? (await this.getJob(String(job.id)));
+    }
+    if (!this.cancelRequested.has(job.id)) {
+      this.cancelRequested.set(job.id, requestedBy);
+      const launch = this.launching.get(job.id);
+      if (launch) await launch;
+      const current = this.active.get(job.id);
+      if (current?.state === 'RUNNING') await this.deps.executor.cancel(current);
+    }
+    return this.active.get(job.id) ?? (await this.getJob(String(job.id)));
+  }
+
+  /**
+   * Follows a job: `onJob` first gets the job as it is now (with the stored history if asked), then
+   * every state change; the returned promise resolves after a terminal state or when `signal` aborts.
+   */
+  async watch(
+    idOrUuid: string,
+    includeHistory: boolean,
+    onJob: (job: Job, event?: JobEvent) => void,
+    signal: AbortSignal,
+  ): Promise<void> {
+    this.assertStarted();
+    const found = await this.findJob(idOrUuid);
+    if (!found) throw jobNotFound(idOrUuid);
+    const buffered: Array<[Job, JobEvent]> = [];
+    let live: JobChangeListener = (job, event) => buffered.push([job, event]);
+    let finish!: () => void;
+    const done = new Promise<void>((resolve) => (finish = resolve));
+    const unsubscribe = this.bus.subscribe(found.id, (job, event) => live(job, event));
+    const onAbort = () => finish();
+    signal.addEventListener('abort', onAbort);
+    try {
+      // Subscribed before reading, so no change falls between the snapshot and the live events.
+      const snapshot = this.active.get(found.id) ?? (await this.deps.store.getJob(found.id)) ?? found;
+      onJob(snapshot);
+      if (includeHistory) {
+        for (const event of await this.deps.store.getEvents(found.id)) {
+          if (event.sequence <= snapshot.eventCount) onJob(snapshot, event);
+        }
+      }
+      if (isTerminal(snapshot.state)) return;
+      live = (job, event) => {
+        onJob(job, event);
+        if (isTerminal(job.state)) finish();
+      };
+      for (const [job, event] of buffered) if (event.sequence > snapshot.eventCount) live(job, event);
+      if (!signal.aborted) await done;
+    } finally {
+      signal.removeEventListener('abort', onAbort);
+      unsubscribe();
+    }
+  }
+
+  /** Pending and running counts of a queue, from memory. */
+  queueCounts(hpcqueueId: string): { pending: number; running: number } {
+    return { ...this.active.countsOf(hpcqueueId) };
+  }
+
+  /** Cores and memory (MiB) held by running jobs. */
+  usedResources(): { cores: number; memMb: number } {
+    return this.active.used;
+  }
+
+  // ---- dispatch --------------------------------------------------------------------------------
+
+  private scheduleDispatch(): void {
+    if (this.dispatchScheduled || this.state !== 'started') return;
+    this.dispatchScheduled = true;
+    setImmediate(() => {
+      this.dispatchScheduled = false;
+      if (this.state === 'started') this.track(this.dispatch()).catch((err) => this.deps.log.error({ err }, 'dispatch failed'));
+    });
+  }
+
+  private async dispatch(): Promise<void> {
+    if (this.active.pendingTotal === 0) return;
+    const used = this.active.used;
+    // Every job needs at least one core: with none free nothing can start, so skip planning.
+    if (used.cores >= this.deps.config.nodeCores) return;
+    const pending: Job[] = [];
+    const running: Job[] = [];
+    for (const job of this.active.values()) (job.state === 'PENDING' ? pending : running).push(job);
+    const nowMs = this.now();
+    const plan = planDispatch({
+      pending,
+      running: running.map((j) => ({ hpcqueueId: j.hpcqueueId, cores: j.cores, memoryLimitMb: j.memoryLimitMb, expectedEndMs: j.startTimeMs + j.timeLimitSeconds * 1000 })),
+      queues: this.queuePolicies,
+      nodeCores: this.deps.config.nodeCores,
+      nodeMemMb: this.deps.config.nodeMemMb,
+      nowMs,
+    });
+    // Pending reasons change often; they are shown from memory and not written to the store.
+    for (const [id, reason] of plan.waiting) {
+      const job = this.active.get(id);
+      if (job && job.state === 'PENDING' && job.reason !== reason) this.active.set({ ...job, reason });
+    }
+    if (plan.start.length === 0) return;
+    const starting = plan.start.map((id) => ({ ...this.active.get(id)!, enforcement: this.deps.executor.enforcement }));
+    const stored = this.applyTransitions(starting.map((job) => ({ job, to: 'RUNNING' as const, reason: '' })));
+    for (const job of starting) {
+      const launch = stored.then(
+        () => this.launch(job.id),
+        (err: unknown) => this.revertToPending(job.id, err),
+      );
+      this.launching.set(job.id, launch);
+      void this.track(launch.finally(() => this.launching.delete(job.id)));
+    }
+  }
+
+  private async launch(jobId: number): Promise<void> {
+    const job = this.active.get(jobId);
+    if (!job || job.state !== 'RUNNING') return;
+    try {
+      await this.deps.executor.launch(job);
+    } catch (err) {
+      const message = err instanceof LaunchError ? err.message : `internal error: ${(err as Error).message}`;
+      if (!(err instanceof LaunchError)) this.deps.log.error({ err, jobId }, 'launch failed unexpectedly');
+      await this.recordOutcome(jobId, {
+        state: 'FAILED',
+        reason: `LaunchFailed: ${message}`,
+        exitCode: 0,
+        termSignal: 0,
+        limitHit: '',
+        endTimeMs: this.now(),
+      });
+      return;
+    }
+    if (this.cancelRequested.has(jobId)) await this.deps.executor.cancel(this.active.get(jobId) ?? job);
+  }
+
+  /** The RUNNING write failed (applyTransitions restored PENDING in memory): retry later. */
+  private revertToPending(jobId: number, err: unknown): void {
+    this.deps.log.error({ err, jobId }, 'could not store RUNNING state; job stays pending');
+    const job = this.active.get(jobId);
+    if (job?.state === 'PENDING') this.active.set({ ...job, reason: 'StoreUnavailable' });
+    setTimeout(() => this.scheduleDispatch(), WRITE_RETRY_MS).unref();
+  }
+
+  /** Stores how a running job ended; resolves once durable (retrying while the store is down). */
+  private async recordOutcome(jobId: number, outcome: JobOutcome): Promise<void> {
+    const job = this.active.get(jobId) ?? (await this.deps.store.getJob(jobId));
+    if (!job || isTerminal(job.state)) return;
+    if (job.state !== 'RUNNING') {
+      this.deps.log.error({ jobId, state: job.state }, 'outcome for a job that is not running; ignored');
+      return;
+    }
+    const cancelledBy = this.cancelRequested.get(jobId);
+    const reason = outcome.state === 'CANCELLED' && cancelledBy ? `Cancelled by ${cancelledBy}` : outcome.reason;
+    for (;;) {
+      try {
+        await this.applyTransitions([
+          {
+            job: { ...job, exitCode: outcome.exitCode, termSignal: outcome.termSignal, limitHit: outcome.limitHit, ...(outcome.usage ? { usage: outcome.usage } : {}) },
+            to: outcome.state,
+            reason,
+            timeMs: outcome.endTimeMs,
+          },
+        ]);
+        break;
+      } catch (err) {
+        if (!(err instanceof StoreUnavailableError) || this.state !== 'started') throw err;
+        this.deps.log.warn({ jobId, err: err.message }, 'could not store job outcome; retrying');
+        await new Promise((r) => setTimeout(r, WRITE_RETRY_MS));
+      }
+    }
+    this.cancelRequested.delete(jobId);
+    this.scheduleDispatch();
+  }
+
+  // ---- helpers ---------------------------------------------------------------------------------
+
+  /**
+   * Applies state changes in memory at once (so dispatch sees them) and stores them in one synced
+   * batch. Listeners hear of a change only after it is durable.
+   */
+  private async applyTransitions(changes: Array<{ job: Job; to: JobState; reason: string; timeMs?: number }>): Promise<void> {
+    const transitions: JobTransition[] = changes.map(({ job, to, reason, timeMs }) => {
+      const { job: next, event } = transition(job, to, reason, timeMs ?? this.now());
+      return { job: next, previousState: job.state, event };
+    });
+    for (const t of transitions) this.active.set(t.job);
+    try {
+      await this.track(this.deps.store.saveTransitions(transitions));
+    } catch (err) {
+      // The batch is all-or-nothing: the store still holds the previous states, so memory must too.
+      for (const { job } of changes) this.active.set(job);
+      throw err;
+    }
+    for (const t of transitions) {
+      this.deps.log.info({ jobId: t.job.id, state: t.job.state, reason: t.event.reason || undefined }, 'job state changed');
+      this.bus.publish(t.job, t.event);
+    }
+  }
+
+  private async findJob(idOrUuid: string): Promise<Job | undefined> {
+    if (/^\d{1,15}$/.test(idOrUuid)) {
+      const id = Number(idOrUuid);
+      return this.active.get(id) ?? (await this.deps.store.getJob(id));
+    }
+    if (/^hpcjob-[0-9a-z]{8}$/.test(idOrUuid)) {
+      const job = await this.deps.store.getJobByUuid(idOrUuid);
+      return job && (this.active.get(job.id) ?? job);
+    }
+    if (idOrUuid === '') throw new HpcqError('MissingParameter.JobId', 'invalid', 'job_id is required', 'job_id');
+    throw new HpcqError('InvalidParameter.JobIdMalformed', 'invalid', 'job_id must be a numeric job id or an hpcjob-xxxxxxxx uuid', 'job_id');
+  }
+
+  private assertStarted(): void {
+    if (this.state !== 'started') throw new HpcqError('ResourceUnavailable.ShuttingDown', 'unavailable', 'hpcqd is not accepting requests (starting or stopping)');
+  }
+
+  private track<T>(promise: Promise<T>): Promise<T> {
+    this.inFlight.add(promise);
+    const remove = () => this.inFlight.delete(promise);
+    promise.then(remove, remove);
+    return promise;
+  }
+}
