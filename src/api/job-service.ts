@@ -1,0 +1,89 @@
+/** hpcq.v1.JobService: thin transport over JobEngine. */
+import type { DaemonConfig } from '../config/daemon-config.js';
+import { HpcqError } from '../core/errors.js';
+import type { JobFilter } from '../core/ports.js';
+import type { JobEngine } from '../engine/job-engine.js';
+import type {
+  CancelJobRequest,
+  CancelJobResponse,
+  GetJobRequest,
+  GetJobResponse,
+  JobServiceServer,
+  ListJobsRequest,
+  ListJobsResponse,
+  SubmitJobRequest,
+  SubmitJobResponse,
+  WatchJobRequest,
+  WatchJobResponse,
+} from '../gen/hpcq/v1/job_service.js';
+import type { Logger } from '../logger.js';
+import { eventToProto, jobToProto, stateFromProto, submitRequestFromProto } from './convert.js';
+import { serverStream, unary } from './handlers.js';
+
+const DEFAULT_PAGE_SIZE = 100;
+const MAX_PAGE_SIZE = 1000;
+
+export function createJobService(engine: JobEngine, config: DaemonConfig, log: Logger): JobServiceServer {
+  return {
+    submitJob: unary<SubmitJobRequest, SubmitJobResponse>(log, 'SubmitJob', async (req) => {
+      const { job } = await engine.submit(submitRequestFromProto(req));
+      return { action: 'HpcJobSubmitJobResponse', jobStatus: 'pending', hpcjobUuid: job.uuid, jobId: String(job.id), retCode: 0 };
+    }),
+    getJob: unary<GetJobRequest, GetJobResponse>(log, 'GetJob', async (req) => ({ job: jobToProto(await engine.getJob(req.jobId)) })),
+    listJobs: unary<ListJobsRequest, ListJobsResponse>(log, 'ListJobs', async (req) => {
+      if (req.pageSize < 0) throw new HpcqError('InvalidParameterValue.Negative', 'invalid', 'page_size must not be negative', 'page_size');
+      const pageSize = Math.min(req.pageSize || DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE);
+      const page = await engine.listJobs(listFilter(req, config), pageSize, decodePageToken(req.pageToken));
+      return {
+        jobs: page.jobs.map(jobToProto),
+        nextPageToken: page.nextBeforeId === undefined ? '' : encodePageToken(page.nextBeforeId),
+      };
+    }),
+    cancelJob: unary<CancelJobRequest, CancelJobResponse>(log, 'CancelJob', async (req) => ({
+      job: jobToProto(await engine.cancel(req.jobId, 'CancelJob')),
+    })),
+    watchJob: serverStream<WatchJobRequest, WatchJobResponse>(log, 'WatchJob', async (req, call, signal) => {
+      await engine.watch(
+        req.jobId,
+        req.includeHistory,
+        (job, event) => call.write({ job: jobToProto(job), event: event ? eventToProto(event) : undefined }),
+        signal,
+      );
+    }),
+  };
+}
+
+function listFilter(req: ListJobsRequest, config: DaemonConfig): JobFilter {
+  const filter: JobFilter = {};
+  if (req.clusterId) {
+    if (!config.clusters.some((c) => c.clusterId === req.clusterId)) {
+      throw new HpcqError('ResourceNotFound.Cluster', 'not_found', `cluster ${JSON.stringify(req.clusterId)} does not exist`, 'cluster_id');
+    }
+    filter.clusterId = req.clusterId;
+  }
+  if (req.queue) {
+    const matches = config.clusters
+      .filter((c) => !req.clusterId || c.clusterId === req.clusterId)
+      .flatMap((c) => c.queues)
+      .filter((q) => q.hpcqueueId === req.queue || q.schedulerQueueName === req.queue);
+    if (matches.length === 0) throw new HpcqError('ResourceNotFound.Queue', 'not_found', `queue ${JSON.stringify(req.queue)} does not exist`, 'queue');
+    if (matches.length > 1) {
+      throw new HpcqError('InvalidParameter.AmbiguousQueue', 'invalid', `queue name ${req.queue} exists in several clusters; give cluster_id or the hpcqueue_id`, 'queue');
+    }
+    filter.hpcqueueId = matches[0]!.hpcqueueId;
+  }
+  if (req.states.length > 0) filter.states = [...new Set(req.states.map(stateFromProto))];
+  if (req.runUser) filter.runUser = req.runUser;
+  return filter;
+}
+
+function encodePageToken(beforeId: number): string {
+  return Buffer.from(`v1:${beforeId}`).toString('base64url');
+}
+
+function decodePageToken(token: string): number | undefined {
+  if (!token) return undefined;
+  const m = /^v1:(\d{1,15})$/.exec(Buffer.from(token, 'base64url').toString());
+  if (!m) throw new HpcqError('InvalidParameter.PageToken', 'invalid', 'page_token is not a token this server issued', 'page_token');
+  return Number(m[1]);
+}
