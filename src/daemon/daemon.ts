@@ -1,0 +1,98 @@
+/**
+ * The composition root: builds every component from the compiled config, passes dependencies in,
+ * and owns the start/stop order.
+ *
+ * Lifecycle:
+ * - created: nothing opened.
+ * - starting: state dir checked -> database opened (its lock makes a second daemon on the same
+ *   state dir fail here, before it touches anything) -> enforcement detected -> engine started
+ *   (active jobs loaded, running jobs re-attached) -> housekeeping -> gRPC serving.
+ * - running.
+ * - stopping (stop()): health NOT_SERVING -> in-flight RPCs drained (deadline) -> dispatching
+ *   stopped, running jobs left to their supervisors -> state flushed -> database closed last.
+ *   Idempotent; a second call returns the same promise.
+ */
+import { GrpcServer } from '../api/grpc-server.js';
+import { createJobService } from '../api/job-service.js';
+import { createQueueService } from '../api/queue-service.js';
+import type { DaemonConfig } from '../config/daemon-config.js';
+import { JobEngine } from '../engine/job-engine.js';
+import { SupervisedExecutor } from '../exec/supervised-executor.js';
+import type { Logger } from '../logger.js';
+import { LevelJobStore } from '../store/level-job-store.js';
+import { GetentUserDirectory } from '../system/getent-user-directory.js';
+import { selectEnforcement, type EnforcementSelection } from './enforcement.js';
+import { Housekeeping } from './housekeeping.js';
+import { prepareStateDir } from './state-dir.js';
+
+/** How long in-flight RPCs get to finish on shutdown before they are cut. */
+const RPC_DRAIN_DEADLINE_MS = 5000;
+
+export class Daemon {
+  private store: LevelJobStore | undefined;
+  private engine: JobEngine | undefined;
+  private server: GrpcServer | undefined;
+  private housekeeping: Housekeeping | undefined;
+  private stopping: Promise<void> | undefined;
+  enforcement: EnforcementSelection | undefined;
+
+  constructor(
+    readonly config: DaemonConfig,
+    private readonly log: Logger,
+    private readonly uid = process.getuid?.() ?? 0,
+  ) {}
+
+  get addresses(): readonly string[] {
+    return this.server?.boundAddresses ?? [];
+  }
+
+  async start(): Promise<void> {
+    const { config, log } = this;
+    if (this.uid !== 0) {
+      log.warn({ uid: this.uid }, 'hpcqd is not running as root: jobs can run only as this same user');
+    }
+    const paths = prepareStateDir(config.stateDir, this.uid);
+    this.store = new LevelJobStore({ location: paths.database, log });
+    await this.store.open();
+    try {
+      const detection = await selectEnforcement(config.enforcement, config.requireEnforcement, this.uid);
+      this.enforcement = detection;
+      if (!detection.ok) throw new Error(`cannot enforce job limits (enforcement: ${detection.mode}): ${detection.reasons.join('; ')}`);
+      if (detection.mode === 'rlimit') log.warn({ reasons: detection.reasons }, 'enforcing limits with rlimits only: memory is per process (RLIMIT_AS), CPU is time not cores, escaped processes are not tracked');
+      else log.info({ enforcement: detection.mode, reasons: detection.reasons }, 'limit enforcement selected');
+      const executor = new SupervisedExecutor({
+        runDir: paths.run,
+        limiter: detection.limiter,
+        killGraceSeconds: config.killGraceSeconds,
+        jobUmask: config.jobUmask,
+        log,
+      });
+      this.engine = new JobEngine({ config, store: this.store, executor, users: new GetentUserDirectory(), log, daemonUid: this.uid });
+      await this.engine.start();
+      this.housekeeping = new Housekeeping(this.store, config.retentionMaxAgeDays, config.retentionSchedule, log);
+      this.housekeeping.start();
+      this.server = new GrpcServer(
+        config.listen,
+        { jobs: createJobService(this.engine, config, log), queues: createQueueService(this.engine, config, detection.mode, log) },
+        log,
+      );
+      await this.server.start();
+    } catch (err) {
+      await this.stop();
+      throw err;
+    }
+    log.info({ stateDir: config.stateDir, pid: process.pid }, 'hpcqd started');
+  }
+
+  stop(): Promise<void> {
+    this.stopping ??= (async () => {
+      this.server?.setNotServing();
+      await this.server?.stop(RPC_DRAIN_DEADLINE_MS);
+      await this.housekeeping?.stop();
+      await this.engine?.stop();
+      await this.store?.close();
+      this.log.info('hpcqd stopped');
+    })();
+    return this.stopping;
+  }
+}

@@ -1,0 +1,84 @@
+/**
+ * Runs hpcqd: parses flags, loads the configuration, starts the daemon and owns the
+ * signals: the first SIGTERM/SIGINT stops gracefully, a second one (or a stuck shutdown) forces.
+ */
+import { availableParallelism, totalmem } from 'node:os';
+import { Command } from 'commander';
+import { ConfigError, loadConfig } from '../config/load-config.js';
+import { selectEnforcement } from './enforcement.js';
+import { createLogger } from '../logger.js';
+import { Daemon } from './daemon.js';
+
+/** A graceful stop that takes longer than this is forced. */
+const FORCE_STOP_AFTER_MS = 30_000;
+
+export async function runDaemon(argv: readonly string[]): Promise<void> {
+  const program = new Command('hpcqd')
+    .description('HPC cluster queue daemon')
+    .option('-c, --config <path>', 'configuration file (YAML or JSON); default: embedded, or $HPCQ_CONFIG')
+    .option('--state-dir <dir>', 'state directory; default from config, or $HPCQ_STATE_DIR')
+    .option('--listen <address>', 'gRPC address unix:/abs/path.sock or host:port; or $HPCQ_LISTEN')
+    .option('--check', 'validate the configuration, report how limits would be enforced, and exit')
+    .parse(argv, { from: 'user' });
+  const flags = program.opts<{ config?: string; stateDir?: string; listen?: string; check?: boolean }>();
+  const uid = process.getuid?.() ?? 0;
+  const log = createLogger();
+
+  let config;
+  try {
+    config = loadConfig(process.env, { configPath: flags.config, stateDir: flags.stateDir, listen: flags.listen }, {
+      cores: availableParallelism(),
+      memoryMb: Math.floor(totalmem() / 1024 / 1024),
+      uid,
+    });
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`hpcqd: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+
+  if (flags.check) {
+    const detection = await selectEnforcement(config.enforcement, config.requireEnforcement, uid);
+    process.stdout.write(
+      `${JSON.stringify({ ok: detection.ok, enforcement: detection.mode, reasons: detection.reasons, config }, null, 2)}\n`,
+    );
+    process.exit(detection.ok ? 0 : 1);
+  }
+
+  const daemon = new Daemon(config, log, uid);
+  let signals = 0;
+  const onSignal = (signal: NodeJS.Signals) => {
+    signals++;
+    if (signals > 1) {
+      log.warn({ signal }, 'second signal: forcing exit; running jobs stay with their supervisors');
+      process.exit(1);
+    }
+    log.info({ signal }, 'stopping');
+    setTimeout(() => {
+      log.error('graceful stop took too long; forcing exit');
+      process.exit(1);
+    }, FORCE_STOP_AFTER_MS).unref();
+    daemon.stop().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        log.error({ err }, 'error while stopping');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  try {
+    await daemon.start();
+  } catch (err) {
+    const message = err instanceof Error ? err.message : String(err);
+    log.fatal({ err }, 'hpcqd could not start');
+    process.stderr.write(`hpcqd: ${message}\n`);
+    log.flush();
+    process.exit(1);
+  }
+  // Let launchers and tests know the daemon is serving (one line, machine-readable).
+  process.stdout.write(`${JSON.stringify({ event: 'ready', pid: process.pid, addresses: daemon.addresses, enforcement: daemon.enforcement?.mode })}\n`);
+}

@@ -1,0 +1,264 @@
+/**
+ * CgroupV2Limiter: job limits from one cgroup v2 directory per job, `<parentDir>/job_<id>`.
+ *
+ * Why: a cgroup is the only identity of a job that its processes cannot leave (setsid, double fork
+ * and re-parenting do not change it) and the only place Linux enforces memory, CPU bandwidth and
+ * process count for a group of processes as a whole.
+ *
+ * What it guarantees, once the job process has written "0" into the placement's cgroup.procs:
+ * - memory: `memory.max` = the limit; `memory.swap.max` = 0 (no swapping around the limit, L3);
+ *   `memory.oom.group` = 1, so an OOM kill takes the whole job, not one process (L2);
+ * - CPU: `cpu.max` = cores × 100 ms per 100 ms: the job as a whole gets at most `cores` CPUs (L6);
+ * - processes: `pids.max` = resource_limit pids, or DEFAULT_PIDS_MAX (fork bombs, L4);
+ * - CPUs: `cpuset.cpus` when JobLimits.cpus is given (L7);
+ * - kill: `cgroup.kill` kills every process of the job, escapees included (L10), and release()
+ *   removes the directory only after `cgroup.events` says `populated 0` (L16).
+ * Per-process limits cgroups do not have (NOFILE, FSIZE, CORE, explicit NPROC) go into rlimits.
+ *
+ * Parent setup (first prepare): creates `parentDir` and enables `+cpu +memory +pids` (and `+cpuset`
+ * when available) in `cgroup.subtree_control` of the root and every directory down to `parentDir`.
+ * Linux refuses that (EBUSY) in a non-root directory that has processes of its own ("no internal
+ * processes"), so the daemon must not run inside `parentDir` or the directories between it and the
+ * root; with systemd, put the daemon in a leaf of its delegated subtree (e.g. `<service>/daemon`)
+ * and the jobs in a sibling (`<service>/jobs`).
+ */
+import { join, relative, sep } from 'node:path';
+import type { EnforcementMode } from '../../core/job.js';
+import {
+  type CgroupFs,
+  isErrno,
+  nodeCgroupFs,
+  readPids,
+  removeCgroupTree,
+  sigkillIgnoringGone,
+  writeCgroupFile,
+} from './cgroup-fs.js';
+import {
+  CgroupBusyError,
+  CPU_PERIOD_USEC,
+  cpuQuotaUsec,
+  DEFAULT_PIDS_MAX,
+  type JobLimits,
+  type JobPlacement,
+  jobDirName,
+  type Limiter,
+  type LimiterReport,
+  LimitSetupError,
+  parseInteger,
+  parseJobDirName,
+  parseKeyValues,
+  perProcessRlimits,
+  sleep,
+  validateLimits,
+} from './limiter.js';
+
+/** Controllers a job cgroup must have; cpuset is enabled too when the host offers it. */
+export const CGROUP2_REQUIRED_CONTROLLERS = ['cpu', 'memory', 'pids'] as const;
+
+export interface CgroupV2LimiterOptions {
+  /** Mount point of the cgroup2 hierarchy. Default `/sys/fs/cgroup`. */
+  root?: string;
+  /** Directory holding the job cgroups; must be below `root`. Default `<root>/hpcq`. */
+  parentDir?: string;
+  /** pids.max of a job that sets no `pids`. Default DEFAULT_PIDS_MAX (4096). */
+  defaultPidsMax?: number;
+  /** How long release() waits for the job's processes to die, ms. Default 10000 (covers slow exits of large jobs). */
+  releaseTimeoutMs?: number;
+  /** File operations; a fake in unit tests. Default: the real filesystem. */
+  fs?: CgroupFs;
+  /** Sends SIGKILL; used only on kernels without cgroup.kill (< 5.14). Default process.kill. */
+  killPid?: (pid: number) => void;
+}
+
+export class CgroupV2Limiter implements Limiter {
+  readonly mode: EnforcementMode = 'cgroup2';
+  readonly root: string;
+  readonly parentDir: string;
+  private readonly defaultPidsMax: number;
+  private readonly releaseTimeoutMs: number;
+  private readonly fs: CgroupFs;
+  private readonly killPid: (pid: number) => void;
+  /** Controllers enabled for job cgroups, once the parent is set up. */
+  private parentReady: Promise<ReadonlySet<string>> | undefined;
+
+  constructor(options: CgroupV2LimiterOptions = {}) {
+    this.root = options.root ?? '/sys/fs/cgroup';
+    this.parentDir = options.parentDir ?? join(this.root, 'hpcq');
+    const rel = relative(this.root, this.parentDir);
+    if (rel === '' || rel.startsWith('..') || rel.startsWith(sep)) {
+      throw new LimitSetupError(`cgroup parent ${this.parentDir} must be a directory below ${this.root}`);
+    }
+    this.defaultPidsMax = options.defaultPidsMax ?? DEFAULT_PIDS_MAX;
+    this.releaseTimeoutMs = options.releaseTimeoutMs ?? 10_000;
+    this.fs = options.fs ?? nodeCgroupFs;
+    this.killPid = options.killPid ?? sigkillIgnoringGone;
+  }
+
+  jobDir(jobId: number): string {
+    return join(this.parentDir, jobDirName(jobId));
+  }
+
+  async prepare(jobId: number, limits: JobLimits): Promise<JobPlacement> {
+    const dir = this.jobDir(jobId);
+    validateLimits(limits);
+    const controllers = await this.ensureParent();
+    if (limits.cpus !== undefined && !controllers.has('cpuset')) {
+      throw new LimitSetupError(`job ${jobId} asks for cpus ${limits.cpus} but the cpuset controller is not available in ${this.parentDir}`);
+    }
+    let created: boolean;
+    try {
+      created = await this.fs.mkdir(dir);
+    } catch (err) {
+      if (!isErrno(err, 'ENOENT')) throw new LimitSetupError(`cannot create ${dir}: ${String(err)}`, { cause: err });
+      // The parent vanished (removed by hand?): set it up again, once.
+      this.parentReady = undefined;
+      await this.ensureParent();
+      created = await this.fs.mkdir(dir);
+    }
+    try {
+      await this.configure(dir, limits);
+    } catch (err) {
+      if (created) await this.fs.rmdir(dir).catch(() => undefined);
+      throw new LimitSetupError(`cannot configure cgroup of job ${jobId}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    }
+    return {
+      cgroupProcsFiles: [join(dir, 'cgroup.procs')],
+      kill: { kind: 'cgroup2', dir },
+      rlimits: perProcessRlimits(limits.resourceLimits),
+      rlimitsHard: {},
+    };
+  }
+
+  private async configure(dir: string, limits: JobLimits): Promise<void> {
+    const fs = this.fs;
+    await writeCgroupFile(fs, join(dir, 'pids.max'), String(limits.resourceLimits.pids ?? this.defaultPidsMax));
+    await writeCgroupFile(fs, join(dir, 'memory.max'), String(limits.memoryLimitBytes));
+    // Absent when the kernel runs without swap accounting; then there is no swap to limit.
+    if (await fs.exists(join(dir, 'memory.swap.max'))) await writeCgroupFile(fs, join(dir, 'memory.swap.max'), '0');
+    // Absent before Linux 4.19: an OOM kill then takes one process and the rest may keep running.
+    if (await fs.exists(join(dir, 'memory.oom.group'))) await writeCgroupFile(fs, join(dir, 'memory.oom.group'), '1');
+    await writeCgroupFile(fs, join(dir, 'cpu.max'), `${cpuQuotaUsec(limits.cores)} ${CPU_PERIOD_USEC}`);
+    if (limits.cpus !== undefined) await writeCgroupFile(fs, join(dir, 'cpuset.cpus'), limits.cpus);
+  }
+
+  /** Creates the parent and enables the controllers down to it; once per limiter (again after a failure). */
+  private ensureParent(): Promise<ReadonlySet<string>> {
+    this.parentReady ??= this.setUpParent().catch((err: unknown) => {
+      this.parentReady = undefined;
+      throw err;
+    });
+    return this.parentReady;
+  }
+
+  private async setUpParent(): Promise<ReadonlySet<string>> {
+    const fs = this.fs;
+    const available = new Set(((await fs.read(join(this.root, 'cgroup.controllers'))) ?? '').split(/\s+/).filter(Boolean));
+    const missing = CGROUP2_REQUIRED_CONTROLLERS.filter((c) => !available.has(c));
+    if (missing.length > 0) {
+      throw new LimitSetupError(
+        `cgroup2 at ${this.root} lacks the ${missing.join(', ')} controller(s) (offered: ${[...available].join(' ') || 'none'}); ` +
+          'on a hybrid host they are bound to cgroup v1 hierarchies',
+      );
+    }
+    const wanted: string[] = [...CGROUP2_REQUIRED_CONTROLLERS];
+    // cpuset is optional: without it, only jobs that name cpus are refused (in prepare()).
+    let cpuset = available.has('cpuset');
+    // Enable in the root and every directory down to the parent, so job dirs get the controllers.
+    const chain = [this.root];
+    for (const part of relative(this.root, this.parentDir).split(sep)) chain.push(join(chain[chain.length - 1]!, part));
+    for (const [i, dir] of chain.entries()) {
+      if (i > 0) {
+        try {
+          await fs.mkdir(dir);
+        } catch (err) {
+          throw new LimitSetupError(`cannot create cgroup ${dir}: ${String(err)}`, { cause: err });
+        }
+      }
+      const subtree = new Set(((await fs.read(join(dir, 'cgroup.subtree_control'))) ?? '').split(/\s+/).filter(Boolean));
+      const toEnable = wanted.filter((c) => !subtree.has(c));
+      if (toEnable.length > 0) {
+        try {
+          await writeCgroupFile(fs, join(dir, 'cgroup.subtree_control'), toEnable.map((c) => `+${c}`).join(' '));
+        } catch (err) {
+          const hint = isErrno(err, 'EBUSY') ? ' (the directory has processes of its own; move them to a leaf cgroup)' : '';
+          throw new LimitSetupError(`cannot enable ${toEnable.join(', ')} in ${dir}${hint}: ${String(err)}`, { cause: err });
+        }
+      }
+      if (cpuset && !subtree.has('cpuset')) {
+        cpuset = await writeCgroupFile(fs, join(dir, 'cgroup.subtree_control'), '+cpuset').then(
+          () => true,
+          () => false,
+        );
+      }
+    }
+    return new Set(cpuset ? [...wanted, 'cpuset'] : wanted);
+  }
+
+  async collect(jobId: number): Promise<LimiterReport | undefined> {
+    const dir = this.jobDir(jobId);
+    if (!(await this.fs.exists(dir))) return undefined;
+    const events = parseKeyValues(await this.fs.read(join(dir, 'memory.events')));
+    const cpu = parseKeyValues(await this.fs.read(join(dir, 'cpu.stat')));
+    return {
+      userCpuUsec: cpu.get('user_usec') ?? 0,
+      systemCpuUsec: cpu.get('system_usec') ?? 0,
+      peakMemoryBytes: parseInteger(await this.fs.read(join(dir, 'memory.peak'))) ?? 0,
+      oomKills: Math.max(events.get('oom_kill') ?? 0, events.get('oom_group_kill') ?? 0),
+      oomKillsCounted: events.has('oom_kill'),
+      memoryLimitHits: events.get('max') ?? 0,
+      totalCpuUsec: cpu.get('usage_usec') ?? 0,
+      cpuThrottledPeriods: cpu.get('nr_throttled') ?? 0,
+    };
+  }
+
+  async release(jobId: number): Promise<void> {
+    const dir = this.jobDir(jobId);
+    if (!(await this.fs.exists(dir))) return;
+    const deadline = Date.now() + this.releaseTimeoutMs;
+    const hasKillFile = await this.fs.exists(join(dir, 'cgroup.kill'));
+    let delayMs = 1;
+    for (;;) {
+      const populated = await this.isPopulated(dir);
+      if (populated === undefined) return; // removed meanwhile
+      if (!populated) break;
+      if (hasKillFile) {
+        // Kills the whole subtree; forks racing with it are killed too (the kernel blocks them).
+        await writeCgroupFile(this.fs, join(dir, 'cgroup.kill'), '1').catch((err: unknown) => {
+          if (!isErrno(err, 'ENOENT')) throw err;
+        });
+      } else {
+        await this.killListedPids(dir);
+      }
+      if (Date.now() > deadline) {
+        throw new CgroupBusyError(`processes of job ${jobId} survive in ${dir} ${this.releaseTimeoutMs} ms after SIGKILL`);
+      }
+      await sleep(delayMs);
+      delayMs = Math.min(delayMs * 2, 50);
+    }
+    await removeCgroupTree(this.fs, dir, deadline).catch((err: unknown) => {
+      throw new CgroupBusyError(`cannot remove ${dir} of job ${jobId}: ${String(err)}`, { cause: err });
+    });
+  }
+
+  /** `populated` from cgroup.events; undefined when the directory is gone. */
+  private async isPopulated(dir: string): Promise<boolean | undefined> {
+    const text = await this.fs.read(join(dir, 'cgroup.events'));
+    if (text === undefined) return (await this.fs.exists(dir)) ? (await readPids(this.fs, join(dir, 'cgroup.procs'))).length > 0 : undefined;
+    return parseKeyValues(text).get('populated') === 1;
+  }
+
+  /**
+   * Fallback for kernels without cgroup.kill (< 5.14): SIGKILL every listed pid, subtree included.
+   * Without a freeze a listed process may exit and its pid be reused before the kill: a narrow race
+   * that cgroup.kill does not have.
+   */
+  private async killListedPids(dir: string): Promise<void> {
+    for (const child of await this.fs.listDirs(dir)) await this.killListedPids(join(dir, child));
+    for (const pid of await readPids(this.fs, join(dir, 'cgroup.procs'))) this.killPid(pid);
+  }
+
+  async listJobIds(): Promise<number[]> {
+    const ids = (await this.fs.listDirs(this.parentDir)).map(parseJobDirName).filter((id) => id !== undefined);
+    return ids.sort((a, b) => a - b);
+  }
+}

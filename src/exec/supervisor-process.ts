@@ -1,0 +1,487 @@
+/**
+ * The only code that starts or talks to the per-job supervisor (src/launcher/hpcq-supervisor.c).
+ *
+ * Contract with the supervisor:
+ * - argv: built by `buildSupervisorArgs` (see the C file's header for the full list);
+ * - stdout: one handshake line, `started <job_pid> <job_start_ticks>` or `failed <message>`;
+ * - `<runDir>/<jobId>.sup`: supervisor_pid, supervisor_start_ticks, boot_id (written before the job starts);
+ * - `<runDir>/<jobId>.exit`: the outcome, written atomically once no process of the job is left;
+ * - SIGUSR1: cancel (SIGTERM to the job, SIGKILL after the grace period).
+ *
+ * The supervisor runs in its own session and outlives the daemon; after a restart the daemon finds
+ * it again through the .sup file and tells it from a process that reused its pid by the start time
+ * in /proc (never by a bare kill(pid, 0)).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { readFile, rm } from 'node:fs/promises';
+import { dirname, isAbsolute, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { LaunchError } from '../core/ports.js';
+
+/** Resource limits the supervisor can set (soft = hard) with `--rlimit NAME=VALUE`. */
+export const RLIMIT_NAMES = ['AS', 'DATA', 'CPU', 'NPROC', 'NOFILE', 'FSIZE', 'CORE'] as const;
+export type RlimitName = (typeof RLIMIT_NAMES)[number];
+
+/** How the supervisor finds every process of the job besides its own descendants and process group. */
+export type KillMechanism =
+  /** cgroup v2 directory: SIGTERM to each pid in cgroup.procs, SIGKILL via cgroup.kill. */
+  | { kind: 'cgroup2'; dir: string }
+  /** cgroup v1 freezer directory: SIGTERM to each pid, SIGKILL by freeze + kill + thaw. */
+  | { kind: 'cgroup1-freezer'; dir: string };
+
+/** Everything the supervisor needs to run one job. Paths are absolute. */
+export interface SupervisorSpec {
+  jobId: number;
+  /** Root-owned directory for the .sup and .exit files. */
+  runDir: string;
+  /** The account the job runs as; uid/gid as resolved for it. Never uid 0. */
+  user: string;
+  uid: number;
+  gid: number;
+  /** Working directory, entered as the user. */
+  cwd: string;
+  /** Output files, opened as the user (O_NOFOLLOW, truncated). Equal paths share one descriptor. */
+  stdoutPath: string;
+  stderrPath: string;
+  /** File creation mask of the job, e.g. 0o022 (the supervisor's default). */
+  umask?: number;
+  /** Wall-time limit in seconds, counted on the monotonic clock from exec; 0 or absent = none. */
+  timeLimitSeconds?: number;
+  /** Seconds between SIGTERM and SIGKILL on timeout or cancel (supervisor default 30). */
+  killGraceSeconds?: number;
+  /** cgroup.procs files the job joins before any of its code runs (one per v1 controller, or one v2 file). */
+  cgroupProcs?: readonly string[];
+  kill?: KillMechanism;
+  rlimits?: Partial<Record<RlimitName, number | 'unlimited'>>;
+  /** The job's entire environment; nothing else is passed. */
+  env: Readonly<Record<string, string>>;
+  /** Absolute path of the program (executed without a PATH search) and its arguments. */
+  program: string;
+  args: readonly string[];
+}
+
+/** How the supervisor process itself ended (not the job: that is in the exit file). */
+export interface SupervisorExit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+/** A started job: what to persist to find and verify it again after a daemon restart. */
+export interface SupervisorHandle {
+  supervisorPid: number;
+  /** Field 22 of /proc/<pid>/stat of the supervisor. */
+  supervisorStartTicks: number;
+  bootId: string;
+  jobPid: number;
+  /** Field 22 of /proc/<pid>/stat of the job's main process. */
+  jobStartTicks: number;
+  /** Settles when the supervisor exits while this daemon still runs (its exit file is then written). */
+  exited: Promise<SupervisorExit>;
+}
+
+/** Contents of `<runDir>/<jobId>.sup`. */
+export interface SupervisorRecord {
+  supervisorPid: number;
+  supervisorStartTicks: number;
+  bootId: string;
+}
+
+/** Contents of `<runDir>/<jobId>.exit`. */
+export interface SupervisorExitRecord {
+  status: 'exited' | 'signaled' | 'launch_failed';
+  /** Exit status of the main process when status is 'exited'. */
+  exitCode: number;
+  /** Terminating signal number when status is 'signaled', else 0. */
+  signal: number;
+  timedOut: boolean;
+  cancelled: boolean;
+  jobPid: number;
+  /** Epoch ms at exec (0 if the launch failed) and when the main process ended. */
+  startMs: number;
+  endMs: number;
+  /** CPU time and peak RSS of all reaped processes of the job (getrusage RUSAGE_CHILDREN). */
+  utimeUs: number;
+  stimeUs: number;
+  maxrssKb: number;
+  /** Why the launch failed (launch_failed only), e.g. `chdir /data: Permission denied`. */
+  error?: string;
+}
+
+export interface SpawnSupervisorOptions {
+  /** The supervisor binary; default `supervisorPath()`. */
+  executable?: string;
+}
+
+let packageRoot: string | undefined;
+
+/** Directory of the nearest package.json above this module (src/exec under vitest, dist/exec after tsc). */
+function findPackageRoot(): string {
+  if (packageRoot !== undefined) return packageRoot;
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    if (existsSync(join(dir, 'package.json'))) return (packageRoot = dir);
+    const parent = dirname(dir);
+    if (parent === dir) throw new Error('hpcq package root (package.json) not found above ' + fileURLToPath(import.meta.url));
+    dir = parent;
+  }
+}
+
+/** Absolute path of the compiled supervisor, `dist/libexec/hpcq-supervisor` in the package root. */
+export function supervisorPath(): string {
+  return join(findPackageRoot(), 'dist', 'libexec', 'hpcq-supervisor');
+}
+
+export function supervisorFilePath(runDir: string, jobId: number): string {
+  return join(runDir, `${jobId}.sup`);
+}
+
+export function exitFilePath(runDir: string, jobId: number): string {
+  return join(runDir, `${jobId}.exit`);
+}
+
+function check(ok: boolean, what: string): void {
+  if (!ok) throw new RangeError(`invalid supervisor spec: ${what}`);
+}
+
+function checkString(value: string, field: string): void {
+  check(typeof value === 'string' && !value.includes('\0'), `${field} must be a string without NUL`);
+}
+
+function checkPath(value: string, field: string): void {
+  checkString(value, field);
+  check(isAbsolute(value), `${field} must be an absolute path (got ${JSON.stringify(value)})`);
+}
+
+function checkInt(value: number, field: string, min: number, max: number): void {
+  check(Number.isSafeInteger(value) && value >= min && value <= max, `${field} must be an integer in [${min}, ${max}]`);
+}
+
+/**
+ * The supervisor's argv (without the executable), in a fixed order. Pure. Throws RangeError on a
+ * spec the supervisor would refuse (relative paths, uid 0, bad numbers, env keys with '=').
+ */
+export function buildSupervisorArgs(spec: SupervisorSpec): string[] {
+  checkInt(spec.jobId, 'jobId', 1, Number.MAX_SAFE_INTEGER);
+  checkPath(spec.runDir, 'runDir');
+  checkString(spec.user, 'user');
+  check(spec.user.length > 0 && !spec.user.includes('/'), 'user must be a non-empty name');
+  checkInt(spec.uid, 'uid', 1, 0xfffffffe); // never root: the supervisor refuses too
+  checkInt(spec.gid, 'gid', 0, 0xfffffffe);
+  checkPath(spec.cwd, 'cwd');
+  checkPath(spec.stdoutPath, 'stdoutPath');
+  checkPath(spec.stderrPath, 'stderrPath');
+  checkPath(spec.program, 'program');
+
+  const args = [
+    '--job-id', String(spec.jobId),
+    '--run-dir', spec.runDir,
+    '--user', spec.user,
+    '--uid', String(spec.uid),
+    '--gid', String(spec.gid),
+    '--cwd', spec.cwd,
+    '--stdout', spec.stdoutPath,
+    '--stderr', spec.stderrPath,
+  ];
+  if (spec.umask !== undefined) {
+    checkInt(spec.umask, 'umask', 0, 0o777);
+    args.push('--umask', spec.umask.toString(8).padStart(4, '0'));
+  }
+  if (spec.timeLimitSeconds !== undefined && spec.timeLimitSeconds !== 0) {
+    checkInt(spec.timeLimitSeconds, 'timeLimitSeconds', 0, 315_360_000);
+    args.push('--time-limit', String(spec.timeLimitSeconds));
+  }
+  if (spec.killGraceSeconds !== undefined) {
+    checkInt(spec.killGraceSeconds, 'killGraceSeconds', 0, 86_400);
+    args.push('--kill-grace', String(spec.killGraceSeconds));
+  }
+  const cgroupProcs = spec.cgroupProcs ?? [];
+  check(cgroupProcs.length <= 16, 'at most 16 cgroupProcs');
+  for (const file of cgroupProcs) {
+    checkPath(file, 'cgroupProcs');
+    args.push('--cgroup-procs', file);
+  }
+  if (spec.kill) {
+    checkPath(spec.kill.dir, 'kill.dir');
+    args.push(spec.kill.kind === 'cgroup2' ? '--kill-cgroup2' : '--kill-cgroup1-freezer', spec.kill.dir);
+  }
+  for (const name of RLIMIT_NAMES) {
+    const value = spec.rlimits?.[name];
+    if (value === undefined) continue;
+    if (value !== 'unlimited') checkInt(value, `rlimits.${name}`, 0, Number.MAX_SAFE_INTEGER);
+    args.push('--rlimit', `${name}=${value}`);
+  }
+  const envKeys = Object.keys(spec.env);
+  check(envKeys.length <= 4096, 'at most 4096 env entries');
+  for (const key of envKeys) {
+    const value = spec.env[key] ?? '';
+    check(key.length > 0 && !key.includes('='), `env key ${JSON.stringify(key)} must be non-empty without '='`);
+    checkString(key, 'env key');
+    checkString(value, `env.${key}`);
+    args.push('--env', `${key}=${value}`);
+  }
+  for (const arg of spec.args) checkString(arg, 'args');
+  args.push('--', spec.program, ...spec.args);
+  return args;
+}
+
+/** Parses the handshake line (without the newline). */
+export function parseHandshake(
+  line: string,
+): { ok: true; jobPid: number; jobStartTicks: number } | { ok: false; message: string } {
+  const started = /^started (\d+) (\d+)$/.exec(line);
+  if (started) return { ok: true, jobPid: Number(started[1]), jobStartTicks: Number(started[2]) };
+  if (line.startsWith('failed ')) return { ok: false, message: line.slice('failed '.length) };
+  return { ok: false, message: `unexpected answer from the job supervisor: ${JSON.stringify(line.slice(0, 200))}` };
+}
+
+const MAX_HANDSHAKE = 8192;
+const MAX_STDERR = 4096;
+
+/**
+ * Starts the job under a new supervisor (detached: own session, survives the daemon). Resolves once
+ * the job's program was executed inside its cgroups and limits. Rejects with LaunchError (message
+ * from the supervisor, e.g. `open stdout /home/u/x.out: Too many levels of symbolic links`) when the
+ * job could not be started; the supervisor has then exited and nothing of the job runs.
+ */
+export function spawnSupervisor(spec: SupervisorSpec, options: SpawnSupervisorOptions = {}): Promise<SupervisorHandle> {
+  let args: string[];
+  try {
+    args = buildSupervisorArgs(spec);
+  } catch (err) {
+    return Promise.reject(new LaunchError((err as Error).message));
+  }
+  const executable = options.executable ?? supervisorPath();
+  return new Promise<SupervisorHandle>((resolve, reject) => {
+    let child: ChildProcess;
+    try {
+      // No environment: the supervisor needs none and passes the job only its --env entries.
+      child = spawn(executable, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: {}, cwd: '/' });
+    } catch (err) {
+      reject(new LaunchError(`cannot start the job supervisor ${executable}: ${(err as Error).message}`));
+      return;
+    }
+    // Always listening for 'exit' keeps libuv reaping the supervisor: never a zombie of ours.
+    const exited = new Promise<SupervisorExit>((res) => child.once('exit', (code, signal) => res({ code, signal })));
+    let settled = false;
+    let stdout = '';
+    let stderr = '';
+    const stdoutStream = child.stdout!;
+    const stderrStream = child.stderr!;
+    const detach = (): void => {
+      stdoutStream.destroy();
+      stderrStream.destroy();
+      child.unref();
+    };
+    const fail = (message: string): void => {
+      if (settled) return;
+      settled = true;
+      detach();
+      reject(new LaunchError(message));
+    };
+
+    stdoutStream.setEncoding('utf8');
+    stderrStream.setEncoding('utf8');
+    stdoutStream.on('error', () => {});
+    stderrStream.on('error', () => {});
+    stderrStream.on('data', (chunk: string) => {
+      if (stderr.length < MAX_STDERR) stderr += chunk.slice(0, MAX_STDERR - stderr.length);
+    });
+    stdoutStream.on('data', (chunk: string) => {
+      if (settled) return;
+      stdout += chunk;
+      const nl = stdout.indexOf('\n');
+      if (nl < 0) {
+        if (stdout.length > MAX_HANDSHAKE) fail('job supervisor sent an over-long handshake');
+        return;
+      }
+      const answer = parseHandshake(stdout.slice(0, nl));
+      if (!answer.ok) {
+        // The exit file is already written; wait for the supervisor to end so the caller may clean
+        // up the run files without racing it.
+        settled = true;
+        void exited.then(() => {
+          detach();
+          reject(new LaunchError(answer.message));
+        });
+        return;
+      }
+      settled = true;
+      const supervisorPid = child.pid!;
+      detach();
+      void readSupervisorFile(spec.runDir, spec.jobId)
+        .catch(() => undefined)
+        .then((record) =>
+          resolve({
+            supervisorPid,
+            supervisorStartTicks: record?.supervisorStartTicks ?? processStartTicks(supervisorPid) ?? 0,
+            bootId: record?.bootId ?? currentBootId(),
+            jobPid: answer.jobPid,
+            jobStartTicks: answer.jobStartTicks,
+            exited,
+          }),
+        );
+    });
+    child.on('error', (err) => fail(`cannot start the job supervisor ${executable}: ${err.message}`));
+    // 'close' comes after both the exit and the end of its output: no line by then means it died early.
+    child.on('close', (code, signal) => {
+      const why = signal ? `was killed by ${signal}` : `exited with status ${code}`;
+      const detail = stderr.trim() ? `: ${stderr.trim()}` : '';
+      fail(`job supervisor ${why} before starting the job${detail}`);
+    });
+  });
+}
+
+function parseKeyValues(text: string, what: string): Map<string, string> {
+  const map = new Map<string, string>();
+  for (const line of text.split('\n')) {
+    if (line === '') continue;
+    const eq = line.indexOf('=');
+    if (eq <= 0) throw new Error(`malformed ${what}: line ${JSON.stringify(line.slice(0, 100))}`);
+    map.set(line.slice(0, eq), line.slice(eq + 1));
+  }
+  return map;
+}
+
+function intField(map: Map<string, string>, key: string, what: string): number {
+  const raw = map.get(key);
+  if (raw === undefined || !/^-?\d+$/.test(raw)) throw new Error(`malformed ${what}: ${key}=${raw ?? '(missing)'}`);
+  const value = Number(raw);
+  if (!Number.isSafeInteger(value)) throw new Error(`malformed ${what}: ${key}=${raw} out of range`);
+  return value;
+}
+
+function boolField(map: Map<string, string>, key: string, what: string): boolean {
+  const value = intField(map, key, what);
+  if (value !== 0 && value !== 1) throw new Error(`malformed ${what}: ${key}=${value}`);
+  return value === 1;
+}
+
+/** Parses the text of an exit file. Throws on a malformed record; unknown keys are ignored. */
+export function parseExitRecord(text: string): SupervisorExitRecord {
+  const what = 'supervisor exit file';
+  const map = parseKeyValues(text, what);
+  const status = map.get('status');
+  if (status !== 'exited' && status !== 'signaled' && status !== 'launch_failed') {
+    throw new Error(`malformed ${what}: status=${status ?? '(missing)'}`);
+  }
+  const record: SupervisorExitRecord = {
+    status,
+    exitCode: intField(map, 'exit_code', what),
+    signal: intField(map, 'signal', what),
+    timedOut: boolField(map, 'timed_out', what),
+    cancelled: boolField(map, 'cancelled', what),
+    jobPid: intField(map, 'job_pid', what),
+    startMs: intField(map, 'start_ms', what),
+    endMs: intField(map, 'end_ms', what),
+    utimeUs: intField(map, 'utime_us', what),
+    stimeUs: intField(map, 'stime_us', what),
+    maxrssKb: intField(map, 'maxrss_kb', what),
+  };
+  const error = map.get('error');
+  if (error !== undefined) record.error = error;
+  return record;
+}
+
+/** Parses the text of a .sup file. Throws on a malformed record. */
+export function parseSupervisorRecord(text: string): SupervisorRecord {
+  const what = 'supervisor file';
+  const map = parseKeyValues(text, what);
+  const bootId = map.get('boot_id');
+  if (!bootId) throw new Error(`malformed ${what}: boot_id missing`);
+  return {
+    supervisorPid: intField(map, 'supervisor_pid', what),
+    supervisorStartTicks: intField(map, 'supervisor_start_ticks', what),
+    bootId,
+  };
+}
+
+async function readOptional(path: string): Promise<string | undefined> {
+  try {
+    return await readFile(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
+/** The job's outcome, or undefined while it has none yet (the file appears atomically). Throws if malformed. */
+export async function readExitFile(runDir: string, jobId: number): Promise<SupervisorExitRecord | undefined> {
+  const text = await readOptional(exitFilePath(runDir, jobId));
+  return text === undefined ? undefined : parseExitRecord(text);
+}
+
+/** Who the job's supervisor is, or undefined if it never got that far. Throws if malformed. */
+export async function readSupervisorFile(runDir: string, jobId: number): Promise<SupervisorRecord | undefined> {
+  const text = await readOptional(supervisorFilePath(runDir, jobId));
+  return text === undefined ? undefined : parseSupervisorRecord(text);
+}
+
+/**
+ * Parses /proc/<pid>/stat. The command name (field 2) may contain spaces and ')', so fields are
+ * counted after the last ')'. Returns undefined if the text is not a stat line.
+ */
+export function parseProcStat(text: string): { state: string; ppid: number; startTicks: number } | undefined {
+  const close = text.lastIndexOf(')');
+  if (close < 0) return undefined;
+  const fields = text.slice(close + 1).trim().split(/\s+/); // fields[0] is field 3
+  const state = fields[0];
+  const ppid = Number(fields[1]);
+  const startTicks = Number(fields[19]);
+  if (!state || !Number.isSafeInteger(ppid) || !Number.isSafeInteger(startTicks)) return undefined;
+  return { state, ppid, startTicks };
+}
+
+/** Start time (field 22, clock ticks since boot) of a process, or undefined if there is no such process. */
+export function processStartTicks(pid: number): number | undefined {
+  if (!Number.isSafeInteger(pid) || pid <= 0) return undefined;
+  try {
+    return parseProcStat(readFileSync(`/proc/${pid}/stat`, 'utf8'))?.startTicks;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * True only if `pid` exists, is not a zombie, and started at `startTicks`: a pid reused by another
+ * process after the original ended is not "alive". Compare boot ids separately across reboots.
+ */
+export function processIsAlive(pid: number, startTicks: number): boolean {
+  if (!Number.isSafeInteger(pid) || pid <= 0) return false;
+  let stat;
+  try {
+    stat = parseProcStat(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
+  }
+  return stat !== undefined && stat.startTicks === startTicks && stat.state !== 'Z' && stat.state !== 'X';
+}
+
+/** This boot's id (/proc/sys/kernel/random/boot_id); a different one in a .sup file means a reboot. */
+export function currentBootId(): string {
+  return readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+}
+
+/**
+ * Asks a supervisor to cancel its job (SIGUSR1), only after verifying pid + start time. Returns
+ * false if that supervisor is gone (its exit file is then written or the job was lost).
+ */
+export function signalSupervisor(pid: number, startTicks: number, action: 'cancel'): boolean {
+  if (action !== 'cancel') throw new RangeError(`unknown supervisor action ${String(action)}`);
+  if (!processIsAlive(pid, startTicks)) return false;
+  try {
+    process.kill(pid, 'SIGUSR1');
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ESRCH') return false;
+    throw err;
+  }
+}
+
+/** Deletes a job's run files (.sup, .exit and their temporaries). Missing files are fine. */
+export async function removeRunFiles(runDir: string, jobId: number): Promise<void> {
+  const base = join(runDir, String(jobId));
+  await Promise.all(
+    [`${base}.sup`, `${base}.sup.tmp`, `${base}.exit`, `${base}.exit.tmp`].map((path) => rm(path, { force: true })),
+  );
+}

@@ -1,0 +1,799 @@
+/*
+ * hpcq-supervisor: the per-job supervisor (what slurmstepd or a container shim is to their daemons).
+ *
+ * The daemon (Node) cannot act between fork and exec, so this small program does what must happen
+ * there: it puts the job into its cgroups before any of the user's code runs, sets its rlimits,
+ * drops to the user with initgroups (keeping supplementary groups), sets no_new_privs, opens the
+ * output files and enters the working directory AS THE USER, and execs with exactly the given
+ * environment and no inherited descriptors. It then stays alive as the job's reaper and watchdog:
+ * it enforces the wall-time limit on a monotonic clock, handles cancel (SIGUSR1), kills every
+ * leftover process when the job ends and records the outcome in an exit file that the daemon reads,
+ * even if the daemon was killed and restarted in between.
+ *
+ * Protocol with the daemon (see src/exec/supervisor-process.ts, the only caller):
+ *   stdout: exactly one line, "started <job_pid> <job_start_ticks>" or "failed <message>";
+ *   DIR/<id>.sup: who the supervisor is (pid, start ticks, boot id), written before the job starts;
+ *   DIR/<id>.exit: the outcome, written atomically once no process of the job is left;
+ *   SIGUSR1: cancel the job (SIGTERM, SIGKILL after the grace period).
+ * Exit status: 0 once the exit file is written, 1 on an internal failure, 2 on a usage error.
+ *
+ * Deliberately libc only, single-threaded, no allocation after start-up beyond what opendir and
+ * NSS (initgroups, in the child) do: it must stay tiny and predictable for the life of every job.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+/* These numbers are shared by every Linux architecture; older libc headers may lack the names. */
+#ifndef SYS_close_range
+#define SYS_close_range 436
+#endif
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+#ifndef SYS_pidfd_send_signal
+#define SYS_pidfd_send_signal 424
+#endif
+
+#define MAX_ENV 4096        /* --env entries; more is refused (exit 2) rather than allocated */
+#define MAX_CGROUPS 16      /* --cgroup-procs files */
+#define MAX_RLIMITS 16      /* --rlimit entries */
+#define MAX_DESC 4096       /* descendants signalled per sweep; later sweeps catch the rest */
+#define MSG_MAX 1024        /* launch error message */
+#define SWEEP_MS 250        /* re-kill interval once SIGKILL was decided (catches racing forks) */
+#define CLEANUP_POLL_MS 100 /* reap/kill interval after the main process ended */
+/* After the main process ended and all our descendants are reaped, how long we keep waiting for
+ * cgroup members that are not our descendants (only root can put them there) before recording the
+ * outcome anyway: a record with leftovers beats a job that never ends. */
+#define FOREIGN_WAIT_MS 60000
+
+struct rlimit_opt {
+    int resource;
+    rlim_t value;
+};
+
+/* Parsed command line. Strings point into argv, which lives as long as the process. */
+static struct {
+    unsigned long long job_id;
+    const char *run_dir, *user, *cwd, *out_path, *err_path, *uid_s, *gid_s, *umask_s;
+    const char *time_limit_s, *kill_grace_s;
+    uid_t uid;
+    gid_t gid;
+    mode_t umask;
+    unsigned long long time_limit, kill_grace;
+    const char *cgroup_procs[MAX_CGROUPS];
+    int n_cgroup_procs;
+    const char *kill_cg2, *kill_freezer;
+    struct rlimit_opt rlimits[MAX_RLIMITS];
+    int n_rlimits;
+    char *env[MAX_ENV + 1];
+    int n_env;
+    char **prog; /* PROGRAM ARG... NULL, the tail of argv */
+} opt = {.umask = 022, .kill_grace = 30};
+
+/* Paths derived once from the options, so the kill paths never format under pressure. */
+static char cg_procs_path[PATH_MAX], cg_kill_path[PATH_MAX], freezer_state_path[PATH_MAX];
+
+static pid_t self_pid, job_pid = -1;
+static bool job_reaped, timed_out, cancelled;
+static int job_status;
+static long long start_ms, end_ms;
+
+/* ---------- small helpers ---------- */
+
+static void __attribute__((noreturn, format(printf, 1, 2))) usage(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("hpcq-supervisor: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputs("\n", stderr);
+    va_end(ap);
+    exit(2);
+}
+
+static long long clock_ms(clockid_t clk) {
+    struct timespec ts;
+    clock_gettime(clk, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(long ms) {
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {
+    }
+}
+
+static int write_all(int fd, const char *buf, size_t len) {
+    while (len > 0) {
+        ssize_t n = write(fd, buf, len);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return -1;
+        }
+        buf += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* Reads up to size-1 bytes and NUL-terminates. Returns the length or -1. */
+static ssize_t read_file(const char *path, char *buf, size_t size) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    size_t len = 0;
+    while (len < size - 1) {
+        ssize_t n = read(fd, buf + len, size - 1 - len);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        len += (size_t)n;
+    }
+    close(fd);
+    buf[len] = '\0';
+    return (ssize_t)len;
+}
+
+/* One write(2) of a short string, as cgroup control files want; -1 with errno on failure. */
+static int write_file(const char *path, const char *s) {
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    int rc = write_all(fd, s, strlen(s));
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return rc;
+}
+
+/* Closes every descriptor >= from except `keep` (-1 for none). close_range needs Linux 5.9. */
+static void close_fds_from(int from, int keep) {
+    bool ok;
+    if (keep >= from)
+        ok = (keep == from || syscall(SYS_close_range, (unsigned)from, (unsigned)keep - 1, 0) == 0) &&
+             syscall(SYS_close_range, (unsigned)keep + 1, ~0U, 0) == 0;
+    else
+        ok = syscall(SYS_close_range, (unsigned)from, ~0U, 0) == 0;
+    if (ok) return;
+    /* Older kernel: close what /proc/self/fd lists (or, without /proc, a generous range). */
+    DIR *d = opendir("/proc/self/fd");
+    if (!d) {
+        for (int fd = from; fd < 65536; fd++)
+            if (fd != keep) close(fd);
+        return;
+    }
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        int fd = atoi(e->d_name);
+        if (e->d_name[0] >= '0' && e->d_name[0] <= '9' && fd >= from && fd != keep && fd != dirfd(d)) close(fd);
+    }
+    closedir(d);
+}
+
+/* Parses /proc/<pid>/stat. The command name may contain spaces and ')', so fields are counted
+ * after the LAST ')': token 0 is field 3 (state), token 1 field 4 (ppid), token 19 field 22. */
+static int proc_stat(pid_t pid, char *state, pid_t *ppid, unsigned long long *start_ticks) {
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    if (read_file(path, buf, sizeof buf) <= 0) return -1;
+    char *p = strrchr(buf, ')');
+    if (!p) return -1;
+    p++;
+    for (int field = 3; field <= 22; field++) {
+        while (*p == ' ') p++;
+        if (!*p) return -1;
+        if (field == 3 && state) *state = *p;
+        if (field == 4 && ppid) *ppid = (pid_t)strtol(p, NULL, 10);
+        if (field == 22 && start_ticks) *start_ticks = strtoull(p, NULL, 10);
+        while (*p && *p != ' ') p++;
+    }
+    return 0;
+}
+
+/* ---------- argument parsing ---------- */
+
+static unsigned long long parse_uint(const char *name, const char *s, int base, unsigned long long max) {
+    char *end;
+    if (!*s || !strchr(base == 8 ? "01234567" : "0123456789", *s)) usage("%s: not a number: '%s'", name, s);
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, base);
+    if (errno || *end || v > max) usage("%s: invalid value '%s'", name, s);
+    return v;
+}
+
+static const struct {
+    const char *name;
+    int resource;
+} RLIMITS[] = {{"AS", RLIMIT_AS},       {"DATA", RLIMIT_DATA},     {"CPU", RLIMIT_CPU}, {"NPROC", RLIMIT_NPROC},
+               {"NOFILE", RLIMIT_NOFILE}, {"FSIZE", RLIMIT_FSIZE}, {"CORE", RLIMIT_CORE}};
+
+static void parse_rlimit(const char *s) {
+    const char *eq = strchr(s, '=');
+    if (!eq) usage("--rlimit: expected NAME=VALUE, got '%s'", s);
+    if (opt.n_rlimits == MAX_RLIMITS) usage("too many --rlimit options");
+    for (size_t i = 0; i < sizeof RLIMITS / sizeof RLIMITS[0]; i++) {
+        if (strlen(RLIMITS[i].name) == (size_t)(eq - s) && !strncmp(s, RLIMITS[i].name, (size_t)(eq - s))) {
+            struct rlimit_opt *r = &opt.rlimits[opt.n_rlimits++];
+            r->resource = RLIMITS[i].resource;
+            r->value = !strcmp(eq + 1, "unlimited") ? RLIM_INFINITY
+                                                    : (rlim_t)parse_uint("--rlimit", eq + 1, 10, RLIM_INFINITY - 1);
+            return;
+        }
+    }
+    usage("--rlimit: unknown limit in '%s' (AS, DATA, CPU, NPROC, NOFILE, FSIZE, CORE)", s);
+}
+
+/* Single-valued options may appear once: a repeated one means the caller built argv wrongly. */
+static void set_once(const char **slot, const char *name, const char *v) {
+    if (*slot) usage("%s given twice", name);
+    *slot = v;
+}
+
+static void require_abs(const char *name, const char *v) {
+    if (!v) usage("missing required option %s", name);
+    if (v[0] != '/') usage("%s must be an absolute path: '%s'", name, v);
+    if (strlen(v) >= PATH_MAX - 32) usage("%s is too long", name);
+}
+
+static void parse_args(int argc, char **argv) {
+    const char *job_id_s = NULL;
+    int i;
+    for (i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--")) break;
+        static const char *const known[] = {"--job-id", "--run-dir", "--user", "--uid", "--gid", "--cwd",
+                                            "--stdout", "--stderr", "--umask", "--time-limit", "--kill-grace",
+                                            "--cgroup-procs", "--kill-cgroup2", "--kill-cgroup1-freezer",
+                                            "--rlimit", "--env", NULL};
+        int k = 0;
+        while (known[k] && strcmp(known[k], a)) k++;
+        if (!known[k]) usage("unknown option '%s'", a);
+        if (i + 1 >= argc) usage("option %s needs a value", a);
+        const char *v = argv[++i];
+        if (!strcmp(a, "--job-id")) set_once(&job_id_s, a, v);
+        else if (!strcmp(a, "--run-dir")) set_once(&opt.run_dir, a, v);
+        else if (!strcmp(a, "--user")) set_once(&opt.user, a, v);
+        else if (!strcmp(a, "--uid")) set_once(&opt.uid_s, a, v);
+        else if (!strcmp(a, "--gid")) set_once(&opt.gid_s, a, v);
+        else if (!strcmp(a, "--cwd")) set_once(&opt.cwd, a, v);
+        else if (!strcmp(a, "--stdout")) set_once(&opt.out_path, a, v);
+        else if (!strcmp(a, "--stderr")) set_once(&opt.err_path, a, v);
+        else if (!strcmp(a, "--umask")) set_once(&opt.umask_s, a, v);
+        else if (!strcmp(a, "--time-limit")) set_once(&opt.time_limit_s, a, v);
+        else if (!strcmp(a, "--kill-grace")) set_once(&opt.kill_grace_s, a, v);
+        else if (!strcmp(a, "--kill-cgroup2")) set_once(&opt.kill_cg2, a, v);
+        else if (!strcmp(a, "--kill-cgroup1-freezer")) set_once(&opt.kill_freezer, a, v);
+        else if (!strcmp(a, "--rlimit")) parse_rlimit(v);
+        else if (!strcmp(a, "--cgroup-procs")) {
+            if (opt.n_cgroup_procs == MAX_CGROUPS) usage("too many --cgroup-procs options");
+            require_abs(a, v);
+            opt.cgroup_procs[opt.n_cgroup_procs++] = v;
+        } else { /* --env */
+            if (opt.n_env == MAX_ENV) usage("too many --env options");
+            if (!strchr(v, '=') || v[0] == '=') usage("--env: expected KEY=VALUE, got '%s'", v);
+            opt.env[opt.n_env++] = (char *)v;
+        }
+    }
+    if (i >= argc) usage("missing '--' before the program");
+    if (i + 1 >= argc || !argv[i + 1][0]) usage("missing program after '--'");
+    opt.prog = &argv[i + 1];
+    opt.env[opt.n_env] = NULL;
+
+    if (!job_id_s) usage("missing required option --job-id");
+    opt.job_id = parse_uint("--job-id", job_id_s, 10, 1ULL << 53);
+    if (!opt.user || !opt.user[0] || strchr(opt.user, '/')) usage("missing or invalid --user");
+    if (!opt.uid_s || !opt.gid_s) usage("missing required option --uid or --gid");
+    opt.uid = (uid_t)parse_uint("--uid", opt.uid_s, 10, 0xfffffffeULL);
+    opt.gid = (gid_t)parse_uint("--gid", opt.gid_s, 10, 0xfffffffeULL);
+    require_abs("--run-dir", opt.run_dir);
+    require_abs("--cwd", opt.cwd);
+    require_abs("--stdout", opt.out_path);
+    require_abs("--stderr", opt.err_path);
+    if (opt.umask_s) opt.umask = (mode_t)parse_uint("--umask", opt.umask_s, 8, 0777);
+    /* Ten years is far beyond any queue's limit and keeps the millisecond arithmetic exact. */
+    if (opt.time_limit_s) opt.time_limit = parse_uint("--time-limit", opt.time_limit_s, 10, 315360000ULL);
+    if (opt.kill_grace_s) opt.kill_grace = parse_uint("--kill-grace", opt.kill_grace_s, 10, 86400ULL);
+    if (opt.kill_cg2 && opt.kill_freezer) usage("--kill-cgroup2 and --kill-cgroup1-freezer are exclusive");
+    const char *kill_dir = opt.kill_cg2 ? opt.kill_cg2 : opt.kill_freezer;
+    if (kill_dir) {
+        require_abs(opt.kill_cg2 ? "--kill-cgroup2" : "--kill-cgroup1-freezer", kill_dir);
+        snprintf(cg_procs_path, sizeof cg_procs_path, "%s/cgroup.procs", kill_dir);
+        snprintf(cg_kill_path, sizeof cg_kill_path, "%s/cgroup.kill", kill_dir);
+        snprintf(freezer_state_path, sizeof freezer_state_path, "%s/freezer.state", kill_dir);
+    }
+}
+
+/* ---------- run files ---------- */
+
+/* Writes DIR/<id>.<suffix> atomically: temp file, fsync, rename, fsync DIR. A reader (the daemon,
+ * possibly after a crash of either side) sees the whole record or none. */
+static int write_run_file(const char *suffix, const char *content) {
+    char tmp[PATH_MAX], final[PATH_MAX];
+    if (snprintf(final, sizeof final, "%s/%llu.%s", opt.run_dir, opt.job_id, suffix) >= (int)sizeof final ||
+        snprintf(tmp, sizeof tmp, "%s.tmp", final) >= (int)sizeof tmp) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (fd < 0) return -1;
+    if (write_all(fd, content, strlen(content)) < 0 || fsync(fd) < 0) {
+        int saved = errno;
+        close(fd);
+        unlink(tmp);
+        errno = saved;
+        return -1;
+    }
+    if (close(fd) < 0 || rename(tmp, final) < 0) return -1;
+    int dfd = open(opt.run_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        fsync(dfd);
+        close(dfd);
+    }
+    return 0;
+}
+
+static int write_exit_file(const char *status, int exit_code, int sig, const char *error) {
+    struct rusage ru = {0};
+    getrusage(RUSAGE_CHILDREN, &ru);
+    char buf[2 * MSG_MAX];
+    int n = snprintf(buf, sizeof buf,
+                     "status=%s\nexit_code=%d\nsignal=%d\ntimed_out=%d\ncancelled=%d\njob_pid=%d\n"
+                     "start_ms=%lld\nend_ms=%lld\nutime_us=%lld\nstime_us=%lld\nmaxrss_kb=%ld\n",
+                     status, exit_code, sig, timed_out, cancelled, (int)job_pid, start_ms, end_ms,
+                     (long long)ru.ru_utime.tv_sec * 1000000 + ru.ru_utime.tv_usec,
+                     (long long)ru.ru_stime.tv_sec * 1000000 + ru.ru_stime.tv_usec, ru.ru_maxrss);
+    if (error) snprintf(buf + n, sizeof buf - (size_t)n, "error=%s\n", error);
+    /* The exit file is the job's only record once the daemon is gone: a full disk or a transient
+     * error must not lose it, so keep trying for a while before giving up. */
+    for (int attempt = 0; attempt < 60; attempt++) {
+        if (write_run_file("exit", buf) == 0) return 0;
+        sleep_ms(1000);
+    }
+    return -1;
+}
+
+/* Launch failure: the record is written BEFORE the "failed" line, so a daemon that saw the line
+ * and cleans up the run files cannot race with a late exit file. */
+static int launch_failed(const char *msg) {
+    end_ms = clock_ms(CLOCK_REALTIME);
+    int rc = write_exit_file("launch_failed", 127, 0, msg);
+    dprintf(1, "failed %s\n", msg);
+    return rc < 0 ? 1 : 0;
+}
+
+/* ---------- the job child (between fork and exec) ---------- */
+
+static void __attribute__((noreturn, format(printf, 3, 4))) child_fail(int errfd, int err, const char *fmt, ...) {
+    char msg[MSG_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (n < 0) n = 0;
+    if ((size_t)n >= sizeof msg) n = sizeof msg - 1;
+    if (err) snprintf(msg + n, sizeof msg - (size_t)n, ": %s", strerror(err));
+    write_all(errfd, msg, strlen(msg));
+    _exit(127);
+}
+
+static void __attribute__((noreturn)) run_child(int errfd) {
+    /* a. Own session and process group, so the job cannot reach the supervisor's terminal-less
+     * session and can be signalled as a group; default signal handling as any fresh process. */
+    if (setsid() < 0) child_fail(errfd, errno, "setsid");
+    struct sigaction dfl = {.sa_handler = SIG_DFL};
+    for (int s = 1; s < NSIG; s++) sigaction(s, &dfl, NULL);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+
+    /* b. Join the job's cgroups while still root and before any code of the user runs: whatever
+     * the job does first (allocate, fork) is already accounted and limited. "0" means "myself". */
+    for (int i = 0; i < opt.n_cgroup_procs; i++)
+        if (write_file(opt.cgroup_procs[i], "0") < 0) child_fail(errfd, errno, "join cgroup %s", opt.cgroup_procs[i]);
+
+    /* c. Limits; hard = soft so the job cannot raise them again. Set as root so they may exceed
+     * the supervisor's own hard limits. */
+    for (int i = 0; i < opt.n_rlimits; i++) {
+        struct rlimit rl = {opt.rlimits[i].value, opt.rlimits[i].value};
+        if (setrlimit(opt.rlimits[i].resource, &rl) < 0) child_fail(errfd, errno, "setrlimit %d", opt.rlimits[i].resource);
+    }
+
+    /* d. Become the user. Never root; initgroups (unlike Node's spawn({uid,gid})) keeps the user's
+     * supplementary groups and drops ours. setuid(0) succeeding afterwards would mean a saved or
+     * effective root id survived, so that is checked rather than assumed. */
+    if (opt.uid == 0) child_fail(errfd, 0, "refusing to run a job as root (uid 0)");
+    if (geteuid() == 0) {
+        struct passwd *pw = getpwnam(opt.user);
+        if (!pw) child_fail(errfd, 0, "user %s does not exist", opt.user);
+        if (pw->pw_uid != opt.uid)
+            child_fail(errfd, 0, "user %s has uid %u, not %u", opt.user, (unsigned)pw->pw_uid, (unsigned)opt.uid);
+        if (initgroups(opt.user, opt.gid) < 0) child_fail(errfd, errno, "initgroups %s", opt.user);
+        if (setresgid(opt.gid, opt.gid, opt.gid) < 0) child_fail(errfd, errno, "setresgid %u", (unsigned)opt.gid);
+        if (setresuid(opt.uid, opt.uid, opt.uid) < 0) child_fail(errfd, errno, "setresuid %u", (unsigned)opt.uid);
+        if (setuid(0) == 0) child_fail(errfd, 0, "privileges could not be dropped");
+    } else if (getuid() != opt.uid || geteuid() != opt.uid) {
+        /* An unprivileged supervisor can only run jobs as its own user. */
+        child_fail(errfd, 0, "supervisor runs as uid %u and cannot run a job as uid %u", (unsigned)geteuid(),
+                   (unsigned)opt.uid);
+    }
+
+    /* e. No setuid binary or file capability can give the job more than the user has. */
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) child_fail(errfd, errno, "PR_SET_NO_NEW_PRIVS");
+    umask(opt.umask);
+
+    /* f. Open the outputs as the user: a symlink in a parent directory can then only lead where the
+     * user may write anyway, and O_NOFOLLOW refuses a symlink as the last component (ELOOP). */
+    const int oflags = O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC;
+    int out = open(opt.out_path, oflags, 0666);
+    if (out < 0) child_fail(errfd, errno, "open stdout %s", opt.out_path);
+    int err = out;
+    if (strcmp(opt.out_path, opt.err_path) != 0) {
+        err = open(opt.err_path, oflags, 0666);
+        if (err < 0) child_fail(errfd, errno, "open stderr %s", opt.err_path);
+    }
+    int in = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (in < 0) child_fail(errfd, errno, "open /dev/null");
+    if (dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0) child_fail(errfd, errno, "dup2");
+
+    /* g. Enter the working directory as the user: a directory the user cannot enter fails here
+     * instead of being entered with root's rights. */
+    if (chdir(opt.cwd) < 0) child_fail(errfd, errno, "chdir %s", opt.cwd);
+
+    /* h. Only 0, 1, 2 reach the job; the error pipe closes itself on a successful exec. */
+    close_fds_from(3, errfd);
+    execve(opt.prog[0], opt.prog, opt.env);
+    child_fail(errfd, errno, "exec %s", opt.prog[0]);
+}
+
+/* ---------- finding and signalling the job's processes ---------- */
+
+/* Reaps every child without blocking. Returns true when no child is left (ECHILD). __WALL also
+ * reaps reparented descendants whatever their exit signal. */
+static bool reap_children(void) {
+    for (;;) {
+        int st;
+        pid_t p = waitpid(-1, &st, WNOHANG | __WALL);
+        if (p > 0) {
+            if (p == job_pid && !job_reaped) {
+                job_reaped = true;
+                job_status = st;
+                end_ms = clock_ms(CLOCK_REALTIME);
+            }
+            continue;
+        }
+        if (p == 0) return false;
+        if (errno == EINTR) continue;
+        return true;
+    }
+}
+
+/* Calls fn for every pid listed in a cgroup.procs file. Returns the count, or -1 if unreadable. */
+static int for_each_pid_in_file(const char *path, void (*fn)(pid_t, void *), void *ctx) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    char buf[4096];
+    long cur = -1;
+    int count = 0;
+    for (;;) {
+        ssize_t n = read(fd, buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        for (ssize_t i = 0; i < n; i++) {
+            if (buf[i] >= '0' && buf[i] <= '9') {
+                cur = (cur < 0 ? 0 : cur * 10) + (buf[i] - '0');
+            } else if (cur >= 0) {
+                count++;
+                if (fn) fn((pid_t)cur, ctx);
+                cur = -1;
+            }
+        }
+    }
+    if (cur >= 0) {
+        count++;
+        if (fn) fn((pid_t)cur, ctx);
+    }
+    close(fd);
+    return count;
+}
+
+struct find_ctx {
+    pid_t pid;
+    bool found;
+};
+static void find_pid_cb(pid_t p, void *ctx) {
+    struct find_ctx *f = ctx;
+    if (p == f->pid) f->found = true;
+}
+
+struct signal_ctx {
+    const char *path;
+    int sig;
+};
+
+/* A pid read from cgroup.procs may exit and be reused by an unrelated process before we signal it.
+ * Pinning it with a pidfd and then seeing it still listed proves the pinned process is a member. */
+static void signal_member_cb(pid_t pid, void *ctx) {
+    struct signal_ctx *s = ctx;
+    if (pid <= 1 || pid == self_pid) return;
+    int pfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    if (pfd < 0) {
+        if (errno == ENOSYS) kill(pid, s->sig); /* pre-5.3 kernel: best effort */
+        return;
+    }
+    struct find_ctx f = {pid, false};
+    for_each_pid_in_file(s->path, find_pid_cb, &f);
+    if (f.found) syscall(SYS_pidfd_send_signal, pfd, s->sig, NULL, 0);
+    close(pfd);
+}
+
+static void signal_cgroup_members(int sig) {
+    struct signal_ctx s = {cg_procs_path, sig};
+    for_each_pid_in_file(cg_procs_path, signal_member_cb, &s);
+}
+
+static void kill_member_cb(pid_t pid, void *ctx) {
+    (void)ctx;
+    if (pid > 1 && pid != self_pid) kill(pid, SIGKILL);
+}
+
+/* cgroup v1 has no cgroup.kill. Frozen tasks cannot fork or exit, so the member list is stable and
+ * every pid in it is still the member we read: freeze, kill them all, thaw (the kills land on
+ * thaw), and repeat until the cgroup is empty. Bounded so a task that never freezes (stuck in the
+ * kernel) cannot hang us; the caller's cleanup loop comes back later. */
+static void freezer_kill(void) {
+    for (int round = 0; round < 10; round++) {
+        if (for_each_pid_in_file(cg_procs_path, NULL, NULL) <= 0) return;
+        if (write_file(freezer_state_path, "FROZEN") == 0) {
+            char st[32];
+            for (int i = 0; i < 200; i++) {
+                if (read_file(freezer_state_path, st, sizeof st) > 0 && !strncmp(st, "FROZEN", 6)) break;
+                sleep_ms(10);
+            }
+        }
+        for_each_pid_in_file(cg_procs_path, kill_member_cb, NULL);
+        write_file(freezer_state_path, "THAWED");
+        reap_children();
+        sleep_ms(10);
+    }
+}
+
+static pid_t desc_pid[MAX_DESC];
+static unsigned long long desc_start[MAX_DESC];
+static int desc_n;
+
+static bool is_known(pid_t p) {
+    if (p == self_pid) return true;
+    for (int i = 0; i < desc_n; i++)
+        if (desc_pid[i] == p) return true;
+    return false;
+}
+
+/* Every descendant of the supervisor, by walking /proc parent links until nothing is added. As a
+ * child subreaper we inherit every orphan of the job, so setsid'ed and double-forked processes are
+ * still found here; in rlimit mode this is the only way to find them. */
+static void collect_descendants(void) {
+    desc_n = 0;
+    for (int pass = 0; pass < 64 && desc_n < MAX_DESC; pass++) {
+        bool added = false;
+        DIR *d = opendir("/proc");
+        if (!d) return;
+        struct dirent *e;
+        while ((e = readdir(d)) != NULL && desc_n < MAX_DESC) {
+            if (e->d_name[0] < '1' || e->d_name[0] > '9') continue;
+            pid_t p = (pid_t)atoi(e->d_name);
+            pid_t pp;
+            unsigned long long st;
+            if (is_known(p) || proc_stat(p, NULL, &pp, &st) < 0 || !is_known(pp)) continue;
+            desc_pid[desc_n] = p;
+            desc_start[desc_n++] = st;
+            added = true;
+        }
+        closedir(d);
+        if (!added) break;
+    }
+}
+
+/* Signals the descendants found by collect_descendants. The pidfd pins the process, and its start
+ * time proves it is the one we found and not a newcomer that reused the pid. */
+static void signal_descendants(int sig) {
+    collect_descendants();
+    for (int i = 0; i < desc_n; i++) {
+        char state;
+        unsigned long long st;
+        int pfd = (int)syscall(SYS_pidfd_open, desc_pid[i], 0);
+        if (pfd < 0 && errno != ENOSYS) continue;
+        if (proc_stat(desc_pid[i], &state, NULL, &st) == 0 && st == desc_start[i] && state != 'Z') {
+            if (pfd >= 0) syscall(SYS_pidfd_send_signal, pfd, sig, NULL, 0);
+            else kill(desc_pid[i], sig);
+        }
+        if (pfd >= 0) close(pfd);
+    }
+}
+
+/* Signals every process of the job by every mechanism we have; they overlap on purpose. */
+static void signal_job(int sig) {
+    if (opt.kill_cg2) {
+        if (sig != SIGKILL || write_file(cg_kill_path, "1") < 0) signal_cgroup_members(sig);
+    } else if (opt.kill_freezer) {
+        if (sig == SIGKILL) freezer_kill();
+        else signal_cgroup_members(sig);
+    }
+    /* The group id is safe to use only while the unreaped leader pins it. */
+    if (!job_reaped) kill(-job_pid, sig);
+    signal_descendants(sig);
+}
+
+static bool cgroup_empty(void) {
+    if (!opt.kill_cg2 && !opt.kill_freezer) return true;
+    return for_each_pid_in_file(cg_procs_path, NULL, NULL) <= 0;
+}
+
+/* Waits for SIGCHLD or SIGUSR1 (both blocked) for up to timeout_ms (< 0: forever). Returns the
+ * signal, or 0 on timeout. */
+static int wait_signal(const sigset_t *set, long long timeout_ms) {
+    int sig;
+    if (timeout_ms < 0) {
+        sig = sigwaitinfo(set, NULL);
+    } else {
+        struct timespec ts = {(time_t)(timeout_ms / 1000), (long)(timeout_ms % 1000) * 1000000L};
+        sig = sigtimedwait(set, NULL, &ts);
+    }
+    return sig < 0 ? 0 : sig;
+}
+
+/* ---------- main ---------- */
+
+int main(int argc, char **argv) {
+    /* 1. The daemon's LevelDB files are opened without O_CLOEXEC and leak into us; close all.
+     * Then make sure 0, 1 and 2 exist, so no file we open later lands on them by accident. */
+    close_fds_from(3, -1);
+    for (int fd = 0; fd <= 2; fd++) {
+        if (fcntl(fd, F_GETFD) < 0) {
+            int n = open("/dev/null", O_RDWR);
+            if (n >= 0 && n != fd) dup2(n, fd), close(n);
+        }
+    }
+    parse_args(argc, argv);
+
+    /* Stray signals (the daemon's process group, a terminal hangup, a closed handshake pipe) must
+     * not end the supervisor: it is the job's only reaper and record keeper. SIGCHLD and SIGUSR1
+     * are blocked and taken synchronously by sigtimedwait in the main loop. */
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGHUP, SIG_IGN);
+    signal(SIGINT, SIG_IGN);
+    signal(SIGTERM, SIG_IGN);
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGCHLD);
+    sigaddset(&set, SIGUSR1);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+    if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0) perror("hpcq-supervisor: PR_SET_CHILD_SUBREAPER");
+    if (chdir("/") < 0) perror("hpcq-supervisor: chdir /");
+    umask(022);
+
+    /* 2. Identify ourselves before starting anything, so a restarted daemon can tell this
+     * supervisor from a process that reused its pid, or from one of a previous boot. */
+    self_pid = getpid();
+    unsigned long long self_start = 0;
+    proc_stat(self_pid, NULL, NULL, &self_start);
+    char boot_id[64] = "";
+    read_file("/proc/sys/kernel/random/boot_id", boot_id, sizeof boot_id);
+    boot_id[strcspn(boot_id, "\r\n")] = '\0';
+    char sup[256];
+    snprintf(sup, sizeof sup, "supervisor_pid=%d\nsupervisor_start_ticks=%llu\nboot_id=%s\n", (int)self_pid,
+             self_start, boot_id);
+    if (write_run_file("sup", sup) < 0) {
+        dprintf(1, "failed write %s/%llu.sup: %s\n", opt.run_dir, opt.job_id, strerror(errno));
+        return 1;
+    }
+
+    /* 3. Start the job. The pipe is close-on-exec: EOF without data means exec succeeded. */
+    int pfd[2];
+    if (pipe2(pfd, O_CLOEXEC) < 0 || (job_pid = fork()) < 0) {
+        char msg[MSG_MAX];
+        snprintf(msg, sizeof msg, "cannot start the job: %s", strerror(errno));
+        return launch_failed(msg);
+    }
+    if (job_pid == 0) {
+        close(pfd[0]);
+        run_child(pfd[1]);
+    }
+    close(pfd[1]);
+    char msg[MSG_MAX];
+    size_t mlen = 0;
+    for (;;) {
+        ssize_t n = read(pfd[0], msg + mlen, sizeof msg - 1 - mlen);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        mlen += (size_t)n;
+        if (mlen == sizeof msg - 1) break;
+    }
+    close(pfd[0]);
+
+    /* 4. Handshake. */
+    if (mlen > 0) {
+        msg[mlen] = '\0';
+        for (size_t i = 0; i < mlen; i++) /* one line, whatever the path contained */
+            if ((unsigned char)msg[i] < 0x20 || msg[i] == 0x7f) msg[i] = '?';
+        int st;
+        while (waitpid(job_pid, &st, 0) < 0 && errno == EINTR) {
+        }
+        job_reaped = true;
+        return launch_failed(msg);
+    }
+    start_ms = clock_ms(CLOCK_REALTIME);
+    long long mono_start = clock_ms(CLOCK_MONOTONIC);
+    unsigned long long job_start = 0;
+    proc_stat(job_pid, NULL, NULL, &job_start); /* unreaped, so readable even if it already exited */
+    dprintf(1, "started %d %llu\n", (int)job_pid, job_start);
+    /* The daemon may go away at any time: never write to (or be SIGPIPE'd by) its pipes again. */
+    int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (devnull >= 0) {
+        dup2(devnull, 1);
+        dup2(devnull, 2);
+        close(devnull);
+    }
+
+    /* 5. Watch the job. Deadlines are on CLOCK_MONOTONIC so wall-clock jumps do not matter. */
+    enum { RUNNING, TERM_SENT, KILL_SENT } phase = RUNNING;
+    long long deadline = opt.time_limit ? mono_start + (long long)opt.time_limit * 1000 : -1;
+    long long next = deadline; /* when something is due in the current phase; -1 = nothing */
+    for (;;) {
+        reap_children();
+        if (job_reaped) break;
+        long long now = clock_ms(CLOCK_MONOTONIC);
+        if (phase == RUNNING && deadline >= 0 && now >= deadline) {
+            timed_out = true;
+            signal_job(SIGTERM);
+            signal_job(SIGCONT); /* a stopped process would never see the SIGTERM */
+            phase = TERM_SENT;
+            next = now + (long long)opt.kill_grace * 1000;
+            continue;
+        }
+        if (phase != RUNNING && now >= next) {
+            signal_job(SIGKILL);
+            phase = KILL_SENT;
+            next = now + SWEEP_MS;
+            continue;
+        }
+        int sig = wait_signal(&set, next < 0 ? -1 : next - now);
+        if (sig == SIGUSR1 && phase == RUNNING) { /* the daemon's cancel; only the first reason counts */
+            cancelled = true;
+            signal_job(SIGTERM);
+            signal_job(SIGCONT);
+            phase = TERM_SENT;
+            next = clock_ms(CLOCK_MONOTONIC) + (long long)opt.kill_grace * 1000;
+        }
+    }
+
+    /* 7. The main process ended: nothing of the job may outlive it. Kill and reap until no child
+     * is left and the cgroup is empty, then record the outcome. */
+    long long no_children_since = -1;
+    for (;;) {
+        signal_job(SIGKILL);
+        bool no_children = reap_children();
+        if (no_children && cgroup_empty()) break;
+        long long now = clock_ms(CLOCK_MONOTONIC);
+        if (!no_children) no_children_since = -1;
+        else if (no_children_since < 0) no_children_since = now;
+        else if (now - no_children_since > FOREIGN_WAIT_MS) break;
+        wait_signal(&set, CLEANUP_POLL_MS);
+    }
+    int rc = WIFSIGNALED(job_status) ? write_exit_file("signaled", 0, WTERMSIG(job_status), NULL)
+                                     : write_exit_file("exited", WEXITSTATUS(job_status), 0, NULL);
+    return rc < 0 ? 1 : 0;
+}

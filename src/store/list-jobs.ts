@@ -1,0 +1,232 @@
+/**
+ * Listing jobs newest first from the indexes, at a cost that depends on the page, not on history.
+ *
+ * Plan:
+ * - no filter (or every state): a reverse scan of `job/` from `beforeId` — exactly one page read;
+ * - otherwise one index is chosen: the per-dimension index of the most selective dimension given
+ *   (runUser, then hpcqueueId, then clusterId: a user owns fewer jobs than a queue, a queue fewer
+ *   than a cluster), else the state index. It is read as one reverse range per requested state,
+ *   merged by descending id. Other dimensions are checked on the index entry's tag, so records
+ *   are read only for the jobs on the page.
+ * When several dimensions are combined, the chosen index may hold many entries that the others
+ * reject. `scanLimit` bounds the entries examined per call: if it is reached the page is returned
+ * short (even empty) with `nextBeforeId` set, and the caller continues from there.
+ * Everything is read from one snapshot, so a page is consistent even while jobs change state.
+ */
+import { JOB_STATES, type Job, type JobState } from '../core/job.js';
+import type { JobFilter, JobPage } from '../core/ports.js';
+import { decodeIndexTag, decodeJob, type IndexTag } from './job-codec.js';
+import {
+  JOB_PREFIX,
+  dimensionIndexPrefix,
+  idFromIndexKey,
+  idFromJobKey,
+  idRange,
+  jobKey,
+  stateIndexPrefix,
+  type IndexDimension,
+} from './keys.js';
+import type { StringLevel } from './open-level.js';
+
+type Snapshot = ReturnType<StringLevel['snapshot']>;
+/** The part of a LevelDB entry iterator the cursor uses. */
+interface EntryIterator {
+  nextv(size: number): Promise<Array<[string, string]>>;
+  close(): Promise<void>;
+}
+
+export interface ListOutcome extends JobPage {
+  /** Index entries examined (0 for a primary scan). */
+  scanned: number;
+  /** Records on the page that were missing or could not be decoded, and were left out. */
+  skipped: number;
+}
+
+/** Largest chunk read from one index range at a time. */
+const MAX_CHUNK = 1024;
+
+const TAG_FIELD: Record<IndexDimension, keyof IndexTag> = { c: 'clusterId', q: 'hpcqueueId', u: 'runUser' };
+
+/** Buffered reverse reader of one index range. */
+class IndexCursor {
+  private buffer: Array<[string, string]> = [];
+  private position = 0;
+  private ended = false;
+
+  constructor(
+    private readonly iterator: EntryIterator,
+    private chunk: number,
+  ) {}
+
+  /** Makes `head()` valid; false once the range is exhausted. */
+  async ready(): Promise<boolean> {
+    if (this.position < this.buffer.length) return true;
+    if (this.ended) return false;
+    this.buffer = await this.iterator.nextv(this.chunk);
+    this.position = 0;
+    this.chunk = Math.min(this.chunk * 2, MAX_CHUNK);
+    if (this.buffer.length === 0) this.ended = true;
+    return !this.ended;
+  }
+
+  head(): [string, string] | undefined {
+    return this.buffer[this.position];
+  }
+
+  advance(): void {
+    this.position += 1;
+  }
+
+  close(): Promise<void> {
+    return this.iterator.close();
+  }
+}
+
+function wantedStates(filter: JobFilter): JobState[] {
+  if (filter.states === undefined || filter.states.length === 0) return [...JOB_STATES];
+  return JOB_STATES.filter((s) => filter.states?.includes(s));
+}
+
+/** Dimension filters, most selective first. Empty strings mean "no filter". */
+function dimensionFilters(filter: JobFilter): Array<[IndexDimension, string]> {
+  const dims: Array<[IndexDimension, string]> = [];
+  if (filter.runUser) dims.push(['u', filter.runUser]);
+  if (filter.hpcqueueId) dims.push(['q', filter.hpcqueueId]);
+  if (filter.clusterId) dims.push(['c', filter.clusterId]);
+  return dims;
+}
+
+function matches(job: Job, states: readonly JobState[], dims: Array<[IndexDimension, string]>): boolean {
+  return states.includes(job.state) && dims.every(([d, value]) => job[TAG_FIELD[d]] === value);
+}
+
+async function readPage(
+  db: StringLevel,
+  snapshot: Snapshot,
+  ids: number[],
+  states: readonly JobState[],
+  dims: Array<[IndexDimension, string]>,
+): Promise<{ jobs: Job[]; skipped: number }> {
+  const values: Array<string | undefined> = ids.length === 0 ? [] : await db.getMany(ids.map(jobKey), { snapshot });
+  const jobs: Job[] = [];
+  let skipped = 0;
+  values.forEach((raw, i) => {
+    const id = ids[i] as number;
+    if (raw === undefined) {
+      skipped += 1;
+      return;
+    }
+    try {
+      const job = decodeJob(raw, id);
+      if (matches(job, states, dims)) jobs.push(job);
+    } catch {
+      skipped += 1;
+    }
+  });
+  return { jobs, skipped };
+}
+
+async function scanPrimary(db: StringLevel, snapshot: Snapshot, pageSize: number, beforeId?: number): Promise<ListOutcome> {
+  const entries = await db
+    .iterator<string, string>({ ...idRange(JOB_PREFIX, beforeId), reverse: true, limit: pageSize + 1, snapshot })
+    .all();
+  const jobs: Job[] = [];
+  let skipped = 0;
+  for (const [key, raw] of entries.slice(0, pageSize)) {
+    try {
+      jobs.push(decodeJob(raw, idFromJobKey(key)));
+    } catch {
+      skipped += 1;
+    }
+  }
+  const last = entries[pageSize - 1];
+  const nextBeforeId = entries.length > pageSize && last !== undefined ? idFromJobKey(last[0]) : undefined;
+  return { jobs, scanned: 0, skipped, ...(nextBeforeId === undefined ? {} : { nextBeforeId }) };
+}
+
+async function scanIndexes(
+  db: StringLevel,
+  snapshot: Snapshot,
+  states: readonly JobState[],
+  dims: Array<[IndexDimension, string]>,
+  pageSize: number,
+  beforeId: number | undefined,
+  scanLimit: number,
+): Promise<ListOutcome> {
+  const [lead, ...others] = dims;
+  const prefixes = states.map((s) => (lead === undefined ? stateIndexPrefix(s) : dimensionIndexPrefix(lead[0], lead[1], s)));
+  const firstChunk = Math.min(MAX_CHUNK, Math.max(8, Math.ceil((pageSize + 1) / prefixes.length)));
+  const cursors = prefixes.map(
+    (p) => new IndexCursor(db.iterator<string, string>({ ...idRange(p, beforeId), reverse: true, snapshot }), firstChunk),
+  );
+  const ids: number[] = [];
+  let scanned = 0;
+  let lastScannedId: number | undefined;
+  let exhausted = false;
+  try {
+    while (ids.length <= pageSize) {
+      if (scanned >= scanLimit) break;
+      let best: IndexCursor | undefined;
+      let bestId = -1;
+      for (const cursor of cursors) {
+        if (!(await cursor.ready())) continue;
+        const id = idFromIndexKey((cursor.head() as [string, string])[0]);
+        if (id > bestId) {
+          best = cursor;
+          bestId = id;
+        }
+      }
+      if (best === undefined) {
+        exhausted = true;
+        break;
+      }
+      const [, rawTag] = best.head() as [string, string];
+      best.advance();
+      scanned += 1;
+      lastScannedId = bestId;
+      if (others.length > 0) {
+        let tag: IndexTag;
+        try {
+          tag = decodeIndexTag(rawTag);
+        } catch {
+          ids.push(bestId); // let the record decide
+          continue;
+        }
+        if (!others.every(([d, value]) => tag[TAG_FIELD[d]] === value)) continue;
+      }
+      ids.push(bestId);
+    }
+  } finally {
+    await Promise.all(cursors.map((c) => c.close()));
+  }
+  let nextBeforeId: number | undefined;
+  if (ids.length > pageSize) nextBeforeId = ids[pageSize - 1];
+  else if (!exhausted) nextBeforeId = lastScannedId;
+  const page = await readPage(db, snapshot, ids.slice(0, pageSize), states, dims);
+  return { ...page, scanned, ...(nextBeforeId === undefined ? {} : { nextBeforeId }) };
+}
+
+/**
+ * One page of jobs matching `filter`, newest first, with ids below `beforeId` if given.
+ * `scanLimit` bounds the index entries examined (raised to pageSize + 1 if lower).
+ */
+export async function listJobsPage(
+  db: StringLevel,
+  filter: JobFilter,
+  pageSize: number,
+  beforeId: number | undefined,
+  scanLimit: number,
+): Promise<ListOutcome> {
+  const size = Math.max(1, Math.floor(pageSize));
+  const states = wantedStates(filter);
+  const dims = dimensionFilters(filter);
+  const snapshot = db.snapshot();
+  try {
+    if (dims.length === 0 && states.length === JOB_STATES.length) {
+      return await scanPrimary(db, snapshot, size, beforeId);
+    }
+    return await scanIndexes(db, snapshot, states, dims, size, beforeId, Math.max(scanLimit, size + 1));
+  } finally {
+    await snapshot.close();
+  }
+}

@@ -1,0 +1,67 @@
+/**
+ * Opens the LevelDB database of the job store without ever creating an empty database over
+ * existing data: a new database is created only when the directory is missing or empty. A
+ * directory with files but no valid CURRENT -> MANIFEST chain is refused with StoreOpenError.
+ */
+import { readFile, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Level } from 'level';
+import { StoreOpenError, corruptDatabase, openFailure } from './store-errors.js';
+
+export type StringLevel = Level<string, string>;
+
+export interface LevelTuning {
+  /** LevelDB block cache in bytes. Default 8 MiB (LevelDB's default). */
+  cacheSizeBytes?: number;
+  /** Memtable size in bytes before it is written to a table. Default 4 MiB (LevelDB's default). */
+  writeBufferSizeBytes?: number;
+}
+
+/** Whether a database may be created at `location`: only when it is missing or an empty directory. */
+async function mayCreate(location: string): Promise<boolean> {
+  let entries: string[];
+  try {
+    entries = await readdir(location);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return true;
+    if (code === 'ENOTDIR') {
+      throw new StoreOpenError('ResourceUnavailable.Store', `the state directory ${location} is not a directory`, {
+        cause: err,
+      });
+    }
+    throw openFailure(err, location);
+  }
+  if (entries.length === 0) return true;
+  if (!entries.includes('CURRENT')) {
+    throw corruptDatabase(location, 'the directory is not empty but has no CURRENT file, so it holds no LevelDB database');
+  }
+  const current = await readFile(join(location, 'CURRENT'), 'latin1');
+  const manifest = /^(MANIFEST-\d+)\n$/.exec(current)?.[1];
+  if (manifest === undefined) {
+    throw corruptDatabase(location, `CURRENT does not name a manifest file: ${JSON.stringify(current.slice(0, 64))}`);
+  }
+  if (!entries.includes(manifest)) {
+    throw corruptDatabase(location, `CURRENT names ${manifest}, which does not exist`);
+  }
+  return false;
+}
+
+/** Opens (or creates, if allowed) the database; throws StoreOpenError. */
+export async function openLevel(location: string, tuning: LevelTuning = {}): Promise<StringLevel> {
+  const createIfMissing = await mayCreate(location);
+  const db = new Level<string, string>(location, {
+    createIfMissing,
+    errorIfExists: false,
+    keyEncoding: 'utf8',
+    valueEncoding: 'utf8',
+    ...(tuning.cacheSizeBytes === undefined ? {} : { cacheSize: tuning.cacheSizeBytes }),
+    ...(tuning.writeBufferSizeBytes === undefined ? {} : { writeBufferSize: tuning.writeBufferSizeBytes }),
+  });
+  try {
+    await db.open();
+  } catch (err) {
+    throw openFailure(err, location);
+  }
+  return db;
+}

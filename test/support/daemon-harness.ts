@@ -1,0 +1,189 @@
+/**
+ * Starts a real hpcqd (the built dist/daemon/main.js) in a temporary state directory, listening on
+ * a unix socket inside it, and gives typed gRPC clients for it. Every daemon started is killed and
+ * its directory removed by `stopAll()` (call it in afterEach / afterAll).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { credentials, type ServiceError } from '@grpc/grpc-js';
+import { JobServiceClient, type SubmitJobRequest, type SubmitJobResponse } from '../../src/gen/hpcq/v1/job_service.js';
+import { QueueServiceClient } from '../../src/gen/hpcq/v1/queue_service.js';
+import type { Job } from '../../src/gen/hpcq/v1/job.js';
+import { errorInfoOf } from '../../src/api/grpc-status.js';
+
+export const PACKAGE_ROOT = resolve(import.meta.dirname, '..', '..');
+export const DAEMON_MAIN = join(PACKAGE_ROOT, 'dist', 'daemon', 'main.js');
+export const CLI_MAIN = join(PACKAGE_ROOT, 'dist', 'cli', 'main.js');
+
+/** A small config for tests: short kill grace, fixed node size, two queues. */
+export const TEST_CONFIG = `
+kill_grace_seconds: 1
+node:
+  cores: 4
+  mem_mb: 4096
+clusters:
+  - cluster_id: hpcq-test
+    zone: test-zone
+    queues:
+      - hpcqueue_id: hpcq-normal
+        scheduler_queue_name: normal
+        default: true
+        priority: 10
+        default_mem_mb: 256
+        max_time_seconds: 3600
+        default_time_seconds: 600
+      - hpcqueue_id: hpcq-debug
+        scheduler_queue_name: debug
+        priority: 20
+        max_cores: 2
+        max_mem_mb: 1024
+        default_mem_mb: 128
+        max_time_seconds: 60
+        default_time_seconds: 30
+        max_running: 1
+        max_pending: 3
+`;
+
+export interface DaemonHandle {
+  stateDir: string;
+  address: string;
+  proc: ChildProcess;
+  output: () => string;
+  jobs: InstanceType<typeof JobServiceClient>;
+  queues: InstanceType<typeof QueueServiceClient>;
+  /** SIGTERM and wait for exit. */
+  stop(): Promise<number | null>;
+  /** SIGKILL and wait for exit (supervisors survive). */
+  kill9(): Promise<void>;
+}
+
+const started = new Set<DaemonHandle>();
+const dirs = new Set<string>();
+
+export function makeStateDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'hpcq-test-'));
+  chmodSync(dir, 0o700);
+  dirs.add(dir);
+  return dir;
+}
+
+export async function startDaemon(opts: { stateDir?: string; config?: string; env?: Record<string, string> } = {}): Promise<DaemonHandle> {
+  if (!existsSync(DAEMON_MAIN)) throw new Error(`${DAEMON_MAIN} is missing: run npm run build`);
+  const stateDir = opts.stateDir ?? makeStateDir();
+  const configPath = join(stateDir, 'hpcqd.yaml');
+  writeFileSync(configPath, opts.config ?? TEST_CONFIG);
+  const address = `unix:${join(stateDir, 'hpcqd.sock')}`;
+  const proc = spawn(process.execPath, [DAEMON_MAIN], {
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HPCQ_STATE_DIR: join(stateDir, 'state'), HPCQ_CONFIG: configPath, HPCQ_LISTEN: address, HPCQ_LOG_LEVEL: 'info', ...opts.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  const exited = new Promise<number | null>((res) => proc.once('exit', (code) => res(code)));
+  await new Promise<void>((resolveReady, reject) => {
+    const timer = setTimeout(() => reject(new Error(`daemon did not become ready:\n${out}`)), 20_000);
+    const check = () => {
+      if (out.includes('"event":"ready"')) {
+        clearTimeout(timer);
+        resolveReady();
+      }
+    };
+    proc.stdout!.on('data', check);
+    void exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`daemon exited with ${code} before ready:\n${out}`));
+    });
+  });
+  const jobs = new JobServiceClient(address, credentials.createInsecure());
+  const queues = new QueueServiceClient(address, credentials.createInsecure());
+  const handle: DaemonHandle = {
+    stateDir,
+    address,
+    proc,
+    output: () => out,
+    jobs,
+    queues,
+    async stop() {
+      jobs.close();
+      queues.close();
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
+      const code = await exited;
+      started.delete(handle);
+      return code;
+    },
+    async kill9() {
+      jobs.close();
+      queues.close();
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
+      await exited;
+      started.delete(handle);
+    },
+  };
+  started.add(handle);
+  return handle;
+}
+
+/** Stops every daemon still running and removes the temp dirs. */
+export async function stopAll(): Promise<void> {
+  await Promise.all([...started].map((d) => d.kill9()));
+  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+  dirs.clear();
+}
+
+/** Promisified unary call. */
+export function call<Req, Res>(
+  fn: (req: Req, cb: (err: ServiceError | null, res: Res) => void) => unknown,
+  client: object,
+  req: Req,
+): Promise<Res> {
+  return new Promise((res, rej) => fn.call(client, req, (err, r) => (err ? rej(err) : res(r))));
+}
+
+export const emptySubmit: SubmitJobRequest = {
+  timestamp: '', clusterId: '', zone: '', runUser: '', name: '', cmdLine: '', inputFile: '', coreLimit: 0, memLimit: 0,
+  timeLimit: 0, resourceLimit: '', hpcqueueId: '', schedulerQueueName: '', stdoutRedirectPath: '', stderrRedirectPath: '',
+  priority: 0, submitType: 0, clientToken: '',
+};
+
+export function submit(d: DaemonHandle, req: Partial<SubmitJobRequest>): Promise<SubmitJobResponse> {
+  return call(d.jobs.submitJob, d.jobs, { ...emptySubmit, ...req });
+}
+
+export async function getJob(d: DaemonHandle, jobId: string): Promise<Job> {
+  const res = await call(d.jobs.getJob, d.jobs, { jobId });
+  return res.job!;
+}
+
+const TERMINAL = new Set(['completed', 'failed', 'cancelled', 'timeout', 'out_of_memory', 'node_fail']);
+
+/** Follows the job with WatchJob until it ends; returns the final job. */
+export function waitForEnd(d: DaemonHandle, jobId: string, timeoutMs = 30_000): Promise<Job> {
+  return new Promise((res, rej) => {
+    let last: Job | undefined;
+    const stream = d.jobs.watchJob({ jobId, includeHistory: false });
+    const timer = setTimeout(() => {
+      stream.cancel();
+      rej(new Error(`job ${jobId} did not end within ${timeoutMs} ms; last state ${last?.jobStatus}`));
+    }, timeoutMs);
+    stream.on('data', (m: { job?: Job }) => (last = m.job));
+    stream.on('error', (e) => {
+      clearTimeout(timer);
+      rej(e);
+    });
+    stream.on('end', () => {
+      clearTimeout(timer);
+      if (last && TERMINAL.has(last.jobStatus)) res(last);
+      else rej(new Error(`watch ended before a terminal state (last ${last?.jobStatus})`));
+    });
+  });
+}
+
+/** The stable reason of a failed call (google.rpc.ErrorInfo), with its code and field. */
+export function reasonOf(err: unknown): { code: number; reason: string; field: string; message: string } {
+  const e = err as ServiceError;
+  const info = errorInfoOf(e);
+  return { code: e.code, reason: info?.reason ?? '', field: info?.metadata.field ?? '', message: e.details };
+}

@@ -1,0 +1,483 @@
+import { describe, it, expect } from 'vitest';
+import { compileConfig } from '../../src/config/load-config.js';
+import type { ClusterConfig, DaemonConfig } from '../../src/config/daemon-config.js';
+import { HpcqError, type ErrorKind } from '../../src/core/errors.js';
+import type { JobSpec } from '../../src/core/job.js';
+import type { UserAccount, UserDirectory } from '../../src/core/ports.js';
+import type { SubmitRequest } from '../../src/core/submit-request.js';
+import { parseTimestamp, validateSubmit, type SubmitContext } from '../../src/core/validate-submit.js';
+
+const HOST = { cores: 8, memoryMb: 16384, uid: 0 };
+/** The embedded default: cluster hpcq-local (zone local), queues hpcq-normal/normal (default) and hpcq-debug/debug. */
+const CONFIG: DaemonConfig = compileConfig({}, 'test', {}, HOST);
+/** Two clusters, for cluster resolution. Queue name "normal" exists in both. */
+const TWO_CLUSTERS: DaemonConfig = compileConfig(
+  {
+    clusters: [
+      { cluster_id: 'hpcq-local', zone: 'local', queues: [{ hpcqueue_id: 'hpcq-normal', scheduler_queue_name: 'normal', default: true }] },
+      { cluster_id: 'hpcq-gpu', zone: 'gpu-zone', queues: [{ hpcqueue_id: 'hpcq-gpu-normal', scheduler_queue_name: 'normal', default: true }] },
+    ],
+  },
+  'test',
+  {},
+  HOST,
+);
+
+const NOW_MS = Date.parse('2026-03-01T12:00:00Z');
+const NOW_S = NOW_MS / 1000;
+
+/** The longest user name the daemon accepts (POSIX portable names, 32 characters). */
+const LONG_USER = 'u'.repeat(32);
+
+const ACCOUNTS: readonly UserAccount[] = [
+  { name: 'alice', uid: 1000, gid: 1000, home: '/home/alice', shell: '/bin/bash' },
+  { name: 'bob', uid: 1001, gid: 1001, home: '/home/bob', shell: '/bin/sh' },
+  { name: 'carol', uid: 1002, gid: 100, home: '/home/carol/', shell: '/bin/zsh' },
+  { name: 'root', uid: 0, gid: 0, home: '/root', shell: '/bin/sh' },
+  // A second name for uid 0, as some systems have.
+  { name: 'toor', uid: 0, gid: 0, home: '/root', shell: '/bin/sh' },
+  { name: LONG_USER, uid: 1003, gid: 1003, home: '/home/long', shell: '/bin/sh' },
+  { name: 'j.doe-2', uid: 1004, gid: 1004, home: '/home/jdoe', shell: '/bin/sh' },
+];
+
+/** In-memory UserDirectory that records every name it was asked for. */
+class FakeUserDirectory implements UserDirectory {
+  readonly lookups: string[] = [];
+  constructor(private readonly accounts: readonly UserAccount[] = ACCOUNTS) {}
+  async lookup(name: string): Promise<UserAccount | undefined> {
+    this.lookups.push(name);
+    const found = this.accounts.find((a) => a.name === name);
+    return found && { ...found };
+  }
+}
+
+function request(overrides: Partial<SubmitRequest> = {}): SubmitRequest {
+  return {
+    timestamp: '',
+    clusterId: 'hpcq-local',
+    zone: 'local',
+    runUser: 'alice',
+    name: 'job1',
+    cmdLine: 'echo hi',
+    inputFile: '',
+    coreLimit: 0,
+    memLimit: 0,
+    timeLimit: 0,
+    resourceLimit: '',
+    hpcqueueId: '',
+    schedulerQueueName: '',
+    stdoutRedirectPath: '',
+    stderrRedirectPath: '',
+    priority: 0,
+    submitType: 0,
+    clientToken: '',
+    ...overrides,
+  };
+}
+
+function context(overrides: Partial<SubmitContext> = {}): SubmitContext {
+  return { config: CONFIG, users: new FakeUserDirectory(), daemonUid: 0, nowMs: NOW_MS, ...overrides };
+}
+
+async function rejection(req: SubmitRequest, ctx: SubmitContext): Promise<HpcqError> {
+  let caught: unknown;
+  try {
+    await validateSubmit(req, ctx);
+  } catch (err) {
+    caught = err;
+  }
+  expect(caught, 'validateSubmit should reject').toBeInstanceOf(HpcqError);
+  return caught as HpcqError;
+}
+
+interface RejectionCase {
+  title: string;
+  req: Partial<SubmitRequest>;
+  ctx?: Partial<SubmitContext>;
+  code: string;
+  kind: ErrorKind;
+  field: string;
+}
+
+const iso = (ms: number): string => new Date(ms).toISOString();
+
+const INVALID: ErrorKind = 'invalid';
+const REJECTIONS: RejectionCase[] = [
+  // name
+  { title: 'name empty', req: { name: '' }, code: 'MissingParameter.JobName', kind: INVALID, field: 'name' },
+  { title: 'name 65 chars', req: { name: 'a'.repeat(65) }, code: 'InvalidParameter.JobNameTooLong', kind: INVALID, field: 'name' },
+  { title: 'name 300 chars', req: { name: 'x'.repeat(300) }, code: 'InvalidParameter.JobNameTooLong', kind: INVALID, field: 'name' },
+  { title: 'name starting with a digit', req: { name: '1job' }, code: 'InvalidParameter.JobNameMalformed', kind: INVALID, field: 'name' },
+  { title: 'name with a space', req: { name: 'my job' }, code: 'InvalidParameter.JobNameMalformed', kind: INVALID, field: 'name' },
+  { title: 'name with a slash', req: { name: 'a/b' }, code: 'InvalidParameter.JobNameMalformed', kind: INVALID, field: 'name' },
+  { title: 'name with ..', req: { name: '..' }, code: 'InvalidParameter.JobNameMalformed', kind: INVALID, field: 'name' },
+  { title: 'name with a dot', req: { name: 'a.b' }, code: 'InvalidParameter.JobNameMalformed', kind: INVALID, field: 'name' },
+  { title: 'name with NUL', req: { name: 'a\0b' }, code: 'InvalidParameter.JobNameMalformed', kind: INVALID, field: 'name' },
+  { title: 'name with trailing newline', req: { name: 'job\n' }, code: 'InvalidParameter.JobNameMalformed', kind: INVALID, field: 'name' },
+  { title: 'name with shell metachars', req: { name: 'a;rm' }, code: 'InvalidParameter.JobNameMalformed', kind: INVALID, field: 'name' },
+  { title: 'name with non-ASCII letters', req: { name: 'jöb' }, code: 'InvalidParameter.JobNameMalformed', kind: INVALID, field: 'name' },
+
+  // client_token
+  { title: 'client_token 65 chars', req: { clientToken: 't'.repeat(65) }, code: 'InvalidParameter.ClientTokenTooLong', kind: INVALID, field: 'client_token' },
+  { title: 'client_token non-ASCII', req: { clientToken: 'tökén' }, code: 'InvalidParameter.ClientTokenMalformed', kind: INVALID, field: 'client_token' },
+  { title: 'client_token with a space', req: { clientToken: 'a b' }, code: 'InvalidParameter.ClientTokenMalformed', kind: INVALID, field: 'client_token' },
+  { title: 'client_token with NUL', req: { clientToken: 'ab\0' }, code: 'InvalidParameter.ClientTokenMalformed', kind: INVALID, field: 'client_token' },
+
+  // timestamp
+  { title: 'timestamp words', req: { timestamp: 'yesterday' }, code: 'InvalidParameter.TimestampMalformed', kind: INVALID, field: 'timestamp' },
+  { title: 'timestamp month 13', req: { timestamp: '2026-13-01T00:00:00Z' }, code: 'InvalidParameter.TimestampMalformed', kind: INVALID, field: 'timestamp' },
+  { title: 'timestamp without zone', req: { timestamp: '2026-03-01T12:00:00' }, code: 'InvalidParameter.TimestampMalformed', kind: INVALID, field: 'timestamp' },
+  { title: 'timestamp with space separator', req: { timestamp: '2026-03-01 12:00:00Z' }, code: 'InvalidParameter.TimestampMalformed', kind: INVALID, field: 'timestamp' },
+  { title: 'timestamp of 8 digits', req: { timestamp: '12345678' }, code: 'InvalidParameter.TimestampMalformed', kind: INVALID, field: 'timestamp' },
+  { title: 'timestamp negative seconds', req: { timestamp: `-${NOW_S}` }, code: 'InvalidParameter.TimestampMalformed', kind: INVALID, field: 'timestamp' },
+  { title: 'timestamp 301 s ahead (ISO)', req: { timestamp: iso(NOW_MS + 301_000) }, code: 'InvalidParameterValue.TimestampOutOfRange', kind: INVALID, field: 'timestamp' },
+  { title: 'timestamp 301 s behind (Unix seconds)', req: { timestamp: String(NOW_S - 301) }, code: 'InvalidParameterValue.TimestampOutOfRange', kind: INVALID, field: 'timestamp' },
+  { title: 'timestamp a day off', req: { timestamp: '2026-03-02T12:00:00+00:00' }, code: 'InvalidParameterValue.TimestampOutOfRange', kind: INVALID, field: 'timestamp' },
+
+  // numbers
+  { title: 'core_limit negative', req: { coreLimit: -1 }, code: 'InvalidParameterValue.Negative', kind: INVALID, field: 'core_limit' },
+  { title: 'mem_limit negative', req: { memLimit: -1 }, code: 'InvalidParameterValue.Negative', kind: INVALID, field: 'mem_limit' },
+  { title: 'time_limit negative', req: { timeLimit: -1 }, code: 'InvalidParameterValue.Negative', kind: INVALID, field: 'time_limit' },
+  { title: 'priority negative', req: { priority: -1 }, code: 'InvalidParameterValue.Negative', kind: INVALID, field: 'priority' },
+  { title: 'core_limit 1.5', req: { coreLimit: 1.5 }, code: 'InvalidParameterValue.NotInteger', kind: INVALID, field: 'core_limit' },
+  { title: 'mem_limit NaN', req: { memLimit: Number.NaN }, code: 'InvalidParameterValue.NotInteger', kind: INVALID, field: 'mem_limit' },
+  { title: 'mem_limit 2^63', req: { memLimit: 2 ** 63 }, code: 'InvalidParameterValue.NotInteger', kind: INVALID, field: 'mem_limit' },
+  { title: 'time_limit Infinity', req: { timeLimit: Number.POSITIVE_INFINITY }, code: 'InvalidParameterValue.NotInteger', kind: INVALID, field: 'time_limit' },
+  { title: 'priority 2.5', req: { priority: 2.5 }, code: 'InvalidParameterValue.NotInteger', kind: INVALID, field: 'priority' },
+  { title: 'priority 10001', req: { priority: 10_001 }, code: 'InvalidParameterValue.PriorityTooLarge', kind: INVALID, field: 'priority' },
+
+  // submit_type
+  { title: 'submit_type 2', req: { submitType: 2 }, code: 'InvalidParameterValue.SubmitType', kind: INVALID, field: 'submit_type' },
+  { title: 'submit_type -1', req: { submitType: -1 }, code: 'InvalidParameterValue.SubmitType', kind: INVALID, field: 'submit_type' },
+
+  // cmd_line / input_file
+  { title: 'both cmd_line and input_file', req: { cmdLine: 'echo', inputFile: '/home/alice/job.sh' }, code: 'InvalidParameter.InvalidParameterCombination', kind: INVALID, field: 'cmd_line' },
+  { title: 'neither cmd_line nor input_file', req: { cmdLine: '', inputFile: '' }, code: 'MissingParameter.Command', kind: INVALID, field: 'cmd_line' },
+  { title: 'cmd_line with NUL', req: { cmdLine: 'echo a\0b' }, code: 'InvalidParameter.CmdLineMalformed', kind: INVALID, field: 'cmd_line' },
+  { title: 'cmd_line 64 KiB + 1 byte', req: { cmdLine: 'x'.repeat(64 * 1024 + 1) }, code: 'InvalidParameter.CmdLineTooLong', kind: INVALID, field: 'cmd_line' },
+  { title: 'cmd_line over 64 KiB in UTF-8 bytes but not in chars', req: { cmdLine: 'é'.repeat(32 * 1024 + 1) }, code: 'InvalidParameter.CmdLineTooLong', kind: INVALID, field: 'cmd_line' },
+  { title: 'input_file relative', req: { cmdLine: '', inputFile: 'job.sh' }, code: 'InvalidParameter.InputFileNotAbsolute', kind: INVALID, field: 'input_file' },
+  { title: 'input_file ~/', req: { cmdLine: '', inputFile: '~/job.sh' }, code: 'InvalidParameter.InputFileNotAbsolute', kind: INVALID, field: 'input_file' },
+  { title: 'input_file with NUL', req: { cmdLine: '', inputFile: '/home/alice/a\0.sh' }, code: 'InvalidParameter.InputFileMalformed', kind: INVALID, field: 'input_file' },
+  { title: 'input_file with newline', req: { cmdLine: '', inputFile: '/home/alice/a\n.sh' }, code: 'InvalidParameter.InputFileMalformed', kind: INVALID, field: 'input_file' },
+  { title: 'input_file 4097 bytes', req: { cmdLine: '', inputFile: '/' + 'a'.repeat(4096) }, code: 'InvalidParameter.InputFileTooLong', kind: INVALID, field: 'input_file' },
+
+  // resource_limit (parsing has its own test file; here: it is wired in)
+  { title: 'resource_limit unknown key', req: { resourceLimit: 'gpus=1' }, code: 'InvalidParameter.ResourceLimit', kind: INVALID, field: 'resource_limit' },
+
+  // cluster / zone
+  { title: 'unknown cluster', req: { clusterId: 'hpcq-nope' }, code: 'ResourceNotFound.Cluster', kind: 'not_found', field: 'cluster_id' },
+  { title: 'zone mismatch', req: { zone: 'pek3' }, code: 'InvalidZone.MismatchRegion', kind: INVALID, field: 'zone' },
+  { title: 'zone mismatch with empty cluster_id', req: { clusterId: '', zone: 'pek3' }, code: 'InvalidZone.MismatchRegion', kind: INVALID, field: 'zone' },
+  { title: 'cluster_id empty with two clusters', req: { clusterId: '', zone: '' }, ctx: { config: TWO_CLUSTERS }, code: 'MissingParameter.ClusterId', kind: INVALID, field: 'cluster_id' },
+
+  // queue
+  { title: 'unknown queue id', req: { hpcqueueId: 'hpcq-nope' }, code: 'ResourceNotFound.Queue', kind: 'not_found', field: 'hpcqueue_id' },
+  { title: 'unknown queue name', req: { schedulerQueueName: 'nope' }, code: 'ResourceNotFound.Queue', kind: 'not_found', field: 'scheduler_queue_name' },
+  { title: 'queue id and name disagree', req: { hpcqueueId: 'hpcq-normal', schedulerQueueName: 'debug' }, code: 'InvalidParameter.InvalidParameterCombination', kind: INVALID, field: 'scheduler_queue_name' },
+  { title: 'unknown queue id wins over a valid name', req: { hpcqueueId: 'hpcq-nope', schedulerQueueName: 'debug' }, code: 'ResourceNotFound.Queue', kind: 'not_found', field: 'hpcqueue_id' },
+  { title: 'queue id of another cluster', req: { clusterId: 'hpcq-gpu', zone: '', hpcqueueId: 'hpcq-normal' }, ctx: { config: TWO_CLUSTERS }, code: 'ResourceNotFound.Queue', kind: 'not_found', field: 'hpcqueue_id' },
+
+  // limits above the queue maximum (normal: node's 8 cores / 15872 MiB / 7 days; debug: 2 / 4096 / 1800)
+  { title: 'core_limit above normal (node) max', req: { coreLimit: 9 }, code: 'InvalidParameterValue.CoreLimitTooLarge', kind: INVALID, field: 'core_limit' },
+  { title: 'mem_limit above normal (node) max', req: { memLimit: 15873 }, code: 'InvalidParameterValue.MemLimitTooLarge', kind: INVALID, field: 'mem_limit' },
+  { title: 'time_limit above normal max', req: { timeLimit: 7 * 86400 + 1 }, code: 'InvalidParameterValue.TimeLimitTooLarge', kind: INVALID, field: 'time_limit' },
+  { title: 'core_limit above debug max', req: { hpcqueueId: 'hpcq-debug', coreLimit: 3 }, code: 'InvalidParameterValue.CoreLimitTooLarge', kind: INVALID, field: 'core_limit' },
+  { title: 'mem_limit above debug max', req: { schedulerQueueName: 'debug', memLimit: 4097 }, code: 'InvalidParameterValue.MemLimitTooLarge', kind: INVALID, field: 'mem_limit' },
+  { title: 'time_limit above debug max', req: { hpcqueueId: 'hpcq-debug', timeLimit: 1801 }, code: 'InvalidParameterValue.TimeLimitTooLarge', kind: INVALID, field: 'time_limit' },
+  { title: 'huge safe-integer mem_limit', req: { memLimit: Number.MAX_SAFE_INTEGER }, code: 'InvalidParameterValue.MemLimitTooLarge', kind: INVALID, field: 'mem_limit' },
+
+  // run_user
+  { title: 'run_user empty', req: { runUser: '' }, code: 'MissingParameter.RunUser', kind: INVALID, field: 'run_user' },
+  { title: 'run_user ../x', req: { runUser: '../x' }, code: 'InvalidParameter.RunUserMalformed', kind: INVALID, field: 'run_user' },
+  { title: 'run_user with a space', req: { runUser: 'a b' }, code: 'InvalidParameter.RunUserMalformed', kind: INVALID, field: 'run_user' },
+  { title: 'run_user with NUL', req: { runUser: 'alice\0' }, code: 'InvalidParameter.RunUserMalformed', kind: INVALID, field: 'run_user' },
+  { title: 'run_user with newline', req: { runUser: 'alice\nroot' }, code: 'InvalidParameter.RunUserMalformed', kind: INVALID, field: 'run_user' },
+  { title: 'run_user with slash', req: { runUser: 'a/b' }, code: 'InvalidParameter.RunUserMalformed', kind: INVALID, field: 'run_user' },
+  { title: 'run_user with shell metachars', req: { runUser: '$(id)' }, code: 'InvalidParameter.RunUserMalformed', kind: INVALID, field: 'run_user' },
+  { title: 'run_user starting with -', req: { runUser: '-alice' }, code: 'InvalidParameter.RunUserMalformed', kind: INVALID, field: 'run_user' },
+  { title: 'run_user 300 chars', req: { runUser: 'a'.repeat(300) }, code: 'InvalidParameter.RunUserMalformed', kind: INVALID, field: 'run_user' },
+  { title: 'run_user 33 chars', req: { runUser: 'a'.repeat(33) }, code: 'InvalidParameter.RunUserMalformed', kind: INVALID, field: 'run_user' },
+  { title: 'run_user unknown', req: { runUser: 'mallory' }, code: 'InvalidParameter.RunUserNotFound', kind: INVALID, field: 'run_user' },
+  { title: 'run_user root', req: { runUser: 'root' }, code: 'OperationDenied.RunUserPrivileged', kind: 'permission', field: 'run_user' },
+  { title: 'run_user alias with uid 0', req: { runUser: 'toor' }, code: 'OperationDenied.RunUserPrivileged', kind: 'permission', field: 'run_user' },
+  { title: 'run_user root even when the daemon is unprivileged', req: { runUser: 'root' }, ctx: { daemonUid: 1000 }, code: 'OperationDenied.RunUserPrivileged', kind: 'permission', field: 'run_user' },
+  { title: 'other user while the daemon runs as uid 1000', req: { runUser: 'bob' }, ctx: { daemonUid: 1000 }, code: 'OperationDenied.RunUserNotAllowed', kind: 'permission', field: 'run_user' },
+
+  // redirect paths
+  { title: 'stdout relative', req: { stdoutRedirectPath: 'out.txt' }, code: 'InvalidParameter.RedirectPathNotAbsolute', kind: INVALID, field: 'stdout_redirect_path' },
+  { title: 'stderr relative', req: { stderrRedirectPath: 'logs/err.txt' }, code: 'InvalidParameter.RedirectPathNotAbsolute', kind: INVALID, field: 'stderr_redirect_path' },
+  { title: 'stdout bare ~', req: { stdoutRedirectPath: '~' }, code: 'InvalidParameter.RedirectPathNotAbsolute', kind: INVALID, field: 'stdout_redirect_path' },
+  { title: 'stdout ~otheruser/', req: { stdoutRedirectPath: '~bob/out' }, code: 'InvalidParameter.RedirectPathNotAbsolute', kind: INVALID, field: 'stdout_redirect_path' },
+  { title: 'stdout with ..', req: { stdoutRedirectPath: '/home/alice/../bob/out' }, code: 'InvalidParameter.RedirectPathTraversal', kind: INVALID, field: 'stdout_redirect_path' },
+  { title: 'stderr ~/..', req: { stderrRedirectPath: '~/../bob/err' }, code: 'InvalidParameter.RedirectPathTraversal', kind: INVALID, field: 'stderr_redirect_path' },
+  { title: 'stdout ending in ..', req: { stdoutRedirectPath: '/tmp/..' }, code: 'InvalidParameter.RedirectPathTraversal', kind: INVALID, field: 'stdout_redirect_path' },
+  { title: 'stdout with newline', req: { stdoutRedirectPath: '/tmp/a\nb' }, code: 'InvalidParameter.RedirectPathMalformed', kind: INVALID, field: 'stdout_redirect_path' },
+  { title: 'stderr with carriage return', req: { stderrRedirectPath: '/tmp/a\rb' }, code: 'InvalidParameter.RedirectPathMalformed', kind: INVALID, field: 'stderr_redirect_path' },
+  { title: 'stdout with NUL', req: { stdoutRedirectPath: '/tmp/a\0b' }, code: 'InvalidParameter.RedirectPathMalformed', kind: INVALID, field: 'stdout_redirect_path' },
+  { title: 'stdout unknown %-escape', req: { stdoutRedirectPath: '/tmp/%A.out' }, code: 'InvalidParameter.RedirectPathMalformed', kind: INVALID, field: 'stdout_redirect_path' },
+  { title: 'stderr dangling %', req: { stderrRedirectPath: '/tmp/err%' }, code: 'InvalidParameter.RedirectPathMalformed', kind: INVALID, field: 'stderr_redirect_path' },
+  { title: 'stdout odd run of % at the end', req: { stdoutRedirectPath: '/tmp/a%%%' }, code: 'InvalidParameter.RedirectPathMalformed', kind: INVALID, field: 'stdout_redirect_path' },
+  { title: 'stdout names a directory', req: { stdoutRedirectPath: '/tmp/out/' }, code: 'InvalidParameter.RedirectPathMalformed', kind: INVALID, field: 'stdout_redirect_path' },
+  { title: 'stdout 5000 chars', req: { stdoutRedirectPath: '/' + 'a'.repeat(4999) }, code: 'InvalidParameter.RedirectPathTooLong', kind: INVALID, field: 'stdout_redirect_path' },
+  { title: 'stderr 4033 bytes (room kept for %j)', req: { stderrRedirectPath: '/' + 'a'.repeat(4032) }, code: 'InvalidParameter.RedirectPathTooLong', kind: INVALID, field: 'stderr_redirect_path' },
+];
+
+describe('validateSubmit: every rejection names its code, kind and field', () => {
+  it.each(REJECTIONS)('$title -> $code ($kind, $field)', async ({ req, ctx, code, kind, field }) => {
+    const err = await rejection(request(req), context(ctx));
+    expect({ code: err.code, kind: err.kind, field: err.field }).toEqual({ code, kind, field });
+    expect(err.message.length).toBeGreaterThan(0);
+  });
+
+  it('the base request of this table is valid (so each row fails only for its own reason)', async () => {
+    await expect(validateSubmit(request(), context())).resolves.toBeDefined();
+    await expect(validateSubmit(request({ clusterId: 'hpcq-gpu', zone: 'gpu-zone' }), context({ config: TWO_CLUSTERS }))).resolves.toBeDefined();
+    await expect(validateSubmit(request(), context({ daemonUid: 1000 }))).resolves.toBeDefined();
+  });
+
+  it('a cluster without a default queue refuses a submit that names no queue', async () => {
+    const noDefault: ClusterConfig = {
+      ...CONFIG.clusters[0]!,
+      queues: CONFIG.clusters[0]!.queues.map((q) => ({ ...q, isDefault: false })),
+    };
+    const err = await rejection(request(), context({ config: { clusters: [noDefault], clockSkewSeconds: 300 } }));
+    expect({ code: err.code, kind: err.kind, field: err.field }).toEqual({ code: 'ResourceNotFound.Queue', kind: 'not_found', field: 'hpcqueue_id' });
+  });
+
+  it('malformed run_user values never reach the user directory', async () => {
+    for (const runUser of ['../x', 'a b', 'alice\0', 'a'.repeat(300), '$(id)']) {
+      const users = new FakeUserDirectory();
+      await rejection(request({ runUser }), context({ users }));
+      expect(users.lookups, JSON.stringify(runUser)).toEqual([]);
+    }
+  });
+
+  it('a request rejected before the account check does not look the user up', async () => {
+    const users = new FakeUserDirectory();
+    await rejection(request({ name: '', runUser: 'alice' }), context({ users }));
+    await rejection(request({ hpcqueueId: 'nope' }), context({ users }));
+    expect(users.lookups).toEqual([]);
+  });
+
+  it('redirect paths with %% followed by a literal character are accepted', async () => {
+    // BUG (src/core/validate-submit.ts:222): /%[^jxu%]|%$/ does not read escapes left to right, so
+    // the second % of a "%%" escape is taken as the start of a new escape.
+    const { spec } = await validateSubmit(
+      request({ stdoutRedirectPath: '/tmp/100%%done.out', stderrRedirectPath: '/tmp/err-%j-100%%' }),
+      context(),
+    );
+    expect(spec.stdoutPathTemplate).toBe('/tmp/100%%done.out');
+    expect(spec.stderrPathTemplate).toBe('/tmp/err-%j-100%%');
+  });
+});
+
+describe('validateSubmit: accepted boundary values', () => {
+  const accepted: ReadonlyArray<readonly [string, Partial<SubmitRequest>, (spec: JobSpec) => void]> = [
+    ['name of 64 chars', { name: 'a'.repeat(64) }, (s) => expect(s.name).toHaveLength(64)],
+    ['name with -, _ and digits', { name: '_run-2026_v1' }, (s) => expect(s.name).toBe('_run-2026_v1')],
+    ['name starting with - (the proto only forbids a leading digit)', { name: '-x' }, (s) => expect(s.name).toBe('-x')],
+    ['client_token of 64 printable chars', { clientToken: '!~'.repeat(32) }, (s) => expect(s.clientToken).toHaveLength(64)],
+    ['timestamp exactly 300 s ahead', { timestamp: iso(NOW_MS + 300_000) }, (s) => expect(s.clientTimestamp).toBe(iso(NOW_MS + 300_000))],
+    ['timestamp exactly 300 s behind in Unix seconds', { timestamp: String(NOW_S - 300) }, (s) => expect(s.clientTimestamp).toBe(String(NOW_S - 300))],
+    ['timestamp in Unix seconds with fraction', { timestamp: `${NOW_S}.250` }, (s) => expect(s.clientTimestamp).toBe(`${NOW_S}.250`)],
+    ['timestamp with +08:00 offset', { timestamp: '2026-03-01T20:00:00+08:00' }, (s) => expect(s.clientTimestamp).toBe('2026-03-01T20:00:00+08:00')],
+    ['timestamp without seconds', { timestamp: '2026-03-01T12:01Z' }, (s) => expect(s.clientTimestamp).toBe('2026-03-01T12:01Z')],
+    ['priority 10000', { priority: 10_000 }, (s) => expect(s.priority).toBe(10_000)],
+    ['submit_type 1', { submitType: 1 }, (s) => expect(s.submitType).toBe(1)],
+    ['cmd_line of exactly 64 KiB', { cmdLine: 'x'.repeat(64 * 1024) }, (s) => expect(s.cmdLine).toHaveLength(64 * 1024)],
+    ['cmd_line with newlines', { cmdLine: 'echo a\necho b' }, (s) => expect(s.cmdLine).toBe('echo a\necho b')],
+    ['input_file of exactly 4096 bytes', { cmdLine: '', inputFile: '/' + 'a'.repeat(4095) }, (s) => expect(s.inputFile).toHaveLength(4096)],
+    ['redirect path of exactly 4032 bytes', { stdoutRedirectPath: '/' + 'a'.repeat(4031) }, (s) => expect(s.stdoutPathTemplate).toHaveLength(4032)],
+    ['core_limit at the node max', { coreLimit: 8 }, (s) => expect(s.cores).toBe(8)],
+    ['mem_limit at the node max (16384 - 512 reserved)', { memLimit: 15872 }, (s) => expect(s.memoryLimitMb).toBe(15872)],
+    ['time_limit at 7 days', { timeLimit: 7 * 86400 }, (s) => expect(s.timeLimitSeconds).toBe(7 * 86400)],
+    ['debug queue at its maxima', { hpcqueueId: 'hpcq-debug', coreLimit: 2, memLimit: 4096, timeLimit: 1800 }, (s) => expect([s.cores, s.memoryLimitMb, s.timeLimitSeconds]).toEqual([2, 4096, 1800])],
+    ['run_user of 32 chars', { runUser: LONG_USER }, (s) => expect(s.uid).toBe(1003)],
+    ['run_user with . and - inside', { runUser: 'j.doe-2' }, (s) => expect(s.uid).toBe(1004)],
+  ];
+  it.each(accepted)('%s', async (_title, overrides, check) => {
+    const { spec } = await validateSubmit(request(overrides), context());
+    check(spec);
+  });
+});
+
+describe('validateSubmit: resolution into a JobSpec', () => {
+  it('fills cluster, zone, queue and limits from the default queue', async () => {
+    const { spec, queue } = await validateSubmit(request({ clusterId: '', zone: '' }), context());
+    expect(queue.hpcqueueId).toBe('hpcq-normal');
+    expect(spec).toMatchObject({
+      clusterId: 'hpcq-local',
+      zone: 'local',
+      hpcqueueId: 'hpcq-normal',
+      schedulerQueueName: 'normal',
+      cores: 1,
+      memoryLimitMb: 1024,
+      timeLimitSeconds: 3600,
+    });
+  });
+
+  it.each([
+    ['by id', { hpcqueueId: 'hpcq-debug' }],
+    ['by name', { schedulerQueueName: 'debug' }],
+    ['by id and name agreeing', { hpcqueueId: 'hpcq-debug', schedulerQueueName: 'debug' }],
+  ])('finds the debug queue %s and takes its defaults', async (_how, overrides) => {
+    const { spec, queue } = await validateSubmit(request(overrides), context());
+    expect(queue).toBe(CONFIG.clusters[0]!.queues.find((q) => q.hpcqueueId === 'hpcq-debug'));
+    expect(spec).toMatchObject({ hpcqueueId: 'hpcq-debug', schedulerQueueName: 'debug', cores: 1, memoryLimitMb: 512, timeLimitSeconds: 600 });
+  });
+
+  it('keeps explicit limits', async () => {
+    const { spec } = await validateSubmit(request({ coreLimit: 4, memLimit: 8000, timeLimit: 120, priority: 9 }), context());
+    expect(spec).toMatchObject({ cores: 4, memoryLimitMb: 8000, timeLimitSeconds: 120, priority: 9 });
+  });
+
+  it('resolves a queue name within the chosen cluster when names repeat across clusters', async () => {
+    const { spec } = await validateSubmit(
+      request({ clusterId: 'hpcq-gpu', zone: 'gpu-zone', schedulerQueueName: 'normal' }),
+      context({ config: TWO_CLUSTERS }),
+    );
+    expect(spec).toMatchObject({ clusterId: 'hpcq-gpu', zone: 'gpu-zone', hpcqueueId: 'hpcq-gpu-normal' });
+  });
+
+  it('allows an empty cluster_id when exactly one cluster is configured', async () => {
+    const { spec } = await validateSubmit(request({ clusterId: '' }), context());
+    expect(spec.clusterId).toBe('hpcq-local');
+  });
+
+  it('records the resolved account and the request fields', async () => {
+    const ts = iso(NOW_MS - 10_000);
+    const { spec } = await validateSubmit(
+      request({ runUser: 'alice', cmdLine: 'make -j4', clientToken: 'tok-1', timestamp: ts, submitType: 1, resourceLimit: 'nofile=64, pids=10' }),
+      context(),
+    );
+    expect(spec).toMatchObject({
+      runUser: 'alice',
+      uid: 1000,
+      gid: 1000,
+      home: '/home/alice',
+      shell: '/bin/bash',
+      cmdLine: 'make -j4',
+      inputFile: '',
+      clientToken: 'tok-1',
+      clientTimestamp: ts,
+      submitType: 1,
+      resourceLimit: 'pids=10,nofile=64',
+      resourceLimits: { pids: 10, nofile: 64 },
+    });
+  });
+
+  it('accepts an input_file instead of a cmd_line', async () => {
+    const { spec } = await validateSubmit(request({ cmdLine: '', inputFile: '/home/alice/run.sh' }), context());
+    expect(spec).toMatchObject({ cmdLine: '', inputFile: '/home/alice/run.sh' });
+  });
+
+  it('lets an unprivileged daemon run jobs as its own user', async () => {
+    const { spec } = await validateSubmit(request({ runUser: 'alice' }), context({ daemonUid: 1000 }));
+    expect(spec.uid).toBe(1000);
+  });
+
+  it('defaults stdout/stderr to ~/hpcq-%j.out/.err in the home', async () => {
+    const { spec } = await validateSubmit(request(), context());
+    expect(spec.stdoutPathTemplate).toBe('/home/alice/hpcq-%j.out');
+    expect(spec.stderrPathTemplate).toBe('/home/alice/hpcq-%j.err');
+  });
+
+  it('expands ~/ to the run_user home and keeps %j %x %u %% for later', async () => {
+    const { spec } = await validateSubmit(
+      request({ runUser: 'bob', stdoutRedirectPath: '~/logs/%x-%j.out', stderrRedirectPath: '/scratch/%u/%%%j.err' }),
+      context(),
+    );
+    expect(spec.stdoutPathTemplate).toBe('/home/bob/logs/%x-%j.out');
+    expect(spec.stderrPathTemplate).toBe('/scratch/%u/%%%j.err');
+  });
+
+  it('does not double the slash when the home ends in /', async () => {
+    const { spec } = await validateSubmit(request({ runUser: 'carol', stdoutRedirectPath: '~/x.out' }), context());
+    expect(spec.stdoutPathTemplate).toBe('/home/carol/x.out');
+    expect(spec.stderrPathTemplate).toBe('/home/carol/hpcq-%j.err');
+  });
+});
+
+describe('validateSubmit: fingerprint', () => {
+  const base = request({ clientToken: 'tok-1', timestamp: iso(NOW_MS) });
+  const fingerprint = async (req: SubmitRequest, ctx = context()) => (await validateSubmit(req, ctx)).fingerprint;
+
+  it('is a 32-character base64url string', async () => {
+    expect(await fingerprint(base)).toMatch(/^[A-Za-z0-9_-]{32}$/);
+  });
+
+  it('is equal for equal requests with different timestamps', async () => {
+    const a = await fingerprint(base);
+    expect(await fingerprint({ ...base, timestamp: iso(NOW_MS - 120_000) })).toBe(a);
+    expect(await fingerprint({ ...base, timestamp: String(NOW_S + 60) })).toBe(a);
+    expect(await fingerprint({ ...base, timestamp: '' })).toBe(a);
+  });
+
+  it('is stable across calls', async () => {
+    expect(await fingerprint(base)).toBe(await fingerprint({ ...base }));
+  });
+
+  it.each([
+    ['name', { name: 'job2' }],
+    ['run_user', { runUser: 'bob' }],
+    ['cmd_line', { cmdLine: 'echo bye' }],
+    ['input_file instead of cmd_line', { cmdLine: '', inputFile: '/home/alice/run.sh' }],
+    ['core_limit', { coreLimit: 2 }],
+    ['mem_limit', { memLimit: 2048 }],
+    ['time_limit', { timeLimit: 60 }],
+    ['resource_limit', { resourceLimit: 'pids=10' }],
+    ['hpcqueue_id', { hpcqueueId: 'hpcq-debug' }],
+    ['scheduler_queue_name', { schedulerQueueName: 'debug' }],
+    ['stdout_redirect_path', { stdoutRedirectPath: '/tmp/o' }],
+    ['stderr_redirect_path', { stderrRedirectPath: '/tmp/e' }],
+    ['priority', { priority: 5 }],
+    ['submit_type', { submitType: 1 }],
+    ['client_token', { clientToken: 'tok-2' }],
+  ] as const)('differs when %s differs', async (_field, overrides) => {
+    expect(await fingerprint({ ...base, ...overrides })).not.toBe(await fingerprint(base));
+  });
+
+  it('differs when the cluster differs', async () => {
+    const ctx = context({ config: TWO_CLUSTERS });
+    const local = await fingerprint({ ...base, clusterId: 'hpcq-local', zone: '' }, ctx);
+    const gpu = await fingerprint({ ...base, clusterId: 'hpcq-gpu', zone: '' }, ctx);
+    expect(gpu).not.toBe(local);
+  });
+
+  it('is equal for requests that resolve to the same job (defaults spelled out or left to the queue)', async () => {
+    const a = await fingerprint(base);
+    expect(await fingerprint({ ...base, clusterId: '', zone: '' })).toBe(a);
+    expect(await fingerprint({ ...base, coreLimit: 1, memLimit: 1024, timeLimit: 3600, hpcqueueId: 'hpcq-normal' })).toBe(a);
+    expect(await fingerprint({ ...base, stdoutRedirectPath: '~/hpcq-%j.out' })).toBe(a);
+  });
+
+  it('is equal for resource_limit lists with the same canonical form', async () => {
+    const spaced = await fingerprint({ ...base, resourceLimit: ' pids = 10 , nofile = 64 ' });
+    expect(await fingerprint({ ...base, resourceLimit: 'pids=10,nofile=64' })).toBe(spaced);
+    // BUG (src/core/validate-submit.ts:108 with src/core/resource-limit.ts:42): spec.resourceLimits is
+    // built in input order, so the JSON the fingerprint hashes depends on the key order even though
+    // spec.resourceLimit (canonical) is the same.
+    expect(await fingerprint({ ...base, resourceLimit: 'nofile=64,pids=10' })).toBe(spaced);
+  });
+});
+
+describe('parseTimestamp', () => {
+  it.each([
+    ['1772366400', NOW_MS],
+    ['1772366400.5', NOW_MS + 500],
+    ['2026-03-01T12:00:00Z', NOW_MS],
+    ['2026-03-01T12:00:00.250Z', NOW_MS + 250],
+    ['2026-03-01T13:00:00+01:00', NOW_MS],
+    ['2026-03-01T07:00:00-05:00', NOW_MS],
+  ])('%s -> %d', (text, ms) => {
+    expect(parseTimestamp(text)).toBe(ms);
+  });
+
+  it.each(['', 'now', '2026-03-01', '2026-03-01T12:00:00', '12345678', '123456789012', '2026-03-01T25:00:00Z', '1772366400 '])(
+    '%j is not a timestamp',
+    (text) => {
+      expect(parseTimestamp(text)).toBeUndefined();
+    },
+  );
+});
