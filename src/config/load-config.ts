@@ -4,11 +4,12 @@
  * reported together, then compiled and frozen.
  */
 import { readFileSync } from 'node:fs';
+import { isIPv4 } from 'node:net';
 import { homedir } from 'node:os';
 import { isAbsolute, join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import type { ClusterConfig, DaemonConfig, QueueConfig } from './daemon-config.js';
-import { configSchema, type ConfigFile } from './schema.js';
+import { clusterSchema, configSchema, queueSchema, type ConfigFile } from './schema.js';
 
 /** Thrown when the configuration is invalid; `problems` lists every one found. */
 export class ConfigError extends Error {
@@ -66,12 +67,48 @@ export function compileConfig(
 ): DaemonConfig {
   const parsed = configSchema.safeParse(raw);
   if (!parsed.success) {
-    throw new ConfigError(
-      source,
-      parsed.error.issues.map((i) => `${i.path.length ? i.path.join('.') : '(top level)'}: ${i.message}`),
-    );
+    const problems = parsed.error.issues.map((i) => `${i.path.length ? i.path.join('.') : '(top level)'}: ${i.message}`);
+    // Report the cross-field problems of the parts that did parse too: every problem at once.
+    const lenient = lenientParse(raw);
+    try {
+      if (lenient) compileParsed(lenient, source, overrides, host, env);
+    } catch (err) {
+      if (err instanceof ConfigError) problems.push(...err.problems.filter((p) => !problems.includes(p)));
+    }
+    throw new ConfigError(source, problems);
   }
-  const file: ConfigFile = parsed.data;
+  return compileParsed(parsed.data, source, overrides, host, env);
+}
+
+/** The file with every invalid queue, cluster or top-level key dropped, for cross-field checks. */
+function lenientParse(raw: unknown): ConfigFile | undefined {
+  if (typeof raw !== 'object' || raw === null) return undefined;
+  const { clusters, ...top } = raw as Record<string, unknown>;
+  const keptTop: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(top)) {
+    if (configSchema.safeParse({ [key]: value }).success) keptTop[key] = value;
+  }
+  const keptClusters = Array.isArray(clusters)
+    ? clusters.flatMap((c: unknown) => {
+        if (typeof c !== 'object' || c === null) return [];
+        const queues = Array.isArray((c as { queues?: unknown }).queues) ? (c as { queues: unknown[] }).queues : [];
+        const good = queues.filter((q) => queueSchema.safeParse(q).success);
+        const cluster = { ...(c as object), queues: good };
+        return good.length > 0 && clusterSchema.safeParse(cluster).success ? [cluster] : [];
+      })
+    : undefined;
+  const candidate = keptClusters && keptClusters.length > 0 ? { ...keptTop, clusters: keptClusters } : keptTop;
+  const result = configSchema.safeParse(candidate);
+  return result.success ? result.data : undefined;
+}
+
+function compileParsed(
+  file: ConfigFile,
+  source: string,
+  overrides: { stateDir?: string | undefined; listen?: string | undefined },
+  host: HostFacts,
+  env: NodeJS.ProcessEnv,
+): DaemonConfig {
   const problems: string[] = [];
 
   const stateDir = overrides.stateDir || file.state_dir || defaultStateDir(host.uid, env);
@@ -157,9 +194,9 @@ export function checkListenAddress(address: string, allowRemoteTcp: boolean): st
     return isAbsolute(path) ? [] : [`unix socket path must be absolute: ${address}`];
   }
   const m = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(address);
-  if (!m) return [`expected unix:/abs/path.sock or host:port, got ${JSON.stringify(address)}`];
+  if (!m || Number(m[2]) > 65535) return [`expected unix:/abs/path.sock or host:port (port 0-65535), got ${JSON.stringify(address)}`];
   const host = m[1]!.replace(/^\[|\]$/g, '');
-  const loopback = host === 'localhost' || host === '::1' || host.startsWith('127.');
+  const loopback = host === 'localhost' || host === '::1' || (isIPv4(host) && host.startsWith('127.'));
   if (!loopback && !allowRemoteTcp) {
     return [`TCP address ${address} is not loopback; hpcq has no authentication yet, set allow_remote_tcp: true to accept that risk`];
   }

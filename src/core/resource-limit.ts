@@ -27,7 +27,7 @@ export function parseResourceLimit(text: string): { limits: ResourceLimits; cano
     }
     const key = m[1]!;
     const value = m[2]!;
-    const spec = (KEYS as Record<string, { field: keyof ResourceLimits; max: number }>)[key];
+    const spec = Object.hasOwn(KEYS, key) ? (KEYS as Record<string, { field: keyof ResourceLimits; max: number }>)[key] : undefined;
     if (!spec) {
       throw invalidParameter('InvalidParameter.ResourceLimit', 'resource_limit', `resource_limit: unknown key ${JSON.stringify(key)} (known: ${Object.keys(KEYS).join(', ')})`);
     }
@@ -41,9 +41,14 @@ export function parseResourceLimit(text: string): { limits: ResourceLimits; cano
     }
     limits[spec.field] = Number(value);
   }
+  const ordered: ResourceLimits = {};
+  for (const k of Object.keys(KEYS) as Array<keyof typeof KEYS>) {
+    const field = KEYS[k].field;
+    if (limits[field] !== undefined) ordered[field] = limits[field];
+  }
   const canonical = Object.keys(KEYS)
     .filter((k) => seen.has(k))
     .map((k) => `${k}=${limits[(KEYS as Record<string, { field: keyof ResourceLimits }>)[k]!.field]}`)
     .join(',');
-  return { limits, canonical };
+  return { limits: ordered, canonical };
 }

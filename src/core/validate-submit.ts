@@ -219,7 +219,7 @@ async function resolveRunUser(runUser: string, ctx: SubmitContext) {
 /** Resolves `~/` to the user's home and checks the path; %j %x %u stay for the store to expand. */
 function resolveRedirectPath(field: string, path: string, home: string): string {
   if (hasControl(path)) throw invalidParameter('InvalidParameter.RedirectPathMalformed', field, `${field} must not contain NUL or newlines`);
-  if (/%[^jxu%]|%$/.test(path)) throw invalidParameter('InvalidParameter.RedirectPathMalformed', field, `${field} may use only %j, %x, %u and %%`);
+  if (path.replace(/%[jxu%]/g, '').includes('%')) throw invalidParameter('InvalidParameter.RedirectPathMalformed', field, `${field} may use only %j, %x, %u and %%`);
   const resolved = path.startsWith('~/') ? `${home.replace(/\/+$/, '')}/${path.slice(2)}` : path;
   if (!resolved.startsWith('/')) throw invalidParameter('InvalidParameter.RedirectPathNotAbsolute', field, `${field} must be absolute or start with ~/`);
   if (resolved.split('/').some((part) => part === '..')) throw invalidParameter('InvalidParameter.RedirectPathTraversal', field, `${field} must not contain .. components`);

@@ -55,7 +55,7 @@ export class Daemon {
     this.store = new LevelJobStore({ location: paths.database, log });
     await this.store.open();
     try {
-      const detection = await selectEnforcement(config.enforcement, config.requireEnforcement, this.uid);
+      const detection = await selectEnforcement(config.enforcement, config.requireEnforcement, this.uid, config.stateDir);
       this.enforcement = detection;
       if (!detection.ok) throw new Error(`cannot enforce job limits (enforcement: ${detection.mode}): ${detection.reasons.join('; ')}`);
       if (detection.mode === 'rlimit') log.warn({ reasons: detection.reasons }, 'enforcing limits with rlimits only: memory is per process (RLIMIT_AS), CPU is time not cores, escaped processes are not tracked');

@@ -6,6 +6,7 @@
  *   or choose `enforcement: rlimit` knowingly. An unprivileged daemon (a developer's machine) falls
  *   back to rlimit with a warning, since it cannot have cgroups unless they were delegated to it.
  */
+import { createHash } from 'node:crypto';
 import type { EnforcementMode } from '../core/job.js';
 import type { EnforcementRequest } from '../core/policy.js';
 import { createLimiter, detectEnforcementOnHost } from '../exec/limits/detect-enforcement.js';
@@ -15,8 +16,17 @@ export type EnforcementSelection =
   | { ok: true; mode: EnforcementMode; reasons: string[]; limiter: Limiter }
   | { ok: false; mode: EnforcementRequest; reasons: string[] };
 
-export async function selectEnforcement(requested: EnforcementRequest, requireEnforcement: boolean, uid: number): Promise<EnforcementSelection> {
-  const detection = await detectEnforcementOnHost({ requested });
+/**
+ * Name of this daemon's cgroup parent below each hierarchy: `hpcq` for the default state directory,
+ * `hpcq-<hash of the state dir>` for others, so daemons side by side never touch each other's jobs.
+ */
+export function cgroupParentName(stateDir: string): string {
+  if (stateDir === '/var/lib/hpcq') return 'hpcq';
+  return `hpcq-${createHash('sha256').update(stateDir).digest('hex').slice(0, 10)}`;
+}
+
+export async function selectEnforcement(requested: EnforcementRequest, requireEnforcement: boolean, uid: number, stateDir: string): Promise<EnforcementSelection> {
+  const detection = await detectEnforcementOnHost({ requested, parentName: cgroupParentName(stateDir) });
   if (!detection.ok) return { ok: false, mode: requested, reasons: [detection.error, ...detection.reasons] };
   if (detection.mode === 'rlimit' && requested === 'auto' && requireEnforcement && uid === 0) {
     return {

@@ -40,7 +40,7 @@ export async function runDaemon(argv: readonly string[]): Promise<void> {
   }
 
   if (flags.check) {
-    const detection = await selectEnforcement(config.enforcement, config.requireEnforcement, uid);
+    const detection = await selectEnforcement(config.enforcement, config.requireEnforcement, uid, config.stateDir);
     process.stdout.write(
       `${JSON.stringify({ ok: detection.ok, enforcement: detection.mode, reasons: detection.reasons, config }, null, 2)}\n`,
     );

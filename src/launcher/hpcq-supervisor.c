@@ -65,6 +65,7 @@
 #define FOREIGN_WAIT_MS 60000
 
 struct rlimit_opt {
+    const char *name;
     int resource;
     rlim_t value;
 };
@@ -228,6 +229,7 @@ static void parse_rlimit(const char *s) {
     for (size_t i = 0; i < sizeof RLIMITS / sizeof RLIMITS[0]; i++) {
         if (strlen(RLIMITS[i].name) == (size_t)(eq - s) && !strncmp(s, RLIMITS[i].name, (size_t)(eq - s))) {
             struct rlimit_opt *r = &opt.rlimits[opt.n_rlimits++];
+            r->name = RLIMITS[i].name;
             r->resource = RLIMITS[i].resource;
             r->value = !strcmp(eq + 1, "unlimited") ? RLIM_INFINITY
                                                     : (rlim_t)parse_uint("--rlimit", eq + 1, 10, RLIM_INFINITY - 1);
@@ -391,8 +393,8 @@ static void __attribute__((noreturn, format(printf, 3, 4))) child_fail(int errfd
 }
 
 static void __attribute__((noreturn)) run_child(int errfd) {
-    /* a. Own session and process group, so the job cannot reach the supervisor's terminal-less
-     * session and can be signalled as a group; default signal handling as any fresh process. */
+    /* a. Own session and process group: signals meant for the supervisor's group miss the job, and
+     * the job can be signalled as one group. Default signal handling, like any fresh process. */
     if (setsid() < 0) child_fail(errfd, errno, "setsid");
     struct sigaction dfl = {.sa_handler = SIG_DFL};
     for (int s = 1; s < NSIG; s++) sigaction(s, &dfl, NULL);
@@ -409,7 +411,7 @@ static void __attribute__((noreturn)) run_child(int errfd) {
      * the supervisor's own hard limits. */
     for (int i = 0; i < opt.n_rlimits; i++) {
         struct rlimit rl = {opt.rlimits[i].value, opt.rlimits[i].value};
-        if (setrlimit(opt.rlimits[i].resource, &rl) < 0) child_fail(errfd, errno, "setrlimit %d", opt.rlimits[i].resource);
+        if (setrlimit(opt.rlimits[i].resource, &rl) < 0) child_fail(errfd, errno, "setrlimit %s", opt.rlimits[i].name);
     }
 
     /* d. Become the user. Never root; initgroups (unlike Node's spawn({uid,gid})) keeps the user's

@@ -39,7 +39,7 @@ import {
   type SupervisorExitRecord,
   type SupervisorSpec,
 } from '../../src/exec/supervisor-process.js';
-import { JOB_USER, ensureTestUsers, isRoot, need } from '../support/privileged.js';
+import { JOB_USER, OTHER_USER, ensureTestUsers, isRoot, need } from '../support/privileged.js';
 
 const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const fixturesDir = join(repoRoot, 'test', 'fixtures');
@@ -150,14 +150,17 @@ async function launchError(promise: Promise<unknown>): Promise<LaunchError> {
 }
 
 /** Pids of live processes whose environment carries `mark`. */
-function processesMarked(mark: string): number[] {
+function processesMarked(mark: string, prefix = false): number[] {
   const pids: number[] = [];
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     try {
       const environ = readFileSync(`/proc/${entry}/environ`, 'latin1');
       const state = readFileSync(`/proc/${entry}/stat`, 'latin1');
-      if (environ.split('\0').includes(`HPCQ_TEST_RUN=${mark}`) && !/\) Z /.test(state)) pids.push(Number(entry));
+      const marked = environ
+        .split('\0')
+        .some((v) => (prefix ? v.startsWith(`HPCQ_TEST_RUN=${mark}`) : v === `HPCQ_TEST_RUN=${mark}`));
+      if (marked && !/\) Z /.test(state)) pids.push(Number(entry));
     } catch {
       // gone, or a kernel thread
     }
@@ -179,7 +182,7 @@ beforeAll(() => {
 });
 
 afterAll(() => {
-  for (const pid of processesMarked(RUN_MARK)) {
+  for (const pid of processesMarked(RUN_MARK, true)) {
     try {
       process.kill(pid, 'SIGKILL');
     } catch {
@@ -409,6 +412,25 @@ describe('hpcq-supervisor running jobs as the job user', () => {
     const err = await launchError(spawnSupervisor(spec));
     expect(err.message).toBe('exec /nonexistent/program: No such file or directory');
   });
+  it('as an unprivileged supervisor, runs jobs only as its own user', async (ctx) => {
+    if (!privileged()) return ctx.skip();
+    const box = sandbox();
+    const other = accountIds(OTHER_USER);
+    // The run files go where the unprivileged supervisor may write.
+    const own = jobSpec(box, '/usr/bin/id', ['-u'], { runDir: box.outDir });
+    const asSelf = spawnSync(supervisorPath(), buildSupervisorArgs(own), { uid: jobUid, gid: jobGid, encoding: 'utf8' });
+    expect(parseHandshake(asSelf.stdout.split('\n')[0]!)).toMatchObject({ ok: true });
+    expect(await readExitFile(own.runDir, own.jobId)).toMatchObject({ status: 'exited', exitCode: 0 });
+    expect(readFileSync(own.stdoutPath, 'utf8')).toBe(`${jobUid}\n`);
+
+    const foreign = jobSpec(box, '/usr/bin/id', ['-u'], { runDir: box.outDir, user: OTHER_USER, ...other });
+    const asOther = spawnSync(supervisorPath(), buildSupervisorArgs(foreign), { uid: jobUid, gid: jobGid, encoding: 'utf8' });
+    expect(parseHandshake(asOther.stdout.trim())).toEqual({
+      ok: false,
+      message: `supervisor runs as uid ${jobUid} and cannot run a job as uid ${other.uid}`,
+    });
+    expect(existsSync(foreign.stdoutPath)).toBe(false);
+  });
 });
 
 describe('hpcq-supervisor ending jobs', () => {
@@ -493,9 +515,12 @@ function cgroup2Root(): string | undefined {
   return undefined;
 }
 
-/** Starts a process of the job user that is NOT a descendant of the supervisor, inside `procsFiles`. */
+/**
+ * Starts a process of the job user that is NOT a descendant of the supervisor (nor in its session)
+ * and ignores SIGTERM, inside `procsFiles`: only a cgroup-wide SIGKILL can end it.
+ */
 function foreignMember(procsFiles: string[]): { pid: number; ended: Promise<NodeJS.Signals | null> } {
-  const child = spawn('/bin/sleep', ['1000'], {
+  const child = spawn('/bin/sh', ['-c', "trap '' TERM; exec sleep 1000"], {
     uid: jobUid,
     gid: jobGid,
     stdio: 'ignore',
@@ -550,27 +575,23 @@ describe('hpcq-supervisor with cgroups', () => {
 
   it('cgroup v2: kills every member with cgroup.kill when the main process exits (L10)', async (ctx) => {
     const root = cgroup2Root();
-    const usable = root !== undefined && existsSync(join(root, 'cgroup.kill')) === false && existsSync(root);
-    if (!privileged() || !need(usable, 'a writable cgroup v2 hierarchy')) return ctx.skip();
+    if (!privileged() || !need(root !== undefined, 'a cgroup v2 hierarchy')) return ctx.skip();
     const box = sandbox();
     const dir = join(root!, `hpcq-test-${randomBytes(4).toString('hex')}`);
     mkdirSync(dir);
     try {
-      expect(existsSync(join(dir, 'cgroup.kill'))).toBe(true);
+      if (!need(existsSync(join(dir, 'cgroup.kill')), 'cgroup.kill (Linux 5.14+)')) return ctx.skip();
+      const procs = join(dir, 'cgroup.procs');
+      // Joins before the job starts: only cgroup.kill can reach it (not a descendant, other session).
+      const foreign = foreignMember([procs]);
       const pidsFile = join(box.outDir, 'leftovers');
       const { program, args } = fixture(box, 'forks-setsid-grandchild.sh', pidsFile);
-      const spec = jobSpec(box, program, args, {
-        cgroupProcs: [join(dir, 'cgroup.procs')],
-        kill: { kind: 'cgroup2', dir },
-      });
-      const started = spawnSupervisor(spec);
-      const foreign = foreignMember([join(dir, 'cgroup.procs')]);
-      await started;
-      const record = await waitForExitFile(spec);
+      const spec = jobSpec(box, program, args, { cgroupProcs: [procs], kill: { kind: 'cgroup2', dir } });
+      const record = await runToEnd(spec);
       expect(record).toMatchObject({ status: 'exited', exitCode: 0 });
       expect(await foreign.ended).toBe('SIGKILL');
       expect(readLines(pidsFile)).toHaveLength(2);
-      expect(readFileSync(join(dir, 'cgroup.procs'), 'utf8')).toBe('');
+      expect(readFileSync(procs, 'utf8')).toBe('');
     } finally {
       await waitFor(`rmdir ${dir}`, () => tryRmdir(dir), 10_000);
     }

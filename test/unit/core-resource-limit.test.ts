@@ -78,7 +78,7 @@ describe('parseResourceLimit: errors all carry code InvalidParameter.ResourceLim
   });
 
   it('an inherited Object property name ("constructor") is an unknown key, not a limit', () => {
-    // BUG (src/core/resource-limit.ts): KEYS is indexed as a plain object, so "constructor"
+    // Regression (src/core/resource-limit.ts:30): KEYS is indexed as a plain object, so "constructor"
     // resolves to Object.prototype.constructor and is accepted as limits["undefined"] = 5.
     const err = resourceLimitError('constructor=5');
     expect(err.message).toContain('unknown key "constructor"');

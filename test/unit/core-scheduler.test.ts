@@ -156,7 +156,7 @@ describe('max_running', () => {
 
   it('0 means unlimited', () => {
     const pending = Array.from({ length: 10 }, (_, i) => job(i + 1));
-    expect(plan({ queues: queues({ q: { maxRunning: 0 } }), pending }).start).toHaveLength(10);
+    expect(plan({ queues: queues({ q: { maxRunning: 0 } }), nodeCores: 64, pending }).start).toHaveLength(10);
   });
 
   it('a queue already above its limit (limit lowered while jobs run) starts nothing', () => {

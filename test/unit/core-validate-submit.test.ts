@@ -182,8 +182,8 @@ const REJECTIONS: RejectionCase[] = [
   { title: 'core_limit above normal (node) max', req: { coreLimit: 9 }, code: 'InvalidParameterValue.CoreLimitTooLarge', kind: INVALID, field: 'core_limit' },
   { title: 'mem_limit above normal (node) max', req: { memLimit: 15873 }, code: 'InvalidParameterValue.MemLimitTooLarge', kind: INVALID, field: 'mem_limit' },
   { title: 'time_limit above normal max', req: { timeLimit: 7 * 86400 + 1 }, code: 'InvalidParameterValue.TimeLimitTooLarge', kind: INVALID, field: 'time_limit' },
-  { title: 'core_limit above debug max', req: { hpcqueueId: 'hpcq-debug', coreLimit: 3 }, code: 'InvalidParameterValue.CoreLimitTooLarge', kind: INVALID, field: 'core_limit' },
-  { title: 'mem_limit above debug max', req: { schedulerQueueName: 'debug', memLimit: 4097 }, code: 'InvalidParameterValue.MemLimitTooLarge', kind: INVALID, field: 'mem_limit' },
+  { title: 'core_limit above debug max (node)', req: { hpcqueueId: 'hpcq-debug', coreLimit: 9 }, code: 'InvalidParameterValue.CoreLimitTooLarge', kind: INVALID, field: 'core_limit' },
+  { title: 'mem_limit above debug max (node)', req: { schedulerQueueName: 'debug', memLimit: 15873 }, code: 'InvalidParameterValue.MemLimitTooLarge', kind: INVALID, field: 'mem_limit' },
   { title: 'time_limit above debug max', req: { hpcqueueId: 'hpcq-debug', timeLimit: 1801 }, code: 'InvalidParameterValue.TimeLimitTooLarge', kind: INVALID, field: 'time_limit' },
   { title: 'huge safe-integer mem_limit', req: { memLimit: Number.MAX_SAFE_INTEGER }, code: 'InvalidParameterValue.MemLimitTooLarge', kind: INVALID, field: 'mem_limit' },
 
@@ -261,7 +261,7 @@ describe('validateSubmit: every rejection names its code, kind and field', () =>
   });
 
   it('redirect paths with %% followed by a literal character are accepted', async () => {
-    // BUG (src/core/validate-submit.ts:222): /%[^jxu%]|%$/ does not read escapes left to right, so
+    // Regression (src/core/validate-submit.ts:222): /%[^jxu%]|%$/ does not read escapes left to right, so
     // the second % of a "%%" escape is taken as the start of a new escape.
     const { spec } = await validateSubmit(
       request({ stdoutRedirectPath: '/tmp/100%%done.out', stderrRedirectPath: '/tmp/err-%j-100%%' }),
@@ -455,7 +455,7 @@ describe('validateSubmit: fingerprint', () => {
   it('is equal for resource_limit lists with the same canonical form', async () => {
     const spaced = await fingerprint({ ...base, resourceLimit: ' pids = 10 , nofile = 64 ' });
     expect(await fingerprint({ ...base, resourceLimit: 'pids=10,nofile=64' })).toBe(spaced);
-    // BUG (src/core/validate-submit.ts:108 with src/core/resource-limit.ts:42): spec.resourceLimits is
+    // Regression (src/core/validate-submit.ts:108 with src/core/resource-limit.ts:42): spec.resourceLimits is
     // built in input order, so the JSON the fingerprint hashes depends on the key order even though
     // spec.resourceLimit (canonical) is the same.
     expect(await fingerprint({ ...base, resourceLimit: 'nofile=64,pids=10' })).toBe(spaced);

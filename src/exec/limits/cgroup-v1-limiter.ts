@@ -25,7 +25,8 @@
  * Accounting (collect): OOM kills from `memory.oom_control` `oom_kill` (Linux >= 4.13); before that,
  * `oomKillsCounted` is false and `memoryLimitHits` (max of memory.failcnt and memory.memsw.failcnt:
  * with memsw the limit is usually hit on the memsw counter) plus a main process that died of a
- * SIGKILL the supervisor did not send is the evidence. Peak from `memory.max_usage_in_bytes`
+ * SIGKILL the supervisor did not send is the evidence (failcnt is no use on new kernels: on 6.18
+ * both counters stayed 0 through an OOM kill that oom_kill counted). Peak from `memory.max_usage_in_bytes`
  * (includes page cache). CPU from cpuacct.usage_user/usage_sys (ns) where present, else
  * cpuacct.stat (USER_HZ ticks; USER_HZ is 100 on every Linux ABI); total from cpuacct.usage (ns).
  */
@@ -166,7 +167,20 @@ export class CgroupV1Limiter implements Limiter {
     const all = this.distinctDirs(jobId, withCpuset);
     const created: string[] = [];
     try {
-      for (const d of all) if (await this.fs.mkdir(d)) created.push(d);
+      for (const d of all) {
+        let made: boolean;
+        try {
+          made = await this.fs.mkdir(d);
+        } catch (err) {
+          if (!isErrno(err, 'ENOENT')) throw err;
+          // A parent vanished (removed by hand?): set the parents up again, once.
+          this.parentReady = undefined;
+          this.cpusetParentReady = undefined;
+          await this.ensureParents(withCpuset);
+          made = await this.fs.mkdir(d);
+        }
+        if (made) created.push(d);
+      }
       await this.configure(dirs, limits);
     } catch (err) {
       for (const d of created.reverse()) await this.fs.rmdir(d).catch(() => undefined);
@@ -221,7 +235,10 @@ export class CgroupV1Limiter implements Limiter {
     return Promise.all([this.parentReady, this.cpusetParentReady]).then(() => undefined);
   }
 
-  /** mkdir -p of the parent in each mount; a new cpuset dir gets its parent's cpus and mems. */
+  /**
+   * mkdir -p of the parent in each mount. A cpuset dir with empty cpus or mems (as every new v1
+   * cpuset starts) gets its parent's, or no job below it could run.
+   */
   private async setUpParents(mounts: string[], cpuset: boolean): Promise<void> {
     for (const mount of new Set(mounts)) {
       if (!(await this.fs.exists(join(mount, 'cgroup.procs')))) {
@@ -231,11 +248,11 @@ export class CgroupV1Limiter implements Limiter {
       for (const part of this.parentName.split(sep)) {
         const parent = dir;
         dir = join(dir, part);
-        const created = await this.fs.mkdir(dir);
-        if (cpuset && created) {
-          for (const file of ['cpuset.cpus', 'cpuset.mems']) {
-            await writeCgroupFile(this.fs, join(dir, file), (await this.fs.read(join(parent, file)))?.trim() ?? '');
-          }
+        await this.fs.mkdir(dir);
+        if (!cpuset) continue;
+        for (const file of ['cpuset.cpus', 'cpuset.mems']) {
+          if (((await this.fs.read(join(dir, file))) ?? '').trim() !== '') continue;
+          await writeCgroupFile(this.fs, join(dir, file), (await this.fs.read(join(parent, file)))?.trim() ?? '');
         }
       }
     }

@@ -156,7 +156,7 @@ export class CgroupV2Limiter implements Limiter {
     const missing = CGROUP2_REQUIRED_CONTROLLERS.filter((c) => !available.has(c));
     if (missing.length > 0) {
       throw new LimitSetupError(
-        `cgroup2 at ${this.root} lacks the ${missing.join(', ')} controller(s) (offered: ${[...available].join(' ') || 'none'}); ` +
+        `cgroup2 at ${this.root} lacks the ${missing.join(', ')} controller(s) (offers: ${[...available].join(' ') || 'none'}); ` +
           'on a hybrid host they are bound to cgroup v1 hierarchies',
       );
     }

@@ -59,14 +59,7 @@ export type EnforcementDetection =
     }
   | { ok: true; mode: 'cgroup1'; reasons: string[]; v1Mounts: CgroupV1Mounts; parentName: string }
   | { ok: true; mode: 'rlimit'; reasons: string[] }
-  | {
-      ok: false;
-      requested: EnforcementRequest;
-      error: string;
-      reasons: string[];
-      /** Always absent: no mode was chosen (declared so `detection.mode` reads on the union). */
-      mode?: undefined;
-    };
+  | { ok: false; requested: EnforcementRequest; error: string; reasons: string[] };
 
 /** One line of /proc/self/mountinfo, the fields detection needs. */
 export interface MountEntry {
@@ -353,45 +346,4 @@ export function createLimiter(detection: EnforcementDetection, options: LimiterO
         ...(options.cpuKillGraceSeconds !== undefined ? { cpuKillGraceSeconds: options.cpuKillGraceSeconds } : {}),
       });
   }
-}
-
-export interface HostEnforcementOptions extends LimiterOptions {
-  /**
-   * require_enforcement: refuse (ok: false) when `auto` finds no usable cgroup hierarchy, instead of
-   * falling back to rlimit. An explicit `rlimit` request is always honoured. Default false.
-   */
-  requireEnforcement?: boolean;
-  /** The daemon's uid, only to explain a refusal (non-root cannot create cgroups). Default process.getuid(). */
-  uid?: number;
-  /** Default `hpcq`. */
-  parentName?: string;
-}
-
-/** A detection of this host, with the limiter to use when it succeeded. */
-export type HostEnforcement =
-  | (Extract<EnforcementDetection, { ok: true }> & { limiter: Limiter })
-  | Extract<EnforcementDetection, { ok: false }>;
-
-/**
- * What the daemon calls at start: detectEnforcementOnHost + the require_enforcement policy +
- * createLimiter. Returns ok: false (with every reason) when the daemon must not run jobs.
- */
-export async function detectHostEnforcement(requested: EnforcementRequest, options: HostEnforcementOptions = {}): Promise<HostEnforcement> {
-  const detection = await detectEnforcementOnHost({
-    requested,
-    ...(options.parentName !== undefined ? { parentName: options.parentName } : {}),
-  });
-  const uid = options.uid ?? process.getuid?.();
-  const notRoot = uid !== undefined && uid !== 0 ? [`the daemon runs as uid ${uid}, not root: it cannot create cgroups`] : [];
-  if (!detection.ok) return { ...detection, reasons: [...detection.reasons, ...notRoot] };
-  if (detection.mode === 'rlimit' && requested === 'auto' && options.requireEnforcement === true) {
-    const reasons = [...detection.reasons, ...notRoot];
-    return {
-      ok: false,
-      requested,
-      error: `require_enforcement is set and no cgroup hierarchy can enforce job limits: ${reasons.join('; ')}`,
-      reasons,
-    };
-  }
-  return { ...detection, limiter: createLimiter(detection, options) };
 }

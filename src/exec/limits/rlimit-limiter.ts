@@ -19,8 +19,9 @@
  * - RLIMIT_AS counts virtual address space, not memory used: a program that reserves a large
  *   mapping and touches little of it (JVMs, Go and Julia runtimes, CUDA, address sanitizer) fails
  *   with ENOMEM although it would fit — a false positive (RELIABILITY L14). RLIMIT_DATA (Linux >= 4.7:
- *   heap and private writable mappings) has fewer such false positives but still counts reserved,
- *   untouched memory, and misses shared mappings and the stack.
+ *   heap and private writable mappings) skips PROT_NONE reservations, so it has fewer false positives,
+ *   but it still counts writable mappings that are never touched, and misses shared mappings and
+ *   the stack.
  * - An over-limit allocation fails (malloc returns NULL, mmap ENOMEM) instead of an OOM kill: the job
  *   usually dies of SIGSEGV/SIGABRT or exits non-zero, so the daemon cannot tell OUT_OF_MEMORY from
  *   FAILED. collect() has no accounting to offer; the supervisor's rusage is all there is.

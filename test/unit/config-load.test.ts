@@ -1,0 +1,474 @@
+import { describe, it, expect, afterEach, beforeEach } from 'vitest';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { homedir, tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parse as parseYaml } from 'yaml';
+import type { DaemonConfig } from '../../src/config/daemon-config.js';
+import { ConfigError, checkListenAddress, compileConfig, loadConfig, type HostFacts } from '../../src/config/load-config.js';
+import { configSchema } from '../../src/config/schema.js';
+
+const REFERENCE_FILE = resolve(dirname(fileURLToPath(import.meta.url)), '../../config/hpcqd.yaml');
+const HOST: HostFacts = { cores: 8, memoryMb: 16384, uid: 0 };
+
+/** The embedded default on an 8-core, 16 GiB host run as root, written out by hand from schema.ts. */
+const EXPECTED_DEFAULT: DaemonConfig = {
+  stateDir: '/var/lib/hpcq',
+  listen: ['unix:/var/lib/hpcq/hpcqd.sock'],
+  allowRemoteTcp: false,
+  killGraceSeconds: 30,
+  enforcement: 'auto',
+  requireEnforcement: true,
+  clockSkewSeconds: 300,
+  jobUmask: 0o022,
+  nodeCores: 8,
+  nodeMemMb: 16384 - 512,
+  retentionMaxAgeDays: 30,
+  retentionSchedule: '17 * * * *',
+  clusters: [
+    {
+      clusterId: 'hpcq-local',
+      zone: 'local',
+      queues: [
+        {
+          clusterId: 'hpcq-local',
+          zone: 'local',
+          hpcqueueId: 'hpcq-normal',
+          schedulerQueueName: 'normal',
+          isDefault: true,
+          priority: 10,
+          maxCores: 8,
+          defaultCores: 1,
+          maxMemMb: 15872,
+          defaultMemMb: 1024,
+          maxTimeSeconds: 7 * 24 * 3600,
+          defaultTimeSeconds: 3600,
+          maxRunning: 0,
+          maxPending: 100_000,
+        },
+        {
+          clusterId: 'hpcq-local',
+          zone: 'local',
+          hpcqueueId: 'hpcq-debug',
+          schedulerQueueName: 'debug',
+          isDefault: false,
+          priority: 20,
+          maxCores: 8,
+          defaultCores: 1,
+          maxMemMb: 15872,
+          defaultMemMb: 512,
+          maxTimeSeconds: 1800,
+          defaultTimeSeconds: 600,
+          maxRunning: 4,
+          maxPending: 1000,
+        },
+      ],
+    },
+  ],
+};
+
+let dir: string;
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'hpcq-config-test-'));
+});
+afterEach(() => {
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function writeConfig(name: string, text: string): string {
+  const path = join(dir, name);
+  writeFileSync(path, text);
+  return path;
+}
+
+/** Expects a ConfigError and returns it. */
+function configError(fn: () => unknown): ConfigError {
+  let caught: unknown;
+  try {
+    fn();
+  } catch (err) {
+    caught = err;
+  }
+  expect(caught, 'expected a ConfigError').toBeInstanceOf(ConfigError);
+  return caught as ConfigError;
+}
+
+const problemsOf = (raw: unknown, overrides: { stateDir?: string; listen?: string } = {}, host: HostFacts = HOST) =>
+  configError(() => compileConfig(raw, 'test', overrides, host)).problems;
+
+/** One cluster with the given queues; a queue needs only its id and name. */
+function oneCluster(queues: Record<string, unknown>[], extra: Record<string, unknown> = {}) {
+  return { clusters: [{ cluster_id: 'c1', zone: 'z1', queues }], ...extra };
+}
+const q = (id: string, fields: Record<string, unknown> = {}) => ({ hpcqueue_id: id, scheduler_queue_name: id, ...fields });
+
+describe('embedded default', () => {
+  it('compiles to the documented defaults', () => {
+    expect(compileConfig({}, 'embedded default', {}, HOST)).toStrictEqual(EXPECTED_DEFAULT);
+  });
+
+  it('is what loadConfig returns with no file, environment or flags', () => {
+    expect(loadConfig({}, {}, HOST)).toStrictEqual(EXPECTED_DEFAULT);
+  });
+
+  it('uses the detected cores and memory when node.cores and node.mem_mb are 0', () => {
+    const config = compileConfig({}, 'test', {}, { cores: 4, memoryMb: 8192, uid: 0 });
+    expect(config.nodeCores).toBe(4);
+    expect(config.nodeMemMb).toBe(8192 - 512);
+    // Queues with max 0 take the node's capacity.
+    expect(config.clusters[0]!.queues[0]).toMatchObject({ hpcqueueId: 'hpcq-normal', maxCores: 4, maxMemMb: 7680 });
+  });
+
+  it('uses node.cores and node.mem_mb from the file instead of detection', () => {
+    const config = compileConfig({ node: { cores: 4, mem_mb: 6000 } }, 'test', {}, { cores: 64, memoryMb: 262144, uid: 0 });
+    expect([config.nodeCores, config.nodeMemMb]).toEqual([4, 6000]);
+  });
+
+  it('subtracts node.reserved_mem_mb from the detected memory, keeping at least 256 MiB', () => {
+    expect(compileConfig({ node: { reserved_mem_mb: 2048 } }, 'test', {}, HOST).nodeMemMb).toBe(16384 - 2048);
+    const tiny = oneCluster([q('tiny', { default: true, default_mem_mb: 64 })]);
+    expect(compileConfig(tiny, 'test', {}, { cores: 1, memoryMb: 600, uid: 0 }).nodeMemMb).toBe(256);
+  });
+
+  it('is frozen all the way down', () => {
+    const config = compileConfig({}, 'test', {}, HOST);
+    const cluster = config.clusters[0]!;
+    for (const part of [config, config.listen, config.clusters, cluster, cluster.queues, cluster.queues[0]!]) {
+      expect(Object.isFrozen(part)).toBe(true);
+    }
+    expect(() => {
+      (config as { nodeCores: number }).nodeCores = 1;
+    }).toThrow(TypeError);
+  });
+
+  it('compiles on a small node (1 core, 2 GiB)', () => {
+    // The embedded queues take their maxima from the node, so the default starts on any host.
+    const config = compileConfig({}, 'embedded default', {}, { cores: 1, memoryMb: 2048, uid: 0 });
+    for (const queue of config.clusters[0]!.queues) {
+      expect(queue.maxCores).toBeLessThanOrEqual(config.nodeCores);
+      expect(queue.maxMemMb).toBeLessThanOrEqual(config.nodeMemMb);
+    }
+  });
+});
+
+describe('state_dir and listen defaults', () => {
+  it('root: /var/lib/hpcq and unix:/var/lib/hpcq/hpcqd.sock, whatever HOME says', () => {
+    const config = compileConfig({}, 'test', {}, { ...HOST, uid: 0 }, { HOME: '/root', XDG_STATE_HOME: '/xdg' });
+    expect(config.stateDir).toBe('/var/lib/hpcq');
+    expect(config.listen).toEqual(['unix:/var/lib/hpcq/hpcqd.sock']);
+  });
+
+  it('other users: ~/.local/state/hpcq from HOME', () => {
+    const config = compileConfig({}, 'test', {}, { ...HOST, uid: 1000 }, { HOME: '/home/alice' });
+    expect(config.stateDir).toBe('/home/alice/.local/state/hpcq');
+    expect(config.listen).toEqual(['unix:/home/alice/.local/state/hpcq/hpcqd.sock']);
+  });
+
+  it('other users: $XDG_STATE_HOME/hpcq when XDG_STATE_HOME is set', () => {
+    const config = compileConfig({}, 'test', {}, { ...HOST, uid: 1000 }, { HOME: '/home/alice', XDG_STATE_HOME: '/xdg/state' });
+    expect(config.stateDir).toBe('/xdg/state/hpcq');
+  });
+
+  it('other users without HOME in the environment: the OS home directory', () => {
+    expect(compileConfig({}, 'test', {}, { ...HOST, uid: 1000 }, {}).stateDir).toBe(join(homedir(), '.local', 'state', 'hpcq'));
+  });
+
+  it('the default socket follows a configured state_dir', () => {
+    expect(compileConfig({ state_dir: '/srv/hpcq' }, 'test', {}, HOST).listen).toEqual(['unix:/srv/hpcq/hpcqd.sock']);
+  });
+
+  it('a configured listen list is kept as given', () => {
+    const config = compileConfig({ listen: ['unix:/run/hpcq.sock', '127.0.0.1:50051', '[::1]:50052'] }, 'test', {}, HOST);
+    expect(config.listen).toEqual(['unix:/run/hpcq.sock', '127.0.0.1:50051', '[::1]:50052']);
+    expect(config.stateDir).toBe('/var/lib/hpcq');
+  });
+});
+
+describe('loadConfig: file, environment, flags', () => {
+  it('reads a YAML file named by HPCQ_CONFIG', () => {
+    const path = writeConfig(
+      'hpcqd.yaml',
+      ['state_dir: /srv/hpcq', 'kill_grace_seconds: 5', 'enforcement: rlimit', 'job_umask: "077"', 'node:', '  cores: 4', '  mem_mb: 8192', ''].join('\n'),
+    );
+    const config = loadConfig({ HPCQ_CONFIG: path }, {}, HOST);
+    expect(config).toMatchObject({ stateDir: '/srv/hpcq', listen: ['unix:/srv/hpcq/hpcqd.sock'], killGraceSeconds: 5, enforcement: 'rlimit', jobUmask: 0o077, nodeCores: 4, nodeMemMb: 8192 });
+    expect(config.clusters[0]!.queues[0]).toMatchObject({ maxCores: 4, maxMemMb: 8192 });
+  });
+
+  it('reads a JSON file', () => {
+    const path = writeConfig(
+      'hpcqd.json',
+      JSON.stringify({ clock_skew_seconds: 60, retention: { finished_job_max_age_days: 0 }, clusters: [{ cluster_id: 'c1', zone: 'z1', queues: [q('only', { default: true })] }] }),
+    );
+    const config = loadConfig({ HPCQ_CONFIG: path }, {}, HOST);
+    expect(config.clockSkewSeconds).toBe(60);
+    expect(config.retentionMaxAgeDays).toBe(0);
+    expect(config.retentionSchedule).toBe('17 * * * *');
+    expect(config.clusters.map((c) => [c.clusterId, c.queues.map((x) => x.hpcqueueId)])).toEqual([['c1', ['only']]]);
+  });
+
+  it('an empty file means the embedded default', () => {
+    expect(loadConfig({ HPCQ_CONFIG: writeConfig('empty.yaml', '') }, {}, HOST)).toStrictEqual(EXPECTED_DEFAULT);
+    expect(loadConfig({ HPCQ_CONFIG: writeConfig('comments.yaml', '# nothing\n') }, {}, HOST)).toStrictEqual(EXPECTED_DEFAULT);
+  });
+
+  it('--config wins over HPCQ_CONFIG', () => {
+    const fromEnv = writeConfig('env.yaml', 'kill_grace_seconds: 1\n');
+    const fromFlag = writeConfig('flag.yaml', 'kill_grace_seconds: 2\n');
+    expect(loadConfig({ HPCQ_CONFIG: fromEnv }, { configPath: fromFlag }, HOST).killGraceSeconds).toBe(2);
+  });
+
+  it('HPCQ_STATE_DIR wins over the file, and the default socket moves with it', () => {
+    const path = writeConfig('c.yaml', 'state_dir: /from/file\n');
+    const config = loadConfig({ HPCQ_CONFIG: path, HPCQ_STATE_DIR: '/from/env' }, {}, HOST);
+    expect(config.stateDir).toBe('/from/env');
+    expect(config.listen).toEqual(['unix:/from/env/hpcqd.sock']);
+  });
+
+  it('HPCQ_STATE_DIR applies without a file, for non-root too', () => {
+    expect(loadConfig({ HPCQ_STATE_DIR: '/tmp/hpcq-state' }, {}, { ...HOST, uid: 1000 }).stateDir).toBe('/tmp/hpcq-state');
+  });
+
+  it('HPCQ_LISTEN replaces the file listen list with one address', () => {
+    const path = writeConfig('c.yaml', 'listen:\n  - unix:/a.sock\n  - unix:/b.sock\n');
+    expect(loadConfig({ HPCQ_CONFIG: path, HPCQ_LISTEN: '127.0.0.1:7000' }, {}, HOST).listen).toEqual(['127.0.0.1:7000']);
+    expect(loadConfig({ HPCQ_LISTEN: 'unix:/run/x.sock' }, {}, HOST).listen).toEqual(['unix:/run/x.sock']);
+  });
+
+  it('flags win over the environment', () => {
+    const config = loadConfig({ HPCQ_STATE_DIR: '/env', HPCQ_LISTEN: 'unix:/env.sock' }, { stateDir: '/flag', listen: 'unix:/flag.sock' }, HOST);
+    expect(config.stateDir).toBe('/flag');
+    expect(config.listen).toEqual(['unix:/flag.sock']);
+  });
+
+  it('environment values are validated like file values', () => {
+    const relative = configError(() => loadConfig({ HPCQ_STATE_DIR: 'relative/dir' }, {}, HOST));
+    expect(relative.problems).toContainEqual(expect.stringMatching(/^state_dir: must be an absolute path/));
+    const remote = configError(() => loadConfig({ HPCQ_LISTEN: '0.0.0.0:50051' }, {}, HOST));
+    expect(remote.problems).toEqual([expect.stringMatching(/^listen\.0: TCP address 0\.0\.0\.0:50051 is not loopback/)]);
+  });
+
+  it('a remote HPCQ_LISTEN is accepted when the file sets allow_remote_tcp', () => {
+    const path = writeConfig('c.yaml', 'allow_remote_tcp: true\n');
+    expect(loadConfig({ HPCQ_CONFIG: path, HPCQ_LISTEN: '0.0.0.0:50051' }, {}, HOST).listen).toEqual(['0.0.0.0:50051']);
+  });
+
+  it('a missing file is a ConfigError naming the file', () => {
+    const path = join(dir, 'missing.yaml');
+    const err = configError(() => loadConfig({ HPCQ_CONFIG: path }, {}, HOST));
+    expect(err.source).toBe(path);
+    expect(err.problems).toEqual([expect.stringMatching(/^cannot read: .*ENOENT/)]);
+    expect(err.message).toContain(path);
+  });
+
+  it('malformed YAML is a ConfigError', () => {
+    const path = writeConfig('bad.yaml', 'node: [1, 2\nclusters: {\n');
+    const err = configError(() => loadConfig({ HPCQ_CONFIG: path }, {}, HOST));
+    expect(err.source).toBe(path);
+    expect(err.problems).toEqual([expect.stringMatching(/^not valid YAML\/JSON: /)]);
+  });
+
+  it('a file that is not a mapping is a ConfigError', () => {
+    const path = writeConfig('list.yaml', '- a\n- b\n');
+    expect(configError(() => loadConfig({ HPCQ_CONFIG: path }, {}, HOST)).problems).toEqual([expect.stringMatching(/^\(top level\): /)]);
+  });
+});
+
+describe('each problem is reported with its path', () => {
+  it.each([
+    ['unknown top-level key', { bogus: 1 }, /^\(top level\): .*"bogus"/],
+    ['unknown key in node', { node: { cpus: 4 } }, /^node: .*"cpus"/],
+    ['unknown key in a queue', oneCluster([q('a', { default: true, max_cpus: 1 })]), /^clusters\.0\.queues\.0: .*"max_cpus"/],
+    ['bad type', { kill_grace_seconds: 'thirty' }, /^kill_grace_seconds: /],
+    ['out of range', { kill_grace_seconds: 3601 }, /^kill_grace_seconds: /],
+    ['non-integer', { clock_skew_seconds: 1.5 }, /^clock_skew_seconds: /],
+    ['unknown enforcement', { enforcement: 'docker' }, /^enforcement: /],
+    ['umask as a number', { job_umask: 22 }, /^job_umask: /],
+    ['umask not octal', { job_umask: '0089' }, /^job_umask: /],
+    ['no clusters', { clusters: [] }, /^clusters: /],
+    ['cluster without queues', { clusters: [{ cluster_id: 'c1', zone: 'z', queues: [] }] }, /^clusters\.0\.queues: /],
+    ['bad queue id', oneCluster([q('1bad', { default: true })]), /^clusters\.0\.queues\.0\.hpcqueue_id: /],
+    ['empty listen list', { listen: [] }, /^listen: /],
+    ['duplicate queue id', oneCluster([q('a', { default: true }), { hpcqueue_id: 'a', scheduler_queue_name: 'b' }]), /^clusters\.0\.queues\.1\.hpcqueue_id: duplicate queue id a$/],
+    [
+      'duplicate queue id across clusters',
+      { clusters: [{ cluster_id: 'c1', zone: 'z', queues: [q('a', { default: true })] }, { cluster_id: 'c2', zone: 'z', queues: [q('a', { default: true })] }] },
+      /^clusters\.1\.queues\.0\.hpcqueue_id: duplicate queue id a$/,
+    ],
+    ['duplicate queue name in a cluster', oneCluster([q('a', { default: true }), { hpcqueue_id: 'b', scheduler_queue_name: 'a' }]), /^clusters\.0\.queues\.1\.scheduler_queue_name: duplicate queue name a in cluster c1$/],
+    [
+      'duplicate cluster id',
+      { clusters: [{ cluster_id: 'c1', zone: 'z', queues: [q('a', { default: true })] }, { cluster_id: 'c1', zone: 'z', queues: [q('b', { default: true })] }] },
+      /^clusters\.1\.cluster_id: duplicate cluster c1$/,
+    ],
+    ['two default queues', oneCluster([q('a', { default: true }), q('b', { default: true })]), /^clusters\.0\.queues: exactly one queue must have default: true, found 2$/],
+    ['no default queue', oneCluster([q('a'), q('b')]), /^clusters\.0\.queues: exactly one queue must have default: true, found 0$/],
+    ['default_cores above max_cores', oneCluster([q('a', { default: true, max_cores: 2, default_cores: 4 })]), /^clusters\.0\.queues\.0\.default_cores: 4 exceeds max_cores 2$/],
+    ['default_cores above the node (max_cores 0)', oneCluster([q('a', { default: true, default_cores: 9 })]), /^clusters\.0\.queues\.0\.default_cores: 9 exceeds max_cores 8$/],
+    ['default_mem_mb above max_mem_mb', oneCluster([q('a', { default: true, max_mem_mb: 512, default_mem_mb: 1024 })]), /^clusters\.0\.queues\.0\.default_mem_mb: 1024 exceeds max_mem_mb 512$/],
+    ['default_time above max_time', oneCluster([q('a', { default: true, max_time_seconds: 60, default_time_seconds: 3600 })]), /^clusters\.0\.queues\.0\.default_time_seconds: 3600 exceeds max_time_seconds 60$/],
+    ['max_cores above the node', oneCluster([q('a', { default: true, max_cores: 16 })]), /^clusters\.0\.queues\.0\.max_cores: 16 exceeds the node's 8 allocatable cores/],
+    ['max_mem_mb above the node', oneCluster([q('a', { default: true, max_mem_mb: 20000 })]), /^clusters\.0\.queues\.0\.max_mem_mb: 20000 exceeds the node's 15872 MiB/],
+    ['non-loopback TCP', { listen: ['0.0.0.0:50051'] }, /^listen\.0: TCP address 0\.0\.0\.0:50051 is not loopback.*allow_remote_tcp/],
+    ['relative state_dir', { state_dir: 'var/hpcq', listen: ['unix:/run/hpcq.sock'] }, /^state_dir: must be an absolute path, got "var\/hpcq"$/],
+    ['relative unix socket', { listen: ['unix:hpcqd.sock'] }, /^listen\.0: unix socket path must be absolute/],
+    ['listen that is neither unix: nor host:port', { listen: ['unix:/ok.sock', 'localhost'] }, /^listen\.1: expected unix:\/abs\/path\.sock or host:port/],
+  ] as const)('%s', (_title, raw, pattern) => {
+    const problems = problemsOf(raw);
+    expect(problems).toContainEqual(expect.stringMatching(pattern));
+  });
+
+  it('the same scheduler_queue_name in two clusters is fine', () => {
+    const config = compileConfig(
+      { clusters: [{ cluster_id: 'c1', zone: 'z', queues: [q('a', { default: true, scheduler_queue_name: 'normal' })] }, { cluster_id: 'c2', zone: 'z', queues: [q('b', { default: true, scheduler_queue_name: 'normal' })] }] },
+      'test',
+      {},
+      HOST,
+    );
+    expect(config.clusters.map((c) => c.queues[0]!.schedulerQueueName)).toEqual(['normal', 'normal']);
+  });
+
+  it('ConfigError carries its source and lists every problem in the message', () => {
+    const err = configError(() => compileConfig({ listen: ['0.0.0.0:1'], state_dir: 'rel' }, '/etc/hpcq/hpcqd.yaml', {}, HOST));
+    expect(err.name).toBe('ConfigError');
+    expect(err.source).toBe('/etc/hpcq/hpcqd.yaml');
+    expect(err.message.startsWith('invalid configuration (/etc/hpcq/hpcqd.yaml):')).toBe(true);
+    for (const problem of err.problems) expect(err.message).toContain(`\n  - ${problem}`);
+  });
+});
+
+describe('several problems are reported together', () => {
+  it('all cross-field problems at once', () => {
+    const problems = problemsOf({
+      state_dir: 'relative/state',
+      listen: ['0.0.0.0:50051'],
+      clusters: [{ cluster_id: 'c1', zone: 'z', queues: [q('a', { default: true }), q('a', { scheduler_queue_name: 'b', default: true, max_cores: 1, default_cores: 2 })] }],
+    });
+    expect(problems).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/^state_dir: must be an absolute path/),
+        expect.stringMatching(/^listen\.0: TCP address 0\.0\.0\.0:50051 is not loopback/),
+        expect.stringMatching(/^clusters\.0\.queues\.1\.hpcqueue_id: duplicate queue id a/),
+        expect.stringMatching(/^clusters\.0\.queues: exactly one queue must have default: true, found 2/),
+        expect.stringMatching(/^clusters\.0\.queues\.1\.default_cores: 2 exceeds max_cores 1/),
+      ]),
+    );
+  });
+
+  it('all schema problems at once', () => {
+    const problems = problemsOf({ bogus: true, kill_grace_seconds: 'thirty', enforcement: 'docker', node: { cores: -1 } });
+    expect(problems).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/"bogus"/),
+        expect.stringMatching(/^kill_grace_seconds: /),
+        expect.stringMatching(/^enforcement: /),
+        expect.stringMatching(/^node\.cores: /),
+      ]),
+    );
+  });
+
+  it('schema problems and cross-field problems from one file, all at once', () => {
+    // Regression (src/config/load-config.ts:67-73): when the schema check fails, compileConfig throws with
+    // only the schema issues and never runs the cross-field checks, so an admin fixing the file sees
+    // the duplicate queue id, the two defaults, the default above max, the remote TCP address and the
+    // relative state_dir only after a second attempt.
+    const path = writeConfig(
+      'broken.yaml',
+      [
+        'state_dir: relative/state',
+        'listen: ["0.0.0.0:50051"]',
+        'unknown_key: 1',
+        'kill_grace_seconds: thirty',
+        'clusters:',
+        '  - cluster_id: c1',
+        '    zone: z',
+        '    queues:',
+        '      - { hpcqueue_id: a, scheduler_queue_name: a, default: true }',
+        '      - { hpcqueue_id: a, scheduler_queue_name: b, default: true, max_cores: 1, default_cores: 2 }',
+        '',
+      ].join('\n'),
+    );
+    const err = configError(() => loadConfig({ HPCQ_CONFIG: path }, {}, HOST));
+    expect(err.source).toBe(path);
+    expect(err.problems).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/"unknown_key"/),
+        expect.stringMatching(/^kill_grace_seconds: /),
+        expect.stringMatching(/^clusters\.0\.queues\.1\.hpcqueue_id: duplicate queue id a/),
+        expect.stringMatching(/^clusters\.0\.queues: exactly one queue must have default: true, found 2/),
+        expect.stringMatching(/^clusters\.0\.queues\.1\.default_cores: 2 exceeds max_cores 1/),
+        expect.stringMatching(/^listen\.0: TCP address 0\.0\.0\.0:50051 is not loopback/),
+        expect.stringMatching(/^state_dir: must be an absolute path/),
+      ]),
+    );
+  });
+});
+
+describe('checkListenAddress', () => {
+  it.each(['unix:/run/hpcq/hpcqd.sock', 'localhost:50051', '127.0.0.1:50051', '127.1.2.3:1', '[::1]:50051'])('accepts %s without allow_remote_tcp', (address) => {
+    expect(checkListenAddress(address, false)).toEqual([]);
+  });
+
+  it.each(['0.0.0.0:50051', '[::]:50051', '10.0.0.5:50051', 'example.com:50051', 'localhost.example.com:1', '[::ffff:10.0.0.1]:1'])(
+    'rejects %s without allow_remote_tcp, accepts it with',
+    (address) => {
+      expect(checkListenAddress(address, false)).toEqual([expect.stringContaining('is not loopback')]);
+      expect(checkListenAddress(address, true)).toEqual([]);
+    },
+  );
+
+  it.each(['unix:relative.sock', 'unix:', 'localhost', ':50051', 'host:port', 'tcp://localhost:1', '[::1]50051'])('rejects malformed %s', (address) => {
+    expect(checkListenAddress(address, true)).toHaveLength(1);
+  });
+
+  it('a DNS name that merely starts with "127." is not loopback', () => {
+    // Regression (src/config/load-config.ts:162): host.startsWith('127.') also matches host names such as
+    // 127.example.com, which can resolve to any address; only an IPv4 literal 127.x.x.x is loopback.
+    expect(checkListenAddress('127.example.com:50051', false)).toEqual([expect.stringContaining('is not loopback')]);
+  });
+
+  it('ports above 65535 are rejected', () => {
+    // Regression (src/config/load-config.ts:159): \d{1,5} accepts 65536..99999; the config validates but
+    // the daemon then fails when binding.
+    expect(checkListenAddress('127.0.0.1:65536', false)).toHaveLength(1);
+    expect(checkListenAddress('localhost:99999', false)).toHaveLength(1);
+    expect(checkListenAddress('127.0.0.1:65535', false)).toEqual([]);
+  });
+});
+
+describe('config/hpcqd.yaml, the reference configuration', () => {
+  const text = readFileSync(REFERENCE_FILE, 'utf8');
+
+  it.each([
+    ['root on 8 cores / 16 GiB', { HPCQ_CONFIG: REFERENCE_FILE }, HOST],
+    ['a user on 32 cores / 64 GiB', { HPCQ_CONFIG: REFERENCE_FILE, HOME: '/home/alice' }, { cores: 32, memoryMb: 65536, uid: 1000 }],
+  ] as const)('compiles to exactly the embedded default (%s)', (_title, env, host) => {
+    const { HPCQ_CONFIG: _path, ...rest } = env;
+    expect(loadConfig(env, {}, host)).toStrictEqual(compileConfig({}, 'embedded default', {}, host, rest));
+  });
+
+  it('spells out every default key with its default value (not relying on the schema)', () => {
+    expect(parseYaml(text)).toStrictEqual(configSchema.parse({}));
+  });
+
+  it('leaves state_dir and listen commented out, since their defaults depend on the user', () => {
+    const raw = parseYaml(text) as Record<string, unknown>;
+    expect(raw).not.toHaveProperty('state_dir');
+    expect(raw).not.toHaveProperty('listen');
+    expect(text).toMatch(/^# state_dir: /m);
+    expect(text).toMatch(/^# listen:$/m);
+  });
+
+  it('has a comment on every key', () => {
+    const lines = text.split('\n');
+    const uncommented: string[] = [];
+    lines.forEach((line, i) => {
+      if (!/^\s*(- )?[a-z_]+:/.test(line)) return;
+      let j = i - 1;
+      while (j >= 0 && lines[j]!.trim() === '') j--;
+      const previous = j >= 0 ? lines[j]!.trim() : '';
+      if (!previous.startsWith('#') && !line.includes(' # ')) uncommented.push(`${i + 1}: ${line}`);
+    });
+    expect(uncommented).toEqual([]);
+  });
+});
