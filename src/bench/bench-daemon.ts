@@ -1,0 +1,148 @@
+/** Starts and controls a real hpcqd for benchmarks: temp state dir, unix socket, typed clients. */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir, userInfo } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { credentials, type ServiceError } from '@grpc/grpc-js';
+import { JobServiceClient, type SubmitJobRequest } from '../gen/hpcq/v1/job_service.js';
+
+const DAEMON_MAIN = join(dirname(fileURLToPath(import.meta.url)), '..', 'daemon', 'main.js');
+export const BENCH_USER = 'hpcq-bench';
+
+/** The account benchmark jobs run as: a dedicated unprivileged user when root, else ourselves. */
+export function benchRunUser(): string {
+  if (process.getuid?.() !== 0) return userInfo().username;
+  try {
+    execFileSync('getent', ['passwd', BENCH_USER], { stdio: 'ignore' });
+  } catch {
+    execFileSync('useradd', ['--create-home', '--shell', '/bin/sh', BENCH_USER]);
+  }
+  return BENCH_USER;
+}
+
+export function benchConfig(opts: { cores: number; memMb?: number; enforcement?: string }): string {
+  return `
+kill_grace_seconds: 2
+enforcement: ${opts.enforcement ?? 'auto'}
+node:
+  cores: ${opts.cores}
+  mem_mb: ${opts.memMb ?? 65536}
+clusters:
+  - cluster_id: bench
+    zone: bench
+    queues:
+      - hpcqueue_id: hpcq-normal
+        scheduler_queue_name: normal
+        default: true
+        default_mem_mb: 64
+        max_pending: 10000000
+`;
+}
+
+export class BenchDaemon {
+  readonly address: string;
+  readonly client: InstanceType<typeof JobServiceClient>;
+  private proc: ChildProcess | undefined;
+
+  private constructor(readonly dir: string, private readonly config: string) {
+    this.address = `unix:${join(dir, 'hpcqd.sock')}`;
+    this.client = new JobServiceClient(this.address, credentials.createInsecure(), { 'grpc.max_concurrent_streams': 10000 });
+  }
+
+  static async start(config: string, dir = mkdtempSync(join(tmpdir(), 'hpcq-bench-'))): Promise<BenchDaemon> {
+    const d = new BenchDaemon(dir, config);
+    await d.spawn();
+    return d;
+  }
+
+  get pid(): number {
+    return this.proc?.pid ?? 0;
+  }
+
+  /** Starts the daemon process; resolves when it is serving, with the time that took. */
+  async spawn(): Promise<number> {
+    writeFileSync(join(this.dir, 'hpcqd.yaml'), this.config);
+    const t0 = performance.now();
+    const proc = spawn(process.execPath, [DAEMON_MAIN], {
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HPCQ_STATE_DIR: join(this.dir, 'state'), HPCQ_CONFIG: join(this.dir, 'hpcqd.yaml'), HPCQ_LISTEN: this.address, HPCQ_LOG_LEVEL: 'warn' },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    this.proc = proc;
+    await new Promise<void>((resolve, reject) => {
+      let out = '';
+      proc.stdout!.on('data', (d: Buffer) => {
+        out += d.toString();
+        if (out.includes('"event":"ready"')) resolve();
+      });
+      proc.once('exit', (code) => reject(new Error(`hpcqd exited with ${code} before ready`)));
+    });
+    return performance.now() - t0;
+  }
+
+  /** Peak resident set size of the daemon so far (VmHWM), MiB. */
+  peakRssMb(): number {
+    const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${this.pid}/status`, 'utf8'));
+    return m ? Number(m[1]) / 1024 : 0;
+  }
+
+  rssMb(): number {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${this.pid}/status`, 'utf8'));
+    return m ? Number(m[1]) / 1024 : 0;
+  }
+
+  async kill(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+    const proc = this.proc;
+    if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
+    const exited = new Promise((r) => proc.once('exit', r));
+    proc.kill(signal);
+    await exited;
+  }
+
+  async close(): Promise<void> {
+    this.client.close();
+    await this.kill();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  submit(req: Partial<SubmitJobRequest>): Promise<{ jobId: string }> {
+    return new Promise((resolve, reject) =>
+      this.client.submitJob({ ...EMPTY, ...req }, (err: ServiceError | null, res) => (err ? reject(err) : resolve(res))),
+    );
+  }
+
+  getJob(jobId: string): Promise<unknown> {
+    return new Promise((resolve, reject) => this.client.getJob({ jobId }, (err, res) => (err ? reject(err) : resolve(res))));
+  }
+
+  cancel(jobId: string): Promise<unknown> {
+    return new Promise((resolve, reject) => this.client.cancelJob({ jobId }, (err, res) => (err ? reject(err) : resolve(res))));
+  }
+
+  /** Resolves with the job's status string once it reaches one of `statuses` (WatchJob, no polling). */
+  waitFor(jobId: string, statuses: readonly string[]): Promise<string> {
+    return new Promise((resolve, reject) => {
+      const stream = this.client.watchJob({ jobId, includeHistory: false });
+      stream.on('data', (m: { job?: { jobStatus: string } }) => {
+        if (m.job && statuses.includes(m.job.jobStatus)) {
+          stream.cancel();
+          resolve(m.job.jobStatus);
+        }
+      });
+      stream.on('error', (err: ServiceError) => {
+        if (err.code !== 1) reject(err);
+      });
+    });
+  }
+}
+
+const EMPTY: SubmitJobRequest = {
+  timestamp: '', clusterId: '', zone: '', runUser: '', name: '', cmdLine: '', inputFile: '', coreLimit: 0, memLimit: 0,
+  timeLimit: 0, resourceLimit: '', hpcqueueId: '', schedulerQueueName: '', stdoutRedirectPath: '', stderrRedirectPath: '',
+  priority: 0, submitType: 0, clientToken: '',
+};
+
+export function percentile(sorted: readonly number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}

@@ -1,0 +1,118 @@
+/**
+ * Benchmarks of a real daemon over its unix socket: durable submit throughput, submit-to-running
+ * latency, launch overhead per enforcement mode, 1,000 trivial jobs, restart with running jobs.
+ */
+import { availableParallelism } from 'node:os';
+import { BenchDaemon, benchConfig, percentile } from './bench-daemon.js';
+
+export interface SubmitFigures {
+  clients: number;
+  submits: number;
+  jobsPerSecond: number;
+  latencyP50Ms: number;
+  latencyP99Ms: number;
+}
+
+/** Durable SubmitJob throughput with `clients` concurrent connections; jobs stay pending behind a blocker. */
+export async function submitThroughput(runUser: string, clientCounts: readonly number[], submitsPerRun: (clients: number) => number): Promise<{ figures: SubmitFigures[]; peakRssMb: number }> {
+  const daemon = await BenchDaemon.start(benchConfig({ cores: 1 }));
+  try {
+    // One long job holds the only core, so submitted jobs stay pending: we measure the submit path.
+    const blocker = await daemon.submit({ name: 'blocker', runUser, cmdLine: 'sleep 3600', coreLimit: 1 });
+    await daemon.waitFor(blocker.jobId, ['running']);
+    const figures: SubmitFigures[] = [];
+    for (const clients of clientCounts) {
+      const channels = Array.from({ length: clients }, () => daemon);
+      const total = submitsPerRun(clients);
+      const latencies: number[] = [];
+      let next = 0;
+      const t0 = performance.now();
+      await Promise.all(
+        channels.map(async (d, c) => {
+          while (next < total) {
+            next++;
+            const s = performance.now();
+            await d.submit({ name: `bench-${clients}-${c}`, runUser, cmdLine: 'true' });
+            latencies.push(performance.now() - s);
+          }
+        }),
+      );
+      const seconds = (performance.now() - t0) / 1000;
+      latencies.sort((a, b) => a - b);
+      figures.push({ clients, submits: total, jobsPerSecond: total / seconds, latencyP50Ms: percentile(latencies, 50), latencyP99Ms: percentile(latencies, 99) });
+    }
+    return { figures, peakRssMb: daemon.peakRssMb() };
+  } finally {
+    await daemon.close();
+  }
+}
+
+export interface LaunchFigures {
+  enforcement: string;
+  samples: number;
+  submitToRunningP50Ms: number;
+  submitToRunningP99Ms: number;
+  submitToCompletedP50Ms: number;
+  thousandJobsSeconds: number;
+  peakRssMb: number;
+}
+
+/** Idle-daemon latencies of `true` jobs, then 1,000 `true` jobs submitted at once until all complete. */
+export async function launchLatency(runUser: string, enforcement: 'auto' | 'rlimit', samples: number, burst: number): Promise<LaunchFigures> {
+  const daemon = await BenchDaemon.start(benchConfig({ cores: availableParallelism(), enforcement }));
+  try {
+    const toRunning: number[] = [];
+    const toCompleted: number[] = [];
+    for (let i = 0; i < samples; i++) {
+      const t0 = performance.now();
+      const { jobId } = await daemon.submit({ name: 'latency', runUser, cmdLine: 'true', stdoutRedirectPath: '/dev/null', stderrRedirectPath: '/dev/null' });
+      // The first message is the current job: 'running' or already 'completed' both mean it started.
+      await daemon.waitFor(jobId, ['running', 'completed', 'failed']);
+      toRunning.push(performance.now() - t0);
+      await daemon.waitFor(jobId, ['completed', 'failed']);
+      toCompleted.push(performance.now() - t0);
+    }
+    toRunning.sort((a, b) => a - b);
+    toCompleted.sort((a, b) => a - b);
+
+    const t0 = performance.now();
+    const ids = await Promise.all(
+      Array.from({ length: burst }, () => daemon.submit({ name: 'burst', runUser, cmdLine: 'true', stdoutRedirectPath: '/dev/null', stderrRedirectPath: '/dev/null' })),
+    );
+    const ended = await Promise.all(ids.map(({ jobId }) => daemon.waitFor(jobId, ['completed', 'failed', 'node_fail', 'cancelled', 'timeout', 'out_of_memory'])));
+    const thousandJobsSeconds = (performance.now() - t0) / 1000;
+    const failed = ended.filter((s) => s !== 'completed').length;
+    if (failed > 0) throw new Error(`${failed} of ${burst} trivial jobs did not complete`);
+    return {
+      enforcement: enforcement === 'auto' ? 'cgroup (auto)' : 'rlimit',
+      samples,
+      submitToRunningP50Ms: percentile(toRunning, 50),
+      submitToRunningP99Ms: percentile(toRunning, 99),
+      submitToCompletedP50Ms: percentile(toCompleted, 50),
+      thousandJobsSeconds,
+      peakRssMb: daemon.peakRssMb(),
+    };
+  } finally {
+    await daemon.close();
+  }
+}
+
+/** kill -9 with `count` jobs running, restart, and time until the daemon serves with all re-attached. */
+export async function restartWithRunningJobs(runUser: string, count: number): Promise<{ jobs: number; restartToReattachedMs: number; stillRunning: number }> {
+  const daemon = await BenchDaemon.start(benchConfig({ cores: count, memMb: count * 64 }));
+  try {
+    const ids = await Promise.all(
+      Array.from({ length: count }, () => daemon.submit({ name: 'survivor', runUser, cmdLine: 'sleep 300', stdoutRedirectPath: '/dev/null', stderrRedirectPath: '/dev/null' })),
+    );
+    await Promise.all(ids.map(({ jobId }) => daemon.waitFor(jobId, ['running'])));
+    await daemon.kill('SIGKILL');
+    const restartToReattachedMs = await daemon.spawn();
+    const states = await Promise.all(ids.map(({ jobId }) => daemon.getJob(jobId) as Promise<{ job: { jobStatus: string } }>));
+    const stillRunning = states.filter((s) => s.job.jobStatus === 'running').length;
+    await Promise.all(ids.map(({ jobId }) => daemon.cancel(jobId)));
+    await Promise.all(ids.map(({ jobId }) => daemon.waitFor(jobId, ['cancelled', 'completed', 'failed', 'node_fail'])));
+    return { jobs: count, restartToReattachedMs, stillRunning };
+  } finally {
+    await daemon.close();
+  }
+}

@@ -1,0 +1,42 @@
+/**
+ * `npm run bench`: starts real daemons in temp dirs and prints the figures the issues ask for.
+ * HPCQ_BENCH_SCALE_JOBS sets the size of the history for the scale run (default 1,000,000).
+ */
+import { benchRunUser } from './bench-daemon.js';
+import { launchLatency, restartWithRunningJobs, submitThroughput } from './daemon-bench.js';
+
+function line(label: string, value: string): void {
+  process.stdout.write(`${label.padEnd(58)} ${value}\n`);
+}
+const f1 = (n: number) => n.toFixed(1);
+
+async function main(): Promise<void> {
+  const runUser = benchRunUser();
+  process.stdout.write(`hpcq benchmark (jobs run as ${runUser})\n\n== Durable SubmitJob (jobs stay pending behind a busy core)\n`);
+  const submits = await submitThroughput(runUser, [1, 8, 32, 64], (c) => (c === 1 ? 3000 : 20000));
+  for (const s of submits.figures) {
+    line(`  ${s.clients} client(s), ${s.submits} submits`, `${Math.round(s.jobsPerSecond)} jobs/s  (latency p50 ${s.latencyP50Ms.toFixed(2)} ms, p99 ${s.latencyP99Ms.toFixed(2)} ms)`);
+  }
+  line('  daemon peak RSS', `${f1(submits.peakRssMb)} MiB`);
+
+  process.stdout.write('\n== Launch latency on an idle daemon and 1,000 `true` jobs\n');
+  for (const mode of ['auto', 'rlimit'] as const) {
+    const l = await launchLatency(runUser, mode, 200, 1000);
+    line(`  [${l.enforcement}] submit -> RUNNING p50 / p99`, `${f1(l.submitToRunningP50Ms)} / ${f1(l.submitToRunningP99Ms)} ms`);
+    line(`  [${l.enforcement}] submit -> COMPLETED p50 (true)`, `${f1(l.submitToCompletedP50Ms)} ms`);
+    line(`  [${l.enforcement}] 1,000 true jobs submitted at once, all done`, `${l.thousandJobsSeconds.toFixed(2)} s`);
+    line(`  [${l.enforcement}] daemon peak RSS`, `${f1(l.peakRssMb)} MiB`);
+  }
+
+  process.stdout.write('\n== Restart with running jobs (kill -9, restart, re-attach)\n');
+  const r = await restartWithRunningJobs(runUser, 100);
+  line(`  ${r.jobs} running jobs: restart to serving, all re-attached`, `${f1(r.restartToReattachedMs)} ms (${r.stillRunning} still running)`);
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    process.stderr.write(`bench failed: ${(err as Error).stack ?? String(err)}\n`);
+    process.exit(1);
+  },
+);
