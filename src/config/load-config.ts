@@ -5,10 +5,10 @@
  */
 import { readFileSync } from 'node:fs';
 import { isIPv4 } from 'node:net';
-import { homedir } from 'node:os';
-import { isAbsolute, join } from 'node:path';
+import { isAbsolute } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import type { ClusterConfig, DaemonConfig, QueueConfig } from './daemon-config.js';
+import { defaultSocketPath, defaultStateDir } from './default-state-dir.js';
 import { clusterSchema, configSchema, queueSchema, type ConfigFile } from './schema.js';
 
 /** Thrown when the configuration is invalid; `problems` lists every one found. */
@@ -113,7 +113,7 @@ function compileParsed(
 
   const stateDir = overrides.stateDir || file.state_dir || defaultStateDir(host.uid, env);
   if (!isAbsolute(stateDir)) problems.push(`state_dir: must be an absolute path, got ${JSON.stringify(stateDir)}`);
-  const listen = overrides.listen ? [overrides.listen] : (file.listen ?? [`unix:${join(stateDir, 'hpcqd.sock')}`]);
+  const listen = overrides.listen ? [overrides.listen] : (file.listen ?? [`unix:${defaultSocketPath(stateDir)}`]);
   for (const [i, address] of listen.entries()) problems.push(...checkListenAddress(address, file.allow_remote_tcp).map((p) => `listen.${i}: ${p}`));
 
   const nodeCores = file.node.cores || host.cores;
@@ -181,11 +181,6 @@ function compileParsed(
   });
 }
 
-function defaultStateDir(uid: number, env: NodeJS.ProcessEnv): string {
-  if (uid === 0) return '/var/lib/hpcq';
-  const base = env.XDG_STATE_HOME || join(env.HOME || homedir(), '.local', 'state');
-  return join(base, 'hpcq');
-}
 
 /** Problems with one listen address; empty if it is fine. */
 export function checkListenAddress(address: string, allowRemoteTcp: boolean): string[] {

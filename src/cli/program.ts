@@ -1,0 +1,54 @@
+/** The `hpcq` command line: the program, its global options and every command. */
+import { readFileSync } from 'node:fs';
+import { Command } from 'commander';
+import { registerCancel } from './commands/cancel.js';
+import { registerDaemon } from './commands/daemon.js';
+import { registerList } from './commands/list.js';
+import { registerQueues } from './commands/queues.js';
+import { registerStatus } from './commands/status.js';
+import { registerSubmit } from './commands/submit.js';
+import { registerWatch } from './commands/watch.js';
+import { addGlobalOptions } from './context.js';
+
+function packageVersion(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string };
+    return pkg.version ?? '0.0.0';
+  } catch {
+    return '0.0.0';
+  }
+}
+
+const HELP_AFTER = `
+Address: --addr, else $HPCQ_ADDR, else the daemon's default socket: unix:/var/lib/hpcq/hpcqd.sock
+as root, else unix:$XDG_STATE_HOME/hpcq/hpcqd.sock (XDG_STATE_HOME defaults to ~/.local/state).
+
+--json prints the API response as JSON with the proto field names in snake_case (job_id,
+hpcjob_uuid, exit_code), every field present (defaults included), enums by name
+(JOB_STATE_RUNNING) and 64-bit integers as numbers. watch --json prints JSON Lines.
+Errors go to stderr as "hpcq: <reason>: <message>", or with --json as one JSON object
+{code, status, reason, field, message}.
+
+Exit status: 0 success; 2 a client error (bad argument, unknown job or queue, wrong state,
+usage mistake); 1 anything else (daemon unreachable, internal error). submit --wait and
+watch --exit-code exit with the job's exit status instead.`;
+
+/** Builds the program. Commander errors are thrown (exitOverride), not exited on. */
+export function buildProgram(): Command {
+  const program = new Command('hpcq')
+    .description('Client of the hpcqd HPC job queue daemon (gRPC API hpcq.v1).')
+    .version(packageVersion(), '-V, --version')
+    .enablePositionalOptions()
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride()
+    .addHelpText('after', HELP_AFTER);
+  addGlobalOptions(program);
+  registerSubmit(program);
+  registerStatus(program);
+  registerList(program);
+  registerCancel(program);
+  registerWatch(program);
+  registerQueues(program);
+  registerDaemon(program);
+  return program;
+}
