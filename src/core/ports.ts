@@ -56,8 +56,16 @@ export interface JobStore {
    * `fingerprint` identifies the request for idempotency: the same (runUser, clientToken) with the
    * same fingerprint returns the original job with created=false; with another fingerprint throws
    * HpcqError IdempotentParameterMismatch. Concurrent calls with one token create one job.
+   * `admit` runs synchronously just before a new job is queued for writing (never for a token hit);
+   * if it throws, nothing is written and createJob rejects with that error.
    */
-  createJob(spec: JobSpec, fingerprint: string, nowMs: number, reason: string): Promise<{ job: Job; created: boolean }>;
+  createJob(
+    spec: JobSpec,
+    fingerprint: string,
+    nowMs: number,
+    reason: string,
+    admit?: () => void,
+  ): Promise<{ job: Job; created: boolean }>;
   /** Persists state changes (record, index moves, events) in one synced batch. */
   saveTransitions(transitions: readonly JobTransition[]): Promise<void>;
   getJob(id: number): Promise<Job | undefined>;
@@ -82,9 +90,10 @@ export interface JobStore {
 export interface JobExecutor {
   readonly enforcement: EnforcementMode;
   /**
-   * Starts the job as its user. Resolves once its first instruction runs inside its limits.
-   * Rejects with LaunchError when the job could not be started (reason in the message); nothing of
-   * it is left running then.
+   * Starts the job as its user. Resolves once its first instruction runs inside its limits, or once
+   * a launch failure its supervisor recorded has gone through onEnded (FAILED, LaunchFailed).
+   * Rejects with LaunchError when the job could not be started and nothing recorded it (reason in
+   * the message); nothing of it is left running then.
    */
   launch(job: Job): Promise<void>;
   /** Asks the job's supervisor to end it (SIGTERM, SIGKILL after the grace period). */
@@ -93,9 +102,11 @@ export interface JobExecutor {
    * Re-attaches to a job that was RUNNING when the daemon stopped: if its supervisor is alive,
    * onEnded follows when it ends; if it ended while the daemon was down, onEnded is called with its
    * true outcome; if its supervisor is gone (or its pid now belongs to another process), onEnded is
-   * called with NODE_FAIL.
+   * called with NODE_FAIL. Returns 'not-started' (and never calls onEnded) when the job provably
+   * never ran: the daemon stopped after storing RUNNING but before a supervisor of it started; the
+   * caller launches it then.
    */
-  reattach(job: Job): Promise<void>;
+  reattach(job: Job): Promise<ReattachResult>;
   /** Kills and removes what is left of jobs not in `runningJobIds` (cgroups, run files). */
   sweepOrphans(runningJobIds: ReadonlySet<number>): Promise<void>;
   /**
@@ -108,6 +119,9 @@ export interface JobExecutor {
   /** Stops watching; supervisors and their jobs keep running. Idempotent. */
   stop(): Promise<void>;
 }
+
+/** What JobExecutor.reattach found: a job it follows (or has ended), or one that never ran. */
+export type ReattachResult = 'attached' | 'not-started';
 
 /** Thrown by JobExecutor.launch when a job could not be started. */
 export class LaunchError extends Error {

@@ -68,3 +68,16 @@ export function unindexJobOps(id: number, state: JobState, tag: IndexTag): Batch
   for (const key of indexKeys({ id, state, ...tag })) ops.push({ type: 'del', key });
   return ops;
 }
+
+/**
+ * Every key of a job with its whole event log, as if it had been created and moved through
+ * `events` by this store (for bulk loading, e.g. benchmark data). Does not touch the id counter:
+ * on open the store continues after the highest stored job id.
+ */
+export function importJobOps(job: Job, events: readonly JobEvent[], fingerprint: string): BatchOp[] {
+  const [first, ...rest] = events;
+  if (first === undefined) throw new Error(`job ${job.id} needs at least its first event`);
+  const ops = createJobOps(job, first, fingerprint, job.id).filter((op) => op.key !== META_LAST_ID_KEY);
+  for (const event of rest) ops.push({ type: 'put', key: eventKey(job.id, event.sequence), value: encodeEvent(event) });
+  return ops;
+}

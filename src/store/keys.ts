@@ -46,8 +46,20 @@ export function encodeNumber(n: number, width = NUMBER_WIDTH): string {
   return String(n).padStart(width, '0');
 }
 
+/**
+ * Percent-encodes a free-text key part. Lone UTF-16 surrogates (which encodeURIComponent rejects)
+ * become `%uXXXX`, which encodeURIComponent never produces, so distinct texts keep distinct keys.
+ */
 function part(text: string): string {
-  return encodeURIComponent(text);
+  try {
+    return encodeURIComponent(text);
+  } catch {
+    return text.replace(/[\ud800-\udbff][\udc00-\udfff]|[\s\S]/g, (c) =>
+      c.length === 1 && c >= '\ud800' && c <= '\udfff'
+        ? `%u${c.charCodeAt(0).toString(16).toUpperCase()}`
+        : encodeURIComponent(c),
+    );
+  }
 }
 
 export function jobKey(id: number): string {

@@ -8,10 +8,12 @@
  * - new: constructed; `open()` -> open.
  * - open: reads and writes served.
  * - disk-full: a batch failed with ENOSPC. LevelDB keeps failing every later write once its log
- *   write failed (sticky background error), so the next write after `diskFullRetryIntervalMs`
- *   first reopens the database; if that succeeds -> open and the write goes ahead, otherwise it is
- *   rejected with StoreUnavailableError (diskFull) and the mode stays. Writes in between are
- *   rejected at once. Reads are served.
+ *   write failed (sticky background error, measured with classic-level 3 / LevelDB 1.20), so the
+ *   next write after `diskFullRetryIntervalMs` first reopens the database, if the filesystem has
+ *   room for LevelDB to replay its log (statfs); if that succeeds -> open and the write goes
+ *   ahead, otherwise it is rejected with StoreUnavailableError (diskFull) and the mode stays.
+ *   Writes in between are rejected at once. Reads are served (except after a failed reopen
+ *   attempt, until a later one succeeds). `reopen()` forces a reopen at once.
  * - failed: a batch failed with another error (EIO, fsync failure, corruption). The state of the
  *   log is unknown, so writes are rejected at once with that error until `reopen()` succeeds
  *   (the daemon reports itself unhealthy; an operator or supervisor restarts it). Reads are served.
@@ -52,8 +54,9 @@ import {
   uuidKey,
 } from './keys.js';
 import { listJobsPage } from './list-jobs.js';
-import { openLevel, type LevelTuning, type StringLevel } from './open-level.js';
+import { hasRoomToRecover, openLevel, type LevelTuning, type StringLevel } from './open-level.js';
 import { StoreOpenError, corruptDatabase, readFailure, writeFailure } from './store-errors.js';
+import { writeOps } from './write-ops.js';
 
 /** What the store logs through: mode changes, quarantined records (a pino logger fits). */
 export interface StoreLog {
@@ -190,12 +193,31 @@ export class LevelJobStore implements JobStore {
     return { ...this.committer.stats(), reopens: this.reopens };
   }
 
-  createJob(spec: JobSpec, fingerprint: string, nowMs: number, reason: string): Promise<{ job: Job; created: boolean }> {
-    return this.track(true, () => this.createJobNow(spec, fingerprint, nowMs, reason));
+  /**
+   * JobStore.createJob, plus `admit`: called synchronously just before a new job is queued for
+   * writing, and never when the client token already names a job (stored or in flight). Throwing
+   * from it aborts the create with that error and stores nothing. It lets a caller put admission
+   * checks (queue quotas) after the idempotency check, so a retry of a stored request is answered
+   * even when the queue is full, and concurrent retries of one token are admitted once.
+   */
+  createJob(
+    spec: JobSpec,
+    fingerprint: string,
+    nowMs: number,
+    reason: string,
+    admit?: () => void,
+  ): Promise<{ job: Job; created: boolean }> {
+    return this.track(true, () => this.createJobNow(spec, fingerprint, nowMs, reason, admit));
   }
 
-  private async createJobNow(spec: JobSpec, fingerprint: string, nowMs: number, reason: string): Promise<{ job: Job; created: boolean }> {
-    if (spec.clientToken === '') return { job: await this.insertJob(spec, fingerprint, nowMs, reason), created: true };
+  private async createJobNow(
+    spec: JobSpec,
+    fingerprint: string,
+    nowMs: number,
+    reason: string,
+    admit: (() => void) | undefined,
+  ): Promise<{ job: Job; created: boolean }> {
+    if (spec.clientToken === '') return { job: await this.insertJob(spec, fingerprint, nowMs, reason, admit), created: true };
     const key = tokenKey(spec.runUser, spec.clientToken);
     for (;;) {
       const inflight = this.inflightTokens.get(key);
@@ -216,7 +238,7 @@ export class LevelJobStore implements JobStore {
       claim.catch(() => undefined);
       this.inflightTokens.set(key, claim);
       try {
-        const owner = await this.createOrFindByToken(key, spec, fingerprint, nowMs, reason);
+        const owner = await this.createOrFindByToken(key, spec, fingerprint, nowMs, reason, admit);
         settle.resolve(owner);
         if (owner.fingerprint !== fingerprint) throw tokenMismatch(spec.clientToken);
         return { job: owner.job, created: owner.created };
@@ -235,12 +257,13 @@ export class LevelJobStore implements JobStore {
     fingerprint: string,
     nowMs: number,
     reason: string,
+    admit: (() => void) | undefined,
   ): Promise<TokenOwner & { created: boolean }> {
     const stored = await this.readToken(key);
     if (stored === undefined) {
-      return { job: await this.insertJob(spec, fingerprint, nowMs, reason), fingerprint, created: true };
+      return { job: await this.insertJob(spec, fingerprint, nowMs, reason, admit), fingerprint, created: true };
     }
-    const job = await this.getJob(stored.id);
+    const job = await this.getJobNow(stored.id);
     if (job === undefined) {
       throw new HpcqError(
         'InternalError.DanglingClientToken',
@@ -321,24 +344,32 @@ export class LevelJobStore implements JobStore {
             const chunk = entries.slice(start, start + LOAD_CHUNK);
             const ids = chunk.map(([key]) => idFromIndexKey(key));
             const records: Array<string | undefined> = await db.getMany(ids.map(jobKey), { snapshot });
-            chunk.forEach(([, rawTag], i) => {
+            for (let i = 0; i < chunk.length; i++) {
+              const rawTag = (chunk[i] as [string, string])[1];
               const id = ids[i] as number;
               const raw = records[i];
               const key = jobKey(id);
+              let error: string;
               if (raw === undefined) {
-                ops.push(...unindexJobOps(id, state, tagOrEmpty(rawTag)));
-                quarantined.push({ key, error: `job ${id} is in the ${state} index but has no record; index entries removed` });
-                return;
+                error = `job ${id} is in the ${state} index but has no record; its index entries were removed`;
+              } else {
+                try {
+                  const job = decodeJob(raw, id);
+                  if (job.state === state) jobs.push(job);
+                  continue;
+                } catch (err) {
+                  error = `${errorMessage(err)}; moved to ${quarantineKey(key)}`;
+                  ops.push({ type: 'put', key: quarantineKey(key), value: raw });
+                }
               }
-              try {
-                const job = decodeJob(raw, id);
-                if (job.state === state) jobs.push(job);
-              } catch (err) {
-                ops.push({ type: 'put', key: quarantineKey(key), value: raw });
-                ops.push(...unindexJobOps(id, state, tagOrEmpty(rawTag)));
-                quarantined.push({ key, error: `${errorMessage(err)}; moved to ${quarantineKey(key)}` });
+              ops.push(...unindexJobOps(id, state, tagOrEmpty(rawTag)));
+              // The job's events go along, so that nothing of it is left where purge cannot reach.
+              const events = await db.iterator({ ...prefixRange(eventPrefix(id)), snapshot }).all();
+              for (const [evKey, value] of events) {
+                ops.push({ type: 'put', key: quarantineKey(evKey), value }, { type: 'del', key: evKey });
               }
-            });
+              quarantined.push({ key, error });
+            }
           }
         }
       } finally {
@@ -437,7 +468,7 @@ export class LevelJobStore implements JobStore {
       throw new StoreUnavailableError(`the job store (${this.location}) is closed`);
     }
     try {
-      await db.batch(ops, { sync: true });
+      await writeOps(db, ops, true);
     } catch (err) {
       const failure = writeFailure(err, this.location);
       this.lastWriteError = failure;
@@ -451,6 +482,7 @@ export class LevelJobStore implements JobStore {
     const failure = this.lastWriteError;
     if (failure !== undefined && Date.now() - this.lastRecoveryAttemptMs < this.diskFullRetryIntervalMs) throw failure;
     this.lastRecoveryAttemptMs = Date.now();
+    if (failure !== undefined && this.db !== undefined && !(await hasRoomToRecover(this.location))) throw failure;
     try {
       await this.reopenDatabase();
     } catch (err) {
@@ -544,10 +576,17 @@ export class LevelJobStore implements JobStore {
     throw new HpcqError('InternalError.UuidExhausted', 'internal', `no unused job uuid after ${UUID_ATTEMPTS} attempts`);
   }
 
-  private async insertJob(spec: JobSpec, fingerprint: string, nowMs: number, reason: string): Promise<Job> {
+  private async insertJob(
+    spec: JobSpec,
+    fingerprint: string,
+    nowMs: number,
+    reason: string,
+    admit: (() => void) | undefined,
+  ): Promise<Job> {
     const uuid = await this.reserveUuid();
     try {
       this.assertNotFailed();
+      admit?.();
       // The id is taken in the same synchronous step as queueing the write, so queue order is id
       // order and the last `meta/last-id` put of every batch carries the batch's highest id.
       const id = this.nextId++;

@@ -217,15 +217,18 @@ export async function listJobsPage(
   beforeId: number | undefined,
   scanLimit: number,
 ): Promise<ListOutcome> {
-  const size = Math.max(1, Math.floor(pageSize));
+  const size = Math.max(1, Math.floor(Number.isFinite(pageSize) ? pageSize : 1));
+  // ids below a fractional cursor are those below its ceiling; a cursor past every id is no cursor.
+  const before =
+    beforeId === undefined || !(beforeId <= Number.MAX_SAFE_INTEGER) ? undefined : Math.max(0, Math.ceil(beforeId));
   const states = wantedStates(filter);
   const dims = dimensionFilters(filter);
   const snapshot = db.snapshot();
   try {
     if (dims.length === 0 && states.length === JOB_STATES.length) {
-      return await scanPrimary(db, snapshot, size, beforeId);
+      return await scanPrimary(db, snapshot, size, before);
     }
-    return await scanIndexes(db, snapshot, states, dims, size, beforeId, Math.max(scanLimit, size + 1));
+    return await scanIndexes(db, snapshot, states, dims, size, before, Math.max(scanLimit, size + 1));
   } finally {
     await snapshot.close();
   }

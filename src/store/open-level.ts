@@ -3,7 +3,7 @@
  * existing data: a new database is created only when the directory is missing or empty. A
  * directory with files but no valid CURRENT -> MANIFEST chain is refused with StoreOpenError.
  */
-import { readFile, readdir } from 'node:fs/promises';
+import { readFile, readdir, stat, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Level } from 'level';
 import { StoreOpenError, corruptDatabase, openFailure } from './store-errors.js';
@@ -64,4 +64,29 @@ export async function openLevel(location: string, tuning: LevelTuning = {}): Pro
     throw openFailure(err, location);
   }
   return db;
+}
+
+/**
+ * Free space, beyond the size of the write-ahead logs, that recovery wants before an automatic
+ * reopen: opening replays the logs into a new table file (about their size) and writes a new
+ * manifest and log. 256 KiB covers the manifest and a first batch.
+ */
+const RECOVERY_HEADROOM_BYTES = 256 * 1024;
+
+/**
+ * Whether the filesystem has room for LevelDB to recover the database at `location` (replay its
+ * logs into a table). Used to avoid closing a readable database only to fail to reopen it while
+ * the disk is still full. True when it cannot tell.
+ */
+export async function hasRoomToRecover(location: string): Promise<boolean> {
+  try {
+    const [fsStats, names] = await Promise.all([statfs(location), readdir(location)]);
+    let logBytes = 0;
+    for (const name of names) if (name.endsWith('.log')) logBytes += (await stat(join(location, name))).size;
+    // root may use the blocks a filesystem reserves for it (ext4: 5 %), and hpcqd runs as root.
+    const freeBlocks = process.getuid?.() === 0 ? fsStats.bfree : fsStats.bavail;
+    return freeBlocks * fsStats.bsize >= logBytes + RECOVERY_HEADROOM_BYTES;
+  } catch {
+    return true;
+  }
 }

@@ -172,6 +172,31 @@ describe('client tokens', () => {
     await store.close();
   });
 
+  it('admits a new job only after the token check, once per token', async () => {
+    const store = await openStore();
+    let admitted = 0;
+    let full = false;
+    const admit = () => {
+      if (full) throw new HpcqError('LimitExceeded.JobQuota', 'exhausted', 'queue full');
+      admitted += 1;
+    };
+    const results = await Promise.all(
+      Array.from({ length: 20 }, () => store.createJob(spec({ clientToken: 'once' }), 'fp', 1, '', admit)),
+    );
+    expect(admitted).toBe(1);
+    expect(new Set(results.map((r) => r.job.id)).size).toBe(1);
+    full = true;
+    // A retry of the stored request is answered although the queue is full...
+    expect(await store.createJob(spec({ clientToken: 'once' }), 'fp', 2, '', admit)).toEqual({ job: results[0]?.job, created: false });
+    // ...a new request is refused with the admission error and stores nothing.
+    await expect(store.createJob(spec({ clientToken: 'new' }), 'fp', 2, '', admit)).rejects.toMatchObject({ code: 'LimitExceeded.JobQuota' });
+    await expect(store.createJob(spec(), 'fp', 2, '', admit)).rejects.toMatchObject({ code: 'LimitExceeded.JobQuota' });
+    full = false;
+    expect((await store.createJob(spec({ clientToken: 'new' }), 'fp', 3, '', admit)).created).toBe(true);
+    expect((await store.listJobs({}, 10)).jobs).toHaveLength(2);
+    await store.close();
+  });
+
   it('survives a reopen', async () => {
     let store = await openStore();
     const original = await store.createJob(spec({ clientToken: 'durable' }), 'fp', 1, '');

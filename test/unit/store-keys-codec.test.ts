@@ -85,6 +85,10 @@ describe('store keys', () => {
   it('keeps free-text parts inside one key part', () => {
     expect(tokenKey('a/b', 'x/y')).toBe('tok/a%2Fb/x%2Fy');
     expect(dimensionIndexPrefix('c', 'c/1', 'PENDING')).toBe('ix/c/c%2F1/PENDING/');
+    // lone surrogates are escaped, not thrown on, and stay distinct
+    expect(tokenKey('u', 'a\ud800')).toBe('tok/u/a%uD800');
+    expect(tokenKey('u', 'a\ud800')).not.toBe(tokenKey('u', 'a\udc00'));
+    expect(tokenKey('u', 'é\ud800')).toBe('tok/u/%C3%A9%uD800');
     // alice and alice/x must not share a prefix
     expect(tokenKey('alice', 't').startsWith(tokenKey('alice%2F', ''))).toBe(false);
   });
