@@ -105,9 +105,14 @@ export class BenchDaemon {
     rmSync(this.dir, { recursive: true, force: true });
   }
 
-  submit(req: Partial<SubmitJobRequest>): Promise<{ jobId: string }> {
+  /** A separate connection, as another client program would have. */
+  newClient(): InstanceType<typeof JobServiceClient> {
+    return new JobServiceClient(this.address, credentials.createInsecure());
+  }
+
+  submit(req: Partial<SubmitJobRequest>, client = this.client): Promise<{ jobId: string }> {
     return new Promise((resolve, reject) =>
-      this.client.submitJob({ ...EMPTY, ...req }, (err: ServiceError | null, res) => (err ? reject(err) : resolve(res))),
+      client.submitJob({ ...EMPTY, ...req }, (err: ServiceError | null, res) => (err ? reject(err) : resolve(res))),
     );
   }
 

@@ -22,22 +22,23 @@ export async function submitThroughput(runUser: string, clientCounts: readonly n
     await daemon.waitFor(blocker.jobId, ['running']);
     const figures: SubmitFigures[] = [];
     for (const clients of clientCounts) {
-      const channels = Array.from({ length: clients }, () => daemon);
+      const channels = Array.from({ length: clients }, () => daemon.newClient());
       const total = submitsPerRun(clients);
       const latencies: number[] = [];
       let next = 0;
       const t0 = performance.now();
       await Promise.all(
-        channels.map(async (d, c) => {
+        channels.map(async (client, c) => {
           while (next < total) {
             next++;
             const s = performance.now();
-            await d.submit({ name: `bench-${clients}-${c}`, runUser, cmdLine: 'true' });
+            await daemon.submit({ name: `bench-${clients}-${c}`, runUser, cmdLine: 'true' }, client);
             latencies.push(performance.now() - s);
           }
         }),
       );
       const seconds = (performance.now() - t0) / 1000;
+      for (const client of channels) client.close();
       latencies.sort((a, b) => a - b);
       figures.push({ clients, submits: total, jobsPerSecond: total / seconds, latencyP50Ms: percentile(latencies, 50), latencyP99Ms: percentile(latencies, 99) });
     }

@@ -4,6 +4,7 @@
  */
 import { benchRunUser } from './bench-daemon.js';
 import { launchLatency, restartWithRunningJobs, submitThroughput } from './daemon-bench.js';
+import { scaleRun } from './scale-bench.js';
 
 function line(label: string, value: string): void {
   process.stdout.write(`${label.padEnd(58)} ${value}\n`);
@@ -31,6 +32,15 @@ async function main(): Promise<void> {
   process.stdout.write('\n== Restart with running jobs (kill -9, restart, re-attach)\n');
   const r = await restartWithRunningJobs(runUser, 100);
   line(`  ${r.jobs} running jobs: restart to serving, all re-attached`, `${f1(r.restartToReattachedMs)} ms (${r.stillRunning} still running)`);
+
+  const scaleJobs = Number(process.env.HPCQ_BENCH_SCALE_JOBS ?? 1_000_000);
+  process.stdout.write(`\n== Scale: ${scaleJobs.toLocaleString('en')} stored finished jobs\n`);
+  const sc = await scaleRun(scaleJobs);
+  line('  history generated through the store layout', `${f1(sc.generationSeconds)} s`);
+  line('  daemon start to serving', `${f1(sc.startupMs)} ms`);
+  line('  daemon RSS after start / peak', `${f1(sc.rssAfterStartMb)} / ${f1(sc.peakRssMb)} MiB`);
+  line('  GetJob p50 / p99 (10,000 random ids)', `${sc.getJobP50Ms.toFixed(2)} / ${sc.getJobP99Ms.toFixed(2)} ms`);
+  line('  ListJobs page of 100 by state / user p50 / p99', `${sc.listPageP50Ms.toFixed(2)} / ${sc.listPageP99Ms.toFixed(2)} ms`);
 }
 
 main().then(

@@ -233,6 +233,14 @@ function generatedJob(id: number, active: boolean, random: () => number): { job:
   return { job, events };
 }
 
+/**
+ * Writes `finished` finished and `active` pending/running job records straight into a new database
+ * at `location` (bulk batches, not synced), as a history for scale measurements. Returns its size.
+ */
+export async function generateJobHistory(location: string, finished: number, active: number, progress: (line: string) => void = () => {}): Promise<number> {
+  return generate(location, finished, active, progress);
+}
+
 async function generate(location: string, finished: number, active: number, progress: (line: string) => void): Promise<number> {
   // Let the store create the database and its layout key, then write around it.
   const init = new LevelJobStore({ location });
