@@ -16,7 +16,8 @@ import { pathToFileURL } from 'node:url';
 import type { Job, JobEvent, JobSpec, JobState } from '../core/job.js';
 import type { JobFilter } from '../core/ports.js';
 import { importJobOps, type BatchOp } from '../store/job-ops.js';
-import { newJobUuid } from '../store/job-uuid.js';
+import { jobUuidFor } from '../store/job-uuid.js';
+import { META_UUID_KEY } from '../store/keys.js';
 import { LevelJobStore } from '../store/level-job-store.js';
 import { openLevel } from '../store/open-level.js';
 import { writeOps } from '../store/write-ops.js';
@@ -193,7 +194,7 @@ async function measureCreates(parent: string, concurrency: number, durationMs: n
 }
 
 /** A finished (or, for the newest ids, active) job with its event log. */
-function generatedJob(id: number, active: boolean, random: () => number): { job: Job; events: JobEvent[] } {
+function generatedJob(id: number, active: boolean, random: () => number, uuidKey: string): { job: Job; events: JobEvent[] } {
   const spec = benchSpec(id, random);
   const submit = BASE_TIME_MS + id * 1000;
   let state: JobState = 'PENDING';
@@ -215,7 +216,7 @@ function generatedJob(id: number, active: boolean, random: () => number): { job:
     ...spec,
     resourceLimits: { ...spec.resourceLimits },
     id,
-    uuid: newJobUuid(),
+    uuid: jobUuidFor(id, uuidKey),
     state,
     reason: state.toLowerCase(),
     exitCode: state === 'FAILED' ? 1 : 0,
@@ -248,6 +249,7 @@ async function generate(location: string, finished: number, active: number, prog
   await init.close();
   // A large memtable: fewer level-0 tables and compaction stalls while bulk loading.
   const db = await openLevel(location, { writeBufferSizeBytes: GENERATION_WRITE_BUFFER_BYTES });
+  const uuidKey = (await db.get(META_UUID_KEY)) as string;
   const random = rng(42);
   const total = finished + active;
   const started = performance.now();
@@ -256,7 +258,7 @@ async function generate(location: string, finished: number, active: number, prog
     for (let from = 1; from <= total; from += GENERATION_BATCH) {
       const ops: BatchOp[] = [];
       for (let id = from; id < from + GENERATION_BATCH && id <= total; id++) {
-        const { job, events } = generatedJob(id, id > finished, random);
+        const { job, events } = generatedJob(id, id > finished, random, uuidKey);
         for (const op of importJobOps(job, events, `fp-${id}`)) ops.push(op);
       }
       await writing;

@@ -1,32 +1,55 @@
-/** Job uuids: `hpcjob-` + 8 lowercase base-36 characters from the crypto RNG. */
-import { randomFillSync } from 'node:crypto';
+/**
+ * Job uuids: `hpcjob-` + 8 lowercase base-36 characters, derived from the job id by a keyed
+ * permutation of [0, 36^8) — a 6-round Feistel network over 42 bits, cycle-walked into range.
+ * A permutation maps distinct ids to distinct uuids, so no uuid is ever checked against the
+ * database on the submit path; the per-database random key (stored in `meta/uuid-key`) makes them
+ * unpredictable, so a uuid does not reveal the job id or how many jobs exist.
+ */
+import { createHash, randomBytes } from 'node:crypto';
 
 const ALPHABET = '0123456789abcdefghijklmnopqrstuvwxyz';
 const PREFIX = 'hpcjob-';
 const LENGTH = 8;
-/** Bytes at or above this are rejected so that `byte % 36` is uniform (252 = 7 * 36). */
-const UNBIASED_LIMIT = 252;
-/** Random bytes drawn per RNG call: one call per ~200 uuids instead of one per uuid. */
-const POOL_BYTES = 2048;
+/** 36^8: the number of distinct uuids. */
+const DOMAIN = 36 ** LENGTH;
+const HALF_BITS = 21;
+const HALF_MASK = (1 << HALF_BITS) - 1;
+const HALF = 2 ** HALF_BITS;
+const ROUNDS = 6;
 
 export const JOB_UUID_PATTERN = /^hpcjob-[0-9a-z]{8}$/;
 
-const pool = Buffer.alloc(POOL_BYTES);
-let poolOffset = POOL_BYTES;
-
-function randomByte(): number {
-  if (poolOffset === POOL_BYTES) {
-    randomFillSync(pool);
-    poolOffset = 0;
-  }
-  return pool[poolOffset++] as number;
+/** A new random key for a new database. */
+export function newUuidKey(): string {
+  return randomBytes(16).toString('hex');
 }
 
-export function newJobUuid(): string {
-  let out = PREFIX;
-  while (out.length < PREFIX.length + LENGTH) {
-    const byte = randomByte();
-    if (byte < UNBIASED_LIMIT) out += ALPHABET[byte % 36];
+function round(key: string, r: number, half: number): number {
+  const digest = createHash('sha256').update(key).update(`${r}:${half}`).digest();
+  return digest.readUIntBE(0, 3) & HALF_MASK;
+}
+
+function feistel(key: string, value: number): number {
+  let left = Math.floor(value / HALF);
+  let right = value % HALF;
+  for (let r = 0; r < ROUNDS; r++) {
+    const next = left ^ round(key, r, right);
+    left = right;
+    right = next;
   }
-  return out;
+  return left * HALF + right;
+}
+
+/** The uuid of job `id` (1 <= id < 36^8) under `key`. */
+export function jobUuidFor(id: number, key: string): string {
+  if (!Number.isSafeInteger(id) || id < 1 || id >= DOMAIN) throw new RangeError(`job id ${id} out of the uuid domain`);
+  // Cycle walking: the permutation covers 2^42 values; re-apply until the result lies in the domain.
+  let value = feistel(key, id);
+  while (value >= DOMAIN) value = feistel(key, value);
+  let text = '';
+  for (let i = 0; i < LENGTH; i++) {
+    text = ALPHABET[value % 36]! + text;
+    value = Math.floor(value / 36);
+  }
+  return PREFIX + text;
 }

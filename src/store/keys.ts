@@ -7,6 +7,7 @@
  *
  *   meta/layout                        layout version of this database ("1")
  *   meta/last-id                       highest job id ever allocated (decimal)
+ *   meta/uuid-key                      key of the id -> uuid permutation (see job-uuid.ts)
  *   job/<id>                           the job record (job-codec.ts)
  *   uuid/<uuid>                        -> job id (decimal)
  *   tok/<runUser>/<clientToken>        -> { id, fingerprint } (idempotency)
@@ -35,6 +36,8 @@ const UPPER = '~';
 
 export const META_LAYOUT_KEY = 'meta/layout';
 export const META_LAST_ID_KEY = 'meta/last-id';
+/** Key of the job id -> uuid permutation (hex), created with the database. */
+export const META_UUID_KEY = 'meta/uuid-key';
 export const JOB_PREFIX = 'job/';
 export const QUARANTINE_PREFIX = 'quarantine/';
 

@@ -33,11 +33,12 @@ import {
   type TokenEntry,
 } from './job-codec.js';
 import { createJobOps, transitionOps, unindexJobOps, type BatchOp } from './job-ops.js';
-import { newJobUuid } from './job-uuid.js';
+import { jobUuidFor, newUuidKey } from './job-uuid.js';
 import {
   JOB_PREFIX,
   LAYOUT_VERSION,
   META_LAST_ID_KEY,
+  META_UUID_KEY,
   META_LAYOUT_KEY,
   END_INDEX_PREFIX,
   endIndexBefore,
@@ -107,8 +108,6 @@ const ALLOWED_MODES: Record<StoreMode, readonly StoreMode[]> = {
 const ACTIVE_STATES: readonly JobState[] = ['PENDING', 'RUNNING'];
 /** Records read per getMany while loading active jobs: bounds memory, few round trips. */
 const LOAD_CHUNK = 1000;
-/** Attempts at drawing an unused uuid; a collision is already improbable (36^8 values). */
-const UUID_ATTEMPTS = 10;
 
 /** The job a client token belongs to and the fingerprint of the request that created it. */
 interface TokenOwner {
@@ -126,7 +125,8 @@ export class LevelJobStore implements JobStore {
   private reopens = 0;
   private nextId = 1;
   private readonly inflightTokens = new Map<string, Promise<TokenOwner>>();
-  private readonly inflightUuids = new Set<string>();
+  /** Key of the id -> uuid permutation; per database, from `meta/uuid-key`. */
+  private uuidKey = '';
   private readonly inProgress = new Set<Promise<unknown>>();
   private readonly committer: GroupCommitter;
   private readonly listScanLimit: number;
@@ -532,6 +532,12 @@ export class LevelJobStore implements JobStore {
           'Run the hpcqd version that wrote it, or restore a backup made by this version.',
       );
     }
+    let uuidKeyValue: string | undefined = await db.get(META_UUID_KEY);
+    if (uuidKeyValue === undefined) {
+      uuidKeyValue = newUuidKey();
+      await db.put(META_UUID_KEY, uuidKeyValue, { sync: true });
+    }
+    this.uuidKey = uuidKeyValue;
     const storedCounter: string | undefined = await db.get(META_LAST_ID_KEY);
     const counter = Number(storedCounter ?? 0);
     const [highestKey] = await db.keys({ ...prefixRange(JOB_PREFIX), reverse: true, limit: 1 }).all();
@@ -562,20 +568,6 @@ export class LevelJobStore implements JobStore {
     }
   }
 
-  /** Draws a uuid no stored or in-flight job has; reserved until the caller releases it. */
-  private async reserveUuid(): Promise<string> {
-    for (let attempt = 0; attempt < UUID_ATTEMPTS; attempt++) {
-      const uuid = newJobUuid();
-      if (this.inflightUuids.has(uuid)) continue;
-      this.inflightUuids.add(uuid);
-      const existing: string | undefined = await this.read((db) => db.get(uuidKey(uuid)));
-      const taken = existing !== undefined;
-      if (!taken) return uuid;
-      this.inflightUuids.delete(uuid);
-    }
-    throw new HpcqError('InternalError.UuidExhausted', 'internal', `no unused job uuid after ${UUID_ATTEMPTS} attempts`);
-  }
-
   private async insertJob(
     spec: JobSpec,
     fingerprint: string,
@@ -583,37 +575,33 @@ export class LevelJobStore implements JobStore {
     reason: string,
     admit: (() => void) | undefined,
   ): Promise<Job> {
-    const uuid = await this.reserveUuid();
-    try {
-      this.assertNotFailed();
-      admit?.();
-      // The id is taken in the same synchronous step as queueing the write, so queue order is id
-      // order and the last `meta/last-id` put of every batch carries the batch's highest id.
-      const id = this.nextId++;
-      const job: Job = {
-        ...spec,
-        resourceLimits: { ...spec.resourceLimits },
-        id,
-        uuid,
-        state: 'PENDING',
-        reason,
-        exitCode: 0,
-        termSignal: 0,
-        submitTimeMs: nowMs,
-        startTimeMs: 0,
-        endTimeMs: 0,
-        stdoutPath: expandRedirectPath(spec.stdoutPathTemplate, { id, name: spec.name, runUser: spec.runUser }),
-        stderrPath: expandRedirectPath(spec.stderrPathTemplate, { id, name: spec.name, runUser: spec.runUser }),
-        enforcement: '',
-        limitHit: '',
-        eventCount: 1,
-      };
-      const event: JobEvent = { jobId: id, sequence: 1, state: 'PENDING', reason, timeMs: nowMs };
-      await this.committer.write(createJobOps(job, event, fingerprint, id));
-      return job;
-    } finally {
-      this.inflightUuids.delete(uuid);
-    }
+    this.assertNotFailed();
+    admit?.();
+    // The id is taken in the same synchronous step as queueing the write, so queue order is id
+    // order and the last `meta/last-id` put of every batch carries the batch's highest id.
+    const id = this.nextId++;
+    const uuid = jobUuidFor(id, this.uuidKey);
+    const job: Job = {
+      ...spec,
+      resourceLimits: { ...spec.resourceLimits },
+      id,
+      uuid,
+      state: 'PENDING',
+      reason,
+      exitCode: 0,
+      termSignal: 0,
+      submitTimeMs: nowMs,
+      startTimeMs: 0,
+      endTimeMs: 0,
+      stdoutPath: expandRedirectPath(spec.stdoutPathTemplate, { id, name: spec.name, runUser: spec.runUser }),
+      stderrPath: expandRedirectPath(spec.stderrPathTemplate, { id, name: spec.name, runUser: spec.runUser }),
+      enforcement: '',
+      limitHit: '',
+      eventCount: 1,
+    };
+    const event: JobEvent = { jobId: id, sequence: 1, state: 'PENDING', reason, timeMs: nowMs };
+    await this.committer.write(createJobOps(job, event, fingerprint, id));
+    return job;
   }
 }
 

@@ -11,7 +11,7 @@ import {
   encodeJob,
   encodeToken,
 } from '../../src/store/job-codec.js';
-import { JOB_UUID_PATTERN, newJobUuid } from '../../src/store/job-uuid.js';
+import { JOB_UUID_PATTERN, jobUuidFor, newUuidKey } from '../../src/store/job-uuid.js';
 import {
   dimensionIndexPrefix,
   encodeNumber,
@@ -139,13 +139,18 @@ describe('store codec', () => {
 });
 
 describe('job uuids', () => {
-  it('are hpcjob- plus 8 lowercase base-36 characters and do not repeat', () => {
+  it('are hpcjob- plus 8 lowercase base-36 characters and never repeat for distinct ids', () => {
+    const key = newUuidKey();
     const seen = new Set<string>();
-    for (let i = 0; i < 2000; i++) {
-      const uuid = newJobUuid();
+    for (let id = 1; id <= 100_000; id++) {
+      const uuid = jobUuidFor(id, key);
       expect(uuid).toMatch(JOB_UUID_PATTERN);
       seen.add(uuid);
     }
-    expect(seen.size).toBe(2000);
+    expect(seen.size).toBe(100_000);
+    // Stable for a key, different under another key, and not the id in disguise.
+    expect(jobUuidFor(42, key)).toBe(jobUuidFor(42, key));
+    expect(jobUuidFor(42, newUuidKey())).not.toBe(jobUuidFor(42, key));
+    expect(jobUuidFor(1, key)).not.toBe('hpcjob-00000001');
   });
 });
