@@ -16,6 +16,7 @@ import { HealthImplementation } from 'grpc-health-check';
 import { JobServiceService, type JobServiceServer } from '../gen/hpcq/v1/job_service.js';
 import { QueueServiceService, type QueueServiceServer } from '../gen/hpcq/v1/queue_service.js';
 import type { Logger } from '../logger.js';
+import { decodeSubmitJobRequest } from './submit-decoder.js';
 
 /** Largest request accepted: SubmitJob carries at most ~70 KiB (64 KiB cmd_line + paths). */
 const MAX_RECEIVE_BYTES = 1024 * 1024;
@@ -46,7 +47,10 @@ export class GrpcServer {
     services: { jobs: JobServiceServer; queues: QueueServiceServer },
     private readonly log: Logger,
   ) {
-    this.server.addService(JobServiceService, services.jobs);
+    this.server.addService(
+      { ...JobServiceService, submitJob: { ...JobServiceService.submitJob, requestDeserialize: (b: Buffer) => decodeSubmitJobRequest(b) } },
+      services.jobs,
+    );
     this.server.addService(QueueServiceService, services.queues);
     this.health.addToServer(this.server);
     const definition = loadSync(['hpcq/v1/job_service.proto', 'hpcq/v1/queue_service.proto'], { includeDirs: [protoDir()] });

@@ -45,8 +45,9 @@ export async function validateSubmit(req: SubmitRequest, ctx: SubmitContext): Pr
     ['time_limit', req.timeLimit],
     ['priority', req.priority],
   ] as const) {
-    if (!Number.isSafeInteger(value)) throw invalidParameter('InvalidParameterValue.NotInteger', field, `${field} must be an integer`);
     if (value < 0) throw invalidParameter('InvalidParameterValue.Negative', field, `${field} must not be negative, got ${value}`);
+    if (value === Infinity) throw invalidParameter('InvalidParameterValue.OutOfRange', field, `${field} is too large`);
+    if (!Number.isSafeInteger(value)) throw invalidParameter('InvalidParameterValue.NotInteger', field, `${field} must be an integer`);
   }
   if (req.priority > PRIORITY_MAX) {
     throw invalidParameter('InvalidParameterValue.PriorityTooLarge', 'priority', `priority must be at most ${PRIORITY_MAX}`);

@@ -3,6 +3,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { afterEach, describe, expect, it } from 'vitest';
 import { JobState } from '../../src/gen/hpcq/v1/job.js';
+import type { ListQueuesRequest, ListQueuesResponse } from '../../src/gen/hpcq/v1/queue_service.js';
 import { call, getJob, startDaemon, stopAll, submit, waitForEnd } from '../support/daemon-harness.js';
 import { isRoot, JOB_USER, need } from '../support/privileged.js';
 
@@ -45,7 +46,7 @@ describe('jobs run end to end', () => {
 
   it('lists queues with counts', async () => {
     const d = await startDaemon();
-    const res = await call(d.queues.listQueues, d.queues, { clusterId: '' });
+    const res = await call<ListQueuesRequest, ListQueuesResponse>(d.queues.listQueues, d.queues, { clusterId: '' });
     expect(res.queues.map((q) => q.hpcqueueId)).toEqual(['hpcq-normal', 'hpcq-debug']);
   });
 });

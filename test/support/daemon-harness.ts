@@ -8,7 +8,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync, chmodSync } from 'node:
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { credentials, type ServiceError } from '@grpc/grpc-js';
-import { JobServiceClient, type SubmitJobRequest, type SubmitJobResponse } from '../../src/gen/hpcq/v1/job_service.js';
+import { JobServiceClient, type GetJobRequest, type GetJobResponse, type SubmitJobRequest, type SubmitJobResponse } from '../../src/gen/hpcq/v1/job_service.js';
 import { QueueServiceClient } from '../../src/gen/hpcq/v1/queue_service.js';
 import type { Job } from '../../src/gen/hpcq/v1/job.js';
 import { errorInfoOf } from '../../src/api/grpc-status.js';
@@ -133,7 +133,7 @@ export async function stopAll(): Promise<void> {
   dirs.clear();
 }
 
-/** Promisified unary call. */
+/** Promisified unary call; give <Req, Res> explicitly (grpc-js overloads defeat inference). */
 export function call<Req, Res>(
   fn: (req: Req, cb: (err: ServiceError | null, res: Res) => void) => unknown,
   client: object,
@@ -153,7 +153,7 @@ export function submit(d: DaemonHandle, req: Partial<SubmitJobRequest>): Promise
 }
 
 export async function getJob(d: DaemonHandle, jobId: string): Promise<Job> {
-  const res = await call(d.jobs.getJob, d.jobs, { jobId });
+  const res = await call<GetJobRequest, GetJobResponse>(d.jobs.getJob, d.jobs, { jobId });
   return res.job!;
 }
 
