@@ -19,7 +19,10 @@ import { dirname, isAbsolute, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { LaunchError } from '../core/ports.js';
 
-/** Resource limits the supervisor can set (soft = hard) with `--rlimit NAME=VALUE`. */
+/**
+ * Resource limits the supervisor can set with `--rlimit NAME=SOFT[:HARD]` (HARD defaults to SOFT,
+ * so the job cannot raise the limit; a higher HARD lets the kernel warn at SOFT first).
+ */
 export const RLIMIT_NAMES = ['AS', 'DATA', 'CPU', 'NPROC', 'NOFILE', 'FSIZE', 'CORE'] as const;
 export type RlimitName = (typeof RLIMIT_NAMES)[number];
 
@@ -53,7 +56,13 @@ export interface SupervisorSpec {
   /** cgroup.procs files the job joins before any of its code runs (one per v1 controller, or one v2 file). */
   cgroupProcs?: readonly string[];
   kill?: KillMechanism;
+  /** Soft limits in the kernel's units (bytes, seconds, counts); hard = soft unless `rlimitsHard` names it. */
   rlimits?: Partial<Record<RlimitName, number | 'unlimited'>>;
+  /**
+   * Hard limits that differ from the soft value in `rlimits` (never below it), e.g. RLIMIT_CPU:
+   * SIGXCPU at the soft limit, SIGKILL at the hard one. A name without a soft value is refused.
+   */
+  rlimitsHard?: Partial<Record<RlimitName, number | 'unlimited'>>;
   /** The job's entire environment; nothing else is passed. */
   env: Readonly<Record<string, string>>;
   /** Absolute path of the program (executed without a PATH search) and its arguments. */
@@ -205,11 +214,24 @@ export function buildSupervisorArgs(spec: SupervisorSpec): string[] {
     checkPath(spec.kill.dir, 'kill.dir');
     args.push(spec.kill.kind === 'cgroup2' ? '--kill-cgroup2' : '--kill-cgroup1-freezer', spec.kill.dir);
   }
+  for (const name of Object.keys(spec.rlimitsHard ?? {})) {
+    check((RLIMIT_NAMES as readonly string[]).includes(name), `rlimitsHard.${name} is not a known rlimit`);
+    check(spec.rlimits?.[name as RlimitName] !== undefined, `rlimitsHard.${name} needs a soft value in rlimits.${name}`);
+  }
   for (const name of RLIMIT_NAMES) {
     const value = spec.rlimits?.[name];
     if (value === undefined) continue;
     if (value !== 'unlimited') checkInt(value, `rlimits.${name}`, 0, Number.MAX_SAFE_INTEGER);
-    args.push('--rlimit', `${name}=${value}`);
+    const hard = spec.rlimitsHard?.[name];
+    if (hard === undefined || hard === value) {
+      args.push('--rlimit', `${name}=${value}`);
+      continue;
+    }
+    if (hard !== 'unlimited') {
+      checkInt(hard, `rlimitsHard.${name}`, 0, Number.MAX_SAFE_INTEGER);
+      check(value !== 'unlimited' && hard >= value, `rlimitsHard.${name} (${hard}) must not be below rlimits.${name} (${value})`);
+    }
+    args.push('--rlimit', `${name}=${value}:${hard}`);
   }
   const envKeys = Object.keys(spec.env);
   check(envKeys.length <= 4096, 'at most 4096 env entries');

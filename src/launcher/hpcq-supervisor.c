@@ -15,6 +15,13 @@
  *   DIR/<id>.sup: who the supervisor is (pid, start ticks, boot id), written before the job starts;
  *   DIR/<id>.exit: the outcome, written atomically once no process of the job is left;
  *   SIGUSR1: cancel the job (SIGTERM, SIGKILL after the grace period).
+ * Options (values are separate arguments; the program and its arguments follow "--"):
+ *   --job-id N --run-dir DIR --user NAME --uid N --gid N --cwd DIR --stdout PATH --stderr PATH
+ *   [--umask OOOO] [--time-limit SECONDS] [--kill-grace SECONDS]
+ *   [--cgroup-procs FILE]... [--kill-cgroup2 DIR | --kill-cgroup1-freezer DIR]
+ *   [--rlimit NAME=SOFT[:HARD]]...  NAME: AS DATA CPU NPROC NOFILE FSIZE CORE; a value is a number
+ *     in the kernel's unit or "unlimited"; HARD defaults to SOFT and must not be below it
+ *   [--env KEY=VALUE]...  -- PROGRAM [ARG]...
  * Exit status: 0 once the exit file is written, 1 on an internal failure, 2 on a usage error.
  *
  * Deliberately libc only, single-threaded, no allocation after start-up beyond what opendir and
@@ -67,7 +74,7 @@
 struct rlimit_opt {
     const char *name;
     int resource;
-    rlim_t value;
+    rlim_t soft, hard;
 };
 
 /* Parsed command line. Strings point into argv, which lives as long as the process. */
@@ -222,17 +229,37 @@ static const struct {
 } RLIMITS[] = {{"AS", RLIMIT_AS},       {"DATA", RLIMIT_DATA},     {"CPU", RLIMIT_CPU}, {"NPROC", RLIMIT_NPROC},
                {"NOFILE", RLIMIT_NOFILE}, {"FSIZE", RLIMIT_FSIZE}, {"CORE", RLIMIT_CORE}};
 
+/* One rlimit value: a decimal number or "unlimited". */
+static rlim_t parse_rlim_value(const char *arg, const char *v) {
+    if (!strcmp(v, "unlimited")) return RLIM_INFINITY;
+    if (!*v) usage("--rlimit: missing value in '%s'", arg);
+    return (rlim_t)parse_uint("--rlimit", v, 10, RLIM_INFINITY - 1);
+}
+
+/* NAME=SOFT or NAME=SOFT:HARD. Without HARD the hard limit equals the soft one, so the job cannot
+ * raise it. A separate HARD (>= SOFT) lets the kernel warn first: RLIMIT_CPU sends SIGXCPU at the
+ * soft limit and SIGKILL at the hard one (with soft = hard Linux sends SIGKILL alone). */
 static void parse_rlimit(const char *s) {
     const char *eq = strchr(s, '=');
-    if (!eq) usage("--rlimit: expected NAME=VALUE, got '%s'", s);
+    if (!eq) usage("--rlimit: expected NAME=SOFT[:HARD], got '%s'", s);
     if (opt.n_rlimits == MAX_RLIMITS) usage("too many --rlimit options");
     for (size_t i = 0; i < sizeof RLIMITS / sizeof RLIMITS[0]; i++) {
         if (strlen(RLIMITS[i].name) == (size_t)(eq - s) && !strncmp(s, RLIMITS[i].name, (size_t)(eq - s))) {
+            for (int j = 0; j < opt.n_rlimits; j++)
+                if (opt.rlimits[j].resource == RLIMITS[i].resource) usage("--rlimit %s given twice", RLIMITS[i].name);
+            char soft_s[32];
+            const char *colon = strchr(eq + 1, ':');
+            size_t soft_len = colon ? (size_t)(colon - (eq + 1)) : strlen(eq + 1);
+            if (soft_len >= sizeof soft_s) usage("--rlimit: invalid value in '%s'", s);
+            memcpy(soft_s, eq + 1, soft_len);
+            soft_s[soft_len] = '\0';
             struct rlimit_opt *r = &opt.rlimits[opt.n_rlimits++];
             r->name = RLIMITS[i].name;
             r->resource = RLIMITS[i].resource;
-            r->value = !strcmp(eq + 1, "unlimited") ? RLIM_INFINITY
-                                                    : (rlim_t)parse_uint("--rlimit", eq + 1, 10, RLIM_INFINITY - 1);
+            r->soft = parse_rlim_value(s, soft_s);
+            r->hard = colon ? parse_rlim_value(s, colon + 1) : r->soft;
+            /* RLIM_INFINITY is the largest rlim_t, so this also refuses "unlimited:<number>". */
+            if (r->hard < r->soft) usage("--rlimit: hard limit below the soft limit in '%s'", s);
             return;
         }
     }
@@ -407,10 +434,11 @@ static void __attribute__((noreturn)) run_child(int errfd) {
     for (int i = 0; i < opt.n_cgroup_procs; i++)
         if (write_file(opt.cgroup_procs[i], "0") < 0) child_fail(errfd, errno, "join cgroup %s", opt.cgroup_procs[i]);
 
-    /* c. Limits; hard = soft so the job cannot raise them again. Set as root so they may exceed
-     * the supervisor's own hard limits. */
+    /* c. Limits; the job can raise a soft limit only up to its hard one, which is the soft one
+     * unless --rlimit gave NAME=SOFT:HARD. Set as root so they may exceed the supervisor's own
+     * hard limits. */
     for (int i = 0; i < opt.n_rlimits; i++) {
-        struct rlimit rl = {opt.rlimits[i].value, opt.rlimits[i].value};
+        struct rlimit rl = {opt.rlimits[i].soft, opt.rlimits[i].hard};
         if (setrlimit(opt.rlimits[i].resource, &rl) < 0) child_fail(errfd, errno, "setrlimit %s", opt.rlimits[i].name);
     }
 

@@ -142,7 +142,8 @@ const REJECTIONS: RejectionCase[] = [
   { title: 'core_limit 1.5', req: { coreLimit: 1.5 }, code: 'InvalidParameterValue.NotInteger', kind: INVALID, field: 'core_limit' },
   { title: 'mem_limit NaN', req: { memLimit: Number.NaN }, code: 'InvalidParameterValue.NotInteger', kind: INVALID, field: 'mem_limit' },
   { title: 'mem_limit 2^63', req: { memLimit: 2 ** 63 }, code: 'InvalidParameterValue.NotInteger', kind: INVALID, field: 'mem_limit' },
-  { title: 'time_limit Infinity', req: { timeLimit: Number.POSITIVE_INFINITY }, code: 'InvalidParameterValue.NotInteger', kind: INVALID, field: 'time_limit' },
+  { title: 'time_limit Infinity (an int64 beyond 2^53 on the wire)', req: { timeLimit: Number.POSITIVE_INFINITY }, code: 'InvalidParameterValue.OutOfRange', kind: INVALID, field: 'time_limit' },
+  { title: 'mem_limit -Infinity', req: { memLimit: Number.NEGATIVE_INFINITY }, code: 'InvalidParameterValue.Negative', kind: INVALID, field: 'mem_limit' },
   { title: 'priority 2.5', req: { priority: 2.5 }, code: 'InvalidParameterValue.NotInteger', kind: INVALID, field: 'priority' },
   { title: 'priority 10001', req: { priority: 10_001 }, code: 'InvalidParameterValue.PriorityTooLarge', kind: INVALID, field: 'priority' },
 

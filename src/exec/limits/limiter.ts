@@ -36,7 +36,11 @@ export type KillTarget =
   | { kind: 'cgroup2'; dir: string }
   /** Write FROZEN to `<freezerDir>/freezer.state`, SIGKILL every pid in `cgroup.procs`, THAWED. */
   | { kind: 'cgroup1'; freezerDir: string }
-  /** The supervisor's own process tree / process group; misses setsid'ed or re-parented escapees. */
+  /**
+   * The supervisor's own process tree and process group. The supervisor is a child subreaper, so
+   * setsid'ed and double-forked processes stay in its tree; processes started outside it (cron,
+   * systemd --user, ssh) are missed.
+   */
   | { kind: 'process-tree' };
 
 /** Names of the resource limits the supervisor sets with setrlimit(2) before exec. */

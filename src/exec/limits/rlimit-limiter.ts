@@ -22,14 +22,18 @@
  *   heap and private writable mappings) skips PROT_NONE reservations, so it has fewer false positives,
  *   but it still counts writable mappings that are never touched, and misses shared mappings and
  *   the stack.
- * - An over-limit allocation fails (malloc returns NULL, mmap ENOMEM) instead of an OOM kill: the job
- *   usually dies of SIGSEGV/SIGABRT or exits non-zero, so the daemon cannot tell OUT_OF_MEMORY from
- *   FAILED. collect() has no accounting to offer; the supervisor's rusage is all there is.
+ * - Memory over the limit is not an OOM kill: the kernel refuses the allocation, the job sees ENOMEM
+ *   (malloc returns NULL, mmap and brk fail) and usually exits non-zero ("memory exhausted") or dies
+ *   of SIGSEGV/SIGABRT. Nothing tells the daemon that memory was the cause, so such a job is
+ *   reported as FAILED, never OUT_OF_MEMORY, with limit_hit empty. collect() has no accounting to
+ *   offer; CPU time and peak memory (the largest RSS of one process) come from the supervisor's rusage.
  * - RLIMIT_NPROC counts every process and thread of the job's user on the whole host (other jobs,
  *   login sessions), not of the job (RELIABILITY L5); and when the user already has more, the job's
  *   exec fails with EAGAIN.
- * - Kill is by process tree (`process-tree`): processes that setsid and re-parent to init escape it
- *   (RELIABILITY L10). Nothing here can find them afterwards.
+ * - Kill is by process tree (`process-tree`): the supervisor is a child subreaper, so setsid'ed and
+ *   double-forked processes are re-parented to it and still found and killed (RELIABILITY L10). What
+ *   escapes is anything the job gets started outside its tree (cron, at, systemd --user, ssh to
+ *   the node), and the tree walk can lag behind a very fast forker; a cgroup has neither gap.
  */
 import type { EnforcementMode } from '../../core/job.js';
 import {
