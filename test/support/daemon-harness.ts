@@ -1,16 +1,27 @@
 /**
  * Starts a real hpcqd (the built dist/daemon/main.js) in a temporary state directory, listening on
- * a unix socket inside it, and gives typed gRPC clients for it. Every daemon started is killed and
- * its directory removed by `stopAll()` (call it in afterEach / afterAll).
+ * a unix socket inside it, and gives typed gRPC clients for it. `stopAll()` (call it in afterEach)
+ * cancels their jobs, kills them and removes their directories and cgroups.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readdirSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { credentials, type ServiceError } from '@grpc/grpc-js';
-import { JobServiceClient, type GetJobRequest, type GetJobResponse, type SubmitJobRequest, type SubmitJobResponse } from '../../src/gen/hpcq/v1/job_service.js';
+import {
+  JobServiceClient,
+  type CancelJobRequest,
+  type CancelJobResponse,
+  type GetJobRequest,
+  type GetJobResponse,
+  type ListJobsRequest,
+  type ListJobsResponse,
+  type SubmitJobRequest,
+  type SubmitJobResponse,
+} from '../../src/gen/hpcq/v1/job_service.js';
+import { cgroupParentName } from '../../src/daemon/enforcement.js';
 import { QueueServiceClient } from '../../src/gen/hpcq/v1/queue_service.js';
-import type { Job } from '../../src/gen/hpcq/v1/job.js';
+import { JobState, type Job } from '../../src/gen/hpcq/v1/job.js';
 import { errorInfoOf } from '../../src/api/grpc-status.js';
 
 export const PACKAGE_ROOT = resolve(import.meta.dirname, '..', '..');
@@ -126,11 +137,53 @@ export async function startDaemon(opts: { stateDir?: string; config?: string; en
   return handle;
 }
 
-/** Stops every daemon still running and removes the temp dirs. */
+/**
+ * Ends every test daemon without leaving anything behind: cancels its pending and running jobs
+ * (their supervisors would outlive the daemon), stops it, removes its cgroup parents and temp dirs.
+ */
 export async function stopAll(): Promise<void> {
-  await Promise.all([...started].map((d) => d.kill9()));
-  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+  await Promise.all(
+    [...started].map(async (d) => {
+      await cancelActiveJobs(d).catch(() => undefined);
+      await d.kill9();
+    }),
+  );
+  for (const dir of dirs) {
+    removeCgroupParents(join(dir, 'state'));
+    rmSync(dir, { recursive: true, force: true });
+  }
   dirs.clear();
+}
+
+async function cancelActiveJobs(d: DaemonHandle): Promise<void> {
+  if (d.proc.exitCode !== null || d.proc.signalCode !== null) return;
+  const page = await call<ListJobsRequest, ListJobsResponse>(d.jobs.listJobs, d.jobs, {
+    clusterId: '', queue: '', states: [JobState.JOB_STATE_PENDING, JobState.JOB_STATE_RUNNING], runUser: '', pageSize: 1000, pageToken: '',
+  });
+  await Promise.all(
+    page.jobs.map(async (job) => {
+      await call<CancelJobRequest, CancelJobResponse>(d.jobs.cancelJob, d.jobs, { jobId: job.jobId }).catch(() => undefined);
+      await waitForEnd(d, job.jobId, 15_000).catch(() => undefined);
+    }),
+  );
+}
+
+/** Removes the (empty) per-daemon cgroup parent in every hierarchy; job cgroups are gone by now. */
+function removeCgroupParents(stateDir: string): void {
+  const name = cgroupParentName(stateDir);
+  let controllers: string[] = [];
+  try {
+    controllers = readdirSync('/sys/fs/cgroup');
+  } catch {
+    return;
+  }
+  for (const controller of [...controllers, '.']) {
+    try {
+      rmdirSync(join('/sys/fs/cgroup', controller, name));
+    } catch {
+      // Not there, or a job cgroup is still inside (then the sweep of a later daemon removes it).
+    }
+  }
 }
 
 /** Promisified unary call; give <Req, Res> explicitly (grpc-js overloads defeat inference). */
