@@ -4,13 +4,16 @@
  *
  * Lifecycle:
  * - created: nothing opened.
- * - starting: state dir checked -> database opened (its lock makes a second daemon on the same
- *   state dir fail here, before it touches anything) -> enforcement detected -> engine started
+ * - starting: state dir checked and locked (hpcqd.pid: a second daemon on the same state dir
+ *   fails here, before it touches anything; LevelDB's LOCK backs this up) -> database opened ->
+ *   enforcement detected -> engine started
  *   (active jobs loaded, running jobs re-attached) -> housekeeping -> gRPC serving.
  * - running.
- * - stopping (stop()): health NOT_SERVING -> in-flight RPCs drained (deadline) -> dispatching
- *   stopped, running jobs left to their supervisors -> state flushed -> database closed last.
- *   Idempotent; a second call returns the same promise.
+ * - stopping (stop()): health NOT_SERVING -> open WatchJob streams ended (UNAVAILABLE: they last
+ *   as long as their job and would only hold up the drain) -> in-flight RPCs drained (deadline) ->
+ *   dispatching stopped, launches in progress finished, running jobs left to their supervisors ->
+ *   state flushed -> database closed last. Idempotent; a second call returns the same promise.
+ *   A stop() during start() makes start() fail once the step in progress is done.
  */
 import { GrpcServer } from '../api/grpc-server.js';
 import { createJobService } from '../api/job-service.js';
@@ -23,7 +26,7 @@ import { LevelJobStore } from '../store/level-job-store.js';
 import { GetentUserDirectory } from '../system/getent-user-directory.js';
 import { selectEnforcement, type EnforcementSelection } from './enforcement.js';
 import { Housekeeping } from './housekeeping.js';
-import { prepareStateDir } from './state-dir.js';
+import { lockStateDir, prepareStateDir } from './state-dir.js';
 
 /** How long in-flight RPCs get to finish on shutdown before they are cut. */
 const RPC_DRAIN_DEADLINE_MS = 5000;
@@ -34,6 +37,7 @@ export class Daemon {
   private server: GrpcServer | undefined;
   private housekeeping: Housekeeping | undefined;
   private stopping: Promise<void> | undefined;
+  private unlockStateDir: (() => void) | undefined;
   enforcement: EnforcementSelection | undefined;
 
   constructor(
@@ -52,8 +56,15 @@ export class Daemon {
       log.warn({ uid: this.uid }, 'hpcqd is not running as root: jobs can run only as this same user');
     }
     const paths = prepareStateDir(config.stateDir, this.uid);
-    this.store = new LevelJobStore({ location: paths.database, log });
-    await this.store.open();
+    this.unlockStateDir = lockStateDir(paths);
+    try {
+      this.store = new LevelJobStore({ location: paths.database, log });
+      await this.store.open();
+    } catch (err) {
+      this.unlockStateDir();
+      this.unlockStateDir = undefined;
+      throw err;
+    }
     try {
       const detection = await selectEnforcement(config.enforcement, config.requireEnforcement, this.uid, config.stateDir);
       this.enforcement = detection;
@@ -69,6 +80,7 @@ export class Daemon {
       });
       this.engine = new JobEngine({ config, store: this.store, executor, users: new GetentUserDirectory(), log, daemonUid: this.uid });
       await this.engine.start();
+      this.assertNotStopping();
       this.housekeeping = new Housekeeping(this.store, config.retentionMaxAgeDays, config.retentionSchedule, log);
       this.housekeeping.start();
       this.server = new GrpcServer(
@@ -76,6 +88,7 @@ export class Daemon {
         { jobs: createJobService(this.engine, config, log), queues: createQueueService(this.engine, config, detection.mode, log) },
         log,
       );
+      this.assertNotStopping();
       await this.server.start();
     } catch (err) {
       await this.stop();
@@ -84,13 +97,19 @@ export class Daemon {
     log.info({ stateDir: config.stateDir, pid: process.pid }, 'hpcqd started');
   }
 
+  private assertNotStopping(): void {
+    if (this.stopping) throw new Error('hpcqd was asked to stop while starting');
+  }
+
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       this.server?.setNotServing();
+      this.engine?.endWatches();
       await this.server?.stop(RPC_DRAIN_DEADLINE_MS);
       await this.housekeeping?.stop();
       await this.engine?.stop();
       await this.store?.close();
+      this.unlockStateDir?.();
       this.log.info('hpcqd stopped');
     })();
     return this.stopping;

@@ -5,14 +5,20 @@
  *
  * Lifecycle:
  * - created: nothing loaded; calls are refused.
- * - started (start()): active jobs loaded from the store, running jobs re-attached through the
- *   executor, orphans swept, dispatching on.
- * - stopping/stopped (stop()): no new dispatch, in-flight launches and writes awaited; running jobs
- *   stay with their supervisors. Idempotent.
+ * - starting (start()): active jobs loaded from the store, running jobs re-attached through the
+ *   executor (outcomes of jobs that ended while the daemon was down are stored now), orphaned
+ *   cgroups and run files swept. Calls are refused and nothing is dispatched yet: a job launched
+ *   now would have its fresh cgroup taken for an orphan.
+ * - started: dispatching on; jobs that were RUNNING but provably never started (the daemon stopped
+ *   between storing RUNNING and spawning the supervisor) are launched first.
+ * - stopped (stop()): no new dispatch, in-flight launches and writes awaited; running jobs stay
+ *   with their supervisors. Idempotent; waits for a start() in progress.
  *
  * Dispatch is event-driven: a submit, a job end, a cancel or a failed launch schedules one pass
  * (coalesced with setImmediate); there is no polling tick. A job becomes RUNNING durably (synced)
- * before its supervisor is spawned, so a crash can never start it twice.
+ * before its supervisor is spawned, and is launched again after a restart only when the executor
+ * proves that no supervisor of it ever got to start it, so a crash can never start it twice.
+ * Outcomes are stored one at a time per job, so a second report of an ended job is a no-op.
  */
 import type { DaemonConfig, QueueConfig } from '../config/daemon-config.js';
 import { HpcqError, jobNotFound, StoreUnavailableError } from '../core/errors.js';
@@ -50,8 +56,14 @@ export class JobEngine {
   /** Submits in flight per queue, counted against max_pending before they are stored. */
   private readonly submitsInFlight = new Map<string, number>();
   private readonly inFlight = new Set<Promise<unknown>>();
+  /** Outcome writes in progress, per job: a later report waits for the earlier one, then sees it. */
+  private readonly recording = new Map<number, Promise<void>>();
+  /** Ends the open WatchJob calls with an error (shutdown). */
+  private readonly watchers = new Set<(err: Error) => void>();
+  private watchesEnded = false;
   private dispatchScheduled = false;
-  private state: 'created' | 'started' | 'stopped' = 'created';
+  private state: 'created' | 'starting' | 'started' | 'stopped' = 'created';
+  private starting: Promise<void> | undefined;
   private readonly now: () => number;
 
   constructor(private readonly deps: JobEngineDeps) {
@@ -61,18 +73,34 @@ export class JobEngine {
     deps.executor.onEnded = (jobId, outcome) => this.recordOutcome(jobId, outcome);
   }
 
-  async start(): Promise<void> {
+  start(): Promise<void> {
     if (this.state !== 'created') throw new Error(`JobEngine.start() in state ${this.state}`);
-    const { jobs, quarantined } = await this.deps.store.loadActiveJobs();
-    for (const q of quarantined) this.deps.log.error({ key: q.key, error: q.error }, 'job record could not be decoded; moved to quarantine');
+    this.state = 'starting';
+    this.starting = this.startNow();
+    return this.starting;
+  }
+
+  private async startNow(): Promise<void> {
+    const { store, executor, log } = this.deps;
+    const { jobs, quarantined } = await store.loadActiveJobs();
+    for (const q of quarantined) log.error({ key: q.key, error: q.error }, 'job record could not be decoded; moved to quarantine');
     for (const job of jobs) this.active.set(job);
-    await this.deps.executor.start();
+    await executor.start();
     const running = jobs.filter((j) => j.state === 'RUNNING');
+    const notStarted: Job[] = [];
+    for (const job of running) {
+      if (this.state !== 'starting') return;
+      if ((await executor.reattach(job)) === 'not-started') notStarted.push(job);
+    }
+    await executor.sweepOrphans(new Set(running.map((j) => j.id)));
+    if (this.state !== 'starting') return;
     this.state = 'started';
-    for (const job of running) await this.deps.executor.reattach(job);
-    await this.deps.executor.sweepOrphans(new Set(running.map((j) => j.id)));
-    this.deps.log.info(
-      { pending: jobs.length - running.length, running: running.length, quarantined: quarantined.length },
+    for (const job of notStarted) {
+      log.warn({ jobId: job.id }, 'the daemon stopped after marking the job RUNNING but before its supervisor started it; it never ran, launching it now');
+      this.beginLaunch(job.id, Promise.resolve());
+    }
+    log.info(
+      { pending: jobs.length - running.length, running: running.length, relaunched: notStarted.length, quarantined: quarantined.length },
       'job engine started',
     );
     this.scheduleDispatch();
@@ -81,8 +109,19 @@ export class JobEngine {
   async stop(): Promise<void> {
     if (this.state === 'stopped') return;
     this.state = 'stopped';
+    await this.starting?.catch(() => undefined);
     while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
     await this.deps.executor.stop();
+  }
+
+  /**
+   * Ends every open WatchJob with UNAVAILABLE and refuses new ones: a watch lasts as long as its
+   * job, so it would only hold up the RPC drain of a shutdown. Clients watch again after restart.
+   */
+  endWatches(): void {
+    this.watchesEnded = true;
+    const err = shuttingDown();
+    for (const fail of [...this.watchers]) fail(err);
   }
 
   get isStarted(): boolean {
@@ -99,20 +138,26 @@ export class JobEngine {
       daemonUid: this.deps.daemonUid,
       nowMs: this.now(),
     });
-    const inFlight = this.submitsInFlight.get(queue.hpcqueueId) ?? 0;
-    if (this.active.countsOf(queue.hpcqueueId).pending + inFlight >= queue.maxPending) {
-      throw new HpcqError('LimitExceeded.JobQuota', 'exhausted', `queue ${queue.hpcqueueId} already holds its maximum of ${queue.maxPending} pending jobs`, 'hpcqueue_id');
-    }
-    this.submitsInFlight.set(queue.hpcqueueId, inFlight + 1);
+    // The quota is checked only for a job about to be created: a client_token retry of a stored job
+    // gets its original answer even when the queue is full.
+    let admitted = false;
+    const admit = () => {
+      const inFlight = this.submitsInFlight.get(queue.hpcqueueId) ?? 0;
+      if (this.active.countsOf(queue.hpcqueueId).pending + inFlight >= queue.maxPending) {
+        throw new HpcqError('LimitExceeded.JobQuota', 'exhausted', `queue ${queue.hpcqueueId} already holds its maximum of ${queue.maxPending} pending jobs`, 'hpcqueue_id');
+      }
+      this.submitsInFlight.set(queue.hpcqueueId, inFlight + 1);
+      admitted = true;
+    };
     try {
-      const result = await this.track(this.deps.store.createJob(spec, fingerprint, this.now(), 'Priority'));
+      const result = await this.track(this.deps.store.createJob(spec, fingerprint, this.now(), 'Priority', admit));
       if (result.created && this.state === 'started') {
         this.active.set(result.job);
         this.scheduleDispatch();
       }
       return { job: this.active.get(result.job.id) ?? result.job, created: result.created };
     } finally {
-      this.submitsInFlight.set(queue.hpcqueueId, (this.submitsInFlight.get(queue.hpcqueueId) ?? 1) - 1);
+      if (admitted) this.submitsInFlight.set(queue.hpcqueueId, (this.submitsInFlight.get(queue.hpcqueueId) ?? 1) - 1);
     }
   }
 
@@ -164,15 +209,22 @@ export class JobEngine {
     signal: AbortSignal,
   ): Promise<void> {
     this.assertStarted();
+    if (this.watchesEnded) throw shuttingDown();
     const found = await this.findJob(idOrUuid);
     if (!found) throw jobNotFound(idOrUuid);
     const buffered: Array<[Job, JobEvent]> = [];
     let live: JobChangeListener = (job, event) => buffered.push([job, event]);
     let finish!: () => void;
-    const done = new Promise<void>((resolve) => (finish = resolve));
+    let fail!: (err: Error) => void;
+    const done = new Promise<void>((resolve, reject) => {
+      finish = resolve;
+      fail = reject;
+    });
+    done.catch(() => undefined);
     const unsubscribe = this.bus.subscribe(found.id, (job, event) => live(job, event));
     const onAbort = () => finish();
     signal.addEventListener('abort', onAbort);
+    this.watchers.add(fail);
     try {
       // Subscribed before reading, so no change falls between the snapshot and the live events.
       const snapshot = this.active.get(found.id) ?? (await this.deps.store.getJob(found.id)) ?? found;
@@ -190,6 +242,7 @@ export class JobEngine {
       for (const [job, event] of buffered) if (event.sequence > snapshot.eventCount) live(job, event);
       if (!signal.aborted) await done;
     } finally {
+      this.watchers.delete(fail);
       signal.removeEventListener('abort', onAbort);
       unsubscribe();
     }
@@ -241,14 +294,19 @@ export class JobEngine {
     if (plan.start.length === 0) return;
     const starting = plan.start.map((id) => ({ ...this.active.get(id)!, enforcement: this.deps.executor.enforcement }));
     const stored = this.applyTransitions(starting.map((job) => ({ job, to: 'RUNNING' as const, reason: '' })));
-    for (const job of starting) {
-      const launch = stored.then(
-        () => this.launch(job.id),
-        (err: unknown) => this.revertToPending(job.id, err),
-      );
-      this.launching.set(job.id, launch);
-      void this.track(launch.finally(() => this.launching.delete(job.id)));
-    }
+    for (const job of starting) this.beginLaunch(job.id, stored);
+  }
+
+  /** Launches the job once its RUNNING state is stored (`stored` resolves); tracked for stop(). */
+  private beginLaunch(jobId: number, stored: Promise<void>): void {
+    const launch = stored
+      .then(
+        () => this.launch(jobId),
+        (err: unknown) => this.revertToPending(jobId, err),
+      )
+      .catch((err: unknown) => this.deps.log.error({ err, jobId }, 'launch failed and its outcome could not be stored'));
+    this.launching.set(jobId, launch);
+    void this.track(launch.finally(() => this.launching.delete(jobId)));
   }
 
   private async launch(jobId: number): Promise<void> {
@@ -280,8 +338,22 @@ export class JobEngine {
     setTimeout(() => this.scheduleDispatch(), WRITE_RETRY_MS).unref();
   }
 
-  /** Stores how a running job ended; resolves once durable (retrying while the store is down). */
-  private async recordOutcome(jobId: number, outcome: JobOutcome): Promise<void> {
+  /**
+   * Stores how a running job ended; resolves once durable (retrying while the store is down).
+   * Serialized per job: a second report waits for the first and then finds the job ended.
+   */
+  private recordOutcome(jobId: number, outcome: JobOutcome): Promise<void> {
+    const previous = this.recording.get(jobId);
+    const next = (previous ? previous.catch(() => undefined) : Promise.resolve()).then(() => this.recordOutcomeNow(jobId, outcome));
+    this.recording.set(jobId, next);
+    const forget = () => {
+      if (this.recording.get(jobId) === next) this.recording.delete(jobId);
+    };
+    next.then(forget, forget);
+    return next;
+  }
+
+  private async recordOutcomeNow(jobId: number, outcome: JobOutcome): Promise<void> {
     const job = this.active.get(jobId) ?? (await this.deps.store.getJob(jobId));
     if (!job || isTerminal(job.state)) return;
     if (job.state !== 'RUNNING') {
@@ -302,7 +374,7 @@ export class JobEngine {
         ]);
         break;
       } catch (err) {
-        if (!(err instanceof StoreUnavailableError) || this.state !== 'started') throw err;
+        if (!(err instanceof StoreUnavailableError) || this.state === 'stopped') throw err;
         this.deps.log.warn({ jobId, err: err.message }, 'could not store job outcome; retrying');
         await new Promise((r) => setTimeout(r, WRITE_RETRY_MS));
       }
@@ -359,4 +431,8 @@ export class JobEngine {
     promise.then(remove, remove);
     return promise;
   }
+}
+
+function shuttingDown(): HpcqError {
+  return new HpcqError('ResourceUnavailable.ShuttingDown', 'unavailable', 'hpcqd is shutting down; watch the job again once it is back');
 }

@@ -11,26 +11,50 @@
  *   removed, so a crash at any point loses nothing.
  * An attached supervisor that vanishes without an exit file means the job was lost: NODE_FAIL.
  *
+ * Re-attaching after a restart (reattach) decides from the run files and the processes alive:
+ * - an exit file: the job ended while the daemon was down -> its true outcome;
+ * - a .sup file: the supervisor is verified by pid + start time + boot id; alive -> attached,
+ *   gone -> NODE_FAIL, another boot -> NODE_FAIL;
+ * - no run file, but a supervisor process of this job (root's, `--job-id <id> --run-dir <runDir>`)
+ *   was alive when the executor started: it is still starting (the daemon died right after
+ *   spawning it) -> attached to that process;
+ * - no run file and no such process: the daemon stopped between storing RUNNING and spawning the
+ *   supervisor (or the supervisor died before writing .sup, which precedes the job's fork), so the
+ *   job never ran -> 'not-started', and the engine launches it. The process scan is taken before
+ *   any run file is read, so "no process then, no file afterwards" proves that no supervisor will
+ *   still start it. That proof holds only within one boot: the supervisor does not fsync its run
+ *   files (the page cache survives any crash but the node's), so after a node crash a missing .sup
+ *   proves nothing -> NODE_FAIL. Whether the RUNNING record may predate this boot is told by the
+ *   boot marker `<runDir>/daemon-boot`: the boot id of the last start whose re-attach phase was
+ *   fully resolved. It is written (synced) at the end of that phase (sweepOrphans), and only once
+ *   the NODE_FAIL of every such unprovable job is stored, so it never vouches for a RUNNING record
+ *   of an earlier boot.
+ *
  * Notification is event-driven: the supervisor's exit (when it is our child) and an fs.watch on the
  * run directory (for supervisors re-attached after a restart); a slow liveness sweep catches a
  * supervisor that was killed without writing its exit file.
  */
-import { watch, type FSWatcher } from 'node:fs';
-import { readdir } from 'node:fs/promises';
+import { readdirSync, readFileSync, watch, type FSWatcher } from 'node:fs';
+import { open, readdir, rename } from 'node:fs/promises';
+import { basename, join } from 'node:path';
 import { decideOutcome } from '../core/outcome.js';
 import type { EnforcementMode, Job, JobOutcome } from '../core/job.js';
-import { LaunchError, type JobExecutor } from '../core/ports.js';
+import { LaunchError, type JobExecutor, type ReattachResult } from '../core/ports.js';
 import type { Logger } from '../logger.js';
 import { MIB, type JobPlacement, type Limiter } from './limits/limiter.js';
 import {
   currentBootId,
   processIsAlive,
+  processStartTicks,
   readExitFile,
   readSupervisorFile,
   removeRunFiles,
   signalSupervisor,
   spawnSupervisor,
+  supervisorPath,
   type SupervisorExitRecord,
+  type SupervisorHandle,
+  type SupervisorRecord,
   type SupervisorSpec,
 } from './supervisor-process.js';
 
@@ -55,7 +79,12 @@ interface TrackedJob {
   supervisorPid: number;
   supervisorStartTicks: number;
   finishing?: Promise<void>;
+  /** Set when the job was found lost: why, so that a failed NODE_FAIL write is retried. */
+  lostReason?: string;
 }
+
+/** The boot marker in the run directory (see the header). */
+const BOOT_MARKER = 'daemon-boot';
 
 /** Runs a script given as input_file as the user: directly if executable (honours #!), else with sh. */
 const RUN_INPUT_FILE = 'if [ -x "$1" ]; then exec "$1"; fi; exec /bin/sh "$1"';
@@ -69,6 +98,13 @@ export class SupervisedExecutor implements JobExecutor {
   private watcher: FSWatcher | undefined;
   private sweepTimer: NodeJS.Timeout | undefined;
   private bootId = '';
+  private stopped = false;
+  /** The boot marker as start() found it: '' if missing. */
+  private markedBootId = '';
+  /** Jobs found lost only because their RUNNING record may predate this boot. */
+  private readonly lostToReboot: number[] = [];
+  /** Supervisor processes of this run directory alive when start() ran, by job id. */
+  private supervisorsAtStart = new Map<number, { pid: number; startTicks: number }>();
 
   constructor(private readonly options: SupervisedExecutorOptions) {
     this.enforcement = options.limiter.mode;
@@ -76,6 +112,13 @@ export class SupervisedExecutor implements JobExecutor {
 
   async start(): Promise<void> {
     this.bootId = currentBootId();
+    this.markedBootId = readBootMarker(this.options.runDir);
+    // Taken before any run file is read (reattach): see the header.
+    this.supervisorsAtStart = findSupervisorProcesses(
+      this.options.runDir,
+      process.getuid?.() ?? 0,
+      basename(this.options.supervisorExecutable ?? supervisorPath()),
+    );
     this.watcher = watch(this.options.runDir, (_event, filename) => {
       const m = typeof filename === 'string' ? /^(\d+)\.exit$/.exec(filename) : null;
       if (m) this.finishIfEnded(Number(m[1]));
@@ -86,6 +129,7 @@ export class SupervisedExecutor implements JobExecutor {
   }
 
   async stop(): Promise<void> {
+    this.stopped = true;
     this.watcher?.close();
     this.watcher = undefined;
     if (this.sweepTimer) clearInterval(this.sweepTimer);
@@ -109,20 +153,30 @@ export class SupervisedExecutor implements JobExecutor {
       await limiter.release(job.id).catch(() => undefined);
       throw new LaunchError(`could not set up ${limiter.mode} limits: ${(err as Error).message}`);
     }
+    let handle: SupervisorHandle;
     try {
-      const handle = await spawnSupervisor(this.supervisorSpec(job, placement), {
+      handle = await spawnSupervisor(this.supervisorSpec(job, placement), {
         ...(this.options.supervisorExecutable ? { executable: this.options.supervisorExecutable } : {}),
       });
-      entry.phase = 'attached';
-      entry.supervisorPid = handle.supervisorPid;
-      entry.supervisorStartTicks = handle.supervisorStartTicks;
-      void handle.exited.then(() => this.finishIfEnded(job.id, { supervisorGone: true }));
     } catch (err) {
+      // A supervisor that could not start the job recorded why in its exit file: that record is
+      // finished like any other (kept until the FAILED outcome is stored), so a crash in between
+      // cannot turn the launch failure into a lost job.
+      if ((await readExitFile(runDir, job.id).catch(() => undefined)) !== undefined) {
+        entry.phase = 'attached';
+        this.finishIfEnded(job.id);
+        await entry.finishing;
+        return;
+      }
       this.tracked.delete(job.id);
       await limiter.release(job.id).catch((e: unknown) => log.warn({ err: e, jobId: job.id }, 'release after failed launch'));
       await removeRunFiles(runDir, job.id);
       throw err;
     }
+    entry.phase = 'attached';
+    entry.supervisorPid = handle.supervisorPid;
+    entry.supervisorStartTicks = handle.supervisorStartTicks;
+    void handle.exited.then(() => this.finishIfEnded(job.id, { supervisorGone: true }));
   }
 
   async cancel(job: Job): Promise<void> {
@@ -133,20 +187,54 @@ export class SupervisedExecutor implements JobExecutor {
     }
   }
 
-  async reattach(job: Job): Promise<void> {
-    const { runDir } = this.options;
+  async reattach(job: Job): Promise<ReattachResult> {
+    const { runDir, log } = this.options;
     const entry: TrackedJob = { job, phase: 'attached', supervisorPid: 0, supervisorStartTicks: 0 };
     this.tracked.set(job.id, entry);
-    if (await this.exitRecord(job.id)) return this.finishIfEnded(job.id);
-    const sup = await readSupervisorFile(runDir, job.id).catch(() => undefined);
-    if (!sup) return this.finishLost(job.id, 'NodeFail: the daemon stopped while launching the job; it never started or its supervisor is gone');
-    if (sup.bootId !== this.bootId) return this.finishLost(job.id, 'NodeFail: the node rebooted while the job was running');
+    if (await this.exitRecord(job.id)) {
+      this.finishIfEnded(job.id);
+      return 'attached';
+    }
+    let sup: SupervisorRecord | undefined;
+    try {
+      sup = await readSupervisorFile(runDir, job.id);
+    } catch (err) {
+      // Written atomically by the supervisor, so damage is not a torn write: do not guess.
+      this.finishLost(job.id, `NodeFail: the job supervisor's record is unreadable (${(err as Error).message})`);
+      return 'attached';
+    }
+    if (!sup) {
+      const starting = this.supervisorsAtStart.get(job.id);
+      if (starting) {
+        entry.supervisorPid = starting.pid;
+        entry.supervisorStartTicks = starting.startTicks;
+        log.warn({ jobId: job.id, supervisorPid: starting.pid }, 're-attached to a job supervisor that was still starting');
+        if (!processIsAlive(starting.pid, starting.startTicks)) this.finishIfEnded(job.id, { supervisorGone: true });
+        return 'attached';
+      }
+      if (this.markedBootId !== this.bootId) {
+        this.lostToReboot.push(job.id);
+        this.finishLost(job.id, 'NodeFail: the node restarted after the job was marked running; whether it started is unknown');
+        return 'attached';
+      }
+      this.tracked.delete(job.id);
+      return 'not-started';
+    }
+    if (sup.bootId !== this.bootId) {
+      this.finishLost(job.id, 'NodeFail: the node rebooted while the job was running');
+      return 'attached';
+    }
     entry.supervisorPid = sup.supervisorPid;
     entry.supervisorStartTicks = sup.supervisorStartTicks;
-    if (!processIsAlive(sup.supervisorPid, sup.supervisorStartTicks)) return this.finishIfEnded(job.id, { supervisorGone: true });
-    this.options.log.info({ jobId: job.id, supervisorPid: sup.supervisorPid }, 're-attached to running job');
+    if (!processIsAlive(sup.supervisorPid, sup.supervisorStartTicks)) {
+      this.finishIfEnded(job.id, { supervisorGone: true });
+      return 'attached';
+    }
+    log.info({ jobId: job.id, supervisorPid: sup.supervisorPid }, 're-attached to running job');
+    return 'attached';
   }
 
+  /** Also ends the re-attach phase: the boot marker is brought up to date (see the header). */
   async sweepOrphans(runningJobIds: ReadonlySet<number>): Promise<void> {
     const { limiter, runDir, log } = this.options;
     for (const id of await limiter.listJobIds()) {
@@ -157,6 +245,29 @@ export class SupervisedExecutor implements JobExecutor {
     for (const name of await readdir(runDir)) {
       const m = /^(\d+)\.(sup|exit)(\.tmp)?$/.exec(name);
       if (m && !runningJobIds.has(Number(m[1]))) await removeRunFiles(runDir, Number(m[1]));
+    }
+    if (this.markedBootId === this.bootId) return;
+    if (this.lostToReboot.length === 0) await this.markBoot();
+    else void this.markBootWhenResolved();
+  }
+
+  /** Writes the boot marker once every job lost to a reboot has its NODE_FAIL stored. */
+  private async markBootWhenResolved(): Promise<void> {
+    const unresolved = () => this.lostToReboot.filter((id) => this.tracked.has(id));
+    while (!this.stopped && unresolved().length > 0) {
+      await Promise.allSettled(unresolved().map((id) => this.tracked.get(id)?.finishing ?? new Promise((r) => setTimeout(r, LIVENESS_SWEEP_MS))));
+    }
+    // Stopped first: the marker stays as it was, and the next start decides again.
+    if (unresolved().length === 0) await this.markBoot();
+  }
+
+  private async markBoot(): Promise<void> {
+    const { runDir, log } = this.options;
+    try {
+      await writeBootMarker(runDir, this.bootId);
+      this.markedBootId = this.bootId;
+    } catch (err) {
+      log.warn({ err }, 'could not write the boot marker; jobs interrupted before their supervisor started will be NODE_FAIL after the next restart');
     }
   }
 
@@ -180,6 +291,7 @@ export class SupervisedExecutor implements JobExecutor {
       ...(kill.kind === 'cgroup2' ? { kill: { kind: 'cgroup2', dir: kill.dir } } : {}),
       ...(kill.kind === 'cgroup1' ? { kill: { kind: 'cgroup1-freezer', dir: kill.freezerDir } } : {}),
       rlimits: placement.rlimits,
+      rlimitsHard: placement.rlimitsHard,
       env: jobEnvironment(job),
       program: '/bin/sh',
       args: job.cmdLine !== '' ? ['-c', job.cmdLine] : ['-c', RUN_INPUT_FILE, 'hpcq-job', job.inputFile],
@@ -198,7 +310,7 @@ export class SupervisedExecutor implements JobExecutor {
   /** Finishes the job if its exit file exists; with supervisorGone and no exit file, the job is lost. */
   private finishIfEnded(jobId: number, opts: { supervisorGone?: boolean } = {}): void {
     const entry = this.tracked.get(jobId);
-    if (!entry || entry.phase !== 'attached' || entry.finishing) return;
+    if (this.stopped || !entry || entry.phase !== 'attached' || entry.finishing) return;
     entry.finishing = (async () => {
       const record = await this.exitRecord(jobId);
       if (!record) {
@@ -215,7 +327,8 @@ export class SupervisedExecutor implements JobExecutor {
 
   private finishLost(jobId: number, reason: string): void {
     const entry = this.tracked.get(jobId);
-    if (!entry || entry.finishing) return;
+    if (this.stopped || !entry || entry.finishing) return;
+    entry.lostReason = reason;
     entry.finishing = this.lost(jobId, reason).catch((err: unknown) => {
       this.options.log.error({ err, jobId }, 'could not record lost job; will retry');
       entry.finishing = undefined;
@@ -224,6 +337,7 @@ export class SupervisedExecutor implements JobExecutor {
 
   private async complete(jobId: number, record: SupervisorExitRecord): Promise<void> {
     const { limiter } = this.options;
+    const job = this.tracked.get(jobId)?.job;
     const report = await limiter.collect(jobId);
     const killedBySigkill = record.status === 'signaled' && record.signal === SIGKILL;
     // cgroup v1 before Linux 4.13 counts no OOM kills: a limit hit plus a SIGKILL we did not send is one.
@@ -235,7 +349,8 @@ export class SupervisedExecutor implements JobExecutor {
       timedOut: record.timedOut,
       cancelled: record.cancelled,
       oomKills: (report?.oomKills ?? 0) + inferredOom,
-      cpuTimeLimitEnforced: limiter.mode === 'rlimit',
+      // The rlimit limiter's RLIMIT_CPU soft limit is cores x time_limit (+1 s).
+      ...(limiter.mode === 'rlimit' && job ? { cpuTimeLimitSeconds: job.cores * job.timeLimitSeconds } : {}),
       usage: {
         userCpuUsec: report ? report.userCpuUsec : record.utimeUs,
         systemCpuUsec: report ? report.systemCpuUsec : record.stimeUs,
@@ -263,12 +378,86 @@ export class SupervisedExecutor implements JobExecutor {
     await removeRunFiles(this.options.runDir, jobId);
   }
 
+  /**
+   * Catches what the events missed: a supervisor that died without an exit file, an exit-file
+   * event lost by fs.watch, and a finish that failed (e.g. the store was unavailable) to retry.
+   */
   private sweepLiveness(): void {
     for (const [jobId, entry] of this.tracked) {
-      if (entry.phase !== 'attached' || entry.finishing || entry.supervisorPid === 0) continue;
-      if (!processIsAlive(entry.supervisorPid, entry.supervisorStartTicks)) this.finishIfEnded(jobId, { supervisorGone: true });
+      if (entry.phase !== 'attached' || entry.finishing) continue;
+      if (entry.lostReason !== undefined) this.finishLost(jobId, entry.lostReason);
+      else if (entry.supervisorPid === 0) this.finishIfEnded(jobId);
+      else if (!processIsAlive(entry.supervisorPid, entry.supervisorStartTicks)) this.finishIfEnded(jobId, { supervisorGone: true });
     }
   }
+}
+
+function readBootMarker(runDir: string): string {
+  try {
+    return readFileSync(join(runDir, BOOT_MARKER), 'utf8').trim();
+  } catch {
+    return '';
+  }
+}
+
+/** Replaces the boot marker atomically and durably (file and directory synced). */
+async function writeBootMarker(runDir: string, bootId: string): Promise<void> {
+  const path = join(runDir, BOOT_MARKER);
+  const file = await open(`${path}.tmp`, 'w', 0o600);
+  try {
+    await file.writeFile(`${bootId}\n`);
+    await file.sync();
+  } finally {
+    await file.close();
+  }
+  await rename(`${path}.tmp`, path);
+  const dir = await open(runDir, 'r');
+  try {
+    await dir.sync();
+  } finally {
+    await dir.close();
+  }
+}
+
+/**
+ * Supervisor processes serving `runDir`, by job id: processes named `executableName` of `uid` (a
+ * job user cannot pose as one) whose arguments begin `--job-id <id> --run-dir <runDir>`
+ * (buildSupervisorArgs' order). Right after its fork, the job's child still looks the same: the
+ * parent is taken then. The name (/proc/<pid>/comm) is checked first because reading another
+ * process's cmdline can block on its memory map lock, and only supervisors are worth that.
+ */
+export function findSupervisorProcesses(runDir: string, uid: number, executableName: string): Map<number, { pid: number; startTicks: number }> {
+  // The kernel keeps the first 15 bytes of the executable's name as comm.
+  const comm = `${executableName.slice(0, 15)}\n`;
+  const candidates: Array<{ jobId: number; pid: number; ppid: number; startTicks: number }> = [];
+  let pids: string[];
+  try {
+    pids = readdirSync('/proc').filter((name) => /^\d+$/.test(name));
+  } catch {
+    return new Map();
+  }
+  for (const name of pids) {
+    const pid = Number(name);
+    try {
+      if (readFileSync(`/proc/${pid}/comm`, 'utf8') !== comm) continue;
+      const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+      if (argv[1] !== '--job-id' || argv[3] !== '--run-dir' || argv[4] !== runDir || !/^\d{1,15}$/.test(argv[2] ?? '')) continue;
+      const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+      const realUid = /^Uid:\s+(\d+)/m.exec(status)?.[1];
+      const ppid = /^PPid:\s+(\d+)/m.exec(status)?.[1];
+      const startTicks = processStartTicks(pid);
+      if (realUid !== String(uid) || startTicks === undefined || !processIsAlive(pid, startTicks)) continue;
+      candidates.push({ jobId: Number(argv[2]), pid, ppid: Number(ppid), startTicks });
+    } catch {
+      // The process ended while we looked, or is not readable: not a supervisor of ours.
+    }
+  }
+  const found = new Map<number, { pid: number; startTicks: number }>();
+  for (const c of candidates) {
+    const isChildOfSupervisor = candidates.some((other) => other.pid === c.ppid && other.jobId === c.jobId);
+    if (!isChildOfSupervisor) found.set(c.jobId, { pid: c.pid, startTicks: c.startTicks });
+  }
+  return found;
 }
 
 /** The job's entire environment: an allow-list, nothing of the daemon's. */

@@ -292,12 +292,15 @@ export class CgroupV1Limiter implements Limiter {
     const canFreeze = existing.includes(freezerDir) && (await fs.exists(join(freezerDir, 'freezer.state')));
     const deadline = Date.now() + this.releaseTimeoutMs;
     let delayMs = 1;
+    let killRounds = 0;
     for (;;) {
       const pids = await this.listedPids(existing);
       if (pids.size === 0) break;
-      if (Date.now() > deadline) {
+      // The deadline counts only after one round of killing, however slow the host was to get here.
+      if (killRounds > 0 && Date.now() > deadline) {
         throw new CgroupBusyError(`processes ${[...pids].join(' ')} of job ${jobId} survive ${this.releaseTimeoutMs} ms after SIGKILL`);
       }
+      killRounds++;
       if (canFreeze) await this.freeze(freezerDir, deadline);
       try {
         // Re-read: what was listed before the freeze may have forked since.

@@ -1,0 +1,286 @@
+/**
+ * Helpers of the durability and chaos tests: where a harness daemon keeps its database, run files
+ * and cgroups; following jobs with WatchJob; reading every job with ListJobs; checking the raw
+ * database for half-written jobs; and removing whatever a test's jobs left behind (supervisors
+ * outlive the daemon by design, so killing the daemon is not enough).
+ */
+import { execFileSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, rmdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { credentials } from '@grpc/grpc-js';
+import { Level } from 'level';
+import { isTerminal, type Job as DomainJob } from '../../src/core/job.js';
+import { cgroupParentName } from '../../src/daemon/enforcement.js';
+import { parseSupervisorRecord, processIsAlive, type SupervisorRecord } from '../../src/exec/supervisor-process.js';
+import type { Job } from '../../src/gen/hpcq/v1/job.js';
+import { JobServiceClient, type ListJobsRequest, type ListJobsResponse } from '../../src/gen/hpcq/v1/job_service.js';
+import { decodeJob } from '../../src/store/job-codec.js';
+import { endIndexKey, eventPrefix, idFromIndexKey, indexKeys, tokenKey, uuidKey } from '../../src/store/keys.js';
+import { call, type DaemonHandle } from './daemon-harness.js';
+import { JOB_USER } from './privileged.js';
+
+export const TERMINAL_STATUSES: ReadonlySet<string> = new Set(['completed', 'failed', 'cancelled', 'timeout', 'out_of_memory', 'node_fail']);
+
+/** The daemon's state directory inside a harness directory (HPCQ_STATE_DIR). */
+export const daemonStateDir = (harnessDir: string) => join(harnessDir, 'state');
+export const databaseDir = (harnessDir: string) => join(harnessDir, 'state', 'db');
+export const runDir = (harnessDir: string) => join(harnessDir, 'state', 'run');
+
+export function readSupervisorRecord(harnessDir: string, jobId: string | number): SupervisorRecord {
+  return parseSupervisorRecord(readFileSync(join(runDir(harnessDir), `${jobId}.sup`), 'utf8'));
+}
+
+/**
+ * Follows the job with WatchJob until `done(job)` holds (checked on every message, the first one
+ * included); resolves with that job. Fails when the job ends without it, or after `timeoutMs`.
+ */
+export function waitForJob(d: DaemonHandle, jobId: string, done: (job: Job) => boolean, timeoutMs = 60_000): Promise<Job> {
+  return new Promise((resolve, reject) => {
+    let last: Job | undefined;
+    let settled = false;
+    const stream = d.jobs.watchJob({ jobId, includeHistory: false });
+    const settle = (fn: () => void) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      stream.cancel();
+      fn();
+    };
+    const timer = setTimeout(
+      () => settle(() => reject(new Error(`job ${jobId}: condition not reached within ${timeoutMs} ms; last status ${last?.jobStatus}`))),
+      timeoutMs,
+    );
+    stream.on('data', (m: { job?: Job }) => {
+      last = m.job;
+      if (last && done(last)) settle(() => resolve(last!));
+    });
+    stream.on('error', (err) => settle(() => reject(err)));
+    stream.on('end', () => settle(() => reject(new Error(`job ${jobId} ended as ${last?.jobStatus} without reaching the condition`))));
+  });
+}
+
+export const isRunning = (job: Job) => job.jobStatus === 'running';
+
+/** Every job, all pages of ListJobs. */
+export async function listAllJobs(client: InstanceType<typeof JobServiceClient>): Promise<Job[]> {
+  const jobs: Job[] = [];
+  let pageToken = '';
+  for (;;) {
+    const page = await call<ListJobsRequest, ListJobsResponse>(client.listJobs, client, { clusterId: '', queue: '', states: [], runUser: '', pageSize: 1000, pageToken });
+    jobs.push(...page.jobs);
+    if (!page.nextPageToken) return jobs;
+    pageToken = page.nextPageToken;
+  }
+}
+
+/** A JobService client that reconnects quickly to a daemon restarted on the same socket. */
+export function reconnectingClient(address: string): InstanceType<typeof JobServiceClient> {
+  return new JobServiceClient(address, credentials.createInsecure(), {
+    // The default backoff grows to two minutes; a daemon restarted within a second must be found again.
+    'grpc.initial_reconnect_backoff_ms': 50,
+    'grpc.min_reconnect_backoff_ms': 50,
+    'grpc.max_reconnect_backoff_ms': 300,
+  });
+}
+
+/** Waits until the daemon's output matches `pattern` (event-driven on its output streams). */
+export function waitForOutput(d: DaemonHandle, pattern: RegExp, timeoutMs = 30_000): Promise<void> {
+  if (pattern.test(d.output())) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const check = () => {
+      if (!pattern.test(d.output())) return;
+      cleanup();
+      resolve();
+    };
+    const timer = setTimeout(() => {
+      cleanup();
+      reject(new Error(`daemon output did not match ${pattern} within ${timeoutMs} ms:\n${d.output().slice(-4000)}`));
+    }, timeoutMs);
+    const cleanup = () => {
+      clearTimeout(timer);
+      d.proc.stdout?.off('data', check);
+      d.proc.stderr?.off('data', check);
+    };
+    // The harness appends to its buffer in its own 'data' listener, registered before ours.
+    d.proc.stdout?.on('data', check);
+    d.proc.stderr?.on('data', check);
+  });
+}
+
+/** A fresh directory in the job user's home, owned by that user; removed by `removeJobUserDirs`. */
+const jobUserDirs = new Set<string>();
+export function makeJobUserDir(prefix: string): string {
+  const dir = join(`/home/${JOB_USER}`, `${prefix}-${process.pid}-${Math.random().toString(36).slice(2, 8)}`);
+  execFileSync('install', ['-d', '-o', JOB_USER, '-m', '0755', dir]);
+  jobUserDirs.add(dir);
+  return dir;
+}
+export function removeJobUserDirs(): void {
+  for (const dir of jobUserDirs) rmSync(dir, { recursive: true, force: true });
+  jobUserDirs.clear();
+}
+
+/** Lines of a file (empty lines dropped); [] if it does not exist. */
+export function linesOf(path: string): string[] {
+  return existsSync(path) ? readFileSync(path, 'utf8').split('\n').filter((l) => l !== '') : [];
+}
+
+export function countBy(values: readonly string[]): Map<string, number> {
+  const counts = new Map<string, number>();
+  for (const v of values) counts.set(v, (counts.get(v) ?? 0) + 1);
+  return counts;
+}
+
+/** True while `pid` is a process that has not exited (a zombie counts as exited). */
+export function pidAlive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+    return state !== 'Z' && state !== 'X';
+  } catch {
+    return false;
+  }
+}
+
+/** Polls `cond` (cheap, local) until it holds; for effects no RPC reports, e.g. a cgroup removed. */
+export async function eventually(cond: () => boolean, what: string, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for: ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+// ---- cgroups -------------------------------------------------------------------------------------
+
+/** Mount points that may hold this daemon's cgroup parent: every v1 hierarchy, and v2. */
+function cgroupMounts(): string[] {
+  const mounts: string[] = [];
+  for (const line of readFileSync('/proc/self/mounts', 'utf8').split('\n')) {
+    const [, mountPoint, type] = line.split(' ');
+    if (mountPoint && (type === 'cgroup' || type === 'cgroup2')) mounts.push(mountPoint);
+  }
+  return mounts;
+}
+
+/** The job's cgroup directories that exist now. */
+export function jobCgroupDirs(harnessDir: string, jobId: string | number): string[] {
+  const parent = cgroupParentName(daemonStateDir(harnessDir));
+  return cgroupMounts()
+    .map((m) => join(m, parent, `job_${jobId}`))
+    .filter((d) => existsSync(d));
+}
+
+function pidsIn(dir: string): number[] {
+  try {
+    return readFileSync(join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * Kills every supervisor (from the .sup files) and every job process (from the job cgroups) of a
+ * harness directory, then removes the cgroups and their parent. For afterEach, after the daemons.
+ */
+export async function killJobsOf(harnessDir: string): Promise<void> {
+  const run = runDir(harnessDir);
+  if (existsSync(run)) {
+    for (const name of readdirSync(run)) {
+      if (!name.endsWith('.sup')) continue;
+      try {
+        const sup = parseSupervisorRecord(readFileSync(join(run, name), 'utf8'));
+        if (processIsAlive(sup.supervisorPid, sup.supervisorStartTicks)) process.kill(sup.supervisorPid, 'SIGKILL');
+      } catch {
+        // gone or a fake record
+      }
+    }
+  }
+  const parentName = cgroupParentName(daemonStateDir(harnessDir));
+  for (const mount of cgroupMounts()) {
+    const parent = join(mount, parentName);
+    if (!existsSync(parent)) continue;
+    for (const child of readdirSync(parent, { withFileTypes: true })) {
+      if (!child.isDirectory()) continue;
+      const dir = join(parent, child.name);
+      for (let attempt = 0; attempt < 100 && pidsIn(dir).length > 0; attempt++) {
+        for (const pid of pidsIn(dir)) {
+          try {
+            process.kill(pid, 'SIGKILL');
+          } catch {
+            // already gone
+          }
+        }
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      try {
+        rmdirSync(dir);
+      } catch {
+        // still busy; nothing more a test can do
+      }
+    }
+    try {
+      rmdirSync(parent);
+    } catch {
+      // not empty
+    }
+  }
+}
+
+// ---- the raw database ----------------------------------------------------------------------------
+
+export async function withRawDb<T>(location: string, fn: (db: Level<string, string>) => Promise<T>): Promise<T> {
+  const db = new Level<string, string>(location, { createIfMissing: false });
+  await db.open();
+  try {
+    return await fn(db);
+  } finally {
+    await db.close();
+  }
+}
+
+/** Cross-checks records, indexes, events, uuids and tokens of a closed database; returns the problems. */
+export async function consistencyProblems(location: string): Promise<string[]> {
+  return withRawDb(location, async (db) => {
+    const entries = new Map(await db.iterator().all());
+    const problems: string[] = [];
+    const jobs = new Map<number, DomainJob>();
+    for (const [key, value] of entries) {
+      if (!key.startsWith('job/')) continue;
+      const job = decodeJob(value);
+      jobs.set(job.id, job);
+      const needed = [...indexKeys(job), uuidKey(job.uuid)];
+      if (isTerminal(job.state)) needed.push(endIndexKey(job.endTimeMs, job.id));
+      if (job.clientToken !== '') needed.push(tokenKey(job.runUser, job.clientToken));
+      for (const k of needed) if (!entries.has(k)) problems.push(`job ${job.id}: missing ${k}`);
+      const events = [...entries.keys()].filter((k) => k.startsWith(eventPrefix(job.id))).length;
+      if (events !== job.eventCount) problems.push(`job ${job.id}: ${events} events, eventCount ${job.eventCount}`);
+    }
+    for (const [key, value] of entries) {
+      if (key.startsWith('ix/')) {
+        const job = jobs.get(idFromIndexKey(key));
+        if (job === undefined) problems.push(`${key}: no record`);
+        else if (!key.startsWith('ix/e/') && !indexKeys(job).includes(key)) problems.push(`${key}: job is ${job.state}`);
+      } else if (key.startsWith('uuid/') && !jobs.has(Number(value))) {
+        problems.push(`${key}: no record`);
+      } else if (key.startsWith('ev/') && !jobs.has(Number(key.split('/')[1]))) {
+        problems.push(`${key}: no record`);
+      }
+    }
+    return problems;
+  });
+}
+
+/** Every key of the database that belongs to job `id` (record, uuid, indexes, events, token). */
+export async function keysOfJob(location: string, id: number, uuid: string, token?: { runUser: string; clientToken: string }): Promise<string[]> {
+  const suffix = `/${String(id).padStart(16, '0')}`;
+  return withRawDb(location, async (db) =>
+    (await db.keys().all()).filter(
+      (k) =>
+        k.endsWith(suffix) ||
+        k.startsWith(eventPrefix(id)) ||
+        k === uuidKey(uuid) ||
+        (token !== undefined && k === tokenKey(token.runUser, token.clientToken)),
+    ),
+  );
+}
