@@ -83,7 +83,10 @@ class FakeCgroup1Fs implements CgroupFs {
     this.writes.push([path.slice(this.root.length), value]);
     if (name === 'freezer.state' && value === 'FROZEN') {
       await writeFile(path, 'FREEZING\n'); // the next read says FROZEN
-      setTimeout(() => writeFileSync(path, 'FROZEN\n'), 5);
+      // Like the kernel, a THAWED written meanwhile cancels the freeze.
+      setTimeout(() => {
+        if (existsSync(path) && readFileSync(path, 'utf8').trim() === 'FREEZING') writeFileSync(path, 'FROZEN\n');
+      }, 5);
       return;
     }
     await writeFile(path, `${value}\n`);
