@@ -80,7 +80,8 @@ export async function launchLatency(runUser: string, enforcement: 'auto' | 'rlim
     const ids = await Promise.all(
       Array.from({ length: burst }, () => daemon.submit({ name: 'burst', runUser, cmdLine: 'true', stdoutRedirectPath: '/dev/null', stderrRedirectPath: '/dev/null' })),
     );
-    const ended = await Promise.all(ids.map(({ jobId }) => daemon.waitFor(jobId, ['completed', 'failed', 'node_fail', 'cancelled', 'timeout', 'out_of_memory'])));
+    // At most 500 watch streams at once: one HTTP/2 connection carries up to 1000 concurrent streams.
+    const ended = await mapWithConcurrency(ids, 500, ({ jobId }) => daemon.waitFor(jobId, ['completed', 'failed', 'node_fail', 'cancelled', 'timeout', 'out_of_memory']));
     const thousandJobsSeconds = (performance.now() - t0) / 1000;
     const failed = ended.filter((s) => s !== 'completed').length;
     if (failed > 0) throw new Error(`${failed} of ${burst} trivial jobs did not complete`);
@@ -105,15 +106,29 @@ export async function restartWithRunningJobs(runUser: string, count: number): Pr
     const ids = await Promise.all(
       Array.from({ length: count }, () => daemon.submit({ name: 'survivor', runUser, cmdLine: 'sleep 300', stdoutRedirectPath: '/dev/null', stderrRedirectPath: '/dev/null' })),
     );
-    await Promise.all(ids.map(({ jobId }) => daemon.waitFor(jobId, ['running'])));
+    await mapWithConcurrency(ids, 500, ({ jobId }) => daemon.waitFor(jobId, ['running']));
     await daemon.kill('SIGKILL');
     const restartToReattachedMs = await daemon.spawn();
     const states = await Promise.all(ids.map(({ jobId }) => daemon.getJob(jobId) as Promise<{ job: { jobStatus: string } }>));
     const stillRunning = states.filter((s) => s.job.jobStatus === 'running').length;
     await Promise.all(ids.map(({ jobId }) => daemon.cancel(jobId)));
-    await Promise.all(ids.map(({ jobId }) => daemon.waitFor(jobId, ['cancelled', 'completed', 'failed', 'node_fail'])));
+    await mapWithConcurrency(ids, 500, ({ jobId }) => daemon.waitFor(jobId, ['cancelled', 'completed', 'failed', 'node_fail']));
     return { jobs: count, restartToReattachedMs, stillRunning };
   } finally {
     await daemon.close();
   }
+}
+
+async function mapWithConcurrency<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const results: R[] = new Array(items.length);
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(limit, items.length) }, async () => {
+      while (next < items.length) {
+        const i = next++;
+        results[i] = await fn(items[i]!);
+      }
+    }),
+  );
+  return results;
 }

@@ -31,7 +31,10 @@ export interface SubmitContext {
 export interface ValidatedSubmit {
   spec: JobSpec;
   queue: QueueConfig;
-  /** Identifies the request for client_token idempotency (the timestamp is left out: retries resend it). */
+  /**
+   * Identifies the request for client_token idempotency (the timestamp is left out: retries resend
+   * it). Empty when the request has no client_token.
+   */
   fingerprint: string;
 }
 
@@ -102,7 +105,8 @@ export async function validateSubmit(req: SubmitRequest, ctx: SubmitContext): Pr
     clientToken: req.clientToken,
     clientTimestamp: req.timestamp,
   };
-  return { spec, queue, fingerprint: fingerprintOf(spec) };
+  // Only a client_token needs the fingerprint; hashing every request would cost the submit path.
+  return { spec, queue, fingerprint: spec.clientToken === '' ? '' : fingerprintOf(spec) };
 }
 
 function fingerprintOf(spec: JobSpec): string {

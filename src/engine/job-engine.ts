@@ -364,7 +364,7 @@ export class JobEngine {
     const reason = outcome.state === 'CANCELLED' && cancelledBy ? `Cancelled by ${cancelledBy}` : outcome.reason;
     for (;;) {
       try {
-        await this.applyTransitions([
+        const stored = this.applyTransitions([
           {
             job: { ...job, exitCode: outcome.exitCode, termSignal: outcome.termSignal, limitHit: outcome.limitHit, ...(outcome.usage ? { usage: outcome.usage } : {}) },
             to: outcome.state,
@@ -372,6 +372,10 @@ export class JobEngine {
             timeMs: outcome.endTimeMs,
           },
         ]);
+        // Its processes are gone (the supervisor wrote the exit record after killing them all), so
+        // its cores and memory are free now: the next job's RUNNING write can share this batch.
+        this.scheduleDispatch();
+        await stored;
         break;
       } catch (err) {
         if (!(err instanceof StoreUnavailableError) || this.state === 'stopped') throw err;
