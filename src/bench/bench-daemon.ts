@@ -125,9 +125,9 @@ export class BenchDaemon {
   }
 
   /** Resolves with the job's status string once it reaches one of `statuses` (WatchJob, no polling). */
-  waitFor(jobId: string, statuses: readonly string[]): Promise<string> {
+  waitFor(jobId: string, statuses: readonly string[], client = this.client): Promise<string> {
     return new Promise((resolve, reject) => {
-      const stream = this.client.watchJob({ jobId, includeHistory: false });
+      const stream = client.watchJob({ jobId, includeHistory: false });
       stream.on('data', (m: { job?: { jobStatus: string } }) => {
         if (m.job && statuses.includes(m.job.jobStatus)) {
           stream.cancel();

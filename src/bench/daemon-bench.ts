@@ -76,12 +76,16 @@ export async function launchLatency(runUser: string, enforcement: 'auto' | 'rlim
     toRunning.sort((a, b) => a - b);
     toCompleted.sort((a, b) => a - b);
 
+    // A fresh connection for the burst: after hundreds of cancelled watch streams, grpc-js's client
+    // session was seen to fail with "Session closed with error code 2" (a client-side error).
+    const client = daemon.newClient();
     const t0 = performance.now();
     const ids = await Promise.all(
-      Array.from({ length: burst }, () => daemon.submit({ name: 'burst', runUser, cmdLine: 'true', stdoutRedirectPath: '/dev/null', stderrRedirectPath: '/dev/null' })),
+      Array.from({ length: burst }, () => daemon.submit({ name: 'burst', runUser, cmdLine: 'true', stdoutRedirectPath: '/dev/null', stderrRedirectPath: '/dev/null' }, client)),
     );
     // At most 500 watch streams at once: one HTTP/2 connection carries up to 1000 concurrent streams.
-    const ended = await mapWithConcurrency(ids, 500, ({ jobId }) => daemon.waitFor(jobId, ['completed', 'failed', 'node_fail', 'cancelled', 'timeout', 'out_of_memory']));
+    const ended = await mapWithConcurrency(ids, 500, ({ jobId }) => daemon.waitFor(jobId, ['completed', 'failed', 'node_fail', 'cancelled', 'timeout', 'out_of_memory'], client));
+    client.close();
     const thousandJobsSeconds = (performance.now() - t0) / 1000;
     const failed = ended.filter((s) => s !== 'completed').length;
     if (failed > 0) throw new Error(`${failed} of ${burst} trivial jobs did not complete`);
