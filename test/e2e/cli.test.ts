@@ -3,13 +3,13 @@
  * harness. Jobs run as an unprivileged account: hpcq-job when the tests run as root, else the
  * current user (a non-root daemon runs jobs only as itself).
  */
-import { execFile, execFileSync, spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { CLI_MAIN, makeStateDir, startDaemon, stopAll, TEST_CONFIG, type DaemonHandle } from '../support/daemon-harness.js';
-import { isRoot, JOB_USER, need } from '../support/privileged.js';
+import { isRoot, JOB_USER, need, userExists } from '../support/privileged.js';
 
 const RUN_USER = isRoot ? JOB_USER : userInfo().username;
 /** As root the invoking user (root) cannot run jobs, so name the test account; otherwise rely on the default. */
@@ -34,15 +34,6 @@ function hpcq(address: string, args: readonly string[], timeoutMs = 45_000): Pro
       },
     );
   });
-}
-
-function userExists(name: string): boolean {
-  try {
-    execFileSync('getent', ['passwd', name], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -2,42 +2,16 @@
 import { status } from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { JobState } from '../../src/gen/hpcq/v1/job.js';
-import type { CancelJobRequest, CancelJobResponse, ListJobsRequest, ListJobsResponse, SubmitJobRequest } from '../../src/gen/hpcq/v1/job_service.js';
-import { call, getJob, reasonOf, startDaemon, stopAll, submit, waitForEnd, type DaemonHandle } from '../support/daemon-harness.js';
+import type { ListJobsRequest, ListJobsResponse, SubmitJobRequest } from '../../src/gen/hpcq/v1/job_service.js';
+import { call, getJob, isRunning, reasonOf, rejection, startDaemon, stopAll, submit, waitForEnd, waitForJob, type DaemonHandle } from '../support/daemon-harness.js';
 import { isRoot, JOB_USER, need, OTHER_USER } from '../support/privileged.js';
 
 const canRunJobs = () => need(isRoot, 'root, to run jobs as the test users');
 
-/** Jobs left active by a test are cancelled before the daemons are killed. */
-const daemons = new Set<DaemonHandle>();
-afterEach(async () => {
-  for (const d of daemons) {
-    if (d.proc.exitCode !== null || d.proc.signalCode !== null) continue;
-    const active = await listJobs(d, [JobState.JOB_STATE_PENDING, JobState.JOB_STATE_RUNNING]).catch(() => []);
-    for (const job of active) await call<CancelJobRequest, CancelJobResponse>(d.jobs.cancelJob, d.jobs, { jobId: job.jobId }).catch(() => undefined);
-    for (const job of active) await waitForEnd(d, job.jobId).catch(() => undefined);
-  }
-  daemons.clear();
-  await stopAll();
-});
-
-async function start(opts: Parameters<typeof startDaemon>[0] = {}): Promise<DaemonHandle> {
-  const d = await startDaemon(opts);
-  daemons.add(d);
-  return d;
-}
+afterEach(stopAll);
 
 async function listJobs(d: DaemonHandle, states: JobState[] = []) {
   return (await call<ListJobsRequest, ListJobsResponse>(d.jobs.listJobs, d.jobs, { clusterId: '', queue: '', states, runUser: '', pageSize: 0, pageToken: '' })).jobs;
-}
-
-async function rejection(p: Promise<unknown>): Promise<ReturnType<typeof reasonOf>> {
-  try {
-    await p;
-  } catch (err) {
-    return reasonOf(err);
-  }
-  throw new Error('expected the call to be rejected, but it succeeded');
 }
 
 const REQUEST: Partial<SubmitJobRequest> = {
@@ -60,7 +34,7 @@ function expectMismatch(got: ReturnType<typeof reasonOf>): void {
 describe('SubmitJob with client_token', () => {
   it('the same token with the same request returns the same job_id and uuid; one job is stored', async () => {
     if (!canRunJobs()) return;
-    const d = await start();
+    const d = await startDaemon();
     const req = { ...REQUEST, clientToken: 'tok-same-1' };
     const first = await submit(d, req);
     const second = await submit(d, req);
@@ -78,7 +52,7 @@ describe('SubmitJob with client_token', () => {
 
   it('a retry with another timestamp is the same request (the timestamp is not part of it)', async () => {
     if (!canRunJobs()) return;
-    const d = await start();
+    const d = await startDaemon();
     const req = { ...REQUEST, clientToken: 'tok-ts' };
     const first = await submit(d, { ...req, timestamp: new Date(Date.now() - 2000).toISOString() });
     const retry = await submit(d, { ...req, timestamp: String(Math.floor(Date.now() / 1000)) });
@@ -88,7 +62,7 @@ describe('SubmitJob with client_token', () => {
 
   it('the same token with a different request is ALREADY_EXISTS IdempotentParameterMismatch and stores nothing', async () => {
     if (!canRunJobs()) return;
-    const d = await start();
+    const d = await startDaemon();
     const req = { ...REQUEST, clientToken: 'tok-mismatch' };
     const first = await submit(d, req);
     const variants: Array<Partial<SubmitJobRequest>> = [
@@ -111,7 +85,7 @@ describe('SubmitJob with client_token', () => {
 
   it('a request that resolves to the same job spec is the same request (defaults spelled out or not)', async () => {
     if (!canRunJobs()) return;
-    const d = await start();
+    const d = await startDaemon();
     // normal is the default queue of the only cluster: naming it, the cluster and the zone changes nothing.
     const first = await submit(d, { ...REQUEST, clientToken: 'tok-defaults' });
     const spelled = await submit(d, {
@@ -131,7 +105,7 @@ describe('SubmitJob with client_token', () => {
 
   it('20 concurrent submits with one token create exactly one job and all get its id', async () => {
     if (!canRunJobs()) return;
-    const d = await start();
+    const d = await startDaemon();
     const req = { ...REQUEST, clientToken: 'tok-concurrent', cmdLine: 'sleep 1' };
     const results = await Promise.all(Array.from({ length: 20 }, () => submit(d, req)));
     const ids = new Set(results.map((r) => `${r.jobId}/${r.hpcjobUuid}`));
@@ -144,7 +118,7 @@ describe('SubmitJob with client_token', () => {
 
   it('20 concurrent submits with one token but two different requests: one job, the other request mismatches', async () => {
     if (!canRunJobs()) return;
-    const d = await start();
+    const d = await startDaemon();
     const a = { ...REQUEST, clientToken: 'tok-race', cmdLine: 'echo a' };
     const b = { ...REQUEST, clientToken: 'tok-race', cmdLine: 'echo b' };
     const settled = await Promise.allSettled(Array.from({ length: 20 }, (_, i) => submit(d, i % 2 === 0 ? a : b)));
@@ -164,7 +138,7 @@ describe('SubmitJob with client_token', () => {
 
   it('tokens are scoped per run_user: the same token for two users makes two jobs, each retried separately', async () => {
     if (!canRunJobs()) return;
-    const d = await start();
+    const d = await startDaemon();
     const token = 'tok-shared-by-users';
     const forJob = await submit(d, { ...REQUEST, runUser: JOB_USER, clientToken: token });
     const forOther = await submit(d, { ...REQUEST, runUser: OTHER_USER, clientToken: token });
@@ -183,7 +157,7 @@ describe('SubmitJob with client_token', () => {
 
   it('different tokens (and no token) with the same request make separate jobs', async () => {
     if (!canRunJobs()) return;
-    const d = await start();
+    const d = await startDaemon();
     const a = await submit(d, { ...REQUEST, clientToken: 'tok-a' });
     const b = await submit(d, { ...REQUEST, clientToken: 'tok-b' });
     const c = await submit(d, REQUEST);
@@ -194,10 +168,10 @@ describe('SubmitJob with client_token', () => {
 
   it('a retry of a stored request is answered with the original job even when the queue is full (max_pending)', async () => {
     if (!canRunJobs()) return;
-    const d = await start();
+    const d = await startDaemon();
     const debug = { ...REQUEST, hpcqueueId: 'hpcq-debug', cmdLine: 'sleep 100', timeLimit: 60 };
     const runner = await submit(d, { ...debug, name: 'runner' });
-    await waitForRunning(d, runner.jobId);
+    await waitForJob(d, runner.jobId, isRunning);
     // debug: max_running 1, max_pending 3. The token's job is one of the three pending jobs.
     const tokened = await submit(d, { ...debug, name: 'tokened', clientToken: 'tok-full-queue' });
     await submit(d, { ...debug, name: 'filler-1' });
@@ -209,7 +183,7 @@ describe('SubmitJob with client_token', () => {
 
   it('20 concurrent retries of one token into a queue with max_pending 3 all get the one job (retries are not new submits)', async () => {
     if (!canRunJobs()) return;
-    const d = await start();
+    const d = await startDaemon();
     const req = { ...REQUEST, hpcqueueId: 'hpcq-debug', clientToken: 'tok-small-queue' };
     const settled = await Promise.allSettled(Array.from({ length: 20 }, () => submit(d, req)));
     const refused = settled.filter((s) => s.status === 'rejected').map((s) => reasonOf((s as PromiseRejectedResult).reason).reason);
@@ -219,7 +193,7 @@ describe('SubmitJob with client_token', () => {
 
   it('tokens are case-sensitive', async () => {
     if (!canRunJobs()) return;
-    const d = await start();
+    const d = await startDaemon();
     const lower = await submit(d, { ...REQUEST, clientToken: 'tok-case' });
     const upper = await submit(d, { ...REQUEST, clientToken: 'TOK-CASE' });
     expect(upper.jobId).not.toBe(lower.jobId);
@@ -227,13 +201,13 @@ describe('SubmitJob with client_token', () => {
 
   it('the token -> job mapping survives a daemon restart (I9)', async () => {
     if (!canRunJobs()) return;
-    const d = await start();
+    const d = await startDaemon();
     const req = { ...REQUEST, clientToken: 'tok-restart', runUser: OTHER_USER };
     const first = await submit(d, req);
     await waitForEnd(d, first.jobId);
     expect(await d.stop()).toBe(0);
 
-    const again = await start({ stateDir: d.stateDir });
+    const again = await startDaemon({ stateDir: d.stateDir });
     expect(await submit(again, req)).toEqual(first);
     expectMismatch(await rejection(submit(again, { ...req, cmdLine: 'echo changed' })));
     expect((await listJobs(again)).map((j) => j.jobId)).toEqual([first.jobId]);
@@ -243,34 +217,15 @@ describe('SubmitJob with client_token', () => {
 
   it('the token -> job mapping survives a kill -9 right after the submit was acknowledged (D2 retry)', async () => {
     if (!canRunJobs()) return;
-    const d = await start();
+    const d = await startDaemon();
     const req = { ...REQUEST, clientToken: 'tok-kill9', hpcqueueId: 'hpcq-debug', cmdLine: 'sleep 1' };
     const first = await submit(d, req);
     await d.kill9();
 
-    const again = await start({ stateDir: d.stateDir });
+    const again = await startDaemon({ stateDir: d.stateDir });
     expect(await submit(again, req)).toEqual(first);
     expect((await listJobs(again)).map((j) => j.jobId)).toEqual([first.jobId]);
     await waitForEnd(again, first.jobId);
   });
 });
 
-/** Resolves once the job is RUNNING (WatchJob), rejects if it ends first. */
-function waitForRunning(d: DaemonHandle, jobId: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const stream = d.jobs.watchJob({ jobId, includeHistory: false });
-    stream.on('data', (m: { job?: { jobStatus: string } }) => {
-      const s = m.job?.jobStatus;
-      if (s === 'running') {
-        stream.cancel();
-        resolve();
-      } else if (s !== 'pending') {
-        stream.cancel();
-        reject(new Error(`job ${jobId} ended (${s}) before running`));
-      }
-    });
-    stream.on('error', (err: { code?: number }) => {
-      if (err.code !== status.CANCELLED) reject(err);
-    });
-  });
-}

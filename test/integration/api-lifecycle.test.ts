@@ -8,35 +8,14 @@ import { loadSync } from '@grpc/proto-loader';
 import { service as healthServiceDefinition } from 'grpc-health-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import { JobState, type Job } from '../../src/gen/hpcq/v1/job.js';
-import type { CancelJobRequest, CancelJobResponse, ListJobsRequest, ListJobsResponse, SubmitJobRequest } from '../../src/gen/hpcq/v1/job_service.js';
+import type { CancelJobRequest, CancelJobResponse, SubmitJobRequest } from '../../src/gen/hpcq/v1/job_service.js';
 import type { ListQueuesRequest, ListQueuesResponse } from '../../src/gen/hpcq/v1/queue_service.js';
-import { PACKAGE_ROOT, call, getJob, reasonOf, startDaemon, stopAll, submit, waitForEnd, type DaemonHandle } from '../support/daemon-harness.js';
+import { call, getJob, isRunning, PACKAGE_ROOT, reasonOf, startDaemon, stopAll, submit, waitForEnd, waitForJob, type DaemonHandle } from '../support/daemon-harness.js';
 import { isRoot, JOB_USER, need } from '../support/privileged.js';
 
 const canRunJobs = () => need(isRoot, 'root, to run jobs as the test user');
 
-const daemons = new Set<DaemonHandle>();
-afterEach(async () => {
-  // Restarted daemons share a state dir: cancel through the one still alive, then kill everything.
-  for (const d of daemons) {
-    if (d.proc.exitCode !== null || d.proc.signalCode !== null) continue;
-    const active = await list(d, { states: [JobState.JOB_STATE_PENDING, JobState.JOB_STATE_RUNNING] }).catch(() => ({ jobs: [] as Job[] }));
-    for (const job of active.jobs) await call<CancelJobRequest, CancelJobResponse>(d.jobs.cancelJob, d.jobs, { jobId: job.jobId }).catch(() => undefined);
-    for (const job of active.jobs) await waitForEnd(d, job.jobId).catch(() => undefined);
-  }
-  daemons.clear();
-  await stopAll();
-});
-
-async function start(opts: Parameters<typeof startDaemon>[0] = {}): Promise<DaemonHandle> {
-  const d = await startDaemon(opts);
-  daemons.add(d);
-  return d;
-}
-
-function list(d: DaemonHandle, req: Partial<ListJobsRequest>) {
-  return call<ListJobsRequest, ListJobsResponse>(d.jobs.listJobs, d.jobs, { clusterId: '', queue: '', states: [], runUser: '', pageSize: 0, pageToken: '', ...req });
-}
+afterEach(stopAll);
 
 const QUIET: Partial<SubmitJobRequest> = { runUser: JOB_USER, stdoutRedirectPath: '/dev/null', stderrRedirectPath: '/dev/null' };
 const uidOf = (user: string) => Number(execFileSync('id', ['-u', user]).toString().trim());
@@ -73,35 +52,18 @@ async function processesAppear(uuid: string): Promise<number[]> {
   throw new Error(`no process of job ${uuid} appeared`);
 }
 
-/** Resolves with the job once a WatchJob message satisfies `pred`; rejects if the job ends first. */
-function waitUntil(d: DaemonHandle, jobId: string, pred: (job: Job) => boolean): Promise<Job> {
-  return new Promise((resolve, reject) => {
-    const stream = d.jobs.watchJob({ jobId, includeHistory: false });
-    stream.on('data', (m: { job?: Job }) => {
-      if (m.job && pred(m.job)) {
-        stream.cancel();
-        resolve(m.job);
-      }
-    });
-    stream.on('error', (e: ServiceError) => {
-      if (e.code !== status.CANCELLED) reject(e);
-    });
-    stream.on('end', () => reject(new Error(`job ${jobId} ended without matching`)));
-  });
-}
-const isRunning = (j: Job) => j.state === JobState.JOB_STATE_RUNNING;
 
 /** Fills debug (max_running 1) with a long job, so further debug jobs stay PENDING. */
 async function blockDebugQueue(d: DaemonHandle): Promise<{ jobId: string; hpcjobUuid: string }> {
   const blocker = await submit(d, { ...QUIET, name: 'blocker', hpcqueueId: 'hpcq-debug', cmdLine: 'sleep 100', timeLimit: 60 });
-  await waitUntil(d, blocker.jobId, isRunning);
+  await waitForJob(d, blocker.jobId, isRunning);
   return blocker;
 }
 
 describe('limits and cancel', () => {
   it('time_limit=1 on sleep 100 ends as TIMEOUT with limit_hit "time", and its processes are gone', async () => {
     if (!canRunJobs()) return;
-    const d = await start();
+    const d = await startDaemon();
     const res = await submit(d, { ...QUIET, name: 'too-slow', cmdLine: 'sleep 100', timeLimit: 1 });
     const job = await waitForEnd(d, res.jobId);
     expect(job).toMatchObject({ state: JobState.JOB_STATE_TIMEOUT, jobStatus: 'timeout', limitHit: 'time', timeLimit: 1 });
@@ -110,7 +72,7 @@ describe('limits and cancel', () => {
 
   it('a job that ignores SIGTERM is still ended at its time limit (SIGKILL after the grace)', async () => {
     if (!canRunJobs()) return;
-    const d = await start();
+    const d = await startDaemon();
     const res = await submit(d, { ...QUIET, name: 'stubborn', cmdLine: "trap '' TERM; sleep 100 & trap '' TERM; wait; wait", timeLimit: 1 });
     const job = await waitForEnd(d, res.jobId);
     expect(job).toMatchObject({ jobStatus: 'timeout', limitHit: 'time' });
@@ -119,10 +81,10 @@ describe('limits and cancel', () => {
 
   it('cancel of a running sleep 100: CANCELLED, and every process of the job is gone', async () => {
     if (!canRunJobs()) return;
-    const d = await start();
+    const d = await startDaemon();
     // A child in the background and a setsid grandchild: all must go.
     const res = await submit(d, { ...QUIET, name: 'to-cancel', cmdLine: 'sleep 100 & setsid sleep 100 & sleep 100; wait' });
-    await waitUntil(d, res.jobId, isRunning);
+    await waitForJob(d, res.jobId, isRunning);
     for (let i = 0; i < 200 && processesOfJob(res.hpcjobUuid).length < 4; i++) await new Promise((r) => setTimeout(r, 25));
     expect(processesOfJob(res.hpcjobUuid).length).toBeGreaterThanOrEqual(4); // sh + 3 sleeps
 
@@ -138,7 +100,7 @@ describe('limits and cancel', () => {
 
   it('cancel of a pending job: CANCELLED at once in the reply, it never runs, the running job is untouched', async () => {
     if (!canRunJobs()) return;
-    const d = await start();
+    const d = await startDaemon();
     const blocker = await blockDebugQueue(d);
     const pending = await submit(d, { ...QUIET, name: 'never-runs', hpcqueueId: 'hpcq-debug', cmdLine: 'true' });
     expect((await getJob(d, pending.jobId)).state).toBe(JobState.JOB_STATE_PENDING);
@@ -158,9 +120,9 @@ describe('limits and cancel', () => {
 
   it('10 concurrent cancels of one running job: each is answered, the job is CANCELLED once (one CANCELLED event)', async () => {
     if (!canRunJobs()) return;
-    const d = await start();
+    const d = await startDaemon();
     const res = await submit(d, { ...QUIET, name: 'cancel-storm', cmdLine: 'sleep 100' });
-    await waitUntil(d, res.jobId, isRunning);
+    await waitForJob(d, res.jobId, isRunning);
     await processesAppear(res.hpcjobUuid);
     const settled = await Promise.allSettled(
       Array.from({ length: 10 }, () => call<CancelJobRequest, CancelJobResponse>(d.jobs.cancelJob, d.jobs, { jobId: res.jobId })),
@@ -185,7 +147,7 @@ describe('limits and cancel', () => {
 
   it('cancel right after the submit (while it may still be launching): CANCELLED, nothing of it keeps running', async () => {
     if (!canRunJobs()) return;
-    const d = await start();
+    const d = await startDaemon();
     const jobs = [];
     for (let i = 0; i < 5; i++) {
       const res = await submit(d, { ...QUIET, name: `cancel-early-${i}`, cmdLine: 'sleep 100' });
@@ -203,13 +165,13 @@ describe('limits and cancel', () => {
 describe('restart', () => {
   it('a pending job is kept across a daemon restart (SIGTERM) and then runs', async () => {
     if (!canRunJobs()) return;
-    const d = await start();
+    const d = await startDaemon();
     const blocker = await blockDebugQueue(d);
     const pending = await submit(d, { ...QUIET, name: 'survives', hpcqueueId: 'hpcq-debug', cmdLine: 'exit 0' });
     const before = await getJob(d, pending.jobId);
     expect(await d.stop()).toBe(0);
 
-    const again = await start({ stateDir: d.stateDir });
+    const again = await startDaemon({ stateDir: d.stateDir });
     const after = await getJob(again, pending.jobId);
     expect(after).toMatchObject({ state: JobState.JOB_STATE_PENDING, hpcjobUuid: before.hpcjobUuid, submitTime: before.submitTime, cmdLine: 'exit 0' });
     // The blocker was re-attached and still holds the queue; cancelling it lets the pending job run.
@@ -223,11 +185,11 @@ describe('restart', () => {
 
   it('SIGTERM: the daemon exits 0 and leaves a running job running; after a restart it re-attaches and the job completes with exit 0', async () => {
     if (!canRunJobs()) return;
-    const d = await start();
+    const d = await startDaemon();
     const marker = `/tmp/hpcq-api-release-${process.pid}-${Date.now()}`;
     // Runs until we create the marker (after the restart), then exits 0: no race with the stop.
     const res = await submit(d, { ...QUIET, name: 'outlives', cmdLine: `while [ ! -e ${marker} ]; do sleep 0.05; done; exit 0` });
-    await waitUntil(d, res.jobId, isRunning);
+    await waitForJob(d, res.jobId, isRunning);
     const pids = await processesAppear(res.hpcjobUuid);
     try {
       expect(await d.stop()).toBe(0);
@@ -235,7 +197,7 @@ describe('restart', () => {
       expect(survivors.length).toBeGreaterThan(0);
       expect(survivors).toContain(pids[0]); // the job's shell is the same process as before the stop
 
-      const again = await start({ stateDir: d.stateDir });
+      const again = await startDaemon({ stateDir: d.stateDir });
       expect((await getJob(again, res.jobId)).state).toBe(JobState.JOB_STATE_RUNNING);
       execFileSync('touch', [marker]);
       const job = await waitForEnd(again, res.jobId);
@@ -248,18 +210,18 @@ describe('restart', () => {
 
   it('a job that exits 3 while the daemon is stopped is recorded with exit code 3 after the restart (D5)', async () => {
     if (!canRunJobs()) return;
-    const d = await start();
+    const d = await startDaemon();
     const marker = `/tmp/hpcq-api-release-${process.pid}-${Date.now()}`;
     // The job waits for a file we create while the daemon is down, then exits 3.
     const res = await submit(d, { ...QUIET, name: 'exits-while-down', cmdLine: `while [ ! -e ${marker} ]; do sleep 0.05; done; exit 3` });
-    await waitUntil(d, res.jobId, isRunning);
+    await waitForJob(d, res.jobId, isRunning);
     await processesAppear(res.hpcjobUuid);
     await d.kill9();
     execFileSync('touch', [marker]);
     try {
       for (let i = 0; i < 400 && processesOfJob(res.hpcjobUuid).length > 0; i++) await new Promise((r) => setTimeout(r, 25));
       expect(processesOfJob(res.hpcjobUuid)).toEqual([]);
-      const again = await start({ stateDir: d.stateDir });
+      const again = await startDaemon({ stateDir: d.stateDir });
       expect(await waitForEnd(again, res.jobId)).toMatchObject({ jobStatus: 'failed', exitCode: 3 });
     } finally {
       execFileSync('rm', ['-f', marker]);
@@ -268,9 +230,9 @@ describe('restart', () => {
 
   it('a WatchJob open across SIGTERM ends with UNAVAILABLE ResourceUnavailable.ShuttingDown, never like a finished job; the job keeps running', async () => {
     if (!canRunJobs()) return;
-    const d = await start();
+    const d = await startDaemon();
     const res = await submit(d, { ...QUIET, name: 'watched-at-stop', cmdLine: 'sleep 100' });
-    await waitUntil(d, res.jobId, isRunning);
+    await waitForJob(d, res.jobId, isRunning);
     let opened!: () => void;
     const firstMessage = new Promise<void>((r) => (opened = r));
     const outcome = new Promise<{ ended: boolean; code?: number; reason?: string; last?: string }>((resolve) => {
@@ -288,7 +250,7 @@ describe('restart', () => {
     // UNAVAILABLE tells the client to watch again after the restart; a clean end would read as "job over".
     expect(await outcome).toEqual({ ended: false, code: status.UNAVAILABLE, reason: 'ResourceUnavailable.ShuttingDown', last: 'running' });
     expect(processesOfJob(res.hpcjobUuid).length).toBeGreaterThan(0);
-    const again = await start({ stateDir: d.stateDir });
+    const again = await startDaemon({ stateDir: d.stateDir });
     await call<CancelJobRequest, CancelJobResponse>(again.jobs.cancelJob, again.jobs, { jobId: res.jobId });
     expect((await waitForEnd(again, res.jobId)).jobStatus).toBe('cancelled');
   });
@@ -297,12 +259,12 @@ describe('restart', () => {
 describe('dispatch order', () => {
   it('with max_running 1, a higher-priority pending job starts before a lower one submitted earlier', async () => {
     if (!canRunJobs()) return;
-    const d = await start();
+    const d = await startDaemon();
     const blocker = await blockDebugQueue(d);
     const low = await submit(d, { ...QUIET, name: 'low', hpcqueueId: 'hpcq-debug', cmdLine: 'true', priority: 1 });
     const high = await submit(d, { ...QUIET, name: 'high', hpcqueueId: 'hpcq-debug', cmdLine: 'true', priority: 100 });
     const order: string[] = [];
-    const watches = [low, high].map((j) => waitUntil(d, j.jobId, isRunning).then(() => order.push(j.jobId)));
+    const watches = [low, high].map((j) => waitForJob(d, j.jobId, isRunning).then(() => order.push(j.jobId)));
     await call<CancelJobRequest, CancelJobResponse>(d.jobs.cancelJob, d.jobs, { jobId: blocker.jobId });
     const [lowDone, highDone] = await Promise.all([waitForEnd(d, low.jobId), waitForEnd(d, high.jobId)]);
     await Promise.allSettled(watches);
@@ -315,7 +277,7 @@ describe('dispatch order', () => {
 
   it('equal priority: first submitted, first started', async () => {
     if (!canRunJobs()) return;
-    const d = await start();
+    const d = await startDaemon();
     const blocker = await blockDebugQueue(d);
     const first = await submit(d, { ...QUIET, name: 'first', hpcqueueId: 'hpcq-debug', cmdLine: 'true', priority: 5 });
     const second = await submit(d, { ...QUIET, name: 'second', hpcqueueId: 'hpcq-debug', cmdLine: 'true', priority: 5 });
@@ -326,7 +288,7 @@ describe('dispatch order', () => {
 
   it('a pending job behind max_running shows why it waits', async () => {
     if (!canRunJobs()) return;
-    const d = await start();
+    const d = await startDaemon();
     await blockDebugQueue(d);
     const waiting = await submit(d, { ...QUIET, name: 'waits', hpcqueueId: 'hpcq-debug', cmdLine: 'true' });
     const job = await getJob(d, waiting.jobId);
@@ -337,7 +299,7 @@ describe('dispatch order', () => {
 
 describe('server surface', () => {
   it('the standard health service answers SERVING overall and for both hpcq services; unknown services are NOT_FOUND', async () => {
-    const d = await start();
+    const d = await startDaemon();
     const Health = makeGenericClientConstructor(healthServiceDefinition, 'Health');
     const health = new Health(d.address, credentials.createInsecure()) as unknown as {
       check(req: { service: string }, cb: (err: ServiceError | null, res: { status: string }) => void): void;
@@ -355,7 +317,7 @@ describe('server surface', () => {
   });
 
   it('server reflection lists hpcq.v1.JobService and hpcq.v1.QueueService and describes them', async () => {
-    const d = await start();
+    const d = await startDaemon();
     const protoPath = join(PACKAGE_ROOT, 'node_modules', '@grpc', 'reflection', 'build', 'proto', 'grpc', 'reflection', 'v1', 'reflection.proto');
     expect(existsSync(protoPath)).toBe(true);
     const pkg = loadPackageDefinition(loadSync(protoPath, { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true })) as unknown as {
@@ -376,7 +338,7 @@ describe('server surface', () => {
   });
 
   it('the unix socket is a socket of mode 0600 owned by the daemon user', async () => {
-    const d = await start();
+    const d = await startDaemon();
     const path = d.address.slice('unix:'.length);
     const st = statSync(path);
     expect(st.isSocket()).toBe(true);

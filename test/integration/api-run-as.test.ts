@@ -20,36 +20,13 @@ import {
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { JobState, type Job } from '../../src/gen/hpcq/v1/job.js';
-import type { CancelJobRequest, CancelJobResponse, ListJobsRequest, ListJobsResponse, SubmitJobRequest } from '../../src/gen/hpcq/v1/job_service.js';
-import { PACKAGE_ROOT, TEST_CONFIG, call, startDaemon, stopAll, submit, waitForEnd, type DaemonHandle } from '../support/daemon-harness.js';
+import type { SubmitJobRequest } from '../../src/gen/hpcq/v1/job_service.js';
+import { PACKAGE_ROOT, TEST_CONFIG, startDaemon, stopAll, submit, waitForEnd, type DaemonHandle } from '../support/daemon-harness.js';
 import { isRoot, JOB_USER, JOB_USER_GROUP, need, OTHER_USER } from '../support/privileged.js';
 
 const canRunJobs = () => need(isRoot, 'root, to run jobs as the test user');
 
-const daemons = new Set<DaemonHandle>();
-afterEach(async () => {
-  for (const d of daemons) {
-    if (d.proc.exitCode !== null || d.proc.signalCode !== null) continue;
-    const active = await call<ListJobsRequest, ListJobsResponse>(d.jobs.listJobs, d.jobs, {
-      clusterId: '',
-      queue: '',
-      states: [JobState.JOB_STATE_PENDING, JobState.JOB_STATE_RUNNING],
-      runUser: '',
-      pageSize: 0,
-      pageToken: '',
-    }).catch(() => ({ jobs: [] as Job[] }));
-    for (const job of active.jobs) await call<CancelJobRequest, CancelJobResponse>(d.jobs.cancelJob, d.jobs, { jobId: job.jobId }).catch(() => undefined);
-    for (const job of active.jobs) await waitForEnd(d, job.jobId).catch(() => undefined);
-  }
-  daemons.clear();
-  await stopAll();
-});
-
-async function start(opts: Parameters<typeof startDaemon>[0] = {}): Promise<DaemonHandle> {
-  const d = await startDaemon(opts);
-  daemons.add(d);
-  return d;
-}
+afterEach(stopAll);
 
 const uidOf = (user: string) => Number(execFileSync('id', ['-u', user]).toString().trim());
 const gidOf = (user: string) => Number(execFileSync('id', ['-g', user]).toString().trim());
@@ -90,7 +67,7 @@ async function runJob(d: DaemonHandle, extra: Partial<SubmitJobRequest>, dir = u
 describe('who the job runs as (R1 R6 R7)', () => {
   it('`id` inside the job equals `id hpcq-job`: uid, gid and supplementary groups (initgroups), none of root\'s', async () => {
     if (!canRunJobs()) return;
-    const d = await start();
+    const d = await startDaemon();
     const { job, out } = await runJob(d, { cmdLine: 'id; id -u; id -G; pwd' });
     expect(job.jobStatus).toBe('completed');
     const [full, uid, groups, cwd] = out.trimEnd().split('\n');
@@ -112,7 +89,7 @@ describe('who the job runs as (R1 R6 R7)', () => {
     const control = execFileSync('setpriv', ['--reuid', JOB_USER, '--regid', JOB_USER, '--init-groups', suidId]).toString();
     expect(control).toContain('euid=0'); // the setuid bit works on this filesystem: the check below means something
 
-    const d = await start();
+    const d = await startDaemon();
     const { job, out } = await runJob(d, { cmdLine: `grep -E '^(NoNewPrivs|Cap(Inh|Prm|Eff|Amb)):' /proc/$$/status; ${suidId}` });
     expect(job.jobStatus).toBe('completed');
     const status = Object.fromEntries(
@@ -135,14 +112,14 @@ describe('who the job runs as (R1 R6 R7)', () => {
 
   it('the job cannot signal the daemon (kill -0 -> not permitted)', async () => {
     if (!canRunJobs()) return;
-    const d = await start();
+    const d = await startDaemon();
     const { out } = await runJob(d, { cmdLine: `if kill -0 ${d.proc.pid} 2>/dev/null; then echo reached; else echo refused; fi` });
     expect(out).toBe('refused\n');
   });
 
   it('R8: what the shell command creates belongs to the job user, never to root', async () => {
     if (!canRunJobs()) return;
-    const d = await start();
+    const d = await startDaemon();
     const dir = userDir();
     const { job } = await runJob(d, { cmdLine: `x; touch ${dir}/made-by-job` }, dir);
     expect(job.jobStatus).toBe('completed'); // `x` fails, touch succeeds: the last status counts
@@ -153,7 +130,7 @@ describe('who the job runs as (R1 R6 R7)', () => {
 describe('what the job inherits from the daemon (R2 R3)', () => {
   it('only descriptors 0, 1 and 2 are open in the job; stdin is /dev/null', async () => {
     if (!canRunJobs()) return;
-    const d = await start();
+    const d = await startDaemon();
     // `; true` keeps sh from exec'ing ls, so /proc/$$ is the job's shell, not ls (with its directory fd).
     const { job, out, dir } = await runJob(d, { cmdLine: 'ls /proc/$$/fd; true; readlink /proc/$$/fd/0 /proc/$$/fd/1 /proc/$$/fd/2' });
     expect(job.jobStatus).toBe('completed');
@@ -165,7 +142,7 @@ describe('what the job inherits from the daemon (R2 R3)', () => {
   it('the environment is exactly the allow-list: the daemon\'s DAEMON_SECRET, NODE_OPTIONS, HPCQ_* settings and preload marks never leak', async () => {
     if (!canRunJobs()) return;
     const preload = join(PACKAGE_ROOT, 'test', 'fixtures', 'preload-marks-daemon-env.cjs');
-    const d = await start({ env: { DAEMON_SECRET: 'x', NODE_OPTIONS: `--require ${preload}`, LD_PRELOAD: '', TZ: 'Antarctica/Troll' } });
+    const d = await startDaemon({ env: { DAEMON_SECRET: 'x', NODE_OPTIONS: `--require ${preload}`, LD_PRELOAD: '', TZ: 'Antarctica/Troll' } });
     expect(d.output()).toContain('preload-marks-daemon-env: loaded'); // the hostile preload really ran in the daemon
     // /proc/$$/environ is exactly what the job's shell was exec'ed with (the shell adds nothing to it).
     const { job, out } = await runJob(d, { name: 'env-check', cmdLine: "tr '\\0' '\\n' < /proc/$$/environ; true" });
@@ -228,7 +205,7 @@ describe('output files (F1 F2 F8 R5)', () => {
       symlinkSync(rootFile, link);
       lchownSync(link, uidOf(JOB_USER), gidOf(JOB_USER)); // as the user would have made it
 
-      const d = await start();
+      const d = await startDaemon();
       const { job } = await runJob(
         d,
         {
@@ -261,7 +238,7 @@ describe('output files (F1 F2 F8 R5)', () => {
     symlinkSync('/etc', link);
     lchownSync(link, uidOf(JOB_USER), gidOf(JOB_USER));
     const name = `hpcq-api-f2-${process.pid}-${Date.now()}`;
-    const d = await start();
+    const d = await startDaemon();
     const { job } = await runJob(d, { cmdLine: 'echo escaped', stdoutRedirectPath: `${link}/${name}.out`, stderrRedirectPath: `${link}/${name}.err` }, dir);
     expect(job.state).toBe(JobState.JOB_STATE_FAILED);
     expect(job.reason).toContain('LaunchFailed');
@@ -272,7 +249,7 @@ describe('output files (F1 F2 F8 R5)', () => {
 
   it('F8/R5 default umask 0022: stdout, stderr and files the job creates are 0644 (dirs 0755), owned by the user', async () => {
     if (!canRunJobs()) return;
-    const d = await start();
+    const d = await startDaemon();
     const dir = userDir();
     const { job, out } = await runJob(d, { cmdLine: `umask; echo x > ${dir}/made; mkdir ${dir}/made-dir; echo err >&2` }, dir);
     expect(job.jobStatus).toBe('completed');
@@ -291,7 +268,7 @@ describe('output files (F1 F2 F8 R5)', () => {
 
   it('R5: job_umask "0077" makes the outputs and the job\'s files 0600', async () => {
     if (!canRunJobs()) return;
-    const d = await start({ config: `${TEST_CONFIG}\njob_umask: "0077"\n` });
+    const d = await startDaemon({ config: `${TEST_CONFIG}\njob_umask: "0077"\n` });
     const dir = userDir();
     const { job, out } = await runJob(d, { cmdLine: `umask; echo x > ${dir}/made` }, dir);
     expect(job.jobStatus).toBe('completed');
@@ -303,7 +280,7 @@ describe('output files (F1 F2 F8 R5)', () => {
 
   it("F5: a stdout file that exists and belongs to another user is neither truncated nor chowned; the job FAILED", async () => {
     if (!canRunJobs()) return;
-    const d = await start();
+    const d = await startDaemon();
     const dir = userDir();
     const foreign = join(dir, 'foreign.out');
     writeFileSync(foreign, 'belongs to someone else\n', { mode: 0o644 });
@@ -319,7 +296,7 @@ describe('output files (F1 F2 F8 R5)', () => {
 
   it('stdout and stderr to the same path share one file, in write order', async () => {
     if (!canRunJobs()) return;
-    const d = await start();
+    const d = await startDaemon();
     const dir = userDir();
     const both = join(dir, 'both.log');
     const { job } = await runJob(d, { cmdLine: 'echo one; echo two >&2; echo three', stdoutRedirectPath: both, stderrRedirectPath: both }, dir);
@@ -329,7 +306,7 @@ describe('output files (F1 F2 F8 R5)', () => {
 
   it('a cmd_line of exactly 64 KiB (the limit) is accepted and runs', async () => {
     if (!canRunJobs()) return;
-    const d = await start();
+    const d = await startDaemon();
     const head = 'echo ran-long #';
     const cmdLine = head + 'x'.repeat(64 * 1024 - head.length);
     expect(Buffer.byteLength(cmdLine)).toBe(64 * 1024);
@@ -340,7 +317,7 @@ describe('output files (F1 F2 F8 R5)', () => {
 
   it('an existing output file of the user is truncated, not appended to', async () => {
     if (!canRunJobs()) return;
-    const d = await start();
+    const d = await startDaemon();
     const dir = userDir();
     const out = join(dir, 'fixed.out');
     writeFileSync(out, 'old content that is longer than the new one\n');
@@ -355,7 +332,7 @@ describe('input_file (F6)', () => {
   it('input_file=/etc/shadow: the job fails for lack of permission and /etc/shadow is unchanged', async () => {
     if (!canRunJobs()) return;
     const before = { hash: sha256('/etc/shadow'), st: statSync('/etc/shadow') };
-    const d = await start();
+    const d = await startDaemon();
     const { job, out, err } = await runJob(d, { cmdLine: '', inputFile: '/etc/shadow' });
     expect(job.state).toBe(JobState.JOB_STATE_FAILED);
     expect(job.exitCode).not.toBe(0);
@@ -379,7 +356,7 @@ describe('input_file (F6)', () => {
     readFileSync(probe);
     expect(statSync(probe).atimeMs).toBeGreaterThan(1_000_000); // reads do show on this filesystem
 
-    const d = await start();
+    const d = await startDaemon();
     const { job, out, err } = await runJob(d, { cmdLine: '', inputFile: script });
     expect(job.state).toBe(JobState.JOB_STATE_FAILED);
     expect(err).toMatch(/Permission denied/i);
@@ -389,7 +366,7 @@ describe('input_file (F6)', () => {
 
   it('a script owned by the user runs as input_file: executable (its #! is honoured) or not (run with sh)', async () => {
     if (!canRunJobs()) return;
-    const d = await start();
+    const d = await startDaemon();
     const dir = userDir();
     const uid = uidOf(JOB_USER);
     const gid = gidOf(JOB_USER);

@@ -1,29 +1,31 @@
 // Every rejection of the public API against a real hpcqd: the gRPC status code, the stable reason
 // (google.rpc.ErrorInfo), the message prefix, the `field` metadata, and that nothing was stored.
 // RELIABILITY-TESTS I1 I2 I3 I6 A4 A5 F4.
-import { execFileSync, spawn } from 'node:child_process';
-import { chownSync, existsSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { chownSync, existsSync } from 'node:fs';
 import { Client, credentials, status, type ServiceError } from '@grpc/grpc-js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { JobState } from '../../src/gen/hpcq/v1/job.js';
-import { QueueServiceClient, type ListQueuesRequest, type ListQueuesResponse } from '../../src/gen/hpcq/v1/queue_service.js';
-import { JobServiceClient, SubmitJobRequest, SubmitJobResponse, type CancelJobRequest, type CancelJobResponse, type GetJobRequest, type GetJobResponse, type ListJobsRequest, type ListJobsResponse } from '../../src/gen/hpcq/v1/job_service.js';
+import type { ListQueuesRequest, ListQueuesResponse } from '../../src/gen/hpcq/v1/queue_service.js';
+import { SubmitJobRequest, SubmitJobResponse, type CancelJobRequest, type CancelJobResponse, type GetJobRequest, type GetJobResponse, type ListJobsRequest, type ListJobsResponse } from '../../src/gen/hpcq/v1/job_service.js';
 import {
-  DAEMON_MAIN,
   TEST_CONFIG,
+  TWO_CLUSTER_CONFIG,
   call,
   emptySubmit,
   getJob,
+  isRunning,
   makeStateDir,
   reasonOf,
+  rejection,
   startDaemon,
   stopAll,
   submit,
   waitForEnd,
+  waitForJob,
   type DaemonHandle,
 } from '../support/daemon-harness.js';
-import { isRoot, JOB_USER, need, OTHER_USER } from '../support/privileged.js';
+import { isRoot, JOB_USER, need, OTHER_USER, userExists } from '../support/privileged.js';
 
 const canRunJobs = () => need(isRoot, 'root, to run jobs as the test user');
 
@@ -33,9 +35,7 @@ let createdRootAlias = false;
 
 beforeAll(() => {
   if (!isRoot) return;
-  try {
-    execFileSync('getent', ['passwd', ROOT_ALIAS], { stdio: 'ignore' });
-  } catch {
+  if (!userExists(ROOT_ALIAS)) {
     execFileSync('useradd', ['-o', '-u', '0', '-g', '0', '-M', '-N', '-s', '/usr/sbin/nologin', ROOT_ALIAS], { stdio: 'ignore' });
     createdRootAlias = true;
   }
@@ -46,39 +46,11 @@ afterAll(() => {
   if (createdRootAlias) execFileSync('userdel', ['-f', ROOT_ALIAS], { stdio: 'ignore' });
 });
 
-/** Jobs left active by a test are cancelled before the daemons are killed, so no job outlives its test. */
-const daemons = new Set<DaemonHandle>();
-afterEach(async () => {
-  await stopUnprivileged();
-  for (const d of daemons) {
-    if (d.proc.exitCode !== null || d.proc.signalCode !== null) continue;
-    const active = await listJobs(d, { states: [JobState.JOB_STATE_PENDING, JobState.JOB_STATE_RUNNING] }).catch(() => []);
-    for (const job of active) await call<CancelJobRequest, CancelJobResponse>(d.jobs.cancelJob, d.jobs, { jobId: job.jobId }).catch(() => undefined);
-    for (const job of active) await waitForEnd(d, job.jobId).catch(() => undefined);
-  }
-  daemons.clear();
-  await stopAll();
-});
-
-async function start(opts: Parameters<typeof startDaemon>[0] = {}): Promise<DaemonHandle> {
-  const d = await startDaemon(opts);
-  daemons.add(d);
-  return d;
-}
+afterEach(stopAll);
 
 async function listJobs(d: DaemonHandle, filter: { states?: JobState[] } = {}) {
   const res = await call<ListJobsRequest, ListJobsResponse>(d.jobs.listJobs, d.jobs, { clusterId: '', queue: '', states: filter.states ?? [], runUser: '', pageSize: 0, pageToken: '' });
   return res.jobs;
-}
-
-/** The failure of a call that must fail. */
-async function rejection(p: Promise<unknown>): Promise<ReturnType<typeof reasonOf>> {
-  try {
-    await p;
-  } catch (err) {
-    return reasonOf(err);
-  }
-  throw new Error('expected the call to be rejected, but it succeeded');
 }
 
 function expectError(
@@ -197,14 +169,14 @@ const CASES: Case[] = [
 describe('SubmitJob rejects invalid requests before storing anything', () => {
   it.each(CASES)('$title -> $reason', async ({ req, code, reason, field }) => {
     if (!canRunJobs()) return;
-    const d = await start();
+    const d = await startDaemon();
     expectError(await rejection(submit(d, { ...VALID, ...req })), { code, reason, field });
     await expectNothingStored(d);
   });
 
   it('accepts the boundary values next to each rejection (the table rows fail for the reason given)', async () => {
     if (!canRunJobs()) return;
-    const d = await start();
+    const d = await startDaemon();
     const ok = [
       { name: 'n'.repeat(64) },
       { name: '_x-Y9' },
@@ -226,7 +198,7 @@ describe('SubmitJob rejects invalid requests before storing anything', () => {
 
   it('F4: a traversal path is refused and nothing is created where it points', async () => {
     if (!canRunJobs()) return;
-    const d = await start();
+    const d = await startDaemon();
     const target = '/etc/cron.d/hpcq-api-traversal';
     expectError(await rejection(submit(d, { ...VALID, stdoutRedirectPath: `~/../../${target.slice(1)}` })), {
       code: I,
@@ -238,16 +210,7 @@ describe('SubmitJob rejects invalid requests before storing anything', () => {
 
   it('cluster_id is required when several clusters are configured', async () => {
     if (!canRunJobs()) return;
-    const config = `${TEST_CONFIG}
-  - cluster_id: hpcq-second
-    zone: second-zone
-    queues:
-      - hpcqueue_id: hpcq-second-normal
-        scheduler_queue_name: normal
-        default: true
-        default_mem_mb: 256
-`;
-    const d = await start({ config });
+    const d = await startDaemon({ config: TWO_CLUSTER_CONFIG });
     expectError(await rejection(submit(d, VALID)), { code: I, reason: 'MissingParameter.ClusterId', field: 'cluster_id' });
     expect(await listJobs(d)).toEqual([]);
     const ok = await submit(d, { ...VALID, clusterId: 'hpcq-second' });
@@ -259,7 +222,7 @@ describe('SubmitJob rejects invalid requests before storing anything', () => {
 
   it('mem_limit and time_limit beyond 2^53 (valid int64 on the wire) are INVALID_ARGUMENT naming the field, not INTERNAL', async () => {
     if (!canRunJobs()) return;
-    const d = await start();
+    const d = await startDaemon();
     const client = new Client(d.address, credentials.createInsecure());
     try {
       const base = Buffer.from(SubmitJobRequest.encode({ ...emptySubmit, ...VALID }).finish());
@@ -295,7 +258,7 @@ describe('request size limit (1 MiB, I1)', () => {
 
   it('a request of 1 MiB + 1 byte is RESOURCE_EXHAUSTED and never reaches the handler', async () => {
     if (!canRunJobs()) return;
-    const d = await start();
+    const d = await startDaemon();
     const got = await rejection(call<SubmitJobRequest, SubmitJobResponse>(d.jobs.submitJob, d.jobs, requestOfSize(1024 * 1024 + 1)));
     expect(got.code).toBe(status.RESOURCE_EXHAUSTED);
     expect(got.reason).toBe(''); // rejected by the transport: no handler ran, so no ErrorInfo
@@ -304,7 +267,7 @@ describe('request size limit (1 MiB, I1)', () => {
 
   it('a request of 5 MiB is RESOURCE_EXHAUSTED and the daemon keeps serving', async () => {
     if (!canRunJobs()) return;
-    const d = await start();
+    const d = await startDaemon();
     const got = await rejection(call<SubmitJobRequest, SubmitJobResponse>(d.jobs.submitJob, d.jobs, requestOfSize(5 * 1024 * 1024)));
     expect(got.code).toBe(status.RESOURCE_EXHAUSTED);
     await expectNothingStored(d);
@@ -312,7 +275,7 @@ describe('request size limit (1 MiB, I1)', () => {
 
   it('a request of exactly 1 MiB passes the transport and is judged by validation (CmdLineTooLong)', async () => {
     if (!canRunJobs()) return;
-    const d = await start();
+    const d = await startDaemon();
     expectError(await rejection(call<SubmitJobRequest, SubmitJobResponse>(d.jobs.submitJob, d.jobs, requestOfSize(1024 * 1024))), {
       code: I,
       reason: 'InvalidParameter.CmdLineTooLong',
@@ -325,11 +288,11 @@ describe('request size limit (1 MiB, I1)', () => {
 describe('queue quota', () => {
   it('a submit beyond max_pending is RESOURCE_EXHAUSTED LimitExceeded.JobQuota and is not stored', async () => {
     if (!canRunJobs()) return;
-    const d = await start();
+    const d = await startDaemon();
     const debug = { ...VALID, hpcqueueId: 'hpcq-debug', cmdLine: 'sleep 100', timeLimit: 60 };
     // max_running 1: the first job runs, the next three wait, filling max_pending 3.
     const first = await submit(d, { ...debug, name: 'runs' });
-    await waitForRunning(d, first.jobId);
+    await waitForJob(d, first.jobId, isRunning);
     for (let i = 0; i < 3; i++) await submit(d, { ...debug, name: `waits-${i}` });
     const queued = await call<ListQueuesRequest, ListQueuesResponse>(d.queues.listQueues, d.queues, { clusterId: '' });
     expect(queued.queues.find((q) => q.hpcqueueId === 'hpcq-debug')).toMatchObject({ pendingCount: 3, runningCount: 1, maxPending: 3 });
@@ -360,7 +323,7 @@ describe('queue quota', () => {
 
 describe('job lookups', () => {
   async function withOneFinishedJob() {
-    const d = await start();
+    const d = await startDaemon();
     const res = await submit(d, { ...VALID, name: 'done' });
     await waitForEnd(d, res.jobId);
     return { d, res };
@@ -414,9 +377,9 @@ describe('job lookups', () => {
 
   it('cancelling a job twice: the second cancel of a cancelled job is FAILED_PRECONDITION', async () => {
     if (!canRunJobs()) return;
-    const d = await start();
+    const d = await startDaemon();
     const blocker = await submit(d, { ...VALID, hpcqueueId: 'hpcq-debug', cmdLine: 'sleep 100', name: 'blocker' });
-    await waitForRunning(d, blocker.jobId);
+    await waitForJob(d, blocker.jobId, isRunning);
     const pending = await submit(d, { ...VALID, hpcqueueId: 'hpcq-debug', name: 'pending' });
     expect((await call<CancelJobRequest, CancelJobResponse>(d.jobs.cancelJob, d.jobs, { jobId: pending.jobId })).job?.jobStatus).toBe('cancelled');
     expectError(await rejection(call<CancelJobRequest, CancelJobResponse>(d.jobs.cancelJob, d.jobs, { jobId: pending.jobId })), {
@@ -433,7 +396,7 @@ describe('ListJobs and ListQueues arguments', () => {
 
   it('a page_token the server did not issue is INVALID_ARGUMENT InvalidParameter.PageToken', async () => {
     if (!canRunJobs()) return;
-    const d = await start();
+    const d = await startDaemon();
     const b64 = (s: string) => Buffer.from(s).toString('base64url');
     for (const pageToken of ['garbage', b64('v1:'), b64('v1:-1'), b64('v2:5'), b64('v1:1234567890123456'), b64('v1:5 '), '%%%', b64('v1:5\n')]) {
       expectError(await rejection(list(d, { pageToken })), { code: I, reason: 'InvalidParameter.PageToken', field: 'page_token' });
@@ -442,7 +405,7 @@ describe('ListJobs and ListQueues arguments', () => {
 
   it('page_size negative, an unknown state, an unknown cluster or queue are rejected with the field', async () => {
     if (!canRunJobs()) return;
-    const d = await start();
+    const d = await startDaemon();
     expectError(await rejection(list(d, { pageSize: -1 })), { code: I, reason: 'InvalidParameterValue.Negative', field: 'page_size' });
     expectError(await rejection(list(d, { states: [99 as JobState] })), { code: I, reason: 'InvalidParameterValue.JobState', field: 'states' });
     expectError(await rejection(list(d, { states: [JobState.JOB_STATE_UNSPECIFIED] })), { code: I, reason: 'InvalidParameterValue.JobState', field: 'states' });
@@ -500,80 +463,11 @@ function watchToEnd(d: DaemonHandle, jobId: string): Promise<void> {
   });
 }
 
-/** Resolves once the job is RUNNING (WatchJob), rejects if it ends first. */
-function waitForRunning(d: DaemonHandle, jobId: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const stream = d.jobs.watchJob({ jobId, includeHistory: false });
-    stream.on('data', (m: { job?: { jobStatus: string } }) => {
-      const s = m.job?.jobStatus;
-      if (s === 'running') {
-        stream.cancel();
-        resolve();
-      } else if (s !== 'pending') {
-        stream.cancel();
-        reject(new Error(`job ${jobId} ended (${s}) before running`));
-      }
-    });
-    stream.on('error', (err: ServiceError) => {
-      if (err.code !== status.CANCELLED) reject(err);
-    });
-  });
-}
-
-// An hpcqd running as JOB_USER (rlimit enforcement: an unprivileged daemon cannot manage cgroups).
-const unprivileged = new Set<{ handle: DaemonHandle }>();
-
+/** An hpcqd running as JOB_USER (rlimit enforcement: an unprivileged daemon cannot manage cgroups). */
 async function startUnprivileged(): Promise<DaemonHandle> {
   const stateDir = makeStateDir(); // removed by stopAll
   const uid = Number(execFileSync('id', ['-u', JOB_USER]).toString().trim());
   const gid = Number(execFileSync('id', ['-g', JOB_USER]).toString().trim());
   chownSync(stateDir, uid, gid);
-  const configPath = join(stateDir, 'hpcqd.yaml');
-  writeFileSync(configPath, `${TEST_CONFIG}\nenforcement: rlimit\n`);
-  const address = `unix:${join(stateDir, 'hpcqd.sock')}`;
-  const proc = spawn(process.execPath, [DAEMON_MAIN], {
-    uid,
-    gid,
-    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: `/home/${JOB_USER}`, HPCQ_STATE_DIR: join(stateDir, 'state'), HPCQ_CONFIG: configPath, HPCQ_LISTEN: address },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  proc.stderr!.on('data', (b: Buffer) => (out += b.toString()));
-  const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
-  await new Promise<void>((resolve, reject) => {
-    proc.stdout!.on('data', (b: Buffer) => {
-      out += b.toString();
-      if (out.includes('"event":"ready"')) resolve();
-    });
-    void exited.then((code) => reject(new Error(`unprivileged daemon exited with ${code}:\n${out}`)));
-  });
-  const jobs = new JobServiceClient(address, credentials.createInsecure());
-  const queues = new QueueServiceClient(address, credentials.createInsecure());
-  const handle: DaemonHandle = {
-    stateDir,
-    address,
-    proc,
-    output: () => out,
-    jobs,
-    queues,
-    async stop() {
-      jobs.close();
-      queues.close();
-      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
-      return exited;
-    },
-    async kill9() {
-      jobs.close();
-      queues.close();
-      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
-      await exited;
-    },
-  };
-  unprivileged.add({ handle });
-  return handle;
-}
-
-async function stopUnprivileged(): Promise<void> {
-  for (const entry of unprivileged) await entry.handle.stop();
-  unprivileged.clear();
+  return startDaemon({ stateDir, config: `${TEST_CONFIG}\nenforcement: rlimit\n`, uid, gid, env: { HOME: `/home/${JOB_USER}` } });
 }

@@ -6,22 +6,12 @@ import { status, type ServiceError } from '@grpc/grpc-js';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { JobState, type Job, type JobEvent } from '../../src/gen/hpcq/v1/job.js';
 import type { CancelJobRequest, CancelJobResponse, ListJobsRequest, ListJobsResponse, SubmitJobRequest } from '../../src/gen/hpcq/v1/job_service.js';
-import { TEST_CONFIG, call, getJob, reasonOf, startDaemon, stopAll, submit, waitForEnd, type DaemonHandle } from '../support/daemon-harness.js';
+import { call, getJob, isRunning, reasonOf, startDaemon, stopAll, submit, TWO_CLUSTER_CONFIG, waitForEnd, waitForJob, type DaemonHandle } from '../support/daemon-harness.js';
 import { isRoot, JOB_USER, need, OTHER_USER } from '../support/privileged.js';
 
 const canRunJobs = () => need(isRoot, 'root, to run jobs as the test users');
 
-const daemons = new Set<DaemonHandle>();
-afterEach(async () => {
-  for (const d of daemons) {
-    if (d.proc.exitCode !== null || d.proc.signalCode !== null) continue;
-    const active = await list(d, { states: [JobState.JOB_STATE_PENDING, JobState.JOB_STATE_RUNNING] }).catch(() => ({ jobs: [] as Job[] }));
-    for (const job of active.jobs) await call<CancelJobRequest, CancelJobResponse>(d.jobs.cancelJob, d.jobs, { jobId: job.jobId }).catch(() => undefined);
-    for (const job of active.jobs) await waitForEnd(d, job.jobId).catch(() => undefined);
-  }
-  daemons.clear();
-  await stopAll();
-});
+afterEach(stopAll);
 
 /** Output directories owned by the job users (never the shared ~/hpcq-N.out of other test files). */
 const outDirs: string[] = [];
@@ -36,12 +26,6 @@ function outDirFor(user: string): string {
 }
 const uidOf = (user: string) => Number(execFileSync('id', ['-u', user]).toString().trim());
 const gidOf = (user: string) => Number(execFileSync('id', ['-g', user]).toString().trim());
-
-async function start(opts: Parameters<typeof startDaemon>[0] = {}): Promise<DaemonHandle> {
-  const d = await startDaemon(opts);
-  daemons.add(d);
-  return d;
-}
 
 function list(d: DaemonHandle, req: Partial<ListJobsRequest>) {
   return call<ListJobsRequest, ListJobsResponse>(d.jobs.listJobs, d.jobs, { clusterId: '', queue: '', states: [], runUser: '', pageSize: 0, pageToken: '', ...req });
@@ -80,34 +64,17 @@ function watchAll(d: DaemonHandle, jobId: string, includeHistory: boolean, onMes
 
 const summary = (m: WatchMessage) => ({ job: m.job?.jobStatus, event: m.event ? `${m.event.sequence}:${m.event.jobStatus}` : undefined });
 
-/** Resolves with the first message of a watch on which `pred` holds; cancels the stream. */
-function waitUntil(d: DaemonHandle, jobId: string, pred: (job: Job) => boolean): Promise<Job> {
-  return new Promise((resolve, reject) => {
-    const stream = d.jobs.watchJob({ jobId, includeHistory: false });
-    stream.on('data', (m: WatchMessage) => {
-      if (m.job && pred(m.job)) {
-        stream.cancel();
-        resolve(m.job);
-      }
-    });
-    stream.on('error', (e: ServiceError) => {
-      if (e.code !== status.CANCELLED) reject(e);
-    });
-    stream.on('end', () => reject(new Error(`job ${jobId} ended without matching`)));
-  });
-}
-
 /** Fills debug (max_running 1) with a long job, so further debug jobs stay PENDING until it is cancelled. */
 async function blockDebugQueue(d: DaemonHandle): Promise<string> {
   const blocker = await submit(d, { ...quiet(), name: 'blocker', hpcqueueId: 'hpcq-debug', cmdLine: 'sleep 100', timeLimit: 60 });
-  await waitUntil(d, blocker.jobId, (j) => j.state === JobState.JOB_STATE_RUNNING);
+  await waitForJob(d, blocker.jobId, isRunning);
   return blocker.jobId;
 }
 
 describe('WatchJob', () => {
   it('on a new job: first the current job without an event, then RUNNING, then COMPLETED with increasing sequence, then the end', async () => {
     if (!canRunJobs()) return;
-    const d = await start();
+    const d = await startDaemon();
     const blocker = await blockDebugQueue(d);
     const target = await submit(d, { ...quiet(), name: 'watched', hpcqueueId: 'hpcq-debug', cmdLine: 'true' });
     let release: () => void;
@@ -139,7 +106,7 @@ describe('WatchJob', () => {
 
   it('include_history on a finished job replays PENDING, RUNNING, COMPLETED after the current job, then ends', async () => {
     if (!canRunJobs()) return;
-    const d = await start();
+    const d = await startDaemon();
     const res = await submit(d, { ...quiet(), name: 'history', cmdLine: 'true' });
     const final = await waitForEnd(d, res.jobId);
     const messages = await watchAll(d, res.hpcjobUuid, true);
@@ -160,7 +127,7 @@ describe('WatchJob', () => {
 
   it('include_history on a pending job: history, then live events, each sequence exactly once and in order', async () => {
     if (!canRunJobs()) return;
-    const d = await start();
+    const d = await startDaemon();
     const blocker = await blockDebugQueue(d);
     const target = await submit(d, { ...quiet(), name: 'pending-history', hpcqueueId: 'hpcq-debug', cmdLine: 'exit 4' });
     let release: () => void;
@@ -181,7 +148,7 @@ describe('WatchJob', () => {
 
   it('a cancelled pending job streams CANCELLED and ends; its history has no RUNNING', async () => {
     if (!canRunJobs()) return;
-    const d = await start();
+    const d = await startDaemon();
     await blockDebugQueue(d);
     const target = await submit(d, { ...quiet(), name: 'cancel-watched', hpcqueueId: 'hpcq-debug', cmdLine: 'true' });
     let release: () => void;
@@ -202,7 +169,7 @@ describe('WatchJob', () => {
 
   it('several watchers of one job all see the same events', async () => {
     if (!canRunJobs()) return;
-    const d = await start();
+    const d = await startDaemon();
     const blocker = await blockDebugQueue(d);
     const target = await submit(d, { ...quiet(), name: 'many-watchers', hpcqueueId: 'hpcq-debug', cmdLine: 'true' });
     const ready: Array<Promise<void>> = [];
@@ -224,29 +191,19 @@ describe('WatchJob', () => {
 });
 
 /** Two clusters; the queue name `normal` exists in both. */
-const TWO_CLUSTERS = `${TEST_CONFIG}
-  - cluster_id: hpcq-second
-    zone: second-zone
-    queues:
-      - hpcqueue_id: hpcq-second-normal
-        scheduler_queue_name: normal
-        default: true
-        default_mem_mb: 256
-`;
-
 describe('ListJobs', () => {
   it('filters by cluster_id, queue (id or name), states, run_user, and combinations; newest first', async () => {
     if (!canRunJobs()) return;
-    const d = await start({ config: TWO_CLUSTERS });
+    const d = await startDaemon({ config: TWO_CLUSTER_CONFIG });
     const base = { clusterId: 'hpcq-test' };
     const j1 = await submit(d, { ...quiet(), ...base, name: 'j1', cmdLine: 'true' }); // normal, completed
     const j2 = await submit(d, { ...quiet(), ...base, name: 'j2', hpcqueueId: 'hpcq-debug', cmdLine: 'exit 3' }); // debug, failed
     const j3 = await submit(d, { ...quiet(OTHER_USER), clusterId: 'hpcq-second', name: 'j3', cmdLine: 'true' }); // second cluster, completed
     for (const j of [j1, j2, j3]) await waitForEnd(d, j.jobId);
     const j4 = await submit(d, { ...quiet(OTHER_USER), ...base, name: 'j4', cmdLine: 'sleep 100' }); // normal, running
-    await waitUntil(d, j4.jobId, (j) => j.state === JobState.JOB_STATE_RUNNING);
+    await waitForJob(d, j4.jobId, isRunning);
     const blocker = await submit(d, { ...quiet(), ...base, name: 'j5', hpcqueueId: 'hpcq-debug', cmdLine: 'sleep 100', timeLimit: 60 });
-    await waitUntil(d, blocker.jobId, (j) => j.state === JobState.JOB_STATE_RUNNING);
+    await waitForJob(d, blocker.jobId, isRunning);
     const j6 = await submit(d, { ...quiet(), ...base, name: 'j6', schedulerQueueName: 'debug', cmdLine: 'true' }); // debug, pending
 
     const ids = async (req: Partial<ListJobsRequest>) => (await list(d, req)).jobs.map((j) => j.name);
@@ -292,7 +249,7 @@ describe('ListJobs', () => {
 
   it('pages: 25 jobs, page_size 7, following next_page_token returns every job exactly once, newest first', async () => {
     if (!canRunJobs()) return;
-    const d = await start();
+    const d = await startDaemon();
     const submitted: string[] = [];
     for (let i = 0; i < 25; i++) submitted.push((await submit(d, { ...quiet(), name: `page-${i}`, cmdLine: 'true' })).jobId);
     await Promise.all(submitted.map((id) => waitForEnd(d, id)));
@@ -321,7 +278,7 @@ describe('ListJobs', () => {
 
   it('pages with a filter: only matching jobs, each once, across pages; new jobs submitted while paging do not shift the pages', async () => {
     if (!canRunJobs()) return;
-    const d = await start();
+    const d = await startDaemon();
     const mine: string[] = [];
     for (let i = 0; i < 14; i++) {
       const user = i % 2 === 0 ? JOB_USER : OTHER_USER;
@@ -350,7 +307,7 @@ describe('ListJobs', () => {
 describe('GetJob and the stored job', () => {
   it('by numeric id and by hpcjob_uuid return the same job', async () => {
     if (!canRunJobs()) return;
-    const d = await start();
+    const d = await startDaemon();
     const res = await submit(d, { ...quiet(), name: 'lookup', cmdLine: 'true' });
     await waitForEnd(d, res.jobId);
     const byId = await getJob(d, res.jobId);
@@ -364,7 +321,7 @@ describe('GetJob and the stored job', () => {
 
   it('records the queue, the limits with queue defaults applied, and the request fields', async () => {
     if (!canRunJobs()) return;
-    const d = await start();
+    const d = await startDaemon();
     const defaultsNormal = await submit(d, { ...quiet(), name: 'defaults-normal', cmdLine: 'true' });
     const defaultsDebug = await submit(d, { ...quiet(), name: 'defaults-debug', schedulerQueueName: 'debug', cmdLine: 'true' });
     const explicit = await submit(d, {
@@ -424,7 +381,7 @@ describe('GetJob and the stored job', () => {
 
   it('resolves stdout/stderr paths: ~ to the home, %j %x %u expanded, %% to %, default ~/hpcq-%j.out/.err', async () => {
     if (!canRunJobs()) return;
-    const d = await start();
+    const d = await startDaemon();
     const dir = outDirFor(JOB_USER);
     const res = await submit(d, {
       runUser: JOB_USER,
@@ -451,7 +408,7 @@ describe('GetJob and the stored job', () => {
 
   it('a job records its reason, exit code and usage when it ends', async () => {
     if (!canRunJobs()) return;
-    const d = await start();
+    const d = await startDaemon();
     const res = await submit(d, { ...quiet(), name: 'exit-7', cmdLine: 'exit 7' });
     const job = await waitForEnd(d, res.jobId);
     expect(job).toMatchObject({ state: JobState.JOB_STATE_FAILED, jobStatus: 'failed', exitCode: 7, termSignal: 0, limitHit: '' });

@@ -14,7 +14,6 @@ import type { Job } from '../../src/gen/hpcq/v1/job.js';
 import type { SubmitJobRequest, SubmitJobResponse } from '../../src/gen/hpcq/v1/job_service.js';
 import { emptySubmit, startDaemon, stopAll, TEST_CONFIG, waitForEnd, type DaemonHandle } from '../support/daemon-harness.js';
 import {
-  consistencyProblems,
   countBy,
   databaseDir,
   killJobsOf,
@@ -26,6 +25,7 @@ import {
   TERMINAL_STATUSES,
 } from '../support/durability.js';
 import { isRoot, JOB_USER, need } from '../support/privileged.js';
+import { consistencyProblems } from '../support/store-fixtures.js';
 
 const CLIENTS = 16;
 const KILLS = 20;

@@ -6,29 +6,27 @@
  * acknowledged job intact. Root only (mount).
  */
 import { execFileSync } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { status, type ServiceError } from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Job } from '../../src/gen/hpcq/v1/job.js';
 import type { SubmitJobRequest } from '../../src/gen/hpcq/v1/job_service.js';
-import { getJob, makeStateDir, startDaemon, stopAll, submit, TEST_CONFIG, waitForEnd, type DaemonHandle } from '../support/daemon-harness.js';
+import { getJob, isRunning, makeStateDir, startDaemon, stopAll, submit, TEST_CONFIG, waitForEnd, waitForJob, type DaemonHandle } from '../support/daemon-harness.js';
 import {
-  consistencyProblems,
   countBy,
   databaseDir,
   daemonStateDir,
   eventually,
-  isRunning,
   killJobsOf,
   linesOf,
   listAllJobs,
   makeJobUserDir,
   pidAlive,
   removeJobUserDirs,
-  waitForJob,
 } from '../support/durability.js';
 import { isRoot, JOB_USER, need } from '../support/privileged.js';
+import { consistencyProblems, fillDisk } from '../support/store-fixtures.js';
 
 const daemons: DaemonHandle[] = [];
 const harnessDirs: string[] = [];
@@ -46,23 +44,6 @@ async function start(stateDir: string): Promise<DaemonHandle> {
   const d = await startDaemon({ stateDir, config: TEST_CONFIG });
   daemons.push(d);
   return d;
-}
-
-/** Writes until ENOSPC, in shrinking chunks, so that not even a small record fits afterwards. */
-function fill(path: string): void {
-  const fd = openSync(path, 'w');
-  try {
-    for (const size of [1 << 20, 65536, 4096, 512, 1]) {
-      const chunk = Buffer.alloc(size, 1);
-      try {
-        for (;;) writeSync(fd, chunk);
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'ENOSPC') throw err;
-      }
-    }
-  } finally {
-    closeSync(fd);
-  }
 }
 
 /** Comparable view of a job: everything but what a running job changes. */
@@ -98,7 +79,7 @@ describe('full disk under the state directory (root: tmpfs)', () => {
     acked.push(during);
     const beforeFull = new Map((await listAllJobs(d.jobs)).map((j) => [j.jobId, stable(j)]));
 
-    fill(filler);
+    fillDisk(filler);
     // A submit may still fit into the slack of a page the database already holds; keep submitting
     // (each with its own token) until the disk refuses one. Those accepted count as acknowledged.
     const acceptedWhileFull = [];

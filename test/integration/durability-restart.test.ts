@@ -16,15 +16,12 @@ import { currentBootId, processIsAlive, processStartTicks } from '../../src/exec
 import type { SubmitJobRequest, SubmitJobResponse } from '../../src/gen/hpcq/v1/job_service.js';
 import { jobKey } from '../../src/store/keys.js';
 import { LevelJobStore } from '../../src/store/level-job-store.js';
-import { call, getJob, startDaemon, stopAll, submit, TEST_CONFIG, waitForEnd, type DaemonHandle } from '../support/daemon-harness.js';
+import { call, getJob, isRunning, startDaemon, stopAll, submit, TEST_CONFIG, waitForEnd, waitForJob, type DaemonHandle } from '../support/daemon-harness.js';
 import {
-  consistencyProblems,
   countBy,
   databaseDir,
   eventually,
-  isRunning,
   jobCgroupDirs,
-  keysOfJob,
   killJobsOf,
   linesOf,
   listAllJobs,
@@ -33,11 +30,10 @@ import {
   readSupervisorRecord,
   removeJobUserDirs,
   runDir,
-  waitForJob,
   waitForOutput,
-  withRawDb,
 } from '../support/durability.js';
 import { isRoot, JOB_USER, need } from '../support/privileged.js';
+import { consistencyProblems, keysOfJob, withRawDb } from '../support/store-fixtures.js';
 
 /** Room for D4's five jobs at once (the harness config has 4 cores). */
 const CONFIG = TEST_CONFIG.replace('cores: 4', 'cores: 8');

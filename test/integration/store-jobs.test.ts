@@ -2,64 +2,25 @@
  * LevelJobStore on a real LevelDB in a temp dir: create, read, idempotency, group commit,
  * transitions, close.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { HpcqError, StoreUnavailableError } from '../../src/core/errors.js';
 import { transition, type Job, type JobSpec } from '../../src/core/job.js';
-import { LevelJobStore, type LevelJobStoreOptions } from '../../src/store/level-job-store.js';
+import type { LevelJobStore } from '../../src/store/level-job-store.js';
+import { testJobSpec, useTempStores } from '../support/store-fixtures.js';
 
+/** This file's jobs: `sim`, with outputs in the user's home (tests check the expanded paths). */
 function spec(overrides: Partial<JobSpec> = {}): JobSpec {
-  return {
+  return testJobSpec({
     name: 'sim',
-    clusterId: 'c1',
-    zone: 'z1',
-    hpcqueueId: 'q1',
-    schedulerQueueName: 'batch',
-    runUser: 'alice',
-    uid: 1000,
-    gid: 1000,
-    home: '/home/alice',
-    shell: '/bin/sh',
     cmdLine: 'echo hi',
-    inputFile: '',
-    cores: 1,
     memoryLimitMb: 256,
-    timeLimitSeconds: 60,
-    resourceLimit: '',
-    resourceLimits: {},
-    priority: 0,
     stdoutPathTemplate: '/home/%u/%x-%j.out',
     stderrPathTemplate: '/home/%u/%x-%j.err',
-    submitType: 0,
-    clientToken: '',
-    clientTimestamp: '',
     ...overrides,
-  };
+  });
 }
 
-let dir: string;
-const stores: LevelJobStore[] = [];
-
-async function openStore(options: Partial<LevelJobStoreOptions> = {}): Promise<LevelJobStore> {
-  const store = new LevelJobStore({ location: join(dir, 'db'), ...options });
-  stores.push(store);
-  await store.open();
-  return store;
-}
-
-beforeEach(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'hpcq-store-'));
-});
-
-afterEach(async () => {
-  const leaked = stores.filter((s) => s.health().mode !== 'closed').length;
-  await Promise.all(stores.map((s) => s.close()));
-  stores.length = 0;
-  await rm(dir, { recursive: true, force: true });
-  expect(leaked, 'test left a store open').toBe(0);
-});
+const { openStore } = useTempStores('hpcq-store-');
 
 describe('createJob and reads', () => {
   it('stores a PENDING job with id, uuid, expanded paths and its first event', async () => {

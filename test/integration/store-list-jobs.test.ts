@@ -2,64 +2,12 @@
  * listJobs against a model: every filter and combination, paged, must equal filtering the full
  * job list in memory, newest first, with no duplicates and no gaps.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { JOB_STATES, transition, type Job, type JobSpec, type JobState } from '../../src/core/job.js';
+import { describe, expect, it } from 'vitest';
+import { JOB_STATES, transition, type Job, type JobState } from '../../src/core/job.js';
 import type { JobFilter, JobStore, JobTransition } from '../../src/core/ports.js';
-import { LevelJobStore, type LevelJobStoreOptions } from '../../src/store/level-job-store.js';
+import { testJobSpec, useTempStores } from '../support/store-fixtures.js';
 
-function spec(overrides: Partial<JobSpec>): JobSpec {
-  return {
-    name: 'job',
-    clusterId: 'c1',
-    zone: 'z1',
-    hpcqueueId: 'q1',
-    schedulerQueueName: 'batch',
-    runUser: 'alice',
-    uid: 1000,
-    gid: 1000,
-    home: '/home/u',
-    shell: '/bin/sh',
-    cmdLine: 'true',
-    inputFile: '',
-    cores: 1,
-    memoryLimitMb: 64,
-    timeLimitSeconds: 60,
-    resourceLimit: '',
-    resourceLimits: {},
-    priority: 0,
-    stdoutPathTemplate: '/tmp/%j.out',
-    stderrPathTemplate: '/tmp/%j.err',
-    submitType: 0,
-    clientToken: '',
-    clientTimestamp: '',
-    ...overrides,
-  };
-}
-
-let dir: string;
-const stores: LevelJobStore[] = [];
-
-async function openStore(options: Partial<LevelJobStoreOptions> = {}): Promise<LevelJobStore> {
-  const store = new LevelJobStore({ location: join(dir, 'db'), ...options });
-  stores.push(store);
-  await store.open();
-  return store;
-}
-
-beforeEach(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'hpcq-store-list-'));
-});
-
-afterEach(async () => {
-  const leaked = stores.filter((s) => s.health().mode !== 'closed').length;
-  await Promise.all(stores.map((s) => s.close()));
-  stores.length = 0;
-  await rm(dir, { recursive: true, force: true });
-  expect(leaked, 'test left a store open').toBe(0);
-});
+const { openStore } = useTempStores('hpcq-store-list-');
 
 /** Deterministic pseudo-random numbers (LCG), so failures reproduce. */
 function rng(seed: number): () => number {
@@ -81,7 +29,7 @@ async function populate(store: JobStore, n: number, seed = 1): Promise<Job[]> {
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(random() * xs.length)] as T;
   const created = await Promise.all(
     Array.from({ length: n }, () =>
-      store.createJob(spec({ clusterId: pick(CLUSTERS), hpcqueueId: pick(QUEUES), runUser: pick(USERS) }), 'fp', 1, ''),
+      store.createJob(testJobSpec({ home: '/home/u', clusterId: pick(CLUSTERS), hpcqueueId: pick(QUEUES), runUser: pick(USERS) }), 'fp', 1, ''),
     ),
   );
   const finals: Job[] = [];

@@ -3,59 +3,21 @@
  * (D12), purge, a second opener (D8), a damaged or foreign directory (D11b), a full disk (D9).
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, openSync, writeSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Level } from 'level';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { StoreUnavailableError } from '../../src/core/errors.js';
-import { isTerminal, transition, type Job, type JobSpec, type JobState } from '../../src/core/job.js';
-import { decodeJob } from '../../src/store/job-codec.js';
-import {
-  META_LAYOUT_KEY,
-  endIndexKey,
-  eventPrefix,
-  idFromIndexKey,
-  indexKeys,
-  jobKey,
-  quarantineKey,
-  tokenKey,
-  uuidKey,
-} from '../../src/store/keys.js';
+import { transition, type Job, type JobState } from '../../src/core/job.js';
+import { META_LAYOUT_KEY, eventPrefix, jobKey, quarantineKey } from '../../src/store/keys.js';
 import { LevelJobStore, type LevelJobStoreOptions } from '../../src/store/level-job-store.js';
 import { StoreOpenError } from '../../src/store/store-errors.js';
 import { isRoot, need } from '../support/privileged.js';
+import { consistencyProblems, fillDisk, keysOfJob, testJobSpec, withRawDb } from '../support/store-fixtures.js';
 
-function spec(overrides: Partial<JobSpec> = {}): JobSpec {
-  return {
-    name: 'job',
-    clusterId: 'c1',
-    zone: 'z1',
-    hpcqueueId: 'q1',
-    schedulerQueueName: 'batch',
-    runUser: 'alice',
-    uid: 1000,
-    gid: 1000,
-    home: '/home/alice',
-    shell: '/bin/sh',
-    cmdLine: 'true',
-    inputFile: '',
-    cores: 1,
-    memoryLimitMb: 64,
-    timeLimitSeconds: 60,
-    resourceLimit: '',
-    resourceLimits: {},
-    priority: 0,
-    stdoutPathTemplate: '/tmp/%j.out',
-    stderrPathTemplate: '/tmp/%j.err',
-    submitType: 0,
-    clientToken: '',
-    clientTimestamp: '',
-    ...overrides,
-  };
-}
-
+// Not useTempStores (store-fixtures.ts): the disk-full tests move `location` onto a tmpfs, a failed
+// open is dropped from `stores`, a close may fail, and child processes and mounts are cleaned up.
 let dir: string;
 let location: string;
 const stores: LevelJobStore[] = [];
@@ -84,58 +46,6 @@ afterEach(async () => {
   expect(leaked, 'test left a store open').toBe(0);
 });
 
-async function withRawDb<T>(fn: (db: Level<string, string>) => Promise<T>): Promise<T> {
-  const db = new Level<string, string>(location, { createIfMissing: false });
-  await db.open();
-  try {
-    return await fn(db);
-  } finally {
-    await db.close();
-  }
-}
-
-/** Every key of the database that refers to job `id`. */
-async function keysOfJob(id: number, uuid: string): Promise<string[]> {
-  const suffix = `/${String(id).padStart(16, '0')}`;
-  return withRawDb(async (db) =>
-    (await db.keys().all()).filter(
-      (k) => k.endsWith(suffix) || k.startsWith(eventPrefix(id)) || k === uuidKey(uuid) || k === jobKey(id),
-    ),
-  );
-}
-
-/** Cross-checks records, indexes, events, uuids and tokens; returns the problems found. */
-async function consistencyProblems(): Promise<string[]> {
-  return withRawDb(async (db) => {
-    const entries = new Map(await db.iterator().all());
-    const problems: string[] = [];
-    const jobs = new Map<number, Job>();
-    for (const [key, value] of entries) {
-      if (!key.startsWith('job/')) continue;
-      const job = decodeJob(value);
-      jobs.set(job.id, job);
-      const needed = [...indexKeys(job), uuidKey(job.uuid)];
-      if (isTerminal(job.state)) needed.push(endIndexKey(job.endTimeMs, job.id));
-      if (job.clientToken !== '') needed.push(tokenKey(job.runUser, job.clientToken));
-      for (const k of needed) if (!entries.has(k)) problems.push(`job ${job.id}: missing ${k}`);
-      const events = [...entries.keys()].filter((k) => k.startsWith(eventPrefix(job.id))).length;
-      if (events !== job.eventCount) problems.push(`job ${job.id}: ${events} events, eventCount ${job.eventCount}`);
-    }
-    for (const [key, value] of entries) {
-      if (key.startsWith('ix/')) {
-        const job = jobs.get(idFromIndexKey(key));
-        if (job === undefined) problems.push(`${key}: no record`);
-        else if (!key.startsWith('ix/e/') && !indexKeys(job).includes(key)) problems.push(`${key}: job is ${job.state}`);
-      } else if (key.startsWith('uuid/') && !jobs.has(Number(value))) {
-        problems.push(`${key}: no record`);
-      } else if (key.startsWith('ev/') && !jobs.has(Number(key.split('/')[1]))) {
-        problems.push(`${key}: no record`);
-      }
-    }
-    return problems;
-  });
-}
-
 /** Concurrent creates finish in any order; tests that name jobs by position sort them by id. */
 const byId = (a: Job, b: Job) => a.id - b.id;
 
@@ -152,7 +62,7 @@ async function advance(store: LevelJobStore, job: Job, path: JobState[], atMs: n
 describe('loadActiveJobs', () => {
   it('returns PENDING and RUNNING jobs oldest first, and none that finished', async () => {
     const store = await openStore();
-    const jobs = (await Promise.all([1, 2, 3, 4, 5].map(async () => (await store.createJob(spec(), 'fp', 1, '')).job))).sort(byId);
+    const jobs = (await Promise.all([1, 2, 3, 4, 5].map(async () => (await store.createJob(testJobSpec(), 'fp', 1, '')).job))).sort(byId);
     const [a, b, c, d, e] = jobs as [Job, Job, Job, Job, Job];
     const bRunning = await advance(store, b, ['RUNNING'], 10);
     await advance(store, c, ['RUNNING', 'COMPLETED'], 20);
@@ -165,12 +75,12 @@ describe('loadActiveJobs', () => {
 
   it('quarantines an undecodable record, loads the others, and never reads finished jobs', async () => {
     let store = await openStore();
-    const jobs = (await Promise.all([1, 2, 3, 4].map(async () => (await store.createJob(spec(), 'fp', 1, '')).job))).sort(byId);
+    const jobs = (await Promise.all([1, 2, 3, 4].map(async () => (await store.createJob(testJobSpec(), 'fp', 1, '')).job))).sort(byId);
     const [good, bad, runningJob, done] = jobs as [Job, Job, Job, Job];
     const running = await advance(store, runningJob, ['RUNNING'], 5);
     await advance(store, done, ['RUNNING', 'FAILED'], 6);
     await store.close();
-    await withRawDb(async (db) => {
+    await withRawDb(location, async (db) => {
       await db.put(jobKey(bad.id), '{"v":1,"id":2,"state":"PEND');
       await db.put(jobKey(done.id), 'also garbage, but finished');
     });
@@ -187,9 +97,9 @@ describe('loadActiveJobs', () => {
     expect(await store.loadActiveJobs()).toEqual({ jobs: [good, running], quarantined: [] });
     await store.close();
 
-    const keys = await keysOfJob(bad.id, bad.uuid);
+    const keys = await keysOfJob(location, bad.id, bad.uuid);
     expect(keys.filter((k) => !k.startsWith('quarantine/'))).toEqual([]);
-    await withRawDb(async (db) => {
+    await withRawDb(location, async (db) => {
       expect(await db.get(quarantineKey(jobKey(bad.id)))).toBe('{"v":1,"id":2,"state":"PEND');
       expect(await db.keys({ gte: quarantineKey(eventPrefix(bad.id)), lt: quarantineKey(eventPrefix(bad.id)) + '~' }).all()).toHaveLength(1);
       expect(await db.get(jobKey(done.id))).toBe('also garbage, but finished'); // untouched
@@ -198,23 +108,23 @@ describe('loadActiveJobs', () => {
 
   it('drops index entries that point at a missing record', async () => {
     let store = await openStore();
-    const { job } = await store.createJob(spec(), 'fp', 1, '');
-    const { job: other } = await store.createJob(spec(), 'fp', 1, '');
+    const { job } = await store.createJob(testJobSpec(), 'fp', 1, '');
+    const { job: other } = await store.createJob(testJobSpec(), 'fp', 1, '');
     await store.close();
-    await withRawDb((db) => db.del(jobKey(job.id)));
+    await withRawDb(location, (db) => db.del(jobKey(job.id)));
     store = await openStore();
     const loaded = await store.loadActiveJobs();
     expect(loaded.jobs).toEqual([other]);
     expect(loaded.quarantined).toEqual([{ key: jobKey(job.id), error: expect.stringMatching(/has no record/) }]);
     await store.close();
-    expect(await consistencyProblems()).toEqual([]);
+    expect(await consistencyProblems(location)).toEqual([]);
   });
 });
 
 describe('purgeFinishedBefore', () => {
   it('deletes every key of old finished jobs and leaves the rest', async () => {
     const store = await openStore();
-    const mk = async (token = '') => (await store.createJob(spec({ clientToken: token }), 'fp', 1, '')).job;
+    const mk = async (token = '') => (await store.createJob(testJobSpec({ clientToken: token }), 'fp', 1, '')).job;
     const oldDone = await advance(store, await mk(), ['RUNNING', 'COMPLETED'], 1_000);
     const oldCancelled = await advance(store, await mk('tok-old'), ['CANCELLED'], 2_000);
     const recent = await advance(store, await mk(), ['RUNNING', 'FAILED'], 5_000);
@@ -227,21 +137,21 @@ describe('purgeFinishedBefore', () => {
     expect(await store.getEvents(oldCancelled.id)).toEqual([]);
     expect((await store.listJobs({}, 10)).jobs.map((j) => j.id)).toEqual([pending.id, running.id, recent.id]);
     // The purged job's token is free again; the others' are kept.
-    expect((await store.createJob(spec({ clientToken: 'tok-old' }), 'other-fp', 9, '')).created).toBe(true);
-    expect((await store.createJob(spec({ clientToken: 'tok-pending' }), 'fp', 9, '')).job.id).toBe(pending.id);
+    expect((await store.createJob(testJobSpec({ clientToken: 'tok-old' }), 'other-fp', 9, '')).created).toBe(true);
+    expect((await store.createJob(testJobSpec({ clientToken: 'tok-pending' }), 'fp', 9, '')).job.id).toBe(pending.id);
     await store.close();
 
-    expect(await keysOfJob(oldDone.id, oldDone.uuid)).toEqual([]);
-    expect(await keysOfJob(oldCancelled.id, oldCancelled.uuid)).toEqual([]);
-    expect((await keysOfJob(recent.id, recent.uuid)).length).toBeGreaterThan(5);
-    expect(await consistencyProblems()).toEqual([]);
+    expect(await keysOfJob(location, oldDone.id, oldDone.uuid)).toEqual([]);
+    expect(await keysOfJob(location, oldCancelled.id, oldCancelled.uuid)).toEqual([]);
+    expect((await keysOfJob(location, recent.id, recent.uuid)).length).toBeGreaterThan(5);
+    expect(await consistencyProblems(location)).toEqual([]);
   });
 
   it('respects the limit, oldest first', async () => {
     const store = await openStore();
     const ended: Job[] = [];
     for (const endMs of [300, 100, 200]) {
-      ended.push(await advance(store, (await store.createJob(spec(), 'fp', 1, '')).job, ['CANCELLED'], endMs));
+      ended.push(await advance(store, (await store.createJob(testJobSpec(), 'fp', 1, '')).job, ['CANCELLED'], endMs));
     }
     expect(await store.purgeFinishedBefore(1_000, 1)).toBe(1);
     expect(await store.getJob(ended[1]?.id ?? 0)).toBeUndefined(); // ended at 100
@@ -259,7 +169,7 @@ describe('opening', () => {
     expect(err).toMatchObject({ code: 'ResourceUnavailable.StoreLocked', kind: 'unavailable', cause: { code: 'LEVEL_LOCKED' } });
     expect((err as Error).message).toMatch(/another hpcqd is using the state directory/);
     stores.pop();
-    expect((await first.createJob(spec(), 'fp', 1, '')).created).toBe(true);
+    expect((await first.createJob(testJobSpec(), 'fp', 1, '')).created).toBe(true);
     await first.close();
   });
 
@@ -285,7 +195,7 @@ describe('opening', () => {
 
   async function createSomething(): Promise<string[]> {
     const store = await openStore();
-    await store.createJob(spec(), 'fp', 1, '');
+    await store.createJob(testJobSpec(), 'fp', 1, '');
     await store.close();
     return (await readdir(location)).sort();
   }
@@ -332,7 +242,7 @@ describe('opening', () => {
     await withRawDbCreate((db) => db.put('foo', 'bar'));
     await expect(openStore()).rejects.toMatchObject({ code: 'InternalError.StoreCorrupt' });
     stores.pop();
-    await withRawDb((db) => db.put(META_LAYOUT_KEY, '99'));
+    await withRawDb(location, (db) => db.put(META_LAYOUT_KEY, '99'));
     await expect(openStore()).rejects.toMatchObject({ code: 'InternalError.StoreLayoutUnsupported' });
     stores.pop();
   });
@@ -340,11 +250,11 @@ describe('opening', () => {
   it('creates a database in an empty existing directory and reopens it on demand', async () => {
     await mkdir(location);
     const store = await openStore();
-    const { job } = await store.createJob(spec(), 'fp', 1, '');
+    const { job } = await store.createJob(testJobSpec(), 'fp', 1, '');
     await store.reopen();
     expect(store.stats().reopens).toBe(1);
     expect(await store.getJob(job.id)).toEqual(job);
-    expect((await store.createJob(spec(), 'fp', 1, '')).job.id).toBe(job.id + 1);
+    expect((await store.createJob(testJobSpec(), 'fp', 1, '')).job.id).toBe(job.id + 1);
     await store.close();
   });
 });
@@ -370,25 +280,9 @@ describe('full disk (root: tmpfs)', () => {
     return join(mnt, 'filler');
   }
 
-  function fill(path: string): void {
-    const fd = openSync(path, 'w');
-    try {
-      for (const size of [65536, 4096, 512, 1]) {
-        const chunk = Buffer.alloc(size, 1);
-        try {
-          for (;;) writeSync(fd, chunk);
-        } catch (err) {
-          if ((err as NodeJS.ErrnoException).code !== 'ENOSPC') throw err;
-        }
-      }
-    } finally {
-      closeSync(fd);
-    }
-  }
-
   async function ackSome(store: LevelJobStore): Promise<Job[]> {
     const acked: Job[] = [];
-    for (let i = 0; i < 20; i++) acked.push((await store.createJob(spec({ clientToken: `t${i}` }), 'fp', i, '')).job);
+    for (let i = 0; i < 20; i++) acked.push((await store.createJob(testJobSpec({ clientToken: `t${i}` }), 'fp', i, '')).job);
     acked[0] = await advance(store, acked[0] as Job, ['RUNNING'], 50);
     acked[1] = await advance(store, acked[1] as Job, ['RUNNING', 'COMPLETED'], 60);
     return acked;
@@ -406,25 +300,25 @@ describe('full disk (root: tmpfs)', () => {
     const filler = await smallFilesystem();
     const store = await openStore({ diskFullRetryIntervalMs: 0 });
     const acked = await ackSome(store);
-    fill(filler);
+    fillDisk(filler);
 
-    const err = await store.createJob(spec(), 'fp', 1, '').catch((e: unknown) => e);
+    const err = await store.createJob(testJobSpec(), 'fp', 1, '').catch((e: unknown) => e);
     expect(err).toBeInstanceOf(StoreUnavailableError);
     expect(err).toMatchObject({ code: 'ResourceInsufficient.DiskFull', kind: 'exhausted' });
     expect(store.health().mode).toBe('disk-full');
     // Still full: rejected again, and reads keep working (no reopen attempted without room).
-    await expect(store.createJob(spec(), 'fp', 1, '')).rejects.toMatchObject({ code: 'ResourceInsufficient.DiskFull' });
+    await expect(store.createJob(testJobSpec(), 'fp', 1, '')).rejects.toMatchObject({ code: 'ResourceInsufficient.DiskFull' });
     await expectIntact(store, acked);
 
     await rm(filler);
-    const after = await store.createJob(spec({ clientToken: 'after' }), 'fp', 2, '');
+    const after = await store.createJob(testJobSpec({ clientToken: 'after' }), 'fp', 2, '');
     expect(after.created).toBe(true);
     expect(store.health().mode).toBe('open');
     expect(store.stats().reopens).toBe(1);
     await expectIntact(store, acked);
     await store.close();
 
-    expect(await consistencyProblems()).toEqual([]);
+    expect(await consistencyProblems(location)).toEqual([]);
     const again = await openStore();
     await expectIntact(again, [...acked, after.job]);
     await again.close();
@@ -435,17 +329,17 @@ describe('full disk (root: tmpfs)', () => {
     const filler = await smallFilesystem();
     const store = await openStore({ diskFullRetryIntervalMs: 3_600_000 });
     const acked = await ackSome(store);
-    fill(filler);
-    const failures = await Promise.allSettled(Array.from({ length: 10 }, (_, i) => store.createJob(spec(), 'fp', i, '')));
+    fillDisk(filler);
+    const failures = await Promise.allSettled(Array.from({ length: 10 }, (_, i) => store.createJob(testJobSpec(), 'fp', i, '')));
     expect(failures.every((f) => f.status === 'rejected')).toBe(true);
     await rm(filler);
-    await expect(store.createJob(spec(), 'fp', 1, '')).rejects.toMatchObject({ code: 'ResourceInsufficient.DiskFull' });
+    await expect(store.createJob(testJobSpec(), 'fp', 1, '')).rejects.toMatchObject({ code: 'ResourceInsufficient.DiskFull' });
     await store.reopen();
     expect(store.health()).toEqual({ mode: 'open' });
-    const { job } = await store.createJob(spec(), 'fp', 3, '');
+    const { job } = await store.createJob(testJobSpec(), 'fp', 3, '');
     expect(job.id).toBeGreaterThan(acked.length);
     await expectIntact(store, [...acked, job]);
     await store.close();
-    expect(await consistencyProblems()).toEqual([]);
+    expect(await consistencyProblems(location)).toEqual([]);
   });
 });

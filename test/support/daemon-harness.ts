@@ -57,6 +57,17 @@ clusters:
         max_pending: 3
 `;
 
+/** TEST_CONFIG and a second cluster, hpcq-second (zone second-zone, one queue hpcq-second-normal). */
+export const TWO_CLUSTER_CONFIG = `${TEST_CONFIG}
+  - cluster_id: hpcq-second
+    zone: second-zone
+    queues:
+      - hpcqueue_id: hpcq-second-normal
+        scheduler_queue_name: normal
+        default: true
+        default_mem_mb: 256
+`;
+
 export interface DaemonHandle {
   stateDir: string;
   address: string;
@@ -80,13 +91,21 @@ export function makeStateDir(): string {
   return dir;
 }
 
-export async function startDaemon(opts: { stateDir?: string; config?: string; env?: Record<string, string> } = {}): Promise<DaemonHandle> {
+/**
+ * Starts a daemon and registers it for stopAll. `uid`/`gid` run it as that user instead of root
+ * (the state directory must then be theirs); `env` adds to its environment.
+ */
+export async function startDaemon(
+  opts: { stateDir?: string; config?: string; env?: Record<string, string>; uid?: number; gid?: number } = {},
+): Promise<DaemonHandle> {
   if (!existsSync(DAEMON_MAIN)) throw new Error(`${DAEMON_MAIN} is missing: run npm run build`);
   const stateDir = opts.stateDir ?? makeStateDir();
   const configPath = join(stateDir, 'hpcqd.yaml');
   writeFileSync(configPath, opts.config ?? TEST_CONFIG);
   const address = `unix:${join(stateDir, 'hpcqd.sock')}`;
   const proc = spawn(process.execPath, [DAEMON_MAIN], {
+    uid: opts.uid,
+    gid: opts.gid,
     env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HPCQ_STATE_DIR: join(stateDir, 'state'), HPCQ_CONFIG: configPath, HPCQ_LISTEN: address, HPCQ_LOG_LEVEL: 'info', ...opts.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -234,9 +253,50 @@ export function waitForEnd(d: DaemonHandle, jobId: string, timeoutMs = 30_000): 
   });
 }
 
+/**
+ * Follows the job with WatchJob until `done(job)` holds (checked on every message, the first one
+ * included); resolves with that job. Fails when the job ends without it, or after `timeoutMs`.
+ */
+export function waitForJob(d: DaemonHandle, jobId: string, done: (job: Job) => boolean, timeoutMs = 60_000): Promise<Job> {
+  return new Promise((resolve, reject) => {
+    let last: Job | undefined;
+    let settled = false;
+    const stream = d.jobs.watchJob({ jobId, includeHistory: false });
+    const settle = (fn: () => void) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      stream.cancel();
+      fn();
+    };
+    const timer = setTimeout(
+      () => settle(() => reject(new Error(`job ${jobId}: condition not reached within ${timeoutMs} ms; last status ${last?.jobStatus}`))),
+      timeoutMs,
+    );
+    stream.on('data', (m: { job?: Job }) => {
+      last = m.job;
+      if (last && done(last)) settle(() => resolve(last!));
+    });
+    stream.on('error', (err) => settle(() => reject(err)));
+    stream.on('end', () => settle(() => reject(new Error(`job ${jobId} ended as ${last?.jobStatus} without reaching the condition`))));
+  });
+}
+
+export const isRunning = (job: Job) => job.jobStatus === 'running';
+
 /** The stable reason of a failed call (google.rpc.ErrorInfo), with its code and field. */
 export function reasonOf(err: unknown): { code: number; reason: string; field: string; message: string } {
   const e = err as ServiceError;
   const info = errorInfoOf(e);
   return { code: e.code, reason: info?.reason ?? '', field: info?.metadata.field ?? '', message: e.details };
+}
+
+/** The reason of a call that must fail; throws if it succeeds. */
+export async function rejection(p: Promise<unknown>): Promise<ReturnType<typeof reasonOf>> {
+  try {
+    await p;
+  } catch (err) {
+    return reasonOf(err);
+  }
+  throw new Error('expected the call to be rejected, but it succeeded');
 }

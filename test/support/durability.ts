@@ -1,21 +1,17 @@
 /**
  * Helpers of the durability and chaos tests: where a harness daemon keeps its database, run files
- * and cgroups; following jobs with WatchJob; reading every job with ListJobs; checking the raw
- * database for half-written jobs; and removing whatever a test's jobs left behind (supervisors
- * outlive the daemon by design, so killing the daemon is not enough).
+ * and cgroups; reading every job with ListJobs; and removing whatever a test's jobs left behind
+ * (supervisors outlive the daemon by design, so killing the daemon is not enough). Following a job
+ * with WatchJob is in daemon-harness.ts, checks of the raw database in store-fixtures.ts.
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, rmdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { credentials } from '@grpc/grpc-js';
-import { Level } from 'level';
-import { isTerminal, type Job as DomainJob } from '../../src/core/job.js';
 import { cgroupParentName } from '../../src/daemon/enforcement.js';
 import { parseSupervisorRecord, processIsAlive, type SupervisorRecord } from '../../src/exec/supervisor-process.js';
 import type { Job } from '../../src/gen/hpcq/v1/job.js';
 import { JobServiceClient, type ListJobsRequest, type ListJobsResponse } from '../../src/gen/hpcq/v1/job_service.js';
-import { decodeJob } from '../../src/store/job-codec.js';
-import { endIndexKey, eventPrefix, idFromIndexKey, indexKeys, tokenKey, uuidKey } from '../../src/store/keys.js';
 import { call, type DaemonHandle } from './daemon-harness.js';
 import { JOB_USER } from './privileged.js';
 
@@ -29,37 +25,6 @@ export const runDir = (harnessDir: string) => join(harnessDir, 'state', 'run');
 export function readSupervisorRecord(harnessDir: string, jobId: string | number): SupervisorRecord {
   return parseSupervisorRecord(readFileSync(join(runDir(harnessDir), `${jobId}.sup`), 'utf8'));
 }
-
-/**
- * Follows the job with WatchJob until `done(job)` holds (checked on every message, the first one
- * included); resolves with that job. Fails when the job ends without it, or after `timeoutMs`.
- */
-export function waitForJob(d: DaemonHandle, jobId: string, done: (job: Job) => boolean, timeoutMs = 60_000): Promise<Job> {
-  return new Promise((resolve, reject) => {
-    let last: Job | undefined;
-    let settled = false;
-    const stream = d.jobs.watchJob({ jobId, includeHistory: false });
-    const settle = (fn: () => void) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      stream.cancel();
-      fn();
-    };
-    const timer = setTimeout(
-      () => settle(() => reject(new Error(`job ${jobId}: condition not reached within ${timeoutMs} ms; last status ${last?.jobStatus}`))),
-      timeoutMs,
-    );
-    stream.on('data', (m: { job?: Job }) => {
-      last = m.job;
-      if (last && done(last)) settle(() => resolve(last!));
-    });
-    stream.on('error', (err) => settle(() => reject(err)));
-    stream.on('end', () => settle(() => reject(new Error(`job ${jobId} ended as ${last?.jobStatus} without reaching the condition`))));
-  });
-}
-
-export const isRunning = (job: Job) => job.jobStatus === 'running';
 
 /** Every job, all pages of ListJobs. */
 export async function listAllJobs(client: InstanceType<typeof JobServiceClient>): Promise<Job[]> {
@@ -225,62 +190,4 @@ export async function killJobsOf(harnessDir: string): Promise<void> {
       // not empty
     }
   }
-}
-
-// ---- the raw database ----------------------------------------------------------------------------
-
-export async function withRawDb<T>(location: string, fn: (db: Level<string, string>) => Promise<T>): Promise<T> {
-  const db = new Level<string, string>(location, { createIfMissing: false });
-  await db.open();
-  try {
-    return await fn(db);
-  } finally {
-    await db.close();
-  }
-}
-
-/** Cross-checks records, indexes, events, uuids and tokens of a closed database; returns the problems. */
-export async function consistencyProblems(location: string): Promise<string[]> {
-  return withRawDb(location, async (db) => {
-    const entries = new Map(await db.iterator().all());
-    const problems: string[] = [];
-    const jobs = new Map<number, DomainJob>();
-    for (const [key, value] of entries) {
-      if (!key.startsWith('job/')) continue;
-      const job = decodeJob(value);
-      jobs.set(job.id, job);
-      const needed = [...indexKeys(job), uuidKey(job.uuid)];
-      if (isTerminal(job.state)) needed.push(endIndexKey(job.endTimeMs, job.id));
-      if (job.clientToken !== '') needed.push(tokenKey(job.runUser, job.clientToken));
-      for (const k of needed) if (!entries.has(k)) problems.push(`job ${job.id}: missing ${k}`);
-      const events = [...entries.keys()].filter((k) => k.startsWith(eventPrefix(job.id))).length;
-      if (events !== job.eventCount) problems.push(`job ${job.id}: ${events} events, eventCount ${job.eventCount}`);
-    }
-    for (const [key, value] of entries) {
-      if (key.startsWith('ix/')) {
-        const job = jobs.get(idFromIndexKey(key));
-        if (job === undefined) problems.push(`${key}: no record`);
-        else if (!key.startsWith('ix/e/') && !indexKeys(job).includes(key)) problems.push(`${key}: job is ${job.state}`);
-      } else if (key.startsWith('uuid/') && !jobs.has(Number(value))) {
-        problems.push(`${key}: no record`);
-      } else if (key.startsWith('ev/') && !jobs.has(Number(key.split('/')[1]))) {
-        problems.push(`${key}: no record`);
-      }
-    }
-    return problems;
-  });
-}
-
-/** Every key of the database that belongs to job `id` (record, uuid, indexes, events, token). */
-export async function keysOfJob(location: string, id: number, uuid: string, token?: { runUser: string; clientToken: string }): Promise<string[]> {
-  const suffix = `/${String(id).padStart(16, '0')}`;
-  return withRawDb(location, async (db) =>
-    (await db.keys().all()).filter(
-      (k) =>
-        k.endsWith(suffix) ||
-        k.startsWith(eventPrefix(id)) ||
-        k === uuidKey(uuid) ||
-        (token !== undefined && k === tokenKey(token.runUser, token.clientToken)),
-    ),
-  );
 }

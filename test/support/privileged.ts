@@ -24,7 +24,8 @@ export const JOB_USER_GROUP = 'hpcq-grp';
 /** A second unprivileged account, for cross-user checks. */
 export const OTHER_USER = 'hpcq-other';
 
-function userExists(name: string): boolean {
+/** Whether the account exists (getent passwd). */
+export function userExists(name: string): boolean {
   try {
     execFileSync('getent', ['passwd', name], { stdio: 'ignore' });
     return true;

@@ -1,0 +1,32 @@
+// A valid JobSpec for tests that need one; pure (no store, no I/O), so unit tests can use it.
+import type { JobSpec } from '../../src/core/job.js';
+
+/** A valid JobSpec (job `job` of alice in c1/z1, queue q1 `batch`, outputs in /tmp); `overrides` win. */
+export function testJobSpec(overrides: Partial<JobSpec> = {}): JobSpec {
+  return {
+    name: 'job',
+    clusterId: 'c1',
+    zone: 'z1',
+    hpcqueueId: 'q1',
+    schedulerQueueName: 'batch',
+    runUser: 'alice',
+    uid: 1000,
+    gid: 1000,
+    home: '/home/alice',
+    shell: '/bin/sh',
+    cmdLine: 'true',
+    inputFile: '',
+    cores: 1,
+    memoryLimitMb: 64,
+    timeLimitSeconds: 60,
+    resourceLimit: '',
+    resourceLimits: {},
+    priority: 0,
+    stdoutPathTemplate: '/tmp/%j.out',
+    stderrPathTemplate: '/tmp/%j.err',
+    submitType: 0,
+    clientToken: '',
+    clientTimestamp: '',
+    ...overrides,
+  };
+}
