@@ -86,6 +86,17 @@ export class BenchDaemon {
     return m ? Number(m[1]) / 1024 : 0;
   }
 
+  /**
+   * Resident memory split into the daemon's own (anonymous) pages and file-backed pages: LevelDB
+   * reads its tables through mmap, so pages of the database it touched count in RSS although they
+   * are the kernel's page cache, shared and reclaimable.
+   */
+  rssBreakdownMb(): { anon: number; file: number } {
+    const status = readFileSync(`/proc/${this.pid}/status`, 'utf8');
+    const kb = (key: string) => Number(new RegExp(`${key}:\\s+(\\d+) kB`).exec(status)?.[1] ?? 0);
+    return { anon: kb('RssAnon') / 1024, file: kb('RssFile') / 1024 };
+  }
+
   rssMb(): number {
     const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${this.pid}/status`, 'utf8'));
     return m ? Number(m[1]) / 1024 : 0;

@@ -39,6 +39,7 @@ async function main(): Promise<void> {
   line('  history generated through the store layout', `${f1(sc.generationSeconds)} s`);
   line('  daemon start to serving', `${f1(sc.startupMs)} ms`);
   line('  daemon RSS after start / peak', `${f1(sc.rssAfterStartMb)} / ${f1(sc.peakRssMb)} MiB`);
+  line('  RSS after the reads: own (anon) + mmap\'d database pages', `${f1(sc.rssAnonAfterReadsMb)} + ${f1(sc.rssFileAfterReadsMb)} MiB`);
   line('  GetJob p50 / p99 (10,000 random ids)', `${sc.getJobP50Ms.toFixed(2)} / ${sc.getJobP99Ms.toFixed(2)} ms`);
   line('  ListJobs page of 100 by state / user p50 / p99', `${sc.listPageP50Ms.toFixed(2)} / ${sc.listPageP99Ms.toFixed(2)} ms`);
 }

@@ -13,6 +13,9 @@ export interface ScaleFigures {
   generationSeconds: number;
   startupMs: number;
   rssAfterStartMb: number;
+  /** After the reads: the daemon's own memory and the mmap'd database pages it touched. */
+  rssAnonAfterReadsMb: number;
+  rssFileAfterReadsMb: number;
   getJobP50Ms: number;
   getJobP99Ms: number;
   listPageP50Ms: number;
@@ -56,7 +59,10 @@ export async function scaleRun(jobs: number): Promise<ScaleFigures> {
       list.push(performance.now() - s);
     }
     list.sort((a, b) => a - b);
+    const rss = daemon.rssBreakdownMb();
     return {
+      rssAnonAfterReadsMb: rss.anon,
+      rssFileAfterReadsMb: rss.file,
       jobs,
       generationSeconds,
       startupMs,
