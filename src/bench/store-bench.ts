@@ -21,6 +21,7 @@ import { META_UUID_KEY } from '../store/keys.js';
 import { LevelJobStore } from '../store/level-job-store.js';
 import { openLevel } from '../store/open-level.js';
 import { writeOps } from '../store/write-ops.js';
+import { percentile } from './bench-daemon.js';
 
 export interface StoreBenchOptions {
   /** Finished job records to generate for the scale measurements. Default 100_000. */
@@ -137,9 +138,9 @@ function rng(seed: number): () => number {
 }
 
 function latency(samplesMs: number[]): LatencyFigures {
+  if (samplesMs.length === 0) return { p50Ms: 0, p99Ms: 0, maxMs: 0 };
   const sorted = [...samplesMs].sort((a, b) => a - b);
-  const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? 0;
-  return { p50Ms: round(at(0.5)), p99Ms: round(at(0.99)), maxMs: round(sorted[sorted.length - 1] ?? 0) };
+  return { p50Ms: round(percentile(sorted, 50)), p99Ms: round(percentile(sorted, 99)), maxMs: round(sorted[sorted.length - 1]!) };
 }
 
 function round(n: number, digits = 3): number {
@@ -236,13 +237,15 @@ function generatedJob(id: number, active: boolean, random: () => number, uuidKey
 
 /**
  * Writes `finished` finished and `active` pending/running job records straight into a new database
- * at `location` (bulk batches, not synced), as a history for scale measurements. Returns its size.
+ * at `location` (bulk batches, not synced), as a history for scale measurements. Returns the
+ * seconds it took.
  */
-export async function generateJobHistory(location: string, finished: number, active: number, progress: (line: string) => void = () => {}): Promise<number> {
-  return generate(location, finished, active, progress);
-}
-
-async function generate(location: string, finished: number, active: number, progress: (line: string) => void): Promise<number> {
+export async function generateJobHistory(
+  location: string,
+  finished: number,
+  active: number,
+  progress: (line: string) => void = () => {},
+): Promise<number> {
   // Let the store create the database and its layout key, then write around it.
   const init = new LevelJobStore({ location });
   await init.open();
@@ -295,7 +298,7 @@ export async function runStoreBench(options: StoreBenchOptions = {}): Promise<St
   const location = join(dir, 'db');
   try {
     progress(`generating ${records} finished + ${activeRecords} active jobs`);
-    const genSeconds = await generate(location, records, activeRecords, progress);
+    const genSeconds = await generateJobHistory(location, records, activeRecords, progress);
     const total = records + activeRecords;
 
     const t0 = performance.now();

@@ -92,7 +92,7 @@ export class GroupCommitter {
     return this.exclusive(async () => undefined);
   }
 
-  /** Writes queued or in flight. */
+  /** Writes and exclusive tasks queued and not yet started (the one in flight is not counted). */
   get pending(): number {
     return this.queue.length;
   }

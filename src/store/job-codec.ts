@@ -6,7 +6,7 @@
 import { JOB_STATES, type Job, type JobEvent, type JobState } from '../core/job.js';
 
 /** Schema version of job records, events and token entries. */
-export const RECORD_VERSION = 1;
+const RECORD_VERSION = 1;
 
 /** A stored value that cannot be decoded; `message` says why. */
 export class RecordDecodeError extends Error {
@@ -133,4 +133,13 @@ export function decodeIndexTag(raw: string): IndexTag {
     uuid: uuid ?? '',
     clientToken: clientToken ?? '',
   };
+}
+
+/** The tag of an index entry, or an empty one if it cannot be decoded (for clean-ups). */
+export function indexTagOrEmpty(raw: string): IndexTag {
+  try {
+    return decodeIndexTag(raw);
+  } catch {
+    return { clusterId: '', hpcqueueId: '', runUser: '', uuid: '', clientToken: '' };
+  }
 }

@@ -18,20 +18,29 @@ import {
 
 export type BatchOp = { type: 'put'; key: string; value: string } | { type: 'del'; key: string };
 
-/** Everything a new job writes; `lastId` is the id counter value to persist with it. */
-export function createJobOps(job: Job, firstEvent: JobEvent, fingerprint: string, lastId: number): BatchOp[] {
+/** Every key of a new job: record, uuid, first event, indexes and client token (not the id counter). */
+function newJobOps(job: Job, firstEvent: JobEvent, fingerprint: string): BatchOp[] {
   const tag = encodeIndexTag(indexTagOf(job));
   const ops: BatchOp[] = [
     { type: 'put', key: jobKey(job.id), value: encodeJob(job) },
     { type: 'put', key: uuidKey(job.uuid), value: String(job.id) },
     { type: 'put', key: eventKey(job.id, firstEvent.sequence), value: encodeEvent(firstEvent) },
-    { type: 'put', key: META_LAST_ID_KEY, value: String(lastId) },
   ];
   for (const key of indexKeys(job)) ops.push({ type: 'put', key, value: tag });
   if (isTerminal(job.state)) ops.push({ type: 'put', key: endIndexKey(job.endTimeMs, job.id), value: tag });
   if (job.clientToken !== '') {
     ops.push({ type: 'put', key: tokenKey(job.runUser, job.clientToken), value: encodeToken({ id: job.id, fingerprint }) });
   }
+  return ops;
+}
+
+/**
+ * Everything the store writes for a new job, with the id counter set to its id (the store takes
+ * ids in queue order, so the last counter put of a batch carries the batch's highest id).
+ */
+export function createJobOps(job: Job, firstEvent: JobEvent, fingerprint: string): BatchOp[] {
+  const ops = newJobOps(job, firstEvent, fingerprint);
+  ops.push({ type: 'put', key: META_LAST_ID_KEY, value: String(job.id) });
   return ops;
 }
 
@@ -77,7 +86,7 @@ export function unindexJobOps(id: number, state: JobState, tag: IndexTag): Batch
 export function importJobOps(job: Job, events: readonly JobEvent[], fingerprint: string): BatchOp[] {
   const [first, ...rest] = events;
   if (first === undefined) throw new Error(`job ${job.id} needs at least its first event`);
-  const ops = createJobOps(job, first, fingerprint, job.id).filter((op) => op.key !== META_LAST_ID_KEY);
+  const ops = newJobOps(job, first, fingerprint);
   for (const event of rest) ops.push({ type: 'put', key: eventKey(job.id, event.sequence), value: encodeEvent(event) });
   return ops;
 }

@@ -17,8 +17,6 @@ const HALF_MASK = (1 << HALF_BITS) - 1;
 const HALF = 2 ** HALF_BITS;
 const ROUNDS = 6;
 
-export const JOB_UUID_PATTERN = /^hpcjob-[0-9a-z]{8}$/;
-
 /** A new random key for a new database. */
 export function newUuidKey(): string {
   return randomBytes(16).toString('hex');

@@ -39,7 +39,7 @@ export const META_LAST_ID_KEY = 'meta/last-id';
 /** Key of the job id -> uuid permutation (hex), created with the database. */
 export const META_UUID_KEY = 'meta/uuid-key';
 export const JOB_PREFIX = 'job/';
-export const QUARANTINE_PREFIX = 'quarantine/';
+const QUARANTINE_PREFIX = 'quarantine/';
 
 /** The secondary dimensions a job is indexed by (besides state). */
 export type IndexDimension = 'c' | 'q' | 'u';

@@ -15,24 +15,18 @@
  *   Writes in between are rejected at once. Reads are served (except after a failed reopen
  *   attempt, until a later one succeeds). `reopen()` forces a reopen at once.
  * - failed: a batch failed with another error (EIO, fsync failure, corruption). The state of the
- *   log is unknown, so writes are rejected at once with that error until `reopen()` succeeds
- *   (the daemon reports itself unhealthy; an operator or supervisor restarts it). Reads are served.
+ *   log is unknown, so writes are rejected at once with that error until `reopen()` succeeds or
+ *   the daemon is restarted (`health()` shows the mode; nothing in the daemon calls it or
+ *   `reopen()` yet). Reads are served.
  * - closed: `close()` flushed the queued writes and closed the database. Final.
  */
 import { HpcqError, StoreUnavailableError } from '../core/errors.js';
-import { expandRedirectPath, type Job, type JobEvent, type JobSpec, type JobState } from '../core/job.js';
+import { expandRedirectPath, type Job, type JobEvent, type JobSpec } from '../core/job.js';
 import type { JobFilter, JobPage, JobStore, JobTransition, QuarantinedRecord } from '../core/ports.js';
+import { ClientTokens } from './client-tokens.js';
 import { GroupCommitter, type GroupCommitStats } from './group-commit.js';
-import {
-  RecordDecodeError,
-  decodeEvent,
-  decodeIndexTag,
-  decodeJob,
-  decodeToken,
-  type IndexTag,
-  type TokenEntry,
-} from './job-codec.js';
-import { createJobOps, transitionOps, unindexJobOps, type BatchOp } from './job-ops.js';
+import { decodeEvent, decodeJob } from './job-codec.js';
+import { createJobOps, transitionOps, type BatchOp } from './job-ops.js';
 import { jobUuidFor, newUuidKey } from './job-uuid.js';
 import {
   JOB_PREFIX,
@@ -40,38 +34,35 @@ import {
   META_LAST_ID_KEY,
   META_UUID_KEY,
   META_LAYOUT_KEY,
-  END_INDEX_PREFIX,
-  endIndexBefore,
-  eventKey,
   eventPrefix,
-  idFromIndexKey,
   idFromJobKey,
   jobKey,
   prefixRange,
-  quarantineKey,
   sequenceFromEventKey,
-  stateIndexPrefix,
-  tokenKey,
   uuidKey,
 } from './keys.js';
 import { listJobsPage } from './list-jobs.js';
+import { readActiveJobs } from './load-active.js';
 import { hasRoomToRecover, openLevel, type LevelTuning, type StringLevel } from './open-level.js';
-import { StoreOpenError, corruptDatabase, readFailure, writeFailure } from './store-errors.js';
+import { planPurge } from './purge.js';
+import { StoreOpenError, corruptDatabase, corruptRecord, readFailure, writeFailure } from './store-errors.js';
 import { writeOps } from './write-ops.js';
 
-/** What the store logs through: mode changes, quarantined records (a pino logger fits). */
+/**
+ * What the store logs through: mode changes (a pino logger fits). Quarantined records are not
+ * logged here: loadActiveJobs returns them for its caller to report.
+ */
 export interface StoreLog {
   info(fields: object, message: string): void;
-  warn(fields: object, message: string): void;
   error(fields: object, message: string): void;
 }
 
-const SILENT_LOG: StoreLog = { info() {}, warn() {}, error() {} };
+const SILENT_LOG: StoreLog = { info() {}, error() {} };
 
 export interface LevelJobStoreOptions extends LevelTuning {
   /** Directory of the LevelDB database; created only if missing or empty. */
   location: string;
-  /** Where mode changes and quarantined records are logged. Default: nowhere. */
+  /** Where mode changes are logged. Default: nowhere. */
   log?: StoreLog;
   /** Most operations in one group-committed batch. Default 50_000 (see group-commit.ts). */
   maxBatchOps?: number;
@@ -105,16 +96,6 @@ const ALLOWED_MODES: Record<StoreMode, readonly StoreMode[]> = {
   closed: [],
 };
 
-const ACTIVE_STATES: readonly JobState[] = ['PENDING', 'RUNNING'];
-/** Records read per getMany while loading active jobs: bounds memory, few round trips. */
-const LOAD_CHUNK = 1000;
-
-/** The job a client token belongs to and the fingerprint of the request that created it. */
-interface TokenOwner {
-  job: Job;
-  fingerprint: string;
-}
-
 export class LevelJobStore implements JobStore {
   private mode: StoreMode = 'new';
   private db: StringLevel | undefined;
@@ -124,11 +105,11 @@ export class LevelJobStore implements JobStore {
   private lastRecoveryAttemptMs = 0;
   private reopens = 0;
   private nextId = 1;
-  private readonly inflightTokens = new Map<string, Promise<TokenOwner>>();
   /** Key of the id -> uuid permutation; per database, from `meta/uuid-key`. */
   private uuidKey = '';
   private readonly inProgress = new Set<Promise<unknown>>();
   private readonly committer: GroupCommitter;
+  private readonly tokens: ClientTokens;
   private readonly listScanLimit: number;
   private readonly diskFullRetryIntervalMs: number;
   private readonly log: StoreLog;
@@ -140,6 +121,7 @@ export class LevelJobStore implements JobStore {
     this.listScanLimit = options.listScanLimit ?? 10_000;
     this.diskFullRetryIntervalMs = options.diskFullRetryIntervalMs ?? 1000;
     this.log = options.log ?? SILENT_LOG;
+    this.tokens = new ClientTokens({ get: (key) => this.read((db) => db.get(key)), getJob: (id) => this.getJobNow(id) });
   }
 
   get location(): string {
@@ -176,8 +158,8 @@ export class LevelJobStore implements JobStore {
   private async closeNow(): Promise<void> {
     // Calls already in progress finish first (their writes are queued and flushed below).
     while (this.inProgress.size > 0) await Promise.allSettled([...this.inProgress]);
+    // Reopens run inside the committer too, so none is in progress here.
     await this.committer.exclusive(async () => {
-      await this.reopening?.catch(() => undefined);
       const db = this.db;
       this.db = undefined;
       this.setMode('closed');
@@ -193,13 +175,7 @@ export class LevelJobStore implements JobStore {
     return { ...this.committer.stats(), reopens: this.reopens };
   }
 
-  /**
-   * JobStore.createJob, plus `admit`: called synchronously just before a new job is queued for
-   * writing, and never when the client token already names a job (stored or in flight). Throwing
-   * from it aborts the create with that error and stores nothing. It lets a caller put admission
-   * checks (queue quotas) after the idempotency check, so a retry of a stored request is answered
-   * even when the queue is full, and concurrent retries of one token are admitted once.
-   */
+  /** JobStore.createJob: client tokens in client-tokens.ts; `admit` runs in insertJob. */
   createJob(
     spec: JobSpec,
     fingerprint: string,
@@ -207,80 +183,16 @@ export class LevelJobStore implements JobStore {
     reason: string,
     admit?: () => void,
   ): Promise<{ job: Job; created: boolean }> {
-    return this.track(true, () => this.createJobNow(spec, fingerprint, nowMs, reason, admit));
-  }
-
-  private async createJobNow(
-    spec: JobSpec,
-    fingerprint: string,
-    nowMs: number,
-    reason: string,
-    admit: (() => void) | undefined,
-  ): Promise<{ job: Job; created: boolean }> {
-    if (spec.clientToken === '') return { job: await this.insertJob(spec, fingerprint, nowMs, reason, admit), created: true };
-    const key = tokenKey(spec.runUser, spec.clientToken);
-    for (;;) {
-      const inflight = this.inflightTokens.get(key);
-      if (inflight !== undefined) {
-        let owner: TokenOwner;
-        try {
-          owner = await inflight;
-        } catch {
-          continue; // that attempt stored nothing: try again
-        }
-        if (owner.fingerprint !== fingerprint) throw tokenMismatch(spec.clientToken);
-        return { job: owner.job, created: false };
-      }
-      // Claim the token before reading it, in the same synchronous step as the check above: a
-      // concurrent caller either sees this claim or starts its read after our write completed.
-      let settle!: { resolve: (owner: TokenOwner) => void; reject: (err: unknown) => void };
-      const claim = new Promise<TokenOwner>((resolve, reject) => (settle = { resolve, reject }));
-      claim.catch(() => undefined);
-      this.inflightTokens.set(key, claim);
-      try {
-        const owner = await this.createOrFindByToken(key, spec, fingerprint, nowMs, reason, admit);
-        settle.resolve(owner);
-        if (owner.fingerprint !== fingerprint) throw tokenMismatch(spec.clientToken);
-        return { job: owner.job, created: owner.created };
-      } catch (err) {
-        settle.reject(err);
-        throw err;
-      } finally {
-        this.inflightTokens.delete(key);
-      }
-    }
-  }
-
-  private async createOrFindByToken(
-    key: string,
-    spec: JobSpec,
-    fingerprint: string,
-    nowMs: number,
-    reason: string,
-    admit: (() => void) | undefined,
-  ): Promise<TokenOwner & { created: boolean }> {
-    const stored = await this.readToken(key);
-    if (stored === undefined) {
-      return { job: await this.insertJob(spec, fingerprint, nowMs, reason, admit), fingerprint, created: true };
-    }
-    const job = await this.getJobNow(stored.id);
-    if (job === undefined) {
-      throw new HpcqError(
-        'InternalError.DanglingClientToken',
-        'internal',
-        `client_token ${JSON.stringify(spec.clientToken)} refers to job ${stored.id}, whose record is not readable`,
-        'client_token',
-      );
-    }
-    return { job, fingerprint: stored.fingerprint, created: false };
+    return this.track(true, async () => {
+      const insert = () => this.insertJob(spec, fingerprint, nowMs, reason, admit);
+      if (spec.clientToken === '') return { job: await insert(), created: true };
+      return this.tokens.createOnce(spec, fingerprint, insert);
+    });
   }
 
   saveTransitions(transitions: readonly JobTransition[]): Promise<void> {
     return this.track(true, async () => {
-      if (transitions.length === 0) return;
-      const ops: BatchOp[] = [];
-      for (const t of transitions) for (const op of transitionOps(t)) ops.push(op);
-      await this.committer.write(ops);
+      if (transitions.length > 0) await this.committer.write(transitions.flatMap(transitionOps));
     });
   }
 
@@ -307,10 +219,7 @@ export class LevelJobStore implements JobStore {
   }
 
   listJobs(filter: JobFilter, pageSize: number, beforeId?: number): Promise<JobPage> {
-    return this.track(false, async () => {
-      const outcome = await this.read((db) => listJobsPage(db, filter, pageSize, beforeId, this.listScanLimit));
-      return outcome.nextBeforeId === undefined ? { jobs: outcome.jobs } : { jobs: outcome.jobs, nextBeforeId: outcome.nextBeforeId };
-    });
+    return this.track(false, () => this.read((db) => listJobsPage(db, filter, pageSize, beforeId, this.listScanLimit)));
   }
 
   getEvents(jobId: number): Promise<JobEvent[]> {
@@ -327,91 +236,22 @@ export class LevelJobStore implements JobStore {
     });
   }
 
+  /** A write: undecodable records are quarantined (load-active.ts). */
   loadActiveJobs(): Promise<{ jobs: Job[]; quarantined: QuarantinedRecord[] }> {
-    return this.track(true, () => this.loadActiveJobsNow());
-  }
-
-  private async loadActiveJobsNow(): Promise<{ jobs: Job[]; quarantined: QuarantinedRecord[] }> {
-    const jobs: Job[] = [];
-    const quarantined: QuarantinedRecord[] = [];
-    const ops: BatchOp[] = [];
-    await this.read(async (db) => {
-      const snapshot = db.snapshot();
-      try {
-        for (const state of ACTIVE_STATES) {
-          const entries = await db.iterator({ ...prefixRange(stateIndexPrefix(state)), snapshot }).all();
-          for (let start = 0; start < entries.length; start += LOAD_CHUNK) {
-            const chunk = entries.slice(start, start + LOAD_CHUNK);
-            const ids = chunk.map(([key]) => idFromIndexKey(key));
-            const records: Array<string | undefined> = await db.getMany(ids.map(jobKey), { snapshot });
-            for (let i = 0; i < chunk.length; i++) {
-              const rawTag = (chunk[i] as [string, string])[1];
-              const id = ids[i] as number;
-              const raw = records[i];
-              const key = jobKey(id);
-              let error: string;
-              if (raw === undefined) {
-                error = `job ${id} is in the ${state} index but has no record; its index entries were removed`;
-              } else {
-                try {
-                  const job = decodeJob(raw, id);
-                  if (job.state === state) jobs.push(job);
-                  continue;
-                } catch (err) {
-                  error = `${errorMessage(err)}; moved to ${quarantineKey(key)}`;
-                  ops.push({ type: 'put', key: quarantineKey(key), value: raw });
-                }
-              }
-              ops.push(...unindexJobOps(id, state, tagOrEmpty(rawTag)));
-              // The job's events go along, so that nothing of it is left where purge cannot reach.
-              const events = await db.iterator({ ...prefixRange(eventPrefix(id)), snapshot }).all();
-              for (const [evKey, value] of events) {
-                ops.push({ type: 'put', key: quarantineKey(evKey), value }, { type: 'del', key: evKey });
-              }
-              quarantined.push({ key, error });
-            }
-          }
-        }
-      } finally {
-        await snapshot.close();
-      }
+    return this.track(true, async () => {
+      const { jobs, quarantined, ops } = await this.read(readActiveJobs);
+      if (ops.length > 0) await this.committer.write(ops);
+      return { jobs, quarantined };
     });
-    if (ops.length > 0) {
-      await this.committer.write(ops);
-      for (const q of quarantined) this.log.warn({ location: this.location, ...q }, 'job store: record quarantined');
-    }
-    jobs.sort((a, b) => a.id - b.id);
-    return { jobs, quarantined };
   }
 
   purgeFinishedBefore(cutoffMs: number, limit: number): Promise<number> {
-    return this.track(true, () => this.purgeNow(cutoffMs, limit));
-  }
-
-  private async purgeNow(cutoffMs: number, limit: number): Promise<number> {
-    if (!(limit >= 1)) return 0;
-    const ops = await this.read(async (db) => {
-      const snapshot = db.snapshot();
-      try {
-        const ends = await db
-          .iterator({ gte: END_INDEX_PREFIX, lt: endIndexBefore(cutoffMs), limit: Math.floor(limit), snapshot })
-          .all();
-        const ids = ends.map(([key]) => idFromIndexKey(key));
-        const records: Array<string | undefined> = ids.length === 0 ? [] : await db.getMany(ids.map(jobKey), { snapshot });
-        const purge: BatchOp[] = [];
-        for (let i = 0; i < ends.length; i++) {
-          const [endKey, rawTag] = ends[i] as [string, string];
-          const id = ids[i] as number;
-          purge.push(...(await purgeOps(db, snapshot, id, endKey, rawTag, records[i])));
-        }
-        return { purge, count: ends.length };
-      } finally {
-        await snapshot.close();
-      }
+    return this.track(true, async () => {
+      if (!(limit >= 1)) return 0;
+      const { ops, count } = await this.read((db) => planPurge(db, cutoffMs, Math.floor(limit)));
+      if (count > 0) await this.committer.write(ops);
+      return count;
     });
-    if (ops.count === 0) return 0;
-    await this.committer.write(ops.purge);
-    return ops.count;
   }
 
   // --- internals ---
@@ -461,7 +301,7 @@ export class LevelJobStore implements JobStore {
 
   /** The committer's writer: one synced batch, run only by the committer (one at a time). */
   private async writeBatch(ops: BatchOp[]): Promise<void> {
-    if (this.mode === 'failed' && this.lastWriteError !== undefined) throw this.lastWriteError;
+    this.assertNotFailed();
     if (this.mode === 'disk-full') await this.recoverFromDiskFull();
     const db = this.db;
     if (db === undefined || this.mode === 'closed') {
@@ -558,16 +398,6 @@ export class LevelJobStore implements JobStore {
     }
   }
 
-  private async readToken(key: string): Promise<TokenEntry | undefined> {
-    const raw: string | undefined = await this.read((db) => db.get(key));
-    if (raw === undefined) return undefined;
-    try {
-      return decodeToken(raw);
-    } catch (err) {
-      throw corruptRecord(key, err);
-    }
-  }
-
   private async insertJob(
     spec: JobSpec,
     fingerprint: string,
@@ -575,6 +405,7 @@ export class LevelJobStore implements JobStore {
     reason: string,
     admit: (() => void) | undefined,
   ): Promise<Job> {
+    // The mode may have changed while a client token was read: no admission for a doomed write.
     this.assertNotFailed();
     admit?.();
     // The id is taken in the same synchronous step as queueing the write, so queue order is id
@@ -600,65 +431,7 @@ export class LevelJobStore implements JobStore {
       eventCount: 1,
     };
     const event: JobEvent = { jobId: id, sequence: 1, state: 'PENDING', reason, timeMs: nowMs };
-    await this.committer.write(createJobOps(job, event, fingerprint, id));
+    await this.committer.write(createJobOps(job, event, fingerprint));
     return job;
   }
-}
-
-function tokenMismatch(clientToken: string): HpcqError {
-  return new HpcqError(
-    'IdempotentParameterMismatch',
-    'already_exists',
-    `client_token ${JSON.stringify(clientToken)} was used with a different request`,
-    'client_token',
-  );
-}
-
-function errorMessage(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
-
-function corruptRecord(key: string, err: unknown): HpcqError {
-  return new HpcqError('InternalError.CorruptRecord', 'internal', `stored record ${key} cannot be decoded: ${errorMessage(err)}`, undefined, {
-    cause: err,
-  });
-}
-
-function tagOrEmpty(rawTag: string): IndexTag {
-  try {
-    return decodeIndexTag(rawTag);
-  } catch {
-    return { clusterId: '', hpcqueueId: '', runUser: '', uuid: '', clientToken: '' };
-  }
-}
-
-const TERMINAL: readonly JobState[] = ['COMPLETED', 'FAILED', 'CANCELLED', 'TIMEOUT', 'OUT_OF_MEMORY', 'NODE_FAIL'];
-
-/** Every key of a finished job: record, uuid, indexes, end-time entry, events and token. */
-async function purgeOps(
-  db: StringLevel,
-  snapshot: ReturnType<StringLevel['snapshot']>,
-  id: number,
-  endKey: string,
-  rawTag: string,
-  raw: string | undefined,
-): Promise<BatchOp[]> {
-  let job: Job | undefined;
-  try {
-    job = raw === undefined ? undefined : decodeJob(raw, id);
-  } catch (err) {
-    if (!(err instanceof RecordDecodeError)) throw err;
-  }
-  const tag = job ?? tagOrEmpty(rawTag);
-  const ops: BatchOp[] = [{ type: 'del', key: endKey }];
-  // Without a readable record the state is unknown: remove the entries of every terminal state.
-  for (const state of job === undefined ? TERMINAL : [job.state]) ops.push(...unindexJobOps(id, state, tag));
-  if (job !== undefined) {
-    for (let seq = 1; seq <= job.eventCount; seq++) ops.push({ type: 'del', key: eventKey(id, seq) });
-  } else {
-    const keys = await db.keys({ ...prefixRange(eventPrefix(id)), snapshot }).all();
-    for (const key of keys) ops.push({ type: 'del', key });
-  }
-  if (tag.clientToken !== '') ops.push({ type: 'del', key: tokenKey(tag.runUser, tag.clientToken) });
-  return ops;
 }

@@ -26,20 +26,12 @@ import {
   stateIndexPrefix,
   type IndexDimension,
 } from './keys.js';
-import type { StringLevel } from './open-level.js';
+import type { Snapshot, StringLevel } from './open-level.js';
 
-type Snapshot = ReturnType<StringLevel['snapshot']>;
 /** The part of a LevelDB entry iterator the cursor uses. */
 interface EntryIterator {
   nextv(size: number): Promise<Array<[string, string]>>;
   close(): Promise<void>;
-}
-
-export interface ListOutcome extends JobPage {
-  /** Index entries examined (0 for a primary scan). */
-  scanned: number;
-  /** Records on the page that were missing or could not be decoded, and were left out. */
-  skipped: number;
 }
 
 /** Largest chunk read from one index range at a time. */
@@ -106,42 +98,36 @@ async function readPage(
   ids: number[],
   states: readonly JobState[],
   dims: Array<[IndexDimension, string]>,
-): Promise<{ jobs: Job[]; skipped: number }> {
+): Promise<Job[]> {
   const values: Array<string | undefined> = ids.length === 0 ? [] : await db.getMany(ids.map(jobKey), { snapshot });
   const jobs: Job[] = [];
-  let skipped = 0;
   values.forEach((raw, i) => {
-    const id = ids[i] as number;
-    if (raw === undefined) {
-      skipped += 1;
-      return;
-    }
+    if (raw === undefined) return; // missing or undecodable records are left out
     try {
-      const job = decodeJob(raw, id);
+      const job = decodeJob(raw, ids[i]!);
       if (matches(job, states, dims)) jobs.push(job);
     } catch {
-      skipped += 1;
+      // left out
     }
   });
-  return { jobs, skipped };
+  return jobs;
 }
 
-async function scanPrimary(db: StringLevel, snapshot: Snapshot, pageSize: number, beforeId?: number): Promise<ListOutcome> {
+async function scanPrimary(db: StringLevel, snapshot: Snapshot, pageSize: number, beforeId?: number): Promise<JobPage> {
   const entries = await db
     .iterator<string, string>({ ...idRange(JOB_PREFIX, beforeId), reverse: true, limit: pageSize + 1, snapshot })
     .all();
   const jobs: Job[] = [];
-  let skipped = 0;
   for (const [key, raw] of entries.slice(0, pageSize)) {
     try {
       jobs.push(decodeJob(raw, idFromJobKey(key)));
     } catch {
-      skipped += 1;
+      // an undecodable record is left out
     }
   }
   const last = entries[pageSize - 1];
   const nextBeforeId = entries.length > pageSize && last !== undefined ? idFromJobKey(last[0]) : undefined;
-  return { jobs, scanned: 0, skipped, ...(nextBeforeId === undefined ? {} : { nextBeforeId }) };
+  return nextBeforeId === undefined ? { jobs } : { jobs, nextBeforeId };
 }
 
 async function scanIndexes(
@@ -152,7 +138,7 @@ async function scanIndexes(
   pageSize: number,
   beforeId: number | undefined,
   scanLimit: number,
-): Promise<ListOutcome> {
+): Promise<JobPage> {
   const [lead, ...others] = dims;
   const prefixes = states.map((s) => (lead === undefined ? stateIndexPrefix(s) : dimensionIndexPrefix(lead[0], lead[1], s)));
   const firstChunk = Math.min(MAX_CHUNK, Math.max(8, Math.ceil((pageSize + 1) / prefixes.length)));
@@ -202,8 +188,8 @@ async function scanIndexes(
   let nextBeforeId: number | undefined;
   if (ids.length > pageSize) nextBeforeId = ids[pageSize - 1];
   else if (!exhausted) nextBeforeId = lastScannedId;
-  const page = await readPage(db, snapshot, ids.slice(0, pageSize), states, dims);
-  return { ...page, scanned, ...(nextBeforeId === undefined ? {} : { nextBeforeId }) };
+  const jobs = await readPage(db, snapshot, ids.slice(0, pageSize), states, dims);
+  return nextBeforeId === undefined ? { jobs } : { jobs, nextBeforeId };
 }
 
 /**
@@ -216,7 +202,7 @@ export async function listJobsPage(
   pageSize: number,
   beforeId: number | undefined,
   scanLimit: number,
-): Promise<ListOutcome> {
+): Promise<JobPage> {
   const size = Math.max(1, Math.floor(Number.isFinite(pageSize) ? pageSize : 1));
   // ids below a fractional cursor are those below its ceiling; a cursor past every id is no cursor.
   const before =

@@ -9,6 +9,7 @@ import { Level } from 'level';
 import { StoreOpenError, corruptDatabase, openFailure } from './store-errors.js';
 
 export type StringLevel = Level<string, string>;
+export type Snapshot = ReturnType<StringLevel['snapshot']>;
 
 export interface LevelTuning {
   /** LevelDB block cache in bytes. Default 8 MiB (LevelDB's default). */

@@ -48,7 +48,7 @@ interface CodedError {
 }
 
 /** The chain err, err.cause, err.cause.cause, ... */
-export function errorChain(err: unknown): CodedError[] {
+function errorChain(err: unknown): CodedError[] {
   const chain: CodedError[] = [];
   for (let e = err; typeof e === 'object' && e !== null && chain.length < 8; e = (e as CodedError).cause) {
     chain.push(e as CodedError);
@@ -57,18 +57,19 @@ export function errorChain(err: unknown): CodedError[] {
 }
 
 /** The first error in the chain with this `code`, if any. */
-export function findCode(err: unknown, code: string): CodedError | undefined {
+function findCode(err: unknown, code: string): CodedError | undefined {
   return errorChain(err).find((e) => e.code === code);
 }
 
 /** True when the error (or a cause) says the disk is full. */
-export function isDiskFull(err: unknown): boolean {
+function isDiskFull(err: unknown): boolean {
   return errorChain(err).some(
     (e) => e.code === 'ENOSPC' || (typeof e.message === 'string' && /No space left on device|ENOSPC/i.test(e.message)),
   );
 }
 
-function describe(err: unknown): string {
+/** The message of the innermost cause of `err` (the LevelDB or decoding error itself). */
+export function innermostMessage(err: unknown): string {
   const chain = errorChain(err);
   const last = chain[chain.length - 1];
   return typeof last?.message === 'string' ? last.message : String(err);
@@ -79,7 +80,7 @@ export function writeFailure(err: unknown, location: string): StoreUnavailableEr
   if (err instanceof StoreUnavailableError) return err;
   const diskFull = isDiskFull(err);
   const what = diskFull ? 'the disk holding the job database is full' : 'the job database failed to write';
-  return new StoreUnavailableError(`${what} (${location}): ${describe(err)}; nothing of the request was stored`, {
+  return new StoreUnavailableError(`${what} (${location}): ${innermostMessage(err)}; nothing of the request was stored`, {
     cause: err,
     diskFull,
   });
@@ -88,7 +89,7 @@ export function writeFailure(err: unknown, location: string): StoreUnavailableEr
 /** Translates a failed read. */
 export function readFailure(err: unknown, location: string): StoreUnavailableError {
   if (err instanceof StoreUnavailableError) return err;
-  return new StoreUnavailableError(`the job database could not be read (${location}): ${describe(err)}`, { cause: err });
+  return new StoreUnavailableError(`the job database could not be read (${location}): ${innermostMessage(err)}`, { cause: err });
 }
 
 /** Translates a failed LevelDB open into a StoreOpenError with an actionable message. */
@@ -98,24 +99,24 @@ export function openFailure(err: unknown, location: string): StoreOpenError {
   if (locked !== undefined) {
     return new StoreOpenError(
       'ResourceUnavailable.StoreLocked',
-      `another hpcqd is using the state directory ${location} (its LevelDB lock is held: ${describe(err)}). ` +
+      `another hpcqd is using the state directory ${location} (its LevelDB lock is held: ${innermostMessage(err)}). ` +
         'Stop the other daemon, or give this one a different state directory.',
       { cause: locked },
     );
   }
   const corrupt = findCode(err, 'LEVEL_CORRUPTION');
-  if (corrupt !== undefined) return corruptDatabase(location, describe(err), corrupt);
+  if (corrupt !== undefined) return corruptDatabase(location, innermostMessage(err), corrupt);
   if (isDiskFull(err)) {
     return new StoreOpenError(
       'ResourceInsufficient.DiskFull',
-      `cannot open the job database in ${location}: the disk is full (${describe(err)}). ` +
+      `cannot open the job database in ${location}: the disk is full (${innermostMessage(err)}). ` +
         'LevelDB needs free space to recover its log; free space on that filesystem and start again.',
       { cause: err },
     );
   }
   return new StoreOpenError(
     'ResourceUnavailable.Store',
-    `cannot open the job database in ${location}: ${describe(err)}. ` +
+    `cannot open the job database in ${location}: ${innermostMessage(err)}. ` +
       'Check that the directory is readable and writable by hpcqd and that its files are intact.',
     { cause: err },
   );
@@ -129,4 +130,11 @@ export function corruptDatabase(location: string, detail: string, cause?: unknow
       'last resort an operator can run a LevelDB repair on a copy of it (jobs may be lost).',
     cause === undefined ? undefined : { cause },
   );
+}
+
+/** A stored value at `key` that cannot be decoded (job-codec.ts), met where it must be read. */
+export function corruptRecord(key: string, err: unknown): HpcqError {
+  return new HpcqError('InternalError.CorruptRecord', 'internal', `stored record ${key} cannot be decoded: ${innermostMessage(err)}`, undefined, {
+    cause: err,
+  });
 }

@@ -158,6 +158,26 @@ describe('client tokens', () => {
     await store.close();
   });
 
+  it('lets a waiting call create the job when the call that claimed the token stored nothing', async () => {
+    const store = await openStore();
+    let calls = 0;
+    const admit = () => {
+      calls += 1;
+      if (calls === 1) throw new HpcqError('LimitExceeded.JobQuota', 'exhausted', 'queue full');
+    };
+    const settled = await Promise.allSettled(
+      Array.from({ length: 5 }, (_, i) => store.createJob(spec({ clientToken: 'retry' }), 'fp', i, '', admit)),
+    );
+    expect(settled[0]).toMatchObject({ status: 'rejected', reason: { code: 'LimitExceeded.JobQuota' } });
+    expect(settled.slice(1).every((s) => s.status === 'fulfilled')).toBe(true);
+    const ok = settled.slice(1).map((s) => (s as PromiseFulfilledResult<{ job: Job; created: boolean }>).value);
+    expect(ok.filter((r) => r.created)).toHaveLength(1);
+    expect(new Set(ok.map((r) => r.job.id)).size).toBe(1);
+    expect(calls).toBe(2);
+    expect((await store.listJobs({}, 10)).jobs).toEqual([ok[0]?.job]);
+    await store.close();
+  });
+
   it('survives a reopen', async () => {
     let store = await openStore();
     const original = await store.createJob(spec({ clientToken: 'durable' }), 'fp', 1, '');

@@ -6,8 +6,8 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Level } from 'level';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { generateJobHistory } from '../../src/bench/store-bench.js';
 import { StoreUnavailableError } from '../../src/core/errors.js';
 import { transition, type Job, type JobState } from '../../src/core/job.js';
 import { META_LAYOUT_KEY, eventPrefix, jobKey, quarantineKey } from '../../src/store/keys.js';
@@ -16,18 +16,19 @@ import { StoreOpenError } from '../../src/store/store-errors.js';
 import { isRoot, need } from '../support/privileged.js';
 import { consistencyProblems, fillDisk, keysOfJob, testJobSpec, withRawDb } from '../support/store-fixtures.js';
 
-// Not useTempStores (store-fixtures.ts): the disk-full tests move `location` onto a tmpfs, a failed
-// open is dropped from `stores`, a close may fail, and child processes and mounts are cleaned up.
+// Not useTempStores (store-fixtures.ts): the disk-full tests move `location` onto a tmpfs, a close
+// may fail, and child processes and mounts are cleaned up.
 let dir: string;
 let location: string;
 const stores: LevelJobStore[] = [];
 const children: ChildProcess[] = [];
 const mounts: string[] = [];
 
+/** Opens a store at `location`, tracked for clean-up once open (a failed open holds nothing). */
 async function openStore(options: Partial<LevelJobStoreOptions> = {}): Promise<LevelJobStore> {
   const store = new LevelJobStore({ location, ...options });
-  stores.push(store);
   await store.open();
+  stores.push(store);
   return store;
 }
 
@@ -121,6 +122,22 @@ describe('loadActiveJobs', () => {
   });
 });
 
+describe('client tokens', () => {
+  it('reports a token whose job record is gone instead of creating a second job for it', async () => {
+    let store = await openStore();
+    const { job } = await store.createJob(testJobSpec({ clientToken: 'kept' }), 'fp', 1, '');
+    await store.close();
+    await withRawDb(location, (db) => db.del(jobKey(job.id)));
+    store = await openStore();
+    await expect(store.createJob(testJobSpec({ clientToken: 'kept' }), 'fp', 2, '')).rejects.toMatchObject({
+      code: 'InternalError.DanglingClientToken',
+      message: expect.stringContaining(`refers to job ${job.id}`),
+    });
+    expect((await store.listJobs({}, 10)).jobs).toEqual([]);
+    await store.close();
+  });
+});
+
 describe('purgeFinishedBefore', () => {
   it('deletes every key of old finished jobs and leaves the rest', async () => {
     const store = await openStore();
@@ -153,8 +170,11 @@ describe('purgeFinishedBefore', () => {
     for (const endMs of [300, 100, 200]) {
       ended.push(await advance(store, (await store.createJob(testJobSpec(), 'fp', 1, '')).job, ['CANCELLED'], endMs));
     }
+    const [at300, at100, at200] = ended as [Job, Job, Job];
     expect(await store.purgeFinishedBefore(1_000, 1)).toBe(1);
-    expect(await store.getJob(ended[1]?.id ?? 0)).toBeUndefined(); // ended at 100
+    expect(await store.getJob(at100.id)).toBeUndefined();
+    expect(await store.getJob(at200.id)).toEqual(at200);
+    expect(await store.getJob(at300.id)).toEqual(at300);
     expect(await store.purgeFinishedBefore(1_000, 0)).toBe(0);
     expect(await store.purgeFinishedBefore(1_000, 10)).toBe(2);
     await store.close();
@@ -168,7 +188,6 @@ describe('opening', () => {
     expect(err).toBeInstanceOf(StoreOpenError);
     expect(err).toMatchObject({ code: 'ResourceUnavailable.StoreLocked', kind: 'unavailable', cause: { code: 'LEVEL_LOCKED' } });
     expect((err as Error).message).toMatch(/another hpcqd is using the state directory/);
-    stores.pop();
     expect((await first.createJob(testJobSpec(), 'fp', 1, '')).created).toBe(true);
     await first.close();
   });
@@ -190,7 +209,6 @@ describe('opening', () => {
       child.on('exit', (code) => reject(new Error(`lock holder exited ${code}`)));
     });
     await expect(openStore()).rejects.toMatchObject({ code: 'ResourceUnavailable.StoreLocked', cause: { code: 'LEVEL_LOCKED' } });
-    stores.pop();
   });
 
   async function createSomething(): Promise<string[]> {
@@ -209,7 +227,6 @@ describe('opening', () => {
       const before = await createSomething();
       await writeFile(join(location, 'CURRENT'), content);
       const err = await openStore().catch((e: unknown) => e);
-      stores.pop();
       expect(err).toBeInstanceOf(StoreOpenError);
       expect(err).toMatchObject({ code: 'InternalError.StoreCorrupt' });
       expect((err as Error).message).toMatch(/damaged/);
@@ -224,14 +241,12 @@ describe('opening', () => {
     const manifest = before.find((f) => f.startsWith('MANIFEST-')) as string;
     await writeFile(join(location, manifest), 'not a manifest at all, not at all');
     await expect(openStore()).rejects.toMatchObject({ code: 'InternalError.StoreCorrupt', cause: { code: 'LEVEL_CORRUPTION' } });
-    stores.pop();
   });
 
   it('refuses a non-empty directory that is not a LevelDB database', async () => {
     await mkdir(location);
     await writeFile(join(location, 'notes.txt'), 'hello');
     const err = await openStore().catch((e: unknown) => e);
-    stores.pop();
     expect(err).toMatchObject({ code: 'InternalError.StoreCorrupt' });
     expect((err as Error).message).toMatch(/no CURRENT file/);
     expect(await readdir(location)).toEqual(['notes.txt']);
@@ -239,12 +254,21 @@ describe('opening', () => {
 
   it('refuses a LevelDB database that is not an hpcq one, or of a newer layout', async () => {
     await mkdir(location);
-    await withRawDbCreate((db) => db.put('foo', 'bar'));
+    await withRawDb(location, (db) => db.put('foo', 'bar'), { create: true });
     await expect(openStore()).rejects.toMatchObject({ code: 'InternalError.StoreCorrupt' });
-    stores.pop();
     await withRawDb(location, (db) => db.put(META_LAYOUT_KEY, '99'));
     await expect(openStore()).rejects.toMatchObject({ code: 'InternalError.StoreLayoutUnsupported' });
-    stores.pop();
+  });
+
+  it('opens a bulk-generated history consistently and continues after its highest id', async () => {
+    await generateJobHistory(location, 30, 5);
+    expect(await consistencyProblems(location)).toEqual([]);
+    const store = await openStore();
+    const active = await store.loadActiveJobs();
+    expect(active.quarantined).toEqual([]);
+    expect(active.jobs.map((j) => j.id)).toEqual([31, 32, 33, 34, 35]);
+    expect((await store.createJob(testJobSpec(), 'fp', 1, '')).job.id).toBe(36);
+    await store.close();
   });
 
   it('creates a database in an empty existing directory and reopens it on demand', async () => {
@@ -258,16 +282,6 @@ describe('opening', () => {
     await store.close();
   });
 });
-
-async function withRawDbCreate<T>(fn: (db: Level<string, string>) => Promise<T>): Promise<T> {
-  const db = new Level<string, string>(location);
-  await db.open();
-  try {
-    return await fn(db);
-  } finally {
-    await db.close();
-  }
-}
 
 describe('full disk (root: tmpfs)', () => {
   /** Mounts a 1 MiB tmpfs as the database's parent and returns the filler path. */
@@ -332,6 +346,7 @@ describe('full disk (root: tmpfs)', () => {
     fillDisk(filler);
     const failures = await Promise.allSettled(Array.from({ length: 10 }, (_, i) => store.createJob(testJobSpec(), 'fp', i, '')));
     expect(failures.every((f) => f.status === 'rejected')).toBe(true);
+    for (const f of failures) expect((f as PromiseRejectedResult).reason).toMatchObject({ code: 'ResourceInsufficient.DiskFull' });
     await rm(filler);
     await expect(store.createJob(testJobSpec(), 'fp', 1, '')).rejects.toMatchObject({ code: 'ResourceInsufficient.DiskFull' });
     await store.reopen();

@@ -9,12 +9,11 @@ import { join } from 'node:path';
 import { Level } from 'level';
 import { afterEach, beforeEach, expect } from 'vitest';
 import { isTerminal, type Job } from '../../src/core/job.js';
-
-export { testJobSpec } from './job-spec.js';
 import { decodeJob } from '../../src/store/job-codec.js';
-import { endIndexKey, eventPrefix, idFromIndexKey, indexKeys, tokenKey, uuidKey } from '../../src/store/keys.js';
+import { encodeNumber, endIndexKey, eventPrefix, idFromIndexKey, indexKeys, tokenKey, uuidKey } from '../../src/store/keys.js';
 import { LevelJobStore, type LevelJobStoreOptions } from '../../src/store/level-job-store.js';
 
+export { testJobSpec } from './job-spec.js';
 
 /**
  * For the calling test file: a fresh temp directory (`<tmpdir>/<prefix>XXXXXX`) for each test, and
@@ -49,9 +48,16 @@ export function useTempStores(prefix: string): { openStore: (options?: Partial<L
 
 // ---- the raw database ----------------------------------------------------------------------------
 
-/** Opens the existing database at `location` directly (no store), runs `fn`, closes it. */
-export async function withRawDb<T>(location: string, fn: (db: Level<string, string>) => Promise<T>): Promise<T> {
-  const db = new Level<string, string>(location, { createIfMissing: false });
+/**
+ * Opens the existing database at `location` directly (no store), runs `fn`, closes it. With
+ * `create`, a missing database is created (a plain LevelDB one, without the store's layout key).
+ */
+export async function withRawDb<T>(
+  location: string,
+  fn: (db: Level<string, string>) => Promise<T>,
+  { create = false }: { create?: boolean } = {},
+): Promise<T> {
+  const db = new Level<string, string>(location, { createIfMissing: create });
   await db.open();
   try {
     return await fn(db);
@@ -94,7 +100,7 @@ export async function consistencyProblems(location: string): Promise<string[]> {
 
 /** Every key of the database that belongs to job `id` (record, uuid, indexes, events, token). */
 export async function keysOfJob(location: string, id: number, uuid: string, token?: { runUser: string; clientToken: string }): Promise<string[]> {
-  const suffix = `/${String(id).padStart(16, '0')}`;
+  const suffix = `/${encodeNumber(id)}`;
   return withRawDb(location, async (db) =>
     (await db.keys().all()).filter(
       (k) =>
