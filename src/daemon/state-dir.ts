@@ -11,7 +11,7 @@
  */
 import { closeSync, lstatSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { processIsAlive, processStartTicks } from '../exec/supervisor-process.js';
+import { processIsAlive, processStartTicks } from '../exec/process-identity.js';
 
 export interface StatePaths {
   root: string;
@@ -54,12 +54,10 @@ export function lockStateDir(paths: StatePaths): () => void {
     try {
       fd = openSync(paths.lock, 'wx', 0o600);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || attempt > 0) {
-        if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw lockedBy(paths, readHolder(paths.lock));
-        throw err;
-      }
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       const holder = readHolder(paths.lock);
-      if (holder && processIsAlive(holder.pid, holder.startTicks)) throw lockedBy(paths, holder);
+      // Taken again right after a stale one was removed: another daemon won the race.
+      if (attempt > 0 || (holder && processIsAlive(holder.pid, holder.startTicks))) throw lockedBy(paths, holder);
       unlinkSync(paths.lock); // stale: its daemon is gone
       continue;
     }

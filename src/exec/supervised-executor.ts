@@ -34,27 +34,32 @@
  * run directory (for supervisors re-attached after a restart); a slow liveness sweep catches a
  * supervisor that was killed without writing its exit file.
  */
-import { readdirSync, readFileSync, watch, type FSWatcher } from 'node:fs';
-import { open, readdir, rename } from 'node:fs/promises';
-import { basename, join } from 'node:path';
+import { watch, type FSWatcher } from 'node:fs';
+import { basename } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { decideOutcome } from '../core/outcome.js';
 import type { EnforcementMode, Job, JobOutcome } from '../core/job.js';
 import { LaunchError, type JobExecutor, type ReattachResult } from '../core/ports.js';
 import type { Logger } from '../logger.js';
-import { MIB, type JobPlacement, type Limiter } from './limits/limiter.js';
+import { MIB, type JobPlacement, type KillTarget, type Limiter } from './limits/limiter.js';
+import { currentBootId, findSupervisorProcesses, processIsAlive, type ProcessIdentity } from './process-identity.js';
 import {
-  currentBootId,
-  processIsAlive,
-  processStartTicks,
+  jobIdsWithRunFiles,
+  parseRunFileName,
+  readBootMarker,
   readExitFile,
   readSupervisorFile,
   removeRunFiles,
+  writeBootMarker,
+  type SupervisorExitRecord,
+  type SupervisorRecord,
+} from './run-files.js';
+import {
   signalSupervisor,
   spawnSupervisor,
   supervisorPath,
-  type SupervisorExitRecord,
+  type KillMechanism,
   type SupervisorHandle,
-  type SupervisorRecord,
   type SupervisorSpec,
 } from './supervisor-process.js';
 
@@ -83,9 +88,6 @@ interface TrackedJob {
   lostReason?: string;
 }
 
-/** The boot marker in the run directory (see the header). */
-const BOOT_MARKER = 'daemon-boot';
-
 /** Runs a script given as input_file as the user: directly if executable (honours #!), else with sh. */
 const RUN_INPUT_FILE = 'if [ -x "$1" ]; then exec "$1"; fi; exec /bin/sh "$1"';
 
@@ -104,24 +106,22 @@ export class SupervisedExecutor implements JobExecutor {
   /** Jobs found lost only because their RUNNING record may predate this boot. */
   private readonly lostToReboot: number[] = [];
   /** Supervisor processes of this run directory alive when start() ran, by job id. */
-  private supervisorsAtStart = new Map<number, { pid: number; startTicks: number }>();
+  private supervisorsAtStart = new Map<number, ProcessIdentity>();
+  private readonly executable: string;
 
   constructor(private readonly options: SupervisedExecutorOptions) {
     this.enforcement = options.limiter.mode;
+    this.executable = options.supervisorExecutable ?? supervisorPath();
   }
 
   async start(): Promise<void> {
     this.bootId = currentBootId();
     this.markedBootId = readBootMarker(this.options.runDir);
     // Taken before any run file is read (reattach): see the header.
-    this.supervisorsAtStart = findSupervisorProcesses(
-      this.options.runDir,
-      process.getuid?.() ?? 0,
-      basename(this.options.supervisorExecutable ?? supervisorPath()),
-    );
+    this.supervisorsAtStart = findSupervisorProcesses(this.options.runDir, process.getuid?.() ?? 0, basename(this.executable));
     this.watcher = watch(this.options.runDir, (_event, filename) => {
-      const m = typeof filename === 'string' ? /^(\d+)\.exit$/.exec(filename) : null;
-      if (m) this.finishIfEnded(Number(m[1]));
+      const file = typeof filename === 'string' ? parseRunFileName(filename) : undefined;
+      if (file?.kind === 'exit' && !file.temporary) this.finishIfEnded(file.jobId);
     });
     this.watcher.on('error', (err) => this.options.log.error({ err }, 'run directory watch failed'));
     this.sweepTimer = setInterval(() => this.sweepLiveness(), LIVENESS_SWEEP_MS);
@@ -155,9 +155,7 @@ export class SupervisedExecutor implements JobExecutor {
     }
     let handle: SupervisorHandle;
     try {
-      handle = await spawnSupervisor(this.supervisorSpec(job, placement), {
-        ...(this.options.supervisorExecutable ? { executable: this.options.supervisorExecutable } : {}),
-      });
+      handle = await spawnSupervisor(this.supervisorSpec(job, placement), { executable: this.executable });
     } catch (err) {
       // A supervisor that could not start the job recorded why in its exit file: that record is
       // finished like any other (kept until the FAILED outcome is stored), so a crash in between
@@ -242,9 +240,8 @@ export class SupervisedExecutor implements JobExecutor {
       log.warn({ jobId: id }, 'removing cgroup of a job that is not running');
       await limiter.release(id).catch((err: unknown) => log.error({ err, jobId: id }, 'could not remove orphaned cgroup'));
     }
-    for (const name of await readdir(runDir)) {
-      const m = /^(\d+)\.(sup|exit)(\.tmp)?$/.exec(name);
-      if (m && !runningJobIds.has(Number(m[1]))) await removeRunFiles(runDir, Number(m[1]));
+    for (const id of await jobIdsWithRunFiles(runDir)) {
+      if (!runningJobIds.has(id)) await removeRunFiles(runDir, id);
     }
     if (this.markedBootId === this.bootId) return;
     if (this.lostToReboot.length === 0) await this.markBoot();
@@ -254,11 +251,13 @@ export class SupervisedExecutor implements JobExecutor {
   /** Writes the boot marker once every job lost to a reboot has its NODE_FAIL stored. */
   private async markBootWhenResolved(): Promise<void> {
     const unresolved = () => this.lostToReboot.filter((id) => this.tracked.has(id));
-    while (!this.stopped && unresolved().length > 0) {
-      await Promise.allSettled(unresolved().map((id) => this.tracked.get(id)?.finishing ?? new Promise((r) => setTimeout(r, LIVENESS_SWEEP_MS))));
+    for (let ids = unresolved(); ids.length > 0; ids = unresolved()) {
+      // Stopped first: the marker stays as it was, and the next start decides again.
+      if (this.stopped) return;
+      // A failed NODE_FAIL write is retried by the liveness sweep: wait for that retry.
+      await Promise.allSettled(ids.map((id) => this.tracked.get(id)?.finishing ?? sleep(LIVENESS_SWEEP_MS, undefined, { ref: false })));
     }
-    // Stopped first: the marker stays as it was, and the next start decides again.
-    if (unresolved().length === 0) await this.markBoot();
+    await this.markBoot();
   }
 
   private async markBoot(): Promise<void> {
@@ -274,7 +273,7 @@ export class SupervisedExecutor implements JobExecutor {
   // ---- internals -------------------------------------------------------------------------------
 
   private supervisorSpec(job: Job, placement: JobPlacement): SupervisorSpec {
-    const kill = placement.kill;
+    const kill = killMechanism(placement.kill);
     return {
       jobId: job.id,
       runDir: this.options.runDir,
@@ -288,8 +287,7 @@ export class SupervisedExecutor implements JobExecutor {
       timeLimitSeconds: job.timeLimitSeconds,
       killGraceSeconds: this.options.killGraceSeconds,
       cgroupProcs: placement.cgroupProcsFiles,
-      ...(kill.kind === 'cgroup2' ? { kill: { kind: 'cgroup2', dir: kill.dir } } : {}),
-      ...(kill.kind === 'cgroup1' ? { kill: { kind: 'cgroup1-freezer', dir: kill.freezerDir } } : {}),
+      ...(kill ? { kill } : {}),
       rlimits: placement.rlimits,
       rlimitsHard: placement.rlimitsHard,
       env: jobEnvironment(job),
@@ -392,76 +390,20 @@ export class SupervisedExecutor implements JobExecutor {
   }
 }
 
-function readBootMarker(runDir: string): string {
-  try {
-    return readFileSync(join(runDir, BOOT_MARKER), 'utf8').trim();
-  } catch {
-    return '';
+/** What the supervisor is told to kill the job by; none for a process tree (it always kills its own tree). */
+function killMechanism(kill: KillTarget): KillMechanism | undefined {
+  switch (kill.kind) {
+    case 'cgroup2':
+      return { kind: 'cgroup2', dir: kill.dir };
+    case 'cgroup1':
+      return { kind: 'cgroup1-freezer', dir: kill.freezerDir };
+    case 'process-tree':
+      return undefined;
   }
-}
-
-/** Replaces the boot marker atomically and durably (file and directory synced). */
-async function writeBootMarker(runDir: string, bootId: string): Promise<void> {
-  const path = join(runDir, BOOT_MARKER);
-  const file = await open(`${path}.tmp`, 'w', 0o600);
-  try {
-    await file.writeFile(`${bootId}\n`);
-    await file.sync();
-  } finally {
-    await file.close();
-  }
-  await rename(`${path}.tmp`, path);
-  const dir = await open(runDir, 'r');
-  try {
-    await dir.sync();
-  } finally {
-    await dir.close();
-  }
-}
-
-/**
- * Supervisor processes serving `runDir`, by job id: processes named `executableName` of `uid` (a
- * job user cannot pose as one) whose arguments begin `--job-id <id> --run-dir <runDir>`
- * (buildSupervisorArgs' order). Right after its fork, the job's child still looks the same: the
- * parent is taken then. The name (/proc/<pid>/comm) is checked first because reading another
- * process's cmdline can block on its memory map lock, and only supervisors are worth that.
- */
-export function findSupervisorProcesses(runDir: string, uid: number, executableName: string): Map<number, { pid: number; startTicks: number }> {
-  // The kernel keeps the first 15 bytes of the executable's name as comm.
-  const comm = `${executableName.slice(0, 15)}\n`;
-  const candidates: Array<{ jobId: number; pid: number; ppid: number; startTicks: number }> = [];
-  let pids: string[];
-  try {
-    pids = readdirSync('/proc').filter((name) => /^\d+$/.test(name));
-  } catch {
-    return new Map();
-  }
-  for (const name of pids) {
-    const pid = Number(name);
-    try {
-      if (readFileSync(`/proc/${pid}/comm`, 'utf8') !== comm) continue;
-      const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-      if (argv[1] !== '--job-id' || argv[3] !== '--run-dir' || argv[4] !== runDir || !/^\d{1,15}$/.test(argv[2] ?? '')) continue;
-      const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-      const realUid = /^Uid:\s+(\d+)/m.exec(status)?.[1];
-      const ppid = /^PPid:\s+(\d+)/m.exec(status)?.[1];
-      const startTicks = processStartTicks(pid);
-      if (realUid !== String(uid) || startTicks === undefined || !processIsAlive(pid, startTicks)) continue;
-      candidates.push({ jobId: Number(argv[2]), pid, ppid: Number(ppid), startTicks });
-    } catch {
-      // The process ended while we looked, or is not readable: not a supervisor of ours.
-    }
-  }
-  const found = new Map<number, { pid: number; startTicks: number }>();
-  for (const c of candidates) {
-    const isChildOfSupervisor = candidates.some((other) => other.pid === c.ppid && other.jobId === c.jobId);
-    if (!isChildOfSupervisor) found.set(c.jobId, { pid: c.pid, startTicks: c.startTicks });
-  }
-  return found;
 }
 
 /** The job's entire environment: an allow-list, nothing of the daemon's. */
-export function jobEnvironment(job: Job): Record<string, string> {
+function jobEnvironment(job: Job): Record<string, string> {
   return {
     HOME: job.home,
     USER: job.runUser,

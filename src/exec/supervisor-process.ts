@@ -6,18 +6,23 @@
  * - stdout: one handshake line, `started <job_pid> <job_start_ticks>` or `failed <message>`;
  * - `<runDir>/<jobId>.sup`: supervisor_pid, supervisor_start_ticks, boot_id (written before the job starts);
  * - `<runDir>/<jobId>.exit`: the outcome, written atomically once no process of the job is left;
+ *   both files are read in run-files.ts;
  * - SIGUSR1: cancel (SIGTERM to the job, SIGKILL after the grace period).
  *
  * The supervisor runs in its own session and outlives the daemon; after a restart the daemon finds
  * it again through the .sup file and tells it from a process that reused its pid by the start time
- * in /proc (never by a bare kill(pid, 0)).
+ * in /proc (process-identity.ts).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
-import { readFile, rm } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
 import { dirname, isAbsolute, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { LaunchError } from '../core/ports.js';
+import { currentBootId, processIsAlive, processStartTicks } from './process-identity.js';
+import { readSupervisorFile } from './run-files.js';
+
+// Re-exported for callers outside src/exec/ (the daemon's state-dir lock, tests), for which this
+// module is the entry point to the supervisor and its records.
 
 /**
  * Resource limits the supervisor can set with `--rlimit NAME=SOFT[:HARD]` (HARD defaults to SOFT,
@@ -89,34 +94,6 @@ export interface SupervisorHandle {
   exited: Promise<SupervisorExit>;
 }
 
-/** Contents of `<runDir>/<jobId>.sup`. */
-export interface SupervisorRecord {
-  supervisorPid: number;
-  supervisorStartTicks: number;
-  bootId: string;
-}
-
-/** Contents of `<runDir>/<jobId>.exit`. */
-export interface SupervisorExitRecord {
-  status: 'exited' | 'signaled' | 'launch_failed';
-  /** Exit status of the main process when status is 'exited'. */
-  exitCode: number;
-  /** Terminating signal number when status is 'signaled', else 0. */
-  signal: number;
-  timedOut: boolean;
-  cancelled: boolean;
-  jobPid: number;
-  /** Epoch ms at exec (0 if the launch failed) and when the main process ended. */
-  startMs: number;
-  endMs: number;
-  /** CPU time and peak RSS of all reaped processes of the job (getrusage RUSAGE_CHILDREN). */
-  utimeUs: number;
-  stimeUs: number;
-  maxrssKb: number;
-  /** Why the launch failed (launch_failed only), e.g. `chdir /data: Permission denied`. */
-  error?: string;
-}
-
 export interface SpawnSupervisorOptions {
   /** The supervisor binary; default `supervisorPath()`. */
   executable?: string;
@@ -139,14 +116,6 @@ function findPackageRoot(): string {
 /** Absolute path of the compiled supervisor, `dist/libexec/hpcq-supervisor` in the package root. */
 export function supervisorPath(): string {
   return join(findPackageRoot(), 'dist', 'libexec', 'hpcq-supervisor');
-}
-
-export function supervisorFilePath(runDir: string, jobId: number): string {
-  return join(runDir, `${jobId}.sup`);
-}
-
-export function exitFilePath(runDir: string, jobId: number): string {
-  return join(runDir, `${jobId}.exit`);
 }
 
 function check(ok: boolean, what: string): void {
@@ -331,18 +300,16 @@ export function spawnSupervisor(spec: SupervisorSpec, options: SpawnSupervisorOp
       settled = true;
       const supervisorPid = child.pid!;
       detach();
+      const started = (supervisorStartTicks: number): void =>
+        resolve({ supervisorPid, supervisorStartTicks, bootId: currentBootId(), jobPid: answer.jobPid, jobStartTicks: answer.jobStartTicks, exited });
+      // Not reaped yet (Node sets the exit code when it reaps), so the pid is still the supervisor's:
+      // its start time comes from /proc, synchronously. Only a supervisor already gone (a job that
+      // ended at once) is looked up in its .sup file, an async read kept off the usual launch path.
+      const ticks = child.exitCode === null && child.signalCode === null ? processStartTicks(supervisorPid) : undefined;
+      if (ticks !== undefined) return started(ticks);
       void readSupervisorFile(spec.runDir, spec.jobId)
         .catch(() => undefined)
-        .then((record) =>
-          resolve({
-            supervisorPid,
-            supervisorStartTicks: record?.supervisorStartTicks ?? processStartTicks(supervisorPid) ?? 0,
-            bootId: record?.bootId ?? currentBootId(),
-            jobPid: answer.jobPid,
-            jobStartTicks: answer.jobStartTicks,
-            exited,
-          }),
-        );
+        .then((record) => started(record?.supervisorStartTicks ?? 0));
     });
     child.on('error', (err) => fail(`cannot start the job supervisor ${executable}: ${err.message}`));
     // 'close' comes after both the exit and the end of its output: no line by then means it died early.
@@ -352,136 +319,6 @@ export function spawnSupervisor(spec: SupervisorSpec, options: SpawnSupervisorOp
       fail(`job supervisor ${why} before starting the job${detail}`);
     });
   });
-}
-
-function parseKeyValues(text: string, what: string): Map<string, string> {
-  const map = new Map<string, string>();
-  for (const line of text.split('\n')) {
-    if (line === '') continue;
-    const eq = line.indexOf('=');
-    if (eq <= 0) throw new Error(`malformed ${what}: line ${JSON.stringify(line.slice(0, 100))}`);
-    map.set(line.slice(0, eq), line.slice(eq + 1));
-  }
-  return map;
-}
-
-function intField(map: Map<string, string>, key: string, what: string): number {
-  const raw = map.get(key);
-  if (raw === undefined || !/^-?\d+$/.test(raw)) throw new Error(`malformed ${what}: ${key}=${raw ?? '(missing)'}`);
-  const value = Number(raw);
-  if (!Number.isSafeInteger(value)) throw new Error(`malformed ${what}: ${key}=${raw} out of range`);
-  return value;
-}
-
-function boolField(map: Map<string, string>, key: string, what: string): boolean {
-  const value = intField(map, key, what);
-  if (value !== 0 && value !== 1) throw new Error(`malformed ${what}: ${key}=${value}`);
-  return value === 1;
-}
-
-/** Parses the text of an exit file. Throws on a malformed record; unknown keys are ignored. */
-export function parseExitRecord(text: string): SupervisorExitRecord {
-  const what = 'supervisor exit file';
-  const map = parseKeyValues(text, what);
-  const status = map.get('status');
-  if (status !== 'exited' && status !== 'signaled' && status !== 'launch_failed') {
-    throw new Error(`malformed ${what}: status=${status ?? '(missing)'}`);
-  }
-  const record: SupervisorExitRecord = {
-    status,
-    exitCode: intField(map, 'exit_code', what),
-    signal: intField(map, 'signal', what),
-    timedOut: boolField(map, 'timed_out', what),
-    cancelled: boolField(map, 'cancelled', what),
-    jobPid: intField(map, 'job_pid', what),
-    startMs: intField(map, 'start_ms', what),
-    endMs: intField(map, 'end_ms', what),
-    utimeUs: intField(map, 'utime_us', what),
-    stimeUs: intField(map, 'stime_us', what),
-    maxrssKb: intField(map, 'maxrss_kb', what),
-  };
-  const error = map.get('error');
-  if (error !== undefined) record.error = error;
-  return record;
-}
-
-/** Parses the text of a .sup file. Throws on a malformed record. */
-export function parseSupervisorRecord(text: string): SupervisorRecord {
-  const what = 'supervisor file';
-  const map = parseKeyValues(text, what);
-  const bootId = map.get('boot_id');
-  if (!bootId) throw new Error(`malformed ${what}: boot_id missing`);
-  return {
-    supervisorPid: intField(map, 'supervisor_pid', what),
-    supervisorStartTicks: intField(map, 'supervisor_start_ticks', what),
-    bootId,
-  };
-}
-
-async function readOptional(path: string): Promise<string | undefined> {
-  try {
-    return await readFile(path, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw err;
-  }
-}
-
-/** The job's outcome, or undefined while it has none yet (the file appears atomically). Throws if malformed. */
-export async function readExitFile(runDir: string, jobId: number): Promise<SupervisorExitRecord | undefined> {
-  const text = await readOptional(exitFilePath(runDir, jobId));
-  return text === undefined ? undefined : parseExitRecord(text);
-}
-
-/** Who the job's supervisor is, or undefined if it never got that far. Throws if malformed. */
-export async function readSupervisorFile(runDir: string, jobId: number): Promise<SupervisorRecord | undefined> {
-  const text = await readOptional(supervisorFilePath(runDir, jobId));
-  return text === undefined ? undefined : parseSupervisorRecord(text);
-}
-
-/**
- * Parses /proc/<pid>/stat. The command name (field 2) may contain spaces and ')', so fields are
- * counted after the last ')'. Returns undefined if the text is not a stat line.
- */
-export function parseProcStat(text: string): { state: string; ppid: number; startTicks: number } | undefined {
-  const close = text.lastIndexOf(')');
-  if (close < 0) return undefined;
-  const fields = text.slice(close + 1).trim().split(/\s+/); // fields[0] is field 3
-  const state = fields[0];
-  const ppid = Number(fields[1]);
-  const startTicks = Number(fields[19]);
-  if (!state || !Number.isSafeInteger(ppid) || !Number.isSafeInteger(startTicks)) return undefined;
-  return { state, ppid, startTicks };
-}
-
-/** Start time (field 22, clock ticks since boot) of a process, or undefined if there is no such process. */
-export function processStartTicks(pid: number): number | undefined {
-  if (!Number.isSafeInteger(pid) || pid <= 0) return undefined;
-  try {
-    return parseProcStat(readFileSync(`/proc/${pid}/stat`, 'utf8'))?.startTicks;
-  } catch {
-    return undefined;
-  }
-}
-
-/**
- * True only if `pid` exists, is not a zombie, and started at `startTicks`: a pid reused by another
- * process after the original ended is not "alive". Compare boot ids separately across reboots.
- */
-export function processIsAlive(pid: number, startTicks: number): boolean {
-  if (!Number.isSafeInteger(pid) || pid <= 0) return false;
-  let stat;
-  try {
-    stat = parseProcStat(readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return false;
-  }
-  return stat !== undefined && stat.startTicks === startTicks && stat.state !== 'Z' && stat.state !== 'X';
-}
-
-/** This boot's id (/proc/sys/kernel/random/boot_id); a different one in a .sup file means a reboot. */
-export function currentBootId(): string {
-  return readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
 }
 
 /**
@@ -498,12 +335,4 @@ export function signalSupervisor(pid: number, startTicks: number, action: 'cance
     if ((err as NodeJS.ErrnoException).code === 'ESRCH') return false;
     throw err;
   }
-}
-
-/** Deletes a job's run files (.sup, .exit and their temporaries). Missing files are fine. */
-export async function removeRunFiles(runDir: string, jobId: number): Promise<void> {
-  const base = join(runDir, String(jobId));
-  await Promise.all(
-    [`${base}.sup`, `${base}.sup.tmp`, `${base}.exit`, `${base}.exit.tmp`].map((path) => rm(path, { force: true })),
-  );
 }

@@ -811,12 +811,14 @@ int main(int argc, char **argv) {
     }
 
     /* 7. The main process ended: nothing of the job may outlive it. Kill and reap until no child
-     * is left and the cgroup is empty, then record the outcome. */
+     * is left and the cgroup is empty, then record the outcome. Checked before killing: with no
+     * child left we have no descendant either (orphans are re-parented to us, the subreaper), so a
+     * job that left nothing behind is recorded without a kill round (and its scan of /proc). */
     long long no_children_since = -1;
     for (;;) {
-        signal_job(SIGKILL);
         bool no_children = reap_children();
         if (no_children && cgroup_empty()) break;
+        signal_job(SIGKILL);
         long long now = clock_ms(CLOCK_MONOTONIC);
         if (!no_children) no_children_since = -1;
         else if (no_children_since < 0) no_children_since = now;

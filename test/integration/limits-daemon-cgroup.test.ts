@@ -77,8 +77,8 @@ function escapeePids(l: LimitsDaemon, tag: string): number[] {
 }
 
 describe('job limits through the daemon (host cgroup mode)', () => {
-  it('memory hog: allocating 512 MiB under mem_limit 64 is OUT_OF_MEMORY; peak <= limit (L1, L12)', async () => {
-    if (!cgroupsAvailable()) return;
+  it('memory hog: allocating 512 MiB under mem_limit 64 is OUT_OF_MEMORY; peak <= limit (L1, L12)', async (ctx) => {
+    if (!cgroupsAvailable()) return ctx.skip();
     const l = await daemon();
     // dd's first act is to allocate and fill a 512 MiB buffer: no escape window before the limit.
     const { job, stderr } = await run(l, { memLimit: 64, cmdLine: 'exec dd if=/dev/zero of=/dev/null bs=512M count=1' });
@@ -93,8 +93,8 @@ describe('job limits through the daemon (host cgroup mode)', () => {
     await expectNoJobCgroups(l);
   });
 
-  it('OOM kill of a child while the main process exits 0 is OUT_OF_MEMORY, not COMPLETED (L2)', async () => {
-    if (!cgroupsAvailable()) return;
+  it('OOM kill of a child while the main process exits 0 is OUT_OF_MEMORY, not COMPLETED (L2)', async (ctx) => {
+    if (!cgroupsAvailable()) return ctx.skip();
     const l = await daemon();
     const { job, stdout } = await run(l, {
       memLimit: 64,
@@ -113,8 +113,8 @@ describe('job limits through the daemon (host cgroup mode)', () => {
     await expectNoJobCgroups(l);
   });
 
-  it('fork bomb is held at pids=32; the daemon keeps answering; nothing of the job remains (L4)', async () => {
-    if (!cgroupsAvailable()) return;
+  it('fork bomb is held at pids=32; the daemon keeps answering; nothing of the job remains (L4)', async (ctx) => {
+    if (!cgroupsAvailable()) return ctx.skip();
     const l = await daemon();
     // The main process execs sleep right away (no fork of its own to fail), so the job ends by its
     // time limit while the bomb runs in the background.
@@ -155,8 +155,8 @@ describe('job limits through the daemon (host cgroup mode)', () => {
     await expectNoJobCgroups(l);
   });
 
-  it('CPU hog: 4 busy processes with core_limit 1 get about one core (L6)', async () => {
-    if (!cgroupsAvailable()) return;
+  it('CPU hog: 4 busy processes with core_limit 1 get about one core (L6)', async (ctx) => {
+    if (!cgroupsAvailable()) return ctx.skip();
     const l = await daemon();
     const { job } = await run(l, {
       coreLimit: 1,
@@ -173,8 +173,8 @@ describe('job limits through the daemon (host cgroup mode)', () => {
     expect(ratio).toBeGreaterThan(0.3);
   });
 
-  it('cancel kills setsid and double-forked grandchildren, SIGTERM-ignoring ones included (K1, L10)', async () => {
-    if (!cgroupsAvailable()) return;
+  it('cancel kills setsid and double-forked grandchildren, SIGTERM-ignoring ones included (K1, L10)', async (ctx) => {
+    if (!cgroupsAvailable()) return ctx.skip();
     const l = await daemon();
     const { jobId } = await submitTo(l, { cmdLine: escapeesScript(l, 'cancel', 'exec sleep 1000') });
     await waitUntil('both escapees running', () => escapeePids(l, 'cancel').length === 2);
@@ -189,8 +189,8 @@ describe('job limits through the daemon (host cgroup mode)', () => {
     await expectNoJobCgroups(l);
   });
 
-  it('time limit kills setsid and double-forked grandchildren too (L8, L10)', async () => {
-    if (!cgroupsAvailable()) return;
+  it('time limit kills setsid and double-forked grandchildren too (L8, L10)', async (ctx) => {
+    if (!cgroupsAvailable()) return ctx.skip();
     const l = await daemon();
     const { job } = await run(l, { timeLimit: 2, cmdLine: escapeesScript(l, 'timeout', 'exec sleep 1000') });
     expect(escapeePids(l, 'timeout')).toHaveLength(2);
@@ -202,8 +202,8 @@ describe('job limits through the daemon (host cgroup mode)', () => {
     await expectNoJobCgroups(l);
   });
 
-  it('when the main process exits 0, the grandchildren it left are killed; COMPLETED (L10)', async () => {
-    if (!cgroupsAvailable()) return;
+  it('when the main process exits 0, the grandchildren it left are killed; COMPLETED (L10)', async (ctx) => {
+    if (!cgroupsAvailable()) return ctx.skip();
     const l = await daemon();
     const { job } = await run(l, { cmdLine: escapeesScript(l, 'leftover', 'exit 0') });
     expect(escapeePids(l, 'leftover')).toHaveLength(2);
@@ -214,8 +214,8 @@ describe('job limits through the daemon (host cgroup mode)', () => {
     await expectNoJobCgroups(l);
   });
 
-  it('a job ignoring SIGTERM is SIGKILLed after the grace period: TIMEOUT (L9)', async () => {
-    if (!cgroupsAvailable()) return;
+  it('a job ignoring SIGTERM is SIGKILLed after the grace period: TIMEOUT (L9)', async (ctx) => {
+    if (!cgroupsAvailable()) return ctx.skip();
     const l = await daemon();
     const { job } = await run(l, { timeLimit: 2, cmdLine: `${markLine('term')} trap '' TERM; while :; do sleep 1; done` });
     expect(job.jobStatus).toBe('timeout');
@@ -228,8 +228,8 @@ describe('job limits through the daemon (host cgroup mode)', () => {
     expect(processesMarked(`${MARK}-term`)).toEqual([]);
   });
 
-  it('200 short jobs leave no job cgroup and no zombie of the daemon or its supervisors (L16, L17)', { timeout: 240_000 }, async () => {
-    if (!cgroupsAvailable()) return;
+  it('200 short jobs leave no job cgroup and no zombie of the daemon or its supervisors (L16, L17)', { timeout: 240_000 }, async (ctx) => {
+    if (!cgroupsAvailable()) return ctx.skip();
     const l = await daemon();
     const ids = await Promise.all(Array.from({ length: 200 }, (_, i) => submitTo(l, { name: `short-${i}`, cmdLine: 'true' }).then((r) => r.jobId)));
     const jobs = await Promise.all(ids.map((id) => finish(l, id, 200_000)));
@@ -242,8 +242,8 @@ describe('job limits through the daemon (host cgroup mode)', () => {
     expect(zombiesOf(l.d.proc.pid!)).toEqual([]);
   });
 
-  it("the job's first process is already in its cgroups (L12)", async () => {
-    if (!cgroupsAvailable()) return;
+  it("the job's first process is already in its cgroups (L12)", async (ctx) => {
+    if (!cgroupsAvailable()) return ctx.skip();
     const l = await daemon();
     const { jobId } = await submitTo(l, { cmdLine: 'exec cat /proc/self/cgroup' });
     const { job, stdout } = await finish(l, jobId);
@@ -262,8 +262,8 @@ describe('job limits through the daemon (host cgroup mode)', () => {
     }
   });
 
-  it('a job cannot move itself out of its cgroup (L11)', async () => {
-    if (!cgroupsAvailable()) return;
+  it('a job cannot move itself out of its cgroup (L11)', async (ctx) => {
+    if (!cgroupsAvailable()) return ctx.skip();
     const l = await daemon();
     const targets =
       l.mode === 'cgroup2'
@@ -283,8 +283,8 @@ describe('job limits through the daemon (host cgroup mode)', () => {
     if (l.mode === 'cgroup1') expect(stdout.split('\n').find((x) => x.split(':')[1] === 'freezer')?.split(':')[2]).toBe(path);
   });
 
-  it('reports accounting on a normal job: enforcement, CPU time, peak memory, wall time', async () => {
-    if (!cgroupsAvailable()) return;
+  it('reports accounting on a normal job: enforcement, CPU time, peak memory, wall time', async (ctx) => {
+    if (!cgroupsAvailable()) return ctx.skip();
     const l = await daemon();
     const { job } = await run(l, { cmdLine: "timeout 1 /bin/sh -c 'while :; do :; done'; exit 0" });
     expect(job.jobStatus).toBe('completed');
@@ -311,8 +311,8 @@ describe('hpcqd --check', () => {
     }
   }
 
-  it('reports the mode it would use and exits 0; a mode the host cannot provide exits 1 with the reason', () => {
-    if (!cgroupsAvailable()) return;
+  it('reports the mode it would use and exits 0; a mode the host cannot provide exits 1 with the reason', (ctx) => {
+    if (!cgroupsAvailable()) return ctx.skip();
     const hybrid = hasCgroupV1 && !cgroup2HasControllers();
     const auto = check(limitsConfig());
     expect(auto.status, auto.stderr).toBe(0);

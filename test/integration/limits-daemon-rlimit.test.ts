@@ -40,8 +40,8 @@ async function daemon(): Promise<LimitsDaemon> {
 }
 
 describe('job limits through the daemon (enforcement: rlimit)', () => {
-  it('memory over RLIMIT_AS: the allocation is refused (ENOMEM) and the job is FAILED, not OUT_OF_MEMORY', async () => {
-    if (!canRunJobs()) return;
+  it('memory over RLIMIT_AS: the allocation is refused (ENOMEM) and the job is FAILED, not OUT_OF_MEMORY', async (ctx) => {
+    if (!canRunJobs()) return ctx.skip();
     const l = await daemon();
     const { job, stderr } = await run(l, { memLimit: 64, cmdLine: 'exec dd if=/dev/zero of=/dev/null bs=512M count=1' });
     // No OOM killer is involved: mmap fails with ENOMEM, dd reports it and exits 1.
@@ -57,8 +57,8 @@ describe('job limits through the daemon (enforcement: rlimit)', () => {
     expect(header).toContain('reported as FAILED, never OUT_OF_MEMORY');
   });
 
-  it('CPU spin with time_limit 2, cores 1: the wall timer ends it first (TIMEOUT, limit_hit time)', async () => {
-    if (!canRunJobs()) return;
+  it('CPU spin with time_limit 2, cores 1: the wall timer ends it first (TIMEOUT, limit_hit time)', async (ctx) => {
+    if (!canRunJobs()) return ctx.skip();
     const l = await daemon();
     // RLIMIT_CPU soft = cores x time_limit + 1 = 3 s; hard = soft + the CPU kill grace (30 s now),
     // passed to the supervisor as --rlimit CPU=3:33. A single thread cannot use more CPU time than
@@ -84,9 +84,9 @@ describe('job limits through the daemon (enforcement: rlimit)', () => {
     expect(job.limitHit).toBe('');
   });
 
-  it('nofile=16: the 17th descriptor cannot be opened (EMFILE), so opening 20 files fails', async () => {
-    if (!canRunJobs()) return;
-    if (!need(existsSync('/usr/bin/python3'), 'python3 in /usr/bin for the job user')) return;
+  it('nofile=16: the 17th descriptor cannot be opened (EMFILE), so opening 20 files fails', async (ctx) => {
+    if (!canRunJobs()) return ctx.skip();
+    if (!need(existsSync('/usr/bin/python3'), 'python3 in /usr/bin for the job user')) return ctx.skip();
     const l = await daemon();
     const script = [
       'import os',
@@ -105,8 +105,8 @@ describe('job limits through the daemon (enforcement: rlimit)', () => {
     expectAccounting(job, 'rlimit');
   });
 
-  it('cancel and time limit still reach setsid and double-forked grandchildren (subreaper supervisor)', async () => {
-    if (!canRunJobs()) return;
+  it('cancel and time limit still reach setsid and double-forked grandchildren (subreaper supervisor)', async (ctx) => {
+    if (!canRunJobs()) return ctx.skip();
     const l = await daemon();
     const pidsFile = (tag: string) => join(l.outDir, `${tag}.pids`);
     const script = (tag: string) =>
@@ -134,8 +134,8 @@ describe('job limits through the daemon (enforcement: rlimit)', () => {
   });
 
   it('RLIMIT_CPU: a multi-threaded job reaching cores x time_limit + 1 s of CPU gets SIGXCPU: TIMEOUT cpu_time (L13)', async (ctx) => {
-    if (!canRunJobs()) return;
-    if (!need(existsSync('/usr/bin/python3'), 'python3 in /usr/bin for the job user')) return;
+    if (!canRunJobs()) return ctx.skip();
+    if (!need(existsSync('/usr/bin/python3'), 'python3 in /usr/bin for the job user')) return ctx.skip();
     // Only a job using more than one CPU can reach its CPU-time limit before its wall time limit.
     // (Last in this file: the CPU-heavy tests of the other limits file have usually ended by then.)
     if (availableParallelism() < 2) return ctx.skip();

@@ -8,20 +8,20 @@
  * Cleanup kills only what the tests started: processes in the job cgroups below this test's
  * daemons' parents and processes carrying this file's marker, each by pid.
  */
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'vitest';
+import { parseProcStat } from '../../src/exec/process-identity.js';
 import type { Job } from '../../src/gen/hpcq/v1/job.js';
 import type { SubmitJobRequest } from '../../src/gen/hpcq/v1/job_service.js';
 import { cgroupParentName } from '../../src/daemon/enforcement.js';
 import { call, type DaemonHandle, startDaemon, stopAll, submit, waitForEnd } from '../support/daemon-harness.js';
-import { JOB_USER } from '../support/privileged.js';
+import { JOB_USER, uidOf } from '../support/privileged.js';
 
 export const CGROUP_ROOT = '/sys/fs/cgroup';
-export const MIB = 1024 * 1024;
+export { MIB } from '../../src/exec/limits/limiter.js';
 
 /** kill_grace_seconds 1; a node big enough that many 1-core jobs run at once; one queue. */
 export function limitsConfig(enforcement?: 'auto' | 'cgroup1' | 'cgroup2' | 'rlimit'): string {
@@ -55,12 +55,7 @@ export function cgroup2HasControllers(): boolean {
 
 export const hasCgroupV1 = existsSync(join(CGROUP_ROOT, 'memory', 'cgroup.procs'));
 
-const uids = new Map<string, number>();
-export function uidOf(user: string): number {
-  let uid = uids.get(user);
-  if (uid === undefined) uids.set(user, (uid = Number(execFileSync('id', ['-u', user]).toString().trim())));
-  return uid;
-}
+export { uidOf };
 
 export interface LimitsDaemon {
   d: DaemonHandle;
@@ -167,12 +162,11 @@ export interface ProcInfo {
 
 export function procInfo(pid: number): ProcInfo | undefined {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const close = stat.lastIndexOf(')');
-    const fields = stat.slice(close + 2).split(' ');
-    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-    const uid = Number(/^Uid:\s+(\d+)/m.exec(status)?.[1] ?? -1);
-    return { pid, ppid: Number(fields[1]), state: fields[0]!, uid, comm: stat.slice(stat.indexOf('(') + 1, close) };
+    const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const stat = parseProcStat(text);
+    if (stat === undefined) return undefined;
+    const uid = Number(/^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? -1);
+    return { pid, ppid: stat.ppid, state: stat.state, uid, comm: text.slice(text.indexOf('(') + 1, text.lastIndexOf(')')) };
   } catch {
     return undefined;
   }

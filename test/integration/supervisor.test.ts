@@ -23,20 +23,18 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { LaunchError } from '../../src/core/ports.js';
+import { findSupervisorProcesses, processIsAlive, processStartTicks } from '../../src/exec/process-identity.js';
+import { readExitFile, readSupervisorFile, type SupervisorExitRecord } from '../../src/exec/run-files.js';
 import {
   buildSupervisorArgs,
   parseHandshake,
-  processIsAlive,
-  processStartTicks,
-  readExitFile,
-  readSupervisorFile,
   signalSupervisor,
   spawnSupervisor,
   supervisorPath,
-  type SupervisorExitRecord,
   type SupervisorSpec,
 } from '../../src/exec/supervisor-process.js';
 import { JOB_USER, OTHER_USER, ensureTestUsers, isRoot, need } from '../support/privileged.js';
@@ -114,10 +112,6 @@ function jobSpec(box: Sandbox, program: string, args: string[], extra: Partial<S
 
 function fixture(box: Sandbox, name: string, ...args: string[]): { program: string; args: string[] } {
   return { program: '/bin/sh', args: [join(box.binDir, name), ...args] };
-}
-
-async function sleep(ms: number): Promise<void> {
-  await new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 async function waitFor<T>(what: string, probe: () => T | undefined | Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
@@ -503,6 +497,31 @@ describe('hpcq-supervisor ending jobs', () => {
     expect(record).toMatchObject({ status: 'exited', exitCode: 5 });
     const sup = await readSupervisorFile(spec.runDir, spec.jobId);
     expect(sup?.supervisorPid).toBe(supervisorPid);
+  });
+});
+
+describe('finding supervisors again after a daemon restart', () => {
+  it('finds the live supervisor of each job of its run directory, by identity, and no other', async (ctx) => {
+    if (!privileged()) return ctx.skip();
+    const box = sandbox();
+    const elsewhere = sandbox();
+    const spec = jobSpec(box, '/bin/sleep', ['1000']);
+    const otherSpec = jobSpec(elsewhere, '/bin/sleep', ['1000']);
+    const handle = await spawnSupervisor(spec);
+    const other = await spawnSupervisor(otherSpec);
+    const name = basename(supervisorPath());
+    try {
+      expect(findSupervisorProcesses(box.runDir, 0, name)).toEqual(
+        new Map([[spec.jobId, { pid: handle.supervisorPid, startTicks: handle.supervisorStartTicks }]]),
+      );
+      // Supervisors run as root: a process of the job user with the same name and arguments is none.
+      expect(findSupervisorProcesses(box.runDir, jobUid, name).size).toBe(0);
+      expect(findSupervisorProcesses(box.runDir, 0, 'not-hpcq-supervisor').size).toBe(0);
+    } finally {
+      for (const h of [handle, other]) signalSupervisor(h.supervisorPid, h.supervisorStartTicks, 'cancel');
+      await Promise.all([handle.exited, other.exited]);
+    }
+    expect(findSupervisorProcesses(box.runDir, 0, name).size).toBe(0);
   });
 });
 

@@ -296,8 +296,12 @@ describe('CgroupV2Limiter.release', () => {
   it('is idempotent and tolerates a dir that is already gone', async () => {
     await limiter.prepare(32, LIMITS);
     await limiter.release(32);
-    await limiter.release(32);
-    await limiter.release(999);
+    expect(existsSync(join(root, 'hpcq/job_32'))).toBe(false);
+    const writes = fake.writes.length;
+    await expect(limiter.release(32)).resolves.toBeUndefined();
+    await expect(limiter.release(999)).resolves.toBeUndefined();
+    expect(fake.writes.length).toBe(writes);
+    expect(await limiter.listJobIds()).toEqual([]);
   });
 
   it('removes child cgroups first', async () => {

@@ -3,6 +3,7 @@ import { existsSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { type JobLimits, MIB } from '../../src/exec/limits/limiter.js';
 import { RlimitLimiter } from '../../src/exec/limits/rlimit-limiter.js';
+import { need } from '../support/privileged.js';
 
 const LIMITS: JobLimits = { cores: 2, memoryLimitBytes: 512 * MIB, timeLimitSeconds: 3600, resourceLimits: {} };
 
@@ -51,15 +52,17 @@ describe('RlimitLimiter', () => {
   const hasPrlimit = existsSync('/usr/bin/prlimit');
   const python = ['/usr/bin/python3', '/bin/python3'].find((p) => existsSync(p));
 
-  it.runIf(hasPrlimit)('the values mean what the kernel means (ulimit -v shows AS in KiB, ulimit -t CPU s)', () => {
+  it('the values mean what the kernel means (ulimit -v shows AS in KiB, ulimit -t CPU s)', (ctx) => {
+    if (!need(hasPrlimit, 'prlimit (util-linux)')) return ctx.skip();
     const { rlimits } = new RlimitLimiter().placementFor({ ...LIMITS, memoryLimitBytes: 64 * MIB, timeLimitSeconds: 10, cores: 1 });
     const r = spawnSync('prlimit', [`--as=${rlimits.AS}`, `--cpu=${rlimits.CPU}`, '--', '/bin/sh', '-c', 'ulimit -v; ulimit -t'], { encoding: 'utf8' });
     expect(r.stdout.split('\n').slice(0, 2)).toEqual(['65536', '11']);
   });
 
-  it.runIf(hasPrlimit && python !== undefined)(
+  it(
     'RLIMIT_AS false positive (L14): reserving 1 GiB without touching it fails under a 256 MiB AS limit',
-    () => {
+    (ctx) => {
+      if (!need(hasPrlimit && python !== undefined, 'prlimit (util-linux) and python3')) return ctx.skip();
       const { rlimits } = new RlimitLimiter().placementFor({ ...LIMITS, memoryLimitBytes: 256 * MIB });
       // A private anonymous mapping that is never touched: ~0 RSS, 1 GiB of address space.
       const reserve = 'import mmap; m = mmap.mmap(-1, 1 << 30); print("reserved")';

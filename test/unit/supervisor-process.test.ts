@@ -1,20 +1,9 @@
 import { describe, it, expect } from 'vitest';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import {
-  buildSupervisorArgs,
-  currentBootId,
-  exitFilePath,
-  parseExitRecord,
-  parseHandshake,
-  parseProcStat,
-  parseSupervisorRecord,
-  processIsAlive,
-  processStartTicks,
-  supervisorFilePath,
-  supervisorPath,
-  type SupervisorSpec,
-} from '../../src/exec/supervisor-process.js';
+import { currentBootId, parseProcStat, processIsAlive, processStartTicks } from '../../src/exec/process-identity.js';
+import { exitFilePath, parseExitRecord, parseRunFileName, parseSupervisorRecord, supervisorFilePath } from '../../src/exec/run-files.js';
+import { buildSupervisorArgs, parseHandshake, supervisorPath, type SupervisorSpec } from '../../src/exec/supervisor-process.js';
 
 const minimal: SupervisorSpec = {
   jobId: 42,
@@ -240,5 +229,14 @@ describe('paths', () => {
   it('names the run files by job id', () => {
     expect(supervisorFilePath('/run/hpcq', 9)).toBe('/run/hpcq/9.sup');
     expect(exitFilePath('/run/hpcq', 9)).toBe('/run/hpcq/9.exit');
+  });
+
+  it('tells run files, and their temporaries, from other files of the run directory', () => {
+    expect(parseRunFileName('9.sup')).toEqual({ jobId: 9, kind: 'sup', temporary: false });
+    expect(parseRunFileName('12.exit')).toEqual({ jobId: 12, kind: 'exit', temporary: false });
+    expect(parseRunFileName('12.exit.tmp')).toEqual({ jobId: 12, kind: 'exit', temporary: true });
+    for (const other of ['daemon-boot', 'daemon-boot.tmp', '9.sup.old', 'x.exit', '.exit', '9.exit~']) {
+      expect(parseRunFileName(other)).toBeUndefined();
+    }
   });
 });

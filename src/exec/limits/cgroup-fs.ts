@@ -9,6 +9,7 @@
  * its interface files are not real files and it never needs emptying first.
  */
 import { closeSync, constants, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmdirSync, writeSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 export interface CgroupFs {
   /** The file's contents, or undefined when it does not exist. */
@@ -125,13 +126,27 @@ export function sigkillIgnoringGone(pid: number): void {
 }
 
 /**
+ * For polling the kernel (a cgroup emptying, a freeze completing): each call waits twice as long as
+ * the one before, from 1 ms up to `maxMs`, so a quick change is seen at once and a slow one costs
+ * few wake-ups.
+ */
+export function backoff(maxMs = 50): () => Promise<void> {
+  let delayMs = 1;
+  return () => {
+    const wait = sleep(delayMs);
+    delayMs = Math.min(delayMs * 2, maxMs);
+    return wait;
+  };
+}
+
+/**
  * rmdir of a cgroup and its descendants, deepest first (a job cannot create child cgroups — the
  * files are root's — but orphans from older versions or admins might exist). EBUSY, which the
  * kernel may return for a moment after the last process died, is retried until `deadline`.
  */
 export async function removeCgroupTree(fs: CgroupFs, dir: string, deadline: number): Promise<void> {
   for (const child of await fs.listDirs(dir)) await removeCgroupTree(fs, `${dir}/${child}`, deadline);
-  let delayMs = 1;
+  const pause = backoff();
   for (;;) {
     try {
       await fs.rmdir(dir);
@@ -139,7 +154,6 @@ export async function removeCgroupTree(fs: CgroupFs, dir: string, deadline: numb
     } catch (err) {
       if (!isErrno(err, 'EBUSY') || Date.now() > deadline) throw err;
     }
-    await new Promise((resolve) => setTimeout(resolve, delayMs));
-    delayMs = Math.min(delayMs * 2, 50);
+    await pause();
   }
 }

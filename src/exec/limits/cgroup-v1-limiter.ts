@@ -33,6 +33,7 @@
 import { join, normalize, sep } from 'node:path';
 import type { EnforcementMode } from '../../core/job.js';
 import {
+  backoff,
   type CgroupFs,
   isErrno,
   nodeCgroupFs,
@@ -56,7 +57,6 @@ import {
   parseJobDirName,
   parseKeyValues,
   perProcessRlimits,
-  sleep,
   validateLimits,
 } from './limiter.js';
 
@@ -291,7 +291,7 @@ export class CgroupV1Limiter implements Limiter {
     const freezerDir = this.jobDirs(jobId).freezer;
     const canFreeze = existing.includes(freezerDir) && (await fs.exists(join(freezerDir, 'freezer.state')));
     const deadline = Date.now() + this.releaseTimeoutMs;
-    let delayMs = 1;
+    const pause = backoff();
     let killRounds = 0;
     for (;;) {
       const pids = await this.listedPids(existing);
@@ -308,8 +308,7 @@ export class CgroupV1Limiter implements Limiter {
       } finally {
         if (canFreeze) await writeCgroupFile(fs, join(freezerDir, 'freezer.state'), 'THAWED').catch(() => undefined);
       }
-      await sleep(delayMs);
-      delayMs = Math.min(delayMs * 2, 50);
+      await pause();
     }
     for (const d of existing) {
       await removeCgroupTree(fs, d, deadline).catch((err: unknown) => {
@@ -324,11 +323,8 @@ export class CgroupV1Limiter implements Limiter {
     await writeCgroupFile(this.fs, state, 'FROZEN');
     // A task in uninterruptible sleep keeps the cgroup FREEZING; kill anyway after a short wait.
     const freezeDeadline = Math.min(deadline, Date.now() + 1000);
-    let delayMs = 1;
-    while ((await this.fs.read(state))?.trim() === 'FREEZING' && Date.now() < freezeDeadline) {
-      await sleep(delayMs);
-      delayMs = Math.min(delayMs * 2, 20);
-    }
+    const pause = backoff(20);
+    while ((await this.fs.read(state))?.trim() === 'FREEZING' && Date.now() < freezeDeadline) await pause();
   }
 
   private async listedPids(dirs: string[]): Promise<Set<number>> {

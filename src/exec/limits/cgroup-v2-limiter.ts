@@ -25,6 +25,7 @@
 import { join, relative, sep } from 'node:path';
 import type { EnforcementMode } from '../../core/job.js';
 import {
+  backoff,
   type CgroupFs,
   isErrno,
   nodeCgroupFs,
@@ -47,8 +48,8 @@ import {
   parseInteger,
   parseJobDirName,
   parseKeyValues,
+  parseWords,
   perProcessRlimits,
-  sleep,
   validateLimits,
 } from './limiter.js';
 
@@ -152,7 +153,7 @@ export class CgroupV2Limiter implements Limiter {
 
   private async setUpParent(): Promise<ReadonlySet<string>> {
     const fs = this.fs;
-    const available = new Set(((await fs.read(join(this.root, 'cgroup.controllers'))) ?? '').split(/\s+/).filter(Boolean));
+    const available = new Set(parseWords(await fs.read(join(this.root, 'cgroup.controllers'))));
     const missing = CGROUP2_REQUIRED_CONTROLLERS.filter((c) => !available.has(c));
     if (missing.length > 0) {
       throw new LimitSetupError(
@@ -174,7 +175,7 @@ export class CgroupV2Limiter implements Limiter {
           throw new LimitSetupError(`cannot create cgroup ${dir}: ${String(err)}`, { cause: err });
         }
       }
-      const subtree = new Set(((await fs.read(join(dir, 'cgroup.subtree_control'))) ?? '').split(/\s+/).filter(Boolean));
+      const subtree = new Set(parseWords(await fs.read(join(dir, 'cgroup.subtree_control'))));
       const toEnable = wanted.filter((c) => !subtree.has(c));
       if (toEnable.length > 0) {
         try {
@@ -216,7 +217,7 @@ export class CgroupV2Limiter implements Limiter {
     if (!(await this.fs.exists(dir))) return;
     const deadline = Date.now() + this.releaseTimeoutMs;
     const hasKillFile = await this.fs.exists(join(dir, 'cgroup.kill'));
-    let delayMs = 1;
+    const pause = backoff();
     for (;;) {
       const populated = await this.isPopulated(dir);
       if (populated === undefined) return; // removed meanwhile
@@ -232,8 +233,7 @@ export class CgroupV2Limiter implements Limiter {
       if (Date.now() > deadline) {
         throw new CgroupBusyError(`processes of job ${jobId} survive in ${dir} ${this.releaseTimeoutMs} ms after SIGKILL`);
       }
-      await sleep(delayMs);
-      delayMs = Math.min(delayMs * 2, 50);
+      await pause();
     }
     await removeCgroupTree(this.fs, dir, deadline).catch((err: unknown) => {
       throw new CgroupBusyError(`cannot remove ${dir} of job ${jobId}: ${String(err)}`, { cause: err });

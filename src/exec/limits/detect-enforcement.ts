@@ -27,7 +27,7 @@ import type { EnforcementMode } from '../../core/job.js';
 import type { EnforcementRequest } from '../../core/policy.js';
 import { CgroupV1Limiter, type CgroupV1Mounts } from './cgroup-v1-limiter.js';
 import { CGROUP2_REQUIRED_CONTROLLERS, CgroupV2Limiter } from './cgroup-v2-limiter.js';
-import { type Limiter, LimitSetupError } from './limiter.js';
+import { type Limiter, LimitSetupError, parseWords } from './limiter.js';
 import { RlimitLimiter } from './rlimit-limiter.js';
 
 export interface DetectionInput {
@@ -117,10 +117,6 @@ function selfDir(mount: MountEntry, selfPath: string | undefined): string | unde
   return join(mount.mountPoint, relative(mount.root, selfPath));
 }
 
-function words(text: string | undefined): string[] {
-  return (text ?? '').split(/\s+/).filter(Boolean);
-}
-
 type Verdict<T> = { usable: true; value: T; notes: string[] } | { usable: false; reasons: string[] };
 
 interface Cgroup2Choice {
@@ -140,7 +136,7 @@ async function checkCgroup2(
   const reasons: string[] = [];
   for (const mount of v2Mounts) {
     const at = `cgroup2 at ${mount.mountPoint}`;
-    const controllers = words(await input.readFile(join(mount.mountPoint, 'cgroup.controllers')));
+    const controllers = parseWords(await input.readFile(join(mount.mountPoint, 'cgroup.controllers')));
     const missing = CGROUP2_REQUIRED_CONTROLLERS.filter((c) => !controllers.includes(c));
     if (missing.length > 0) {
       const hybrid = mounts.some((m) => m.fsType === 'cgroup' && missing.some((c) => m.superOptions.includes(c)));
@@ -165,8 +161,8 @@ async function checkCgroup2(
       if (i === 0 && (await input.readFile(join(dir, 'cgroup.type'))) === undefined) continue;
       const subtree = await input.readFile(join(dir, 'cgroup.subtree_control'));
       if (subtree === undefined) break; // does not exist yet: we create it empty
-      const lacking = CGROUP2_REQUIRED_CONTROLLERS.filter((c) => !words(subtree).includes(c));
-      if (lacking.length > 0 && words(await input.readFile(join(dir, 'cgroup.procs'))).length > 0) {
+      const lacking = CGROUP2_REQUIRED_CONTROLLERS.filter((c) => !parseWords(subtree).includes(c));
+      if (lacking.length > 0 && parseWords(await input.readFile(join(dir, 'cgroup.procs'))).length > 0) {
         blocked = `${at}: ${dir} has processes of its own, so Linux refuses to enable ${lacking.join(', ')} below it (no internal processes)`;
         break;
       }

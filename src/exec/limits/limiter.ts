@@ -14,6 +14,10 @@
  * - RlimitLimiter ('rlimit'): no cgroups; per-process setrlimit only. Weaker — see its header.
  */
 import type { EnforcementMode, ResourceLimits } from '../../core/job.js';
+import type { RlimitName } from '../supervisor-process.js';
+
+/** Names of the resource limits the supervisor sets with setrlimit(2) before exec. */
+export type { RlimitName };
 
 /** What the limiter needs of a job. */
 export interface JobLimits {
@@ -42,9 +46,6 @@ export type KillTarget =
    * systemd --user, ssh) are missed.
    */
   | { kind: 'process-tree' };
-
-/** Names of the resource limits the supervisor sets with setrlimit(2) before exec. */
-export type RlimitName = 'AS' | 'DATA' | 'CPU' | 'NPROC' | 'NOFILE' | 'FSIZE' | 'CORE';
 
 /** Where and how a job runs: handed to the supervisor. */
 export interface JobPlacement {
@@ -177,6 +178,11 @@ export function perProcessRlimits(resourceLimits: ResourceLimits): Partial<Recor
   return rlimits;
 }
 
+/** The words of a list file (cgroup.controllers, cgroup.subtree_control); [] when it is absent. */
+export function parseWords(text: string | undefined): string[] {
+  return (text ?? '').split(/\s+/).filter(Boolean);
+}
+
 /** Parses `key value` lines (memory.events, cpu.stat, cpuacct.stat, memory.oom_control). */
 export function parseKeyValues(text: string | undefined): Map<string, number> {
   const values = new Map<string, number>();
@@ -193,8 +199,4 @@ export function parseInteger(text: string | undefined): number | undefined {
   if (text === undefined) return undefined;
   const t = text.trim();
   return /^\d+$/.test(t) ? Number(t) : undefined;
-}
-
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

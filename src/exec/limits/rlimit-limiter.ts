@@ -68,7 +68,7 @@ export class RlimitLimiter implements Limiter {
     this.cpuKillGraceSeconds = options.cpuKillGraceSeconds ?? 30;
   }
 
-  /** Pure: the placement of a job (exposed for tests and for the executor's logs). */
+  /** Pure: the placement of a job (prepare() without the promise). */
   placementFor(limits: JobLimits): JobPlacement {
     validateLimits(limits);
     const cpuSeconds = Math.ceil(limits.cores * limits.timeLimitSeconds) + 1;
