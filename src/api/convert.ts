@@ -7,35 +7,22 @@ import { JobState, type Job, type JobEvent } from '../gen/hpcq/v1/job.js';
 import type { SubmitJobRequest } from '../gen/hpcq/v1/job_service.js';
 import type { Queue } from '../gen/hpcq/v1/queue_service.js';
 
+/** The proto request has exactly the domain's fields, so it is passed on as is (no copy per submit). */
 export function submitRequestFromProto(req: SubmitJobRequest): SubmitRequest {
-  return {
-    timestamp: req.timestamp,
-    clusterId: req.clusterId,
-    zone: req.zone,
-    runUser: req.runUser,
-    name: req.name,
-    cmdLine: req.cmdLine,
-    inputFile: req.inputFile,
-    coreLimit: req.coreLimit,
-    memLimit: req.memLimit,
-    timeLimit: req.timeLimit,
-    resourceLimit: req.resourceLimit,
-    hpcqueueId: req.hpcqueueId,
-    schedulerQueueName: req.schedulerQueueName,
-    stdoutRedirectPath: req.stdoutRedirectPath,
-    stderrRedirectPath: req.stderrRedirectPath,
-    priority: req.priority,
-    submitType: req.submitType,
-    clientToken: req.clientToken,
-  };
+  return req;
 }
 
 export function stateToProto(state: DomainJobState): JobState {
   return (JOB_STATES.indexOf(state) + 1) as JobState;
 }
 
+/** The domain state of a proto state; undefined for JOB_STATE_UNSPECIFIED and unknown values. */
+export function domainState(state: JobState): DomainJobState | undefined {
+  return JOB_STATES[state - 1];
+}
+
 export function stateFromProto(state: JobState): DomainJobState {
-  const s = JOB_STATES[state - 1];
+  const s = domainState(state);
   if (!s) throw new HpcqError('InvalidParameterValue.JobState', 'invalid', `unknown job state ${state}`, 'states');
   return s;
 }

@@ -23,9 +23,10 @@ const MAX_RECEIVE_BYTES = 1024 * 1024;
 /** Bounds concurrent RPCs per connection (RELIABILITY I11). */
 const MAX_CONCURRENT_STREAMS = 1000;
 
-export const SERVICE_NAMES = ['hpcq.v1.JobService', 'hpcq.v1.QueueService'] as const;
+/** Health-checked names: the server as a whole ('') and each service. */
+const HEALTH_NAMES = ['', 'hpcq.v1.JobService', 'hpcq.v1.QueueService'] as const;
 
-export function protoDir(): string {
+function protoDir(): string {
   // dist/api/ or src/api/ -> package root -> proto/
   return join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'proto');
 }
@@ -37,7 +38,7 @@ export class GrpcServer {
     // Close idle connections after 5 minutes (RELIABILITY I12).
     'grpc.max_connection_idle_ms': 5 * 60_000,
   });
-  private readonly health = new HealthImplementation({ '': 'NOT_SERVING', 'hpcq.v1.JobService': 'NOT_SERVING', 'hpcq.v1.QueueService': 'NOT_SERVING' });
+  private readonly health = new HealthImplementation(Object.fromEntries(HEALTH_NAMES.map((name) => [name, 'NOT_SERVING'])));
   private state: 'created' | 'serving' | 'stopped' = 'created';
   /** Addresses actually bound (a TCP port 0 resolves to the chosen port). */
   readonly boundAddresses: string[] = [];
@@ -60,23 +61,23 @@ export class GrpcServer {
   async start(): Promise<void> {
     if (this.state !== 'created') throw new Error(`GrpcServer.start() in state ${this.state}`);
     for (const address of this.addresses) {
-      const isUnix = address.startsWith('unix:');
-      if (isUnix) removeStaleSocket(address.slice('unix:'.length));
+      const socket = unixSocketPath(address);
+      if (socket !== undefined) removeStaleSocket(socket);
       else this.log.warn({ address }, 'listening on TCP WITHOUT authentication or TLS: anyone who can reach this port can run jobs as any user');
       const port = await new Promise<number>((resolve, reject) =>
         this.server.bindAsync(address, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
       );
-      if (isUnix) chmodSync(address.slice('unix:'.length), 0o600);
-      this.boundAddresses.push(isUnix ? address : address.replace(/:\d+$/, `:${port}`));
+      if (socket !== undefined) chmodSync(socket, 0o600);
+      this.boundAddresses.push(socket !== undefined ? address : address.replace(/:\d+$/, `:${port}`));
     }
     this.state = 'serving';
-    for (const name of ['', ...SERVICE_NAMES]) this.health.setStatus(name, 'SERVING');
+    for (const name of HEALTH_NAMES) this.health.setStatus(name, 'SERVING');
     this.log.info({ addresses: this.boundAddresses }, 'gRPC server listening');
   }
 
   /** Marks the server NOT_SERVING (first step of shutdown) without closing it. */
   setNotServing(): void {
-    for (const name of ['', ...SERVICE_NAMES]) this.health.setStatus(name, 'NOT_SERVING');
+    for (const name of HEALTH_NAMES) this.health.setStatus(name, 'NOT_SERVING');
   }
 
   async stop(deadlineMs: number): Promise<void> {
@@ -95,9 +96,15 @@ export class GrpcServer {
       });
     });
     for (const address of this.boundAddresses) {
-      if (address.startsWith('unix:')) removeStaleSocket(address.slice('unix:'.length));
+      const socket = unixSocketPath(address);
+      if (socket !== undefined) removeStaleSocket(socket);
     }
   }
+}
+
+/** The socket path of a `unix:` address, else undefined (TCP). */
+function unixSocketPath(address: string): string | undefined {
+  return address.startsWith('unix:') ? address.slice('unix:'.length) : undefined;
 }
 
 /** Removes a leftover socket file; refuses to delete anything that is not a socket. */

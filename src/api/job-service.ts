@@ -1,6 +1,6 @@
 /** hpcq.v1.JobService: thin transport over JobEngine. */
 import type { DaemonConfig } from '../config/daemon-config.js';
-import { HpcqError } from '../core/errors.js';
+import { clusterNotFound, HpcqError, queueNotFound } from '../core/errors.js';
 import type { JobFilter } from '../core/ports.js';
 import type { JobEngine } from '../engine/job-engine.js';
 import type {
@@ -56,9 +56,7 @@ export function createJobService(engine: JobEngine, config: DaemonConfig, log: L
 function listFilter(req: ListJobsRequest, config: DaemonConfig): JobFilter {
   const filter: JobFilter = {};
   if (req.clusterId) {
-    if (!config.clusters.some((c) => c.clusterId === req.clusterId)) {
-      throw new HpcqError('ResourceNotFound.Cluster', 'not_found', `cluster ${JSON.stringify(req.clusterId)} does not exist`, 'cluster_id');
-    }
+    if (!config.clusters.some((c) => c.clusterId === req.clusterId)) throw clusterNotFound(req.clusterId);
     filter.clusterId = req.clusterId;
   }
   if (req.queue) {
@@ -66,7 +64,7 @@ function listFilter(req: ListJobsRequest, config: DaemonConfig): JobFilter {
       .filter((c) => !req.clusterId || c.clusterId === req.clusterId)
       .flatMap((c) => c.queues)
       .filter((q) => q.hpcqueueId === req.queue || q.schedulerQueueName === req.queue);
-    if (matches.length === 0) throw new HpcqError('ResourceNotFound.Queue', 'not_found', `queue ${JSON.stringify(req.queue)} does not exist`, 'queue');
+    if (matches.length === 0) throw queueNotFound(req.queue, 'queue');
     if (matches.length > 1) {
       throw new HpcqError('InvalidParameter.AmbiguousQueue', 'invalid', `queue name ${req.queue} exists in several clusters; give cluster_id or the hpcqueue_id`, 'queue');
     }

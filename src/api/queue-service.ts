@@ -1,6 +1,6 @@
 /** hpcq.v1.QueueService. */
 import type { DaemonConfig } from '../config/daemon-config.js';
-import { HpcqError } from '../core/errors.js';
+import { clusterNotFound } from '../core/errors.js';
 import type { EnforcementMode } from '../core/job.js';
 import type { JobEngine } from '../engine/job-engine.js';
 import type { ListQueuesRequest, ListQueuesResponse, QueueServiceServer } from '../gen/hpcq/v1/queue_service.js';
@@ -12,9 +12,7 @@ export function createQueueService(engine: JobEngine, config: DaemonConfig, enfo
   return {
     listQueues: unary<ListQueuesRequest, ListQueuesResponse>(log, 'ListQueues', async (req) => {
       const clusters = config.clusters.filter((c) => !req.clusterId || c.clusterId === req.clusterId);
-      if (clusters.length === 0) {
-        throw new HpcqError('ResourceNotFound.Cluster', 'not_found', `cluster ${JSON.stringify(req.clusterId)} does not exist`, 'cluster_id');
-      }
+      if (clusters.length === 0) throw clusterNotFound(req.clusterId);
       const used = engine.usedResources();
       return {
         queues: clusters.flatMap((c) => c.queues.map((q) => queueToProto(q, engine.queueCounts(q.hpcqueueId)))),

@@ -20,29 +20,6 @@ export interface GlobalOptions {
   timeout?: number;
 }
 
-/** Adds --addr, --json and --timeout (to the program and to every client command). */
-export function addGlobalOptions(cmd: Command): Command {
-  return cmd
-    .option('--addr <address>', 'hpcqd address, unix:/abs/path.sock or host:port (default: $HPCQ_ADDR, else the daemon\'s default socket)')
-    .option('--json', 'print the response as JSON: proto field names (snake_case), every field, enums by name')
-    .option('--timeout <seconds>', `deadline of each call in seconds, or 1m / 00:01:00 (default ${DEFAULT_TIMEOUT_MS / 1000}; watch and --wait: none unless given)`, parseTimeoutOption);
-}
-
-export function parseTimeoutOption(value: string): number {
-  if (/^\d+(\.\d+)?$/.test(value.trim())) {
-    const n = Number(value);
-    if (n > 0) return n;
-  } else {
-    try {
-      const n = parseDuration(value);
-      if (n > 0) return n;
-    } catch (err) {
-      throw new InvalidArgumentError((err as Error).message);
-    }
-  }
-  throw new InvalidArgumentError('the timeout must be a positive number of seconds');
-}
-
 /** Wraps a commander option parser so that its Error becomes commander's InvalidArgumentError (exit 2). */
 export function optionParser<T>(parse: (value: string, previous?: T) => T): (value: string, previous?: T) => T {
   return (value, previous) => {
@@ -52,6 +29,21 @@ export function optionParser<T>(parse: (value: string, previous?: T) => T): (val
       throw new InvalidArgumentError((err as Error).message);
     }
   };
+}
+
+/** --timeout: seconds (fractions allowed), or a duration as parseDuration reads it. */
+export const parseTimeoutOption = optionParser((value: string): number => {
+  const seconds = /^\d+(\.\d+)?$/.test(value.trim()) ? Number(value) : parseDuration(value);
+  if (seconds > 0) return seconds;
+  throw new Error('the timeout must be a positive number of seconds');
+});
+
+/** Adds --addr, --json and --timeout (to the program and to every client command). */
+export function addGlobalOptions(cmd: Command): Command {
+  return cmd
+    .option('--addr <address>', 'hpcqd address, unix:/abs/path.sock or host:port (default: $HPCQ_ADDR, else the daemon\'s default socket)')
+    .option('--json', 'print the response as JSON: proto field names (snake_case), every field, enums by name')
+    .option('--timeout <seconds>', `deadline of each call in seconds, or 1m / 00:01:00 (default ${DEFAULT_TIMEOUT_MS / 1000}; watch and --wait: none unless given)`, parseTimeoutOption);
 }
 
 export class CommandContext {

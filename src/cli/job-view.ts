@@ -3,7 +3,9 @@
  * table, the `watch` lines, the `queues` table, and the exit status a finished job maps to.
  */
 import { constants } from 'node:os';
-import { JobState, jobStateToJSON, type Job, type JobEvent } from '../gen/hpcq/v1/job.js';
+import { domainState, stateToProto } from '../api/convert.js';
+import { isTerminal as isTerminalState, JOB_STATES, jobStatusString } from '../core/job.js';
+import { JobState, type Job, type JobEvent } from '../gen/hpcq/v1/job.js';
 import type { ListQueuesResponse } from '../gen/hpcq/v1/queue_service.js';
 import {
   formatBytes,
@@ -18,27 +20,21 @@ import {
   type Align,
 } from './format.js';
 
+/** State names users type: each state's job_status (pending, ..., node_fail), and squeue's short codes. */
 const STATE_ALIASES: Record<string, JobState> = {
-  pending: JobState.JOB_STATE_PENDING,
-  pd: JobState.JOB_STATE_PENDING,
-  running: JobState.JOB_STATE_RUNNING,
-  r: JobState.JOB_STATE_RUNNING,
-  completed: JobState.JOB_STATE_COMPLETED,
-  cd: JobState.JOB_STATE_COMPLETED,
-  failed: JobState.JOB_STATE_FAILED,
-  f: JobState.JOB_STATE_FAILED,
-  cancelled: JobState.JOB_STATE_CANCELLED,
+  ...Object.fromEntries(JOB_STATES.map((s) => [jobStatusString(s), stateToProto(s)])),
   canceled: JobState.JOB_STATE_CANCELLED,
+  pd: JobState.JOB_STATE_PENDING,
+  r: JobState.JOB_STATE_RUNNING,
+  cd: JobState.JOB_STATE_COMPLETED,
+  f: JobState.JOB_STATE_FAILED,
   ca: JobState.JOB_STATE_CANCELLED,
-  timeout: JobState.JOB_STATE_TIMEOUT,
   to: JobState.JOB_STATE_TIMEOUT,
-  out_of_memory: JobState.JOB_STATE_OUT_OF_MEMORY,
   oom: JobState.JOB_STATE_OUT_OF_MEMORY,
-  node_fail: JobState.JOB_STATE_NODE_FAIL,
   nf: JobState.JOB_STATE_NODE_FAIL,
 };
 
-export const STATE_NAMES = 'pending, running, completed, failed, cancelled, timeout, out_of_memory, node_fail';
+export const STATE_NAMES = JOB_STATES.map(jobStatusString).join(', ');
 
 /**
  * Parses `--state` values: each may be a comma list; names are case-insensitive, `-` and `_` are
@@ -61,13 +57,12 @@ export function parseStates(values: readonly string[]): JobState[] {
 
 /** `RUNNING`, `OUT_OF_MEMORY`, ... (falls back to the job_status string). */
 export function stateName(state: JobState, jobStatus = ''): string {
-  const name = jobStateToJSON(state);
-  if (name.startsWith('JOB_STATE_') && name !== 'JOB_STATE_UNSPECIFIED') return name.slice('JOB_STATE_'.length);
-  return jobStatus ? jobStatus.toUpperCase() : 'UNKNOWN';
+  return domainState(state) ?? (jobStatus ? jobStatus.toUpperCase() : 'UNKNOWN');
 }
 
 export function isTerminal(state: JobState): boolean {
-  return state >= JobState.JOB_STATE_COMPLETED && state <= JobState.JOB_STATE_NODE_FAIL;
+  const s = domainState(state);
+  return s !== undefined && isTerminalState(s);
 }
 
 const SIGNAL_NAMES: Record<number, string> = Object.fromEntries(

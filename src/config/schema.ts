@@ -1,8 +1,8 @@
 /**
  * The configuration file's schema. Every key has its default here: these defaults ARE the embedded
  * default configuration (config/hpcqd.yaml spells out the same values; a test keeps them equal).
- * Keys are snake_case like the EHPC API; compile-config.ts turns the parsed file into the frozen,
- * camelCase `DaemonConfig` the rest of the daemon uses.
+ * Keys are snake_case like the EHPC API; load-config.ts (compileConfig) turns the parsed file into
+ * the frozen, camelCase `DaemonConfig` the rest of the daemon uses.
  */
 import { z } from 'zod';
 
@@ -85,33 +85,17 @@ export const configSchema = z.strictObject({
       schedule: z.string().default('17 * * * *'),
     })
     .prefault({}),
-  clusters: z.array(clusterSchema).min(1).default([
+  /** Default: one cluster with a normal (default) and a debug queue; unlisted keys take the queue defaults above. */
+  clusters: z.array(clusterSchema).min(1).prefault([
     {
       cluster_id: 'hpcq-local',
       zone: 'local',
       queues: [
-        {
-          hpcqueue_id: 'hpcq-normal',
-          scheduler_queue_name: 'normal',
-          default: true,
-          priority: 10,
-          max_cores: 0,
-          default_cores: 1,
-          max_mem_mb: 0,
-          default_mem_mb: 1024,
-          max_time_seconds: 7 * 24 * 3600,
-          default_time_seconds: 3600,
-          max_running: 0,
-          max_pending: 100_000,
-        },
+        { hpcqueue_id: 'hpcq-normal', scheduler_queue_name: 'normal', default: true, priority: 10 },
         {
           hpcqueue_id: 'hpcq-debug',
           scheduler_queue_name: 'debug',
-          default: false,
           priority: 20,
-          max_cores: 0,
-          default_cores: 1,
-          max_mem_mb: 0,
           default_mem_mb: 512,
           max_time_seconds: 1800,
           default_time_seconds: 600,

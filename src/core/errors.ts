@@ -40,6 +40,17 @@ export function jobNotFound(idOrUuid: string): HpcqError {
   return new HpcqError('ResourceNotFound.Job', 'not_found', `job ${JSON.stringify(idOrUuid)} does not exist`, 'job_id');
 }
 
+/** Thrown when a request names a cluster that is not configured. */
+export function clusterNotFound(clusterId: string): HpcqError {
+  return new HpcqError('ResourceNotFound.Cluster', 'not_found', `cluster ${JSON.stringify(clusterId)} does not exist`, 'cluster_id');
+}
+
+/** Thrown when a request names a queue that is not configured (in `clusterId`, when given). */
+export function queueNotFound(queue: string, field: string, clusterId?: string): HpcqError {
+  const where = clusterId === undefined ? '' : ` in cluster ${clusterId}`;
+  return new HpcqError('ResourceNotFound.Queue', 'not_found', `queue ${JSON.stringify(queue)} does not exist${where}`, field);
+}
+
 /** Thrown by the store when a write cannot be made durable (disk full, I/O error, closed). */
 export class StoreUnavailableError extends HpcqError {
   override readonly name = 'StoreUnavailableError';

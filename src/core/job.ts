@@ -26,6 +26,9 @@ export const JOB_STATES = [
 ] as const;
 export type JobState = (typeof JOB_STATES)[number];
 
+/** A job's uuid: `hpcjob-` + 8 lowercase base-36 characters (made by the store). */
+export const JOB_UUID_PATTERN = /^hpcjob-[0-9a-z]{8}$/;
+
 export const TERMINAL_STATES: ReadonlySet<JobState> = new Set([
   'COMPLETED',
   'FAILED',

@@ -1,2 +1,5 @@
 /** Small shared vocabulary of admin policy. */
-export type EnforcementRequest = 'auto' | 'cgroup2' | 'cgroup1' | 'rlimit';
+import type { EnforcementMode } from './job.js';
+
+/** The configured `enforcement`: a mode, or `auto` (cgroup2, then cgroup1, then rlimit). */
+export type EnforcementRequest = 'auto' | EnforcementMode;

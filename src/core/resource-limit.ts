@@ -7,19 +7,21 @@
 import { invalidParameter } from './errors.js';
 import type { ResourceLimits } from './job.js';
 
+type KeySpec = { field: keyof ResourceLimits; max: number };
+
+/** The keys in canonical order. */
 const KEYS = {
   pids: { field: 'pids', max: 4_194_304 },
   nofile: { field: 'nofile', max: 1_048_576 },
   fsize: { field: 'fsizeMb', max: 1 << 30 },
   core: { field: 'coreMb', max: 1 << 30 },
   nproc: { field: 'nproc', max: 4_194_304 },
-} as const satisfies Record<string, { field: keyof ResourceLimits; max: number }>;
+} as const satisfies Record<string, KeySpec>;
 
 export function parseResourceLimit(text: string): { limits: ResourceLimits; canonical: string } {
   const limits: ResourceLimits = {};
   const trimmed = text.trim();
   if (trimmed === '') return { limits, canonical: '' };
-  const seen = new Set<string>();
   for (const part of trimmed.split(',')) {
     const m = /^\s*([a-z]+)\s*=\s*(\S*)\s*$/.exec(part);
     if (!m) {
@@ -27,12 +29,11 @@ export function parseResourceLimit(text: string): { limits: ResourceLimits; cano
     }
     const key = m[1]!;
     const value = m[2]!;
-    const spec = Object.hasOwn(KEYS, key) ? (KEYS as Record<string, { field: keyof ResourceLimits; max: number }>)[key] : undefined;
+    const spec: KeySpec | undefined = Object.hasOwn(KEYS, key) ? (KEYS as Record<string, KeySpec>)[key] : undefined;
     if (!spec) {
       throw invalidParameter('InvalidParameter.ResourceLimit', 'resource_limit', `resource_limit: unknown key ${JSON.stringify(key)} (known: ${Object.keys(KEYS).join(', ')})`);
     }
-    if (seen.has(key)) throw invalidParameter('InvalidParameter.ResourceLimit', 'resource_limit', `resource_limit: key ${key} given twice`);
-    seen.add(key);
+    if (limits[spec.field] !== undefined) throw invalidParameter('InvalidParameter.ResourceLimit', 'resource_limit', `resource_limit: key ${key} given twice`);
     if (!/^\d{1,10}$/.test(value) || Number(value) > spec.max) {
       throw invalidParameter('InvalidParameter.ResourceLimit', 'resource_limit', `resource_limit: ${key} must be an integer from 0 to ${spec.max}, got ${JSON.stringify(value)}`);
     }
@@ -41,14 +42,14 @@ export function parseResourceLimit(text: string): { limits: ResourceLimits; cano
     }
     limits[spec.field] = Number(value);
   }
+  // Canonical key order, so that equal lists give equal specs (and client_token fingerprints).
   const ordered: ResourceLimits = {};
-  for (const k of Object.keys(KEYS) as Array<keyof typeof KEYS>) {
-    const field = KEYS[k].field;
-    if (limits[field] !== undefined) ordered[field] = limits[field];
+  const parts: string[] = [];
+  for (const [key, { field }] of Object.entries(KEYS)) {
+    const value = limits[field];
+    if (value === undefined) continue;
+    ordered[field] = value;
+    parts.push(`${key}=${value}`);
   }
-  const canonical = Object.keys(KEYS)
-    .filter((k) => seen.has(k))
-    .map((k) => `${k}=${limits[(KEYS as Record<string, { field: keyof ResourceLimits }>)[k]!.field]}`)
-    .join(',');
-  return { limits: ordered, canonical };
+  return { limits: ordered, canonical: parts.join(',') };
 }

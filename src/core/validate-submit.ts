@@ -5,7 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { ClusterConfig, DaemonConfig, QueueConfig } from '../config/daemon-config.js';
-import { HpcqError, invalidParameter } from './errors.js';
+import { clusterNotFound, HpcqError, invalidParameter, queueNotFound } from './errors.js';
 import type { JobSpec } from './job.js';
 import type { UserDirectory } from './ports.js';
 import { parseResourceLimit } from './resource-limit.js';
@@ -183,7 +183,7 @@ function resolveCluster(req: SubmitRequest, clusters: readonly ClusterConfig[]):
   } else {
     cluster = clusters.find((c) => c.clusterId === req.clusterId);
   }
-  if (!cluster) throw new HpcqError('ResourceNotFound.Cluster', 'not_found', `cluster ${JSON.stringify(req.clusterId)} does not exist`, 'cluster_id');
+  if (!cluster) throw clusterNotFound(req.clusterId);
   if (req.zone !== '' && req.zone !== cluster.zone) {
     throw invalidParameter('InvalidZone.MismatchRegion', 'zone', `zone ${JSON.stringify(req.zone)} does not match cluster ${cluster.clusterId}'s zone ${cluster.zone}`);
   }
@@ -193,12 +193,8 @@ function resolveCluster(req: SubmitRequest, clusters: readonly ClusterConfig[]):
 function resolveQueue(req: SubmitRequest, cluster: ClusterConfig): QueueConfig {
   const byId = req.hpcqueueId === '' ? undefined : cluster.queues.find((q) => q.hpcqueueId === req.hpcqueueId);
   const byName = req.schedulerQueueName === '' ? undefined : cluster.queues.find((q) => q.schedulerQueueName === req.schedulerQueueName);
-  if (req.hpcqueueId !== '' && !byId) {
-    throw new HpcqError('ResourceNotFound.Queue', 'not_found', `queue ${JSON.stringify(req.hpcqueueId)} does not exist in cluster ${cluster.clusterId}`, 'hpcqueue_id');
-  }
-  if (req.schedulerQueueName !== '' && !byName) {
-    throw new HpcqError('ResourceNotFound.Queue', 'not_found', `queue ${JSON.stringify(req.schedulerQueueName)} does not exist in cluster ${cluster.clusterId}`, 'scheduler_queue_name');
-  }
+  if (req.hpcqueueId !== '' && !byId) throw queueNotFound(req.hpcqueueId, 'hpcqueue_id', cluster.clusterId);
+  if (req.schedulerQueueName !== '' && !byName) throw queueNotFound(req.schedulerQueueName, 'scheduler_queue_name', cluster.clusterId);
   if (byId && byName && byId !== byName) {
     throw invalidParameter('InvalidParameter.InvalidParameterCombination', 'scheduler_queue_name', `hpcqueue_id ${byId.hpcqueueId} and scheduler_queue_name ${byName.schedulerQueueName} name different queues`);
   }

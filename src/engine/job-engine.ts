@@ -20,16 +20,16 @@
  * proves that no supervisor of it ever got to start it, so a crash can never start it twice.
  * Outcomes are stored one at a time per job, so a second report of an ended job is a no-op.
  */
-import type { DaemonConfig, QueueConfig } from '../config/daemon-config.js';
+import type { DaemonConfig } from '../config/daemon-config.js';
 import { HpcqError, jobNotFound, StoreUnavailableError } from '../core/errors.js';
-import { isTerminal, transition, type Job, type JobEvent, type JobOutcome, type JobState } from '../core/job.js';
+import { isTerminal, JOB_UUID_PATTERN, transition, type Job, type JobEvent, type JobOutcome, type JobState } from '../core/job.js';
 import { LaunchError, type JobExecutor, type JobFilter, type JobPage, type JobStore, type JobTransition, type UserDirectory } from '../core/ports.js';
 import { planDispatch, type QueuePolicyView } from '../core/scheduler.js';
 import type { SubmitRequest } from '../core/submit-request.js';
 import { validateSubmit } from '../core/validate-submit.js';
 import type { Logger } from '../logger.js';
 import { ActiveJobs } from './active-jobs.js';
-import { JobEventBus, type JobChangeListener } from './job-event-bus.js';
+import { JobWatches } from './job-watches.js';
 
 export interface JobEngineDeps {
   config: DaemonConfig;
@@ -46,9 +46,9 @@ const WRITE_RETRY_MS = 1000;
 
 export class JobEngine {
   private readonly active = new ActiveJobs();
-  private readonly queues: Map<string, QueueConfig>;
-  private readonly queuePolicies: Map<string, QueuePolicyView>;
-  private readonly bus = new JobEventBus();
+  /** Every queue by hpcqueue_id; a QueueConfig carries the priority and max_running the scheduler reads. */
+  private readonly queues: ReadonlyMap<string, QueuePolicyView>;
+  private readonly watches = new JobWatches();
   /** Jobs whose RUNNING record is being written or whose supervisor is being spawned. */
   private readonly launching = new Map<number, Promise<void>>();
   /** Running jobs a CancelJob asked to end, with who asked. */
@@ -58,9 +58,6 @@ export class JobEngine {
   private readonly inFlight = new Set<Promise<unknown>>();
   /** Outcome writes in progress, per job: a later report waits for the earlier one, then sees it. */
   private readonly recording = new Map<number, Promise<void>>();
-  /** Ends the open WatchJob calls with an error (shutdown). */
-  private readonly watchers = new Set<(err: Error) => void>();
-  private watchesEnded = false;
   private dispatchScheduled = false;
   private state: 'created' | 'starting' | 'started' | 'stopped' = 'created';
   private starting: Promise<void> | undefined;
@@ -69,7 +66,6 @@ export class JobEngine {
   constructor(private readonly deps: JobEngineDeps) {
     this.now = deps.now ?? Date.now;
     this.queues = new Map(deps.config.clusters.flatMap((c) => c.queues.map((q) => [q.hpcqueueId, q] as const)));
-    this.queuePolicies = new Map([...this.queues].map(([id, q]) => [id, { priority: q.priority, maxRunning: q.maxRunning }]));
     deps.executor.onEnded = (jobId, outcome) => this.recordOutcome(jobId, outcome);
   }
 
@@ -119,13 +115,7 @@ export class JobEngine {
    * job, so it would only hold up the RPC drain of a shutdown. Clients watch again after restart.
    */
   endWatches(): void {
-    this.watchesEnded = true;
-    const err = shuttingDown();
-    for (const fail of [...this.watchers]) fail(err);
-  }
-
-  get isStarted(): boolean {
-    return this.state === 'started';
+    this.watches.endAll();
   }
 
   // ---- use cases -------------------------------------------------------------------------------
@@ -163,9 +153,7 @@ export class JobEngine {
 
   async getJob(idOrUuid: string): Promise<Job> {
     this.assertStarted();
-    const job = await this.findJob(idOrUuid);
-    if (!job) throw jobNotFound(idOrUuid);
-    return job;
+    return this.findJob(idOrUuid);
   }
 
   async listJobs(filter: JobFilter, pageSize: number, beforeId?: number): Promise<JobPage> {
@@ -179,14 +167,12 @@ export class JobEngine {
   async cancel(idOrUuid: string, requestedBy: string): Promise<Job> {
     this.assertStarted();
     const found = await this.findJob(idOrUuid);
-    if (!found) throw jobNotFound(idOrUuid);
+    // Only PENDING and RUNNING jobs are active.
     const job = this.active.get(found.id);
-    if (!job || isTerminal(job.state)) {
-      throw new HpcqError('FailedOperation.JobAlreadyFinished', 'precondition', `job ${found.id} already ended (${found.state})`, 'job_id');
-    }
+    if (!job) throw new HpcqError('FailedOperation.JobAlreadyFinished', 'precondition', `job ${found.id} already ended (${found.state})`, 'job_id');
     if (job.state === 'PENDING') {
-      await this.applyTransitions([{ job, to: 'CANCELLED', reason: `Cancelled by ${requestedBy}` }]);
-      return this.active.get(job.id) ?? (await this.getJob(String(job.id)));
+      const [cancelled] = await this.applyTransitions([{ job, to: 'CANCELLED', reason: `Cancelled by ${requestedBy}` }]);
+      return cancelled!;
     }
     if (!this.cancelRequested.has(job.id)) {
       this.cancelRequested.set(job.id, requestedBy);
@@ -195,7 +181,7 @@ export class JobEngine {
       const current = this.active.get(job.id);
       if (current?.state === 'RUNNING') await this.deps.executor.cancel(current);
     }
-    return this.active.get(job.id) ?? (await this.getJob(String(job.id)));
+    return this.freshest(job);
   }
 
   /**
@@ -209,43 +195,12 @@ export class JobEngine {
     signal: AbortSignal,
   ): Promise<void> {
     this.assertStarted();
-    if (this.watchesEnded) throw shuttingDown();
+    this.watches.assertOpen();
     const found = await this.findJob(idOrUuid);
-    if (!found) throw jobNotFound(idOrUuid);
-    const buffered: Array<[Job, JobEvent]> = [];
-    let live: JobChangeListener = (job, event) => buffered.push([job, event]);
-    let finish!: () => void;
-    let fail!: (err: Error) => void;
-    const done = new Promise<void>((resolve, reject) => {
-      finish = resolve;
-      fail = reject;
+    await this.watches.follow(found.id, includeHistory, onJob, signal, {
+      current: () => this.freshest(found),
+      history: () => this.deps.store.getEvents(found.id),
     });
-    done.catch(() => undefined);
-    const unsubscribe = this.bus.subscribe(found.id, (job, event) => live(job, event));
-    const onAbort = () => finish();
-    signal.addEventListener('abort', onAbort);
-    this.watchers.add(fail);
-    try {
-      // Subscribed before reading, so no change falls between the snapshot and the live events.
-      const snapshot = this.active.get(found.id) ?? (await this.deps.store.getJob(found.id)) ?? found;
-      onJob(snapshot);
-      if (includeHistory) {
-        for (const event of await this.deps.store.getEvents(found.id)) {
-          if (event.sequence <= snapshot.eventCount) onJob(snapshot, event);
-        }
-      }
-      if (isTerminal(snapshot.state)) return;
-      live = (job, event) => {
-        onJob(job, event);
-        if (isTerminal(job.state)) finish();
-      };
-      for (const [job, event] of buffered) if (event.sequence > snapshot.eventCount) live(job, event);
-      if (!signal.aborted) await done;
-    } finally {
-      this.watchers.delete(fail);
-      signal.removeEventListener('abort', onAbort);
-      unsubscribe();
-    }
   }
 
   /** Pending and running counts of a queue, from memory. */
@@ -265,11 +220,17 @@ export class JobEngine {
     this.dispatchScheduled = true;
     setImmediate(() => {
       this.dispatchScheduled = false;
-      if (this.state === 'started') this.track(this.dispatch()).catch((err) => this.deps.log.error({ err }, 'dispatch failed'));
+      if (this.state !== 'started') return;
+      try {
+        this.dispatch();
+      } catch (err) {
+        this.deps.log.error({ err }, 'dispatch failed');
+      }
     });
   }
 
-  private async dispatch(): Promise<void> {
+  /** One pass: starts what the plan allows (their RUNNING writes and launches go on in the background). */
+  private dispatch(): void {
     if (this.active.pendingTotal === 0) return;
     const used = this.active.used;
     // Every job needs at least one core: with none free nothing can start, so skip planning.
@@ -281,7 +242,7 @@ export class JobEngine {
     const plan = planDispatch({
       pending,
       running: running.map((j) => ({ hpcqueueId: j.hpcqueueId, cores: j.cores, memoryLimitMb: j.memoryLimitMb, expectedEndMs: j.startTimeMs + j.timeLimitSeconds * 1000 })),
-      queues: this.queuePolicies,
+      queues: this.queues,
       nodeCores: this.deps.config.nodeCores,
       nodeMemMb: this.deps.config.nodeMemMb,
       nowMs,
@@ -298,7 +259,7 @@ export class JobEngine {
   }
 
   /** Launches the job once its RUNNING state is stored (`stored` resolves); tracked for stop(). */
-  private beginLaunch(jobId: number, stored: Promise<void>): void {
+  private beginLaunch(jobId: number, stored: Promise<unknown>): void {
     const launch = stored
       .then(
         () => this.launch(jobId),
@@ -374,6 +335,7 @@ export class JobEngine {
         ]);
         // Its processes are gone (the supervisor wrote the exit record after killing them all), so
         // its cores and memory are free now: the next job's RUNNING write can share this batch.
+        // (The pass sees the job ended in memory; nothing it plans with changes once it is stored.)
         this.scheduleDispatch();
         await stored;
         break;
@@ -384,16 +346,15 @@ export class JobEngine {
       }
     }
     this.cancelRequested.delete(jobId);
-    this.scheduleDispatch();
   }
 
   // ---- helpers ---------------------------------------------------------------------------------
 
   /**
    * Applies state changes in memory at once (so dispatch sees them) and stores them in one synced
-   * batch. Listeners hear of a change only after it is durable.
+   * batch. Watches hear of a change only after it is durable. Resolves with the changed jobs.
    */
-  private async applyTransitions(changes: Array<{ job: Job; to: JobState; reason: string; timeMs?: number }>): Promise<void> {
+  private async applyTransitions(changes: Array<{ job: Job; to: JobState; reason: string; timeMs?: number }>): Promise<Job[]> {
     const transitions: JobTransition[] = changes.map(({ job, to, reason, timeMs }) => {
       const { job: next, event } = transition(job, to, reason, timeMs ?? this.now());
       return { job: next, previousState: job.state, event };
@@ -408,21 +369,33 @@ export class JobEngine {
     }
     for (const t of transitions) {
       this.deps.log.info({ jobId: t.job.id, state: t.job.state, reason: t.event.reason || undefined }, 'job state changed');
-      this.bus.publish(t.job, t.event);
+      this.watches.publish(t.job, t.event);
     }
+    return transitions.map((t) => t.job);
   }
 
-  private async findJob(idOrUuid: string): Promise<Job | undefined> {
+  /** The job a job_id / hpcjob uuid names, freshest view; throws ResourceNotFound.Job if none. */
+  private async findJob(idOrUuid: string): Promise<Job> {
+    let job: Job | undefined;
     if (/^\d{1,15}$/.test(idOrUuid)) {
       const id = Number(idOrUuid);
-      return this.active.get(id) ?? (await this.deps.store.getJob(id));
+      job = this.active.get(id) ?? (await this.deps.store.getJob(id));
+    } else if (JOB_UUID_PATTERN.test(idOrUuid)) {
+      const stored = await this.deps.store.getJobByUuid(idOrUuid);
+      job = stored && (this.active.get(stored.id) ?? stored);
+    } else if (idOrUuid === '') {
+      throw new HpcqError('MissingParameter.JobId', 'invalid', 'job_id is required', 'job_id');
+    } else {
+      throw new HpcqError('InvalidParameter.JobIdMalformed', 'invalid', 'job_id must be a numeric job id or an hpcjob-xxxxxxxx uuid', 'job_id');
     }
-    if (/^hpcjob-[0-9a-z]{8}$/.test(idOrUuid)) {
-      const job = await this.deps.store.getJobByUuid(idOrUuid);
-      return job && (this.active.get(job.id) ?? job);
-    }
-    if (idOrUuid === '') throw new HpcqError('MissingParameter.JobId', 'invalid', 'job_id is required', 'job_id');
-    throw new HpcqError('InvalidParameter.JobIdMalformed', 'invalid', 'job_id must be a numeric job id or an hpcjob-xxxxxxxx uuid', 'job_id');
+    if (!job) throw jobNotFound(idOrUuid);
+    return job;
+  }
+
+  /** `job` as it is now: from memory while active, else as stored (a finished job is final as it is). */
+  private async freshest(job: Job): Promise<Job> {
+    if (isTerminal(job.state)) return job;
+    return this.active.get(job.id) ?? (await this.deps.store.getJob(job.id)) ?? job;
   }
 
   private assertStarted(): void {
@@ -435,8 +408,4 @@ export class JobEngine {
     promise.then(remove, remove);
     return promise;
   }
-}
-
-function shuttingDown(): HpcqError {
-  return new HpcqError('ResourceUnavailable.ShuttingDown', 'unavailable', 'hpcqd is shutting down; watch the job again once it is back');
 }

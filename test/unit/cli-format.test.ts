@@ -1,9 +1,11 @@
 import { userInfo } from 'node:os';
 import { Metadata, status } from '@grpc/grpc-js';
+import { InvalidArgumentError } from 'commander';
 import { describe, expect, it } from 'vitest';
 import { toServiceError } from '../../src/api/grpc-status.js';
 import { defaultAddress, normalizeAddress, resolveAddress } from '../../src/cli/address.js';
 import { buildSubmitRequest } from '../../src/cli/commands/submit.js';
+import { parseTimeoutOption } from '../../src/cli/context.js';
 import { connectProblem, describeError, renderFailure, UsageError } from '../../src/cli/errors.js';
 import {
   commandLineFromWords,
@@ -22,6 +24,7 @@ import {
   shellQuote,
 } from '../../src/cli/format.js';
 import {
+  isTerminal,
   jobExitStatus,
   jobRow,
   parseStates,
@@ -29,11 +32,13 @@ import {
   renderJobStatus,
   renderJobTable,
   renderQueues,
+  STATE_NAMES,
   stateName,
   watchLine,
 } from '../../src/cli/job-view.js';
 import { protoJson, snakeCase } from '../../src/cli/proto-json.js';
 import { HpcqError } from '../../src/core/errors.js';
+import { JOB_STATES, TERMINAL_STATES } from '../../src/core/job.js';
 import { JobState, type Job } from '../../src/gen/hpcq/v1/job.js';
 import { GetJobResponse, SubmitJobResponse } from '../../src/gen/hpcq/v1/job_service.js';
 import type { Logger } from '../../src/logger.js';
@@ -265,6 +270,30 @@ describe('job states and exit status', () => {
   it('names states', () => {
     expect(stateName(JobState.JOB_STATE_OUT_OF_MEMORY)).toBe('OUT_OF_MEMORY');
     expect(stateName(JobState.UNRECOGNIZED, 'weird')).toBe('WEIRD');
+    expect(stateName(JobState.JOB_STATE_UNSPECIFIED)).toBe('UNKNOWN');
+    expect(stateName(99 as JobState, 'future')).toBe('FUTURE');
+  });
+
+  it('agrees with the daemon on every state: name, terminal or not, and the --state spelling', () => {
+    const byName: Record<string, JobState> = {
+      PENDING: JobState.JOB_STATE_PENDING,
+      RUNNING: JobState.JOB_STATE_RUNNING,
+      COMPLETED: JobState.JOB_STATE_COMPLETED,
+      FAILED: JobState.JOB_STATE_FAILED,
+      CANCELLED: JobState.JOB_STATE_CANCELLED,
+      TIMEOUT: JobState.JOB_STATE_TIMEOUT,
+      OUT_OF_MEMORY: JobState.JOB_STATE_OUT_OF_MEMORY,
+      NODE_FAIL: JobState.JOB_STATE_NODE_FAIL,
+    };
+    expect(Object.keys(byName)).toEqual([...JOB_STATES]);
+    for (const [name, proto] of Object.entries(byName)) {
+      expect(stateName(proto), name).toBe(name);
+      expect(isTerminal(proto), name).toBe(TERMINAL_STATES.has(name as (typeof JOB_STATES)[number]));
+      expect(parseStates([name.toLowerCase()]), name).toEqual([proto]);
+    }
+    for (const state of [JobState.JOB_STATE_UNSPECIFIED, JobState.UNRECOGNIZED, 99 as JobState]) expect(isTerminal(state)).toBe(false);
+    expect(STATE_NAMES).toBe('pending, running, completed, failed, cancelled, timeout, out_of_memory, node_fail');
+    expect(parseStates(['PD,R,CD,F,CA,TO,OOM,NF'])).toEqual(Object.values(byName));
   });
 
   it('maps a finished job to an exit status like srun', () => {
@@ -291,6 +320,51 @@ describe('submit request', () => {
     expect(req).toMatchObject({ runUser: userInfo().username, submitType: 1, timestamp: '2026-01-02T03:04:05Z', cmdLine: '', name: 'x' });
     expect(buildSubmitRequest({ ...base, timestamp: false }, []).timestamp).toBe('');
     expect(buildSubmitRequest({ ...base, queue: 'debug', memLimit: 512, stdout: '/tmp/o' }, []).schedulerQueueName).toBe('debug');
+  });
+
+  it('maps every option to its request field', () => {
+    const req = buildSubmitRequest(
+      {
+        name: 'x',
+        submitType: 0,
+        clusterId: 'c',
+        zone: 'z',
+        runUser: 'bob',
+        inputFile: '/home/bob/run.sh',
+        coreLimit: 2,
+        memLimit: 512,
+        timeLimit: 60,
+        resourceLimit: 'pids=10',
+        hpcqueueId: 'hpcq-debug',
+        queue: 'debug',
+        stdout: '/tmp/o',
+        stderr: '/tmp/e',
+        priority: 7,
+        clientToken: 'tok',
+        timestamp: '2026-01-02T03:04:05Z',
+      },
+      [],
+    );
+    expect(req).toEqual({
+      timestamp: '2026-01-02T03:04:05Z',
+      clusterId: 'c',
+      zone: 'z',
+      runUser: 'bob',
+      name: 'x',
+      cmdLine: '',
+      inputFile: '/home/bob/run.sh',
+      coreLimit: 2,
+      memLimit: 512,
+      timeLimit: 60,
+      resourceLimit: 'pids=10',
+      hpcqueueId: 'hpcq-debug',
+      schedulerQueueName: 'debug',
+      stdoutRedirectPath: '/tmp/o',
+      stderrRedirectPath: '/tmp/e',
+      priority: 7,
+      submitType: 0,
+      clientToken: 'tok',
+    });
   });
 
   it('quotes words for the shell only when needed', () => {
@@ -350,6 +424,21 @@ describe('errors', () => {
     expect(describeError({ code: status.NOT_FOUND, details: 'nope', metadata: new Metadata() }, ctx)).toMatchObject({ reason: 'NotFound', exitCode: 2 });
     expect(describeError({ code: status.INTERNAL, details: 'boom', metadata: new Metadata() }, ctx)).toMatchObject({ reason: 'Internal', exitCode: 1 });
     expect(describeError(new UsageError('bad flag'), ctx)).toMatchObject({ reason: 'InvalidUsage', exitCode: 2 });
+  });
+});
+
+describe('--timeout', () => {
+  it.each([
+    ['30', 30],
+    ['0.5', 0.5],
+    ['1m', 60],
+    ['00:01:30', 90],
+  ])('%s -> %d s', (text, seconds) => {
+    expect(parseTimeoutOption(text)).toBe(seconds);
+  });
+
+  it.each(['0', '0s', '-1', 'soon'])('rejects %j as a usage error', (text) => {
+    expect(() => parseTimeoutOption(text)).toThrow(InvalidArgumentError);
   });
 });
 

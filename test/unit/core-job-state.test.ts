@@ -1,6 +1,7 @@
 import { describe, it, expect } from 'vitest';
 import {
   JOB_STATES,
+  JOB_UUID_PATTERN,
   TERMINAL_STATES,
   canTransition,
   expandRedirectPath,
@@ -201,5 +202,14 @@ describe('expandRedirectPath', () => {
 
   it('expands in one pass: values are not expanded again', () => {
     expect(expandRedirectPath('/s/%x', { id: 1, name: '%j', runUser: 'u' })).toBe('/s/%j');
+  });
+});
+
+describe('JOB_UUID_PATTERN', () => {
+  it('matches hpcjob- plus 8 lowercase base-36 characters, nothing else', () => {
+    for (const uuid of ['hpcjob-abcd1234', 'hpcjob-00000000', 'hpcjob-zzzzzzzz']) expect(uuid).toMatch(JOB_UUID_PATTERN);
+    for (const text of ['hpcjob-ABCD1234', 'hpcjob-abcd123', 'hpcjob-abcd12345', 'hpcjob-abcd-123', 'xhpcjob-abcd1234', 'hpcjob-abcd1234\n', '42']) {
+      expect(text).not.toMatch(JOB_UUID_PATTERN);
+    }
   });
 });
