@@ -4,11 +4,21 @@
  * current user (a non-root daemon runs jobs only as itself).
  */
 import { execFile, spawn } from 'node:child_process';
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { CLI_MAIN, makeStateDir, startDaemon, stopAll, TEST_CONFIG, type DaemonHandle } from '../support/daemon-harness.js';
+import {
+  CLI_MAIN,
+  isRunning,
+  makeStateDir,
+  startDaemon,
+  stopAll,
+  TEST_CONFIG,
+  waitForEnd as waitForEndOf,
+  waitForJob,
+  type DaemonHandle,
+} from '../support/daemon-harness.js';
 import { isRoot, JOB_USER, need, userExists } from '../support/privileged.js';
 
 const RUN_USER = isRoot ? JOB_USER : userInfo().username;
@@ -36,8 +46,6 @@ function hpcq(address: string, args: readonly string[], timeoutMs = 45_000): Pro
   });
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
 interface JobJson {
   job_id: string;
   hpcjob_uuid: string;
@@ -55,7 +63,6 @@ interface JobJson {
 describe('hpcq CLI against a real daemon', () => {
   let usable = true;
   let daemon: DaemonHandle;
-  let started = false;
   let outDir = '';
 
   beforeAll(() => {
@@ -69,18 +76,10 @@ describe('hpcq CLI against a real daemon', () => {
     outDir = mkdtempSync(join(tmpdir(), 'hpcq-cli-out-'));
     chmodSync(outDir, 0o1777);
     daemon = await startDaemon();
-    started = true;
   });
 
   afterEach(async () => {
-    // stopAll() SIGKILLs the daemon and job supervisors survive that: end every job first.
-    if (started && daemon.proc.exitCode === null) {
-      const r = await run(['list', '--json', '--all', '--state', 'pending,running']);
-      const ids = r.code === 0 ? (JSON.parse(r.stdout) as { jobs: JobJson[] }).jobs.map((j) => j.job_id) : [];
-      if (ids.length > 0) await run(['cancel', '--wait', '--timeout', '20', ...ids]);
-    }
-    started = false;
-    await stopAll();
+    await stopAll(); // cancels the daemon's pending and running jobs first
     if (outDir) rmSync(outDir, { recursive: true, force: true });
     outDir = '';
   });
@@ -102,20 +101,9 @@ describe('hpcq CLI against a real daemon', () => {
     return (JSON.parse(r.stdout) as { job: JobJson }).job;
   }
 
-  async function waitForStatus(id: string, wanted: string, timeoutMs = 20_000): Promise<JobJson> {
-    const until = Date.now() + timeoutMs;
-    for (;;) {
-      const job = await status(id);
-      if (job.job_status === wanted) return job;
-      if (Date.now() > until) throw new Error(`job ${id} is ${job.job_status}, not ${wanted}, after ${timeoutMs} ms`);
-      await sleep(100);
-    }
-  }
-
-  async function waitForEnd(id: string): Promise<void> {
-    const r = await run(['watch', id, '--timeout', '30']);
-    expect(r.stderr).toBe('');
-  }
+  // Waiting is set-up, not what these tests check: follow the job over gRPC (WatchJob).
+  const waitForRunning = (id: string) => waitForJob(daemon, id, isRunning);
+  const waitForEnd = (id: string) => waitForEndOf(daemon, id);
 
   it('submit prints the EHPC response, with or without --json', async () => {
     for (const json of [[], ['--json']]) {
@@ -241,7 +229,7 @@ describe('hpcq CLI against a real daemon', () => {
 
   it('cancel ends a running sleep as CANCELLED; unknown jobs fail with exit 2', async () => {
     const { job_id } = await submit('sleeper', 'sleep 300');
-    await waitForStatus(job_id, 'running');
+    await waitForRunning(job_id);
     const r = await run(['cancel', job_id]);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(new RegExp(`^job ${job_id} \\(hpcjob-[0-9a-z]{8}\\): (RUNNING|CANCELLED)`));
@@ -252,7 +240,7 @@ describe('hpcq CLI against a real daemon', () => {
 
     // A pending job is cancelled at once; --json gives an array of CancelJobResponse.
     const blocker = await submit('blocker', 'sleep 300', ['--queue', 'debug']);
-    await waitForStatus(blocker.job_id, 'running');
+    await waitForRunning(blocker.job_id);
     const queued = await submit('queued', 'sleep 300', ['--queue', 'debug']);
     const json = await run(['cancel', '--json', queued.job_id, '--wait']);
     expect(json.code, json.stderr).toBe(0);
@@ -313,8 +301,8 @@ describe('hpcq CLI against a real daemon', () => {
 
   it('queues lists hpcq-normal and hpcq-debug with their counts and the node', async () => {
     const { job_id } = await submit('in-debug', 'sleep 300', ['--queue', 'debug']);
-    await waitForStatus(job_id, 'running');
-    const pending = await submit('waits', 'true', ['--queue', 'debug']); // debug allows one running job
+    await waitForRunning(job_id);
+    await submit('waits', 'true', ['--queue', 'debug']); // debug allows one running job: this one waits
 
     const text = await run(['queues']);
     expect(text.code, text.stderr).toBe(0);
@@ -337,7 +325,6 @@ describe('hpcq CLI against a real daemon', () => {
     const unknown = await run(['queues', '--cluster-id', 'nope']);
     expect(unknown.code).toBe(2);
     expect(unknown.stderr).toMatch(/^hpcq: ResourceNotFound\.Cluster: /);
-    expect(pending.job_id).not.toBe(job_id); // both are cancelled by afterEach
   });
 
   it('a validation error prints the reason and exits 2', async () => {
@@ -409,9 +396,11 @@ describe('hpcq CLI against a real daemon', () => {
         child.stderr.on('data', onData);
         void exited.then((code) => reject(new Error(`hpcq daemon exited with ${code}:\n${out}`)));
       });
+      // --listen, --config and --state-dir were all honoured.
       const r = await hpcq(address, ['queues', '--json']);
       expect(r.code, r.stderr).toBe(0);
-      expect((JSON.parse(r.stdout) as { queues: unknown[] }).queues).toHaveLength(2);
+      expect((JSON.parse(r.stdout) as { queues: { hpcqueue_id: string }[] }).queues.map((q) => q.hpcqueue_id)).toEqual(['hpcq-normal', 'hpcq-debug']);
+      expect(existsSync(join(dir, 'state', 'db'))).toBe(true);
       child.kill('SIGTERM');
       expect(await exited).toBe(0);
     } finally {

@@ -1,18 +1,15 @@
 // client_token idempotency against a real hpcqd (RELIABILITY-TESTS I7 I8 I9, D2's retry half).
 import { status } from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
-import { JobState } from '../../src/gen/hpcq/v1/job.js';
-import type { ListJobsRequest, ListJobsResponse, SubmitJobRequest } from '../../src/gen/hpcq/v1/job_service.js';
-import { call, getJob, isRunning, reasonOf, rejection, startDaemon, stopAll, submit, waitForEnd, waitForJob, type DaemonHandle } from '../support/daemon-harness.js';
+import type { SubmitJobRequest } from '../../src/gen/hpcq/v1/job_service.js';
+import { getJob, isRunning, listJobs, reasonOf, rejection, startDaemon, stopAll, submit, waitForEnd, waitForJob, type DaemonHandle } from '../support/daemon-harness.js';
 import { isRoot, JOB_USER, need, OTHER_USER } from '../support/privileged.js';
 
 const canRunJobs = () => need(isRoot, 'root, to run jobs as the test users');
 
 afterEach(stopAll);
 
-async function listJobs(d: DaemonHandle, states: JobState[] = []) {
-  return (await call<ListJobsRequest, ListJobsResponse>(d.jobs.listJobs, d.jobs, { clusterId: '', queue: '', states, runUser: '', pageSize: 0, pageToken: '' })).jobs;
-}
+const jobsOf = async (d: DaemonHandle) => (await listJobs(d)).jobs;
 
 const REQUEST: Partial<SubmitJobRequest> = {
   name: 'idem',
@@ -40,12 +37,12 @@ describe('SubmitJob with client_token', () => {
     const second = await submit(d, req);
     expect(second).toEqual(first);
     expect(first).toMatchObject({ action: 'HpcJobSubmitJobResponse', jobStatus: 'pending', retCode: 0 });
-    const jobs = await listJobs(d);
+    const jobs = await jobsOf(d);
     expect(jobs.map((j) => [j.jobId, j.hpcjobUuid, j.clientToken])).toEqual([[first.jobId, first.hpcjobUuid, 'tok-same-1']]);
     // After the job finished, a retry still answers with the original job and stores nothing new.
     await waitForEnd(d, first.jobId);
     expect(await submit(d, req)).toEqual(first);
-    expect(await listJobs(d)).toHaveLength(1);
+    expect(await jobsOf(d)).toHaveLength(1);
     // The next job without a token gets the next id: the retries consumed none.
     expect((await submit(d, REQUEST)).jobId).toBe(String(Number(first.jobId) + 1));
   });
@@ -57,7 +54,7 @@ describe('SubmitJob with client_token', () => {
     const first = await submit(d, { ...req, timestamp: new Date(Date.now() - 2000).toISOString() });
     const retry = await submit(d, { ...req, timestamp: String(Math.floor(Date.now() / 1000)) });
     expect(retry).toEqual(first);
-    expect(await listJobs(d)).toHaveLength(1);
+    expect(await jobsOf(d)).toHaveLength(1);
   });
 
   it('the same token with a different request is ALREADY_EXISTS IdempotentParameterMismatch and stores nothing', async () => {
@@ -76,7 +73,7 @@ describe('SubmitJob with client_token', () => {
       { submitType: 1 },
     ];
     for (const change of variants) expectMismatch(await rejection(submit(d, { ...req, ...change })));
-    const jobs = await listJobs(d);
+    const jobs = await jobsOf(d);
     expect(jobs.map((j) => j.jobId)).toEqual([first.jobId]);
     expect((await getJob(d, first.jobId)).cmdLine).toBe('true');
     // The original request is still answered with the original job.
@@ -100,7 +97,7 @@ describe('SubmitJob with client_token', () => {
       timeLimit: 600,
     });
     expect(spelled).toEqual(first);
-    expect(await listJobs(d)).toHaveLength(1);
+    expect(await jobsOf(d)).toHaveLength(1);
   });
 
   it('20 concurrent submits with one token create exactly one job and all get its id', async () => {
@@ -110,7 +107,7 @@ describe('SubmitJob with client_token', () => {
     const results = await Promise.all(Array.from({ length: 20 }, () => submit(d, req)));
     const ids = new Set(results.map((r) => `${r.jobId}/${r.hpcjobUuid}`));
     expect(ids.size).toBe(1);
-    const jobs = await listJobs(d);
+    const jobs = await jobsOf(d);
     expect(jobs).toHaveLength(1);
     expect(`${jobs[0]!.jobId}/${jobs[0]!.hpcjobUuid}`).toBe([...ids][0]);
     expect((await waitForEnd(d, jobs[0]!.jobId)).jobStatus).toBe('completed');
@@ -122,7 +119,7 @@ describe('SubmitJob with client_token', () => {
     const a = { ...REQUEST, clientToken: 'tok-race', cmdLine: 'echo a' };
     const b = { ...REQUEST, clientToken: 'tok-race', cmdLine: 'echo b' };
     const settled = await Promise.allSettled(Array.from({ length: 20 }, (_, i) => submit(d, i % 2 === 0 ? a : b)));
-    const jobs = await listJobs(d);
+    const jobs = await jobsOf(d);
     expect(jobs).toHaveLength(1);
     const winner = jobs[0]!.cmdLine === 'echo a' ? 0 : 1;
     settled.forEach((s, i) => {
@@ -146,7 +143,7 @@ describe('SubmitJob with client_token', () => {
     expect(forOther.hpcjobUuid).not.toBe(forJob.hpcjobUuid);
     expect(await submit(d, { ...REQUEST, runUser: JOB_USER, clientToken: token })).toEqual(forJob);
     expect(await submit(d, { ...REQUEST, runUser: OTHER_USER, clientToken: token })).toEqual(forOther);
-    const jobs = await listJobs(d);
+    const jobs = await jobsOf(d);
     expect(jobs.map((j) => [j.jobId, j.runUser])).toEqual([
       [forOther.jobId, OTHER_USER],
       [forJob.jobId, JOB_USER],
@@ -163,7 +160,7 @@ describe('SubmitJob with client_token', () => {
     const c = await submit(d, REQUEST);
     const e = await submit(d, REQUEST);
     expect(new Set([a.jobId, b.jobId, c.jobId, e.jobId]).size).toBe(4);
-    expect(await listJobs(d)).toHaveLength(4);
+    expect(await jobsOf(d)).toHaveLength(4);
   });
 
   it('a retry of a stored request is answered with the original job even when the queue is full (max_pending)', async () => {
@@ -178,7 +175,7 @@ describe('SubmitJob with client_token', () => {
     await submit(d, { ...debug, name: 'filler-2' });
     // The retry creates nothing, so the quota has nothing to refuse: the client gets its job back.
     expect(await submit(d, { ...debug, name: 'tokened', clientToken: 'tok-full-queue' })).toEqual(tokened);
-    expect(await listJobs(d)).toHaveLength(4);
+    expect(await jobsOf(d)).toHaveLength(4);
   });
 
   it('20 concurrent retries of one token into a queue with max_pending 3 all get the one job (retries are not new submits)', async () => {
@@ -188,7 +185,7 @@ describe('SubmitJob with client_token', () => {
     const settled = await Promise.allSettled(Array.from({ length: 20 }, () => submit(d, req)));
     const refused = settled.filter((s) => s.status === 'rejected').map((s) => reasonOf((s as PromiseRejectedResult).reason).reason);
     expect(refused).toEqual([]);
-    expect(await listJobs(d)).toHaveLength(1);
+    expect(await jobsOf(d)).toHaveLength(1);
   });
 
   it('tokens are case-sensitive', async () => {
@@ -210,7 +207,7 @@ describe('SubmitJob with client_token', () => {
     const again = await startDaemon({ stateDir: d.stateDir });
     expect(await submit(again, req)).toEqual(first);
     expectMismatch(await rejection(submit(again, { ...req, cmdLine: 'echo changed' })));
-    expect((await listJobs(again)).map((j) => j.jobId)).toEqual([first.jobId]);
+    expect((await jobsOf(again)).map((j) => j.jobId)).toEqual([first.jobId]);
     // The id counter survived too: a new job gets the next id, not a reused one.
     expect((await submit(again, REQUEST)).jobId).toBe(String(Number(first.jobId) + 1));
   });
@@ -224,7 +221,7 @@ describe('SubmitJob with client_token', () => {
 
     const again = await startDaemon({ stateDir: d.stateDir });
     expect(await submit(again, req)).toEqual(first);
-    expect((await listJobs(again)).map((j) => j.jobId)).toEqual([first.jobId]);
+    expect((await jobsOf(again)).map((j) => j.jobId)).toEqual([first.jobId]);
     await waitForEnd(again, first.jobId);
   });
 });

@@ -22,14 +22,12 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { JobState, type Job } from '../../src/gen/hpcq/v1/job.js';
 import type { SubmitJobRequest } from '../../src/gen/hpcq/v1/job_service.js';
 import { PACKAGE_ROOT, TEST_CONFIG, startDaemon, stopAll, submit, waitForEnd, type DaemonHandle } from '../support/daemon-harness.js';
-import { isRoot, JOB_USER, JOB_USER_GROUP, need, OTHER_USER } from '../support/privileged.js';
+import { gidOf, isRoot, JOB_USER, JOB_USER_GROUP, need, OTHER_USER, uidOf } from '../support/privileged.js';
 
 const canRunJobs = () => need(isRoot, 'root, to run jobs as the test user');
 
 afterEach(stopAll);
 
-const uidOf = (user: string) => Number(execFileSync('id', ['-u', user]).toString().trim());
-const gidOf = (user: string) => Number(execFileSync('id', ['-g', user]).toString().trim());
 const sha256 = (path: string) => createHash('sha256').update(readFileSync(path)).digest('hex');
 
 /** Temp directories: per-user ones (mode 0700, owned by the user) and root-owned ones. */
@@ -387,5 +385,7 @@ describe('input_file (F6)', () => {
 
     const missing = await runJob(d, { name: 'missing', cmdLine: '', inputFile: join(dir, 'does-not-exist.sh') }, dir);
     expect(missing.job.jobStatus).toBe('failed');
+    expect(missing.job.exitCode).not.toBe(0);
+    expect(missing.err).toMatch(/does-not-exist\.sh: No such file/);
   });
 });

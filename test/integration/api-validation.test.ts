@@ -6,15 +6,16 @@ import { chownSync, existsSync } from 'node:fs';
 import { Client, credentials, status, type ServiceError } from '@grpc/grpc-js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { JobState } from '../../src/gen/hpcq/v1/job.js';
-import type { ListQueuesRequest, ListQueuesResponse } from '../../src/gen/hpcq/v1/queue_service.js';
-import { SubmitJobRequest, SubmitJobResponse, type CancelJobRequest, type CancelJobResponse, type GetJobRequest, type GetJobResponse, type ListJobsRequest, type ListJobsResponse } from '../../src/gen/hpcq/v1/job_service.js';
+import { SubmitJobRequest, SubmitJobResponse } from '../../src/gen/hpcq/v1/job_service.js';
 import {
   TEST_CONFIG,
   TWO_CLUSTER_CONFIG,
-  call,
+  cancelJob,
   emptySubmit,
   getJob,
   isRunning,
+  listJobs,
+  listQueues,
   makeStateDir,
   reasonOf,
   rejection,
@@ -25,7 +26,7 @@ import {
   waitForJob,
   type DaemonHandle,
 } from '../support/daemon-harness.js';
-import { isRoot, JOB_USER, need, OTHER_USER, userExists } from '../support/privileged.js';
+import { gidOf, isRoot, JOB_USER, need, OTHER_USER, uidOf, userExists } from '../support/privileged.js';
 
 const canRunJobs = () => need(isRoot, 'root, to run jobs as the test user');
 
@@ -48,10 +49,7 @@ afterAll(() => {
 
 afterEach(stopAll);
 
-async function listJobs(d: DaemonHandle, filter: { states?: JobState[] } = {}) {
-  const res = await call<ListJobsRequest, ListJobsResponse>(d.jobs.listJobs, d.jobs, { clusterId: '', queue: '', states: filter.states ?? [], runUser: '', pageSize: 0, pageToken: '' });
-  return res.jobs;
-}
+const jobsOf = async (d: DaemonHandle) => (await listJobs(d)).jobs;
 
 function expectError(
   got: ReturnType<typeof reasonOf>,
@@ -63,10 +61,10 @@ function expectError(
 
 /** Nothing was stored: no job listed, and the next accepted submit is job 1 (ids are taken only by stored jobs). */
 async function expectNothingStored(d: DaemonHandle): Promise<void> {
-  expect(await listJobs(d)).toEqual([]);
+  expect(await jobsOf(d)).toEqual([]);
   const ok = await submit(d, { name: 'after-rejection', runUser: JOB_USER, cmdLine: 'true', stdoutRedirectPath: '/dev/null', stderrRedirectPath: '/dev/null' });
   expect(ok.jobId).toBe('1');
-  expect((await listJobs(d)).map((j) => j.jobId)).toEqual(['1']);
+  expect((await jobsOf(d)).map((j) => j.jobId)).toEqual(['1']);
 }
 
 const VALID: Partial<SubmitJobRequest> = {
@@ -191,9 +189,9 @@ describe('SubmitJob rejects invalid requests before storing anything', () => {
     for (const extra of ok) {
       const res = await submit(d, { ...VALID, cmdLine: 'true', ...extra });
       expect(res.retCode).toBe(0);
-      await call<CancelJobRequest, CancelJobResponse>(d.jobs.cancelJob, d.jobs, { jobId: res.jobId }).catch(() => undefined);
+      await cancelJob(d, res.jobId).catch(() => undefined);
     }
-    expect(await listJobs(d)).toHaveLength(ok.length);
+    expect(await jobsOf(d)).toHaveLength(ok.length);
   });
 
   it('F4: a traversal path is refused and nothing is created where it points', async () => {
@@ -212,7 +210,7 @@ describe('SubmitJob rejects invalid requests before storing anything', () => {
     if (!canRunJobs()) return;
     const d = await startDaemon({ config: TWO_CLUSTER_CONFIG });
     expectError(await rejection(submit(d, VALID)), { code: I, reason: 'MissingParameter.ClusterId', field: 'cluster_id' });
-    expect(await listJobs(d)).toEqual([]);
+    expect(await jobsOf(d)).toEqual([]);
     const ok = await submit(d, { ...VALID, clusterId: 'hpcq-second' });
     expect(ok.jobId).toBe('1');
     const job = await getJob(d, ok.jobId);
@@ -259,7 +257,7 @@ describe('request size limit (1 MiB, I1)', () => {
   it('a request of 1 MiB + 1 byte is RESOURCE_EXHAUSTED and never reaches the handler', async () => {
     if (!canRunJobs()) return;
     const d = await startDaemon();
-    const got = await rejection(call<SubmitJobRequest, SubmitJobResponse>(d.jobs.submitJob, d.jobs, requestOfSize(1024 * 1024 + 1)));
+    const got = await rejection(submit(d, requestOfSize(1024 * 1024 + 1)));
     expect(got.code).toBe(status.RESOURCE_EXHAUSTED);
     expect(got.reason).toBe(''); // rejected by the transport: no handler ran, so no ErrorInfo
     await expectNothingStored(d);
@@ -268,7 +266,7 @@ describe('request size limit (1 MiB, I1)', () => {
   it('a request of 5 MiB is RESOURCE_EXHAUSTED and the daemon keeps serving', async () => {
     if (!canRunJobs()) return;
     const d = await startDaemon();
-    const got = await rejection(call<SubmitJobRequest, SubmitJobResponse>(d.jobs.submitJob, d.jobs, requestOfSize(5 * 1024 * 1024)));
+    const got = await rejection(submit(d, requestOfSize(5 * 1024 * 1024)));
     expect(got.code).toBe(status.RESOURCE_EXHAUSTED);
     await expectNothingStored(d);
   });
@@ -276,7 +274,7 @@ describe('request size limit (1 MiB, I1)', () => {
   it('a request of exactly 1 MiB passes the transport and is judged by validation (CmdLineTooLong)', async () => {
     if (!canRunJobs()) return;
     const d = await startDaemon();
-    expectError(await rejection(call<SubmitJobRequest, SubmitJobResponse>(d.jobs.submitJob, d.jobs, requestOfSize(1024 * 1024))), {
+    expectError(await rejection(submit(d, requestOfSize(1024 * 1024))), {
       code: I,
       reason: 'InvalidParameter.CmdLineTooLong',
       field: 'cmd_line',
@@ -294,7 +292,7 @@ describe('queue quota', () => {
     const first = await submit(d, { ...debug, name: 'runs' });
     await waitForJob(d, first.jobId, isRunning);
     for (let i = 0; i < 3; i++) await submit(d, { ...debug, name: `waits-${i}` });
-    const queued = await call<ListQueuesRequest, ListQueuesResponse>(d.queues.listQueues, d.queues, { clusterId: '' });
+    const queued = await listQueues(d);
     expect(queued.queues.find((q) => q.hpcqueueId === 'hpcq-debug')).toMatchObject({ pendingCount: 3, runningCount: 1, maxPending: 3 });
 
     expectError(await rejection(submit(d, { ...debug, name: 'one-too-many' })), {
@@ -308,7 +306,7 @@ describe('queue quota', () => {
       reason: 'LimitExceeded.JobQuota',
       field: 'hpcqueue_id',
     });
-    const jobs = await listJobs(d);
+    const jobs = await jobsOf(d);
     expect(jobs.map((j) => j.jobId)).toEqual(['4', '3', '2', '1']);
     expect(jobs.some((j) => j.name === 'one-too-many' || j.name === 'by-name')).toBe(false);
 
@@ -316,7 +314,7 @@ describe('queue quota', () => {
     const other = await submit(d, { ...VALID, name: 'normal-queue' });
     expect(other.jobId).toBe('5');
     // A cancelled pending job frees its place.
-    await call<CancelJobRequest, CancelJobResponse>(d.jobs.cancelJob, d.jobs, { jobId: '4' });
+    await cancelJob(d, '4');
     expect((await submit(d, { ...debug, name: 'fits-again' })).jobId).toBe('6');
   });
 });
@@ -332,17 +330,14 @@ describe('job lookups', () => {
   it('unknown numeric id and unknown uuid are NOT_FOUND ResourceNotFound.Job for GetJob, CancelJob and WatchJob', async () => {
     if (!canRunJobs()) return;
     const { d } = await withOneFinishedJob();
-    for (const jobId of ['2', '999999', '0', '000000000000001', 'hpcjob-zzzzzzzz']) {
-      const want = { code: NF, reason: 'ResourceNotFound.Job', field: 'job_id' };
-      if (jobId === '000000000000001') {
-        // Leading zeros still name job 1: found, not an error.
-        expect((await getJob(d, jobId)).jobId).toBe('1');
-        continue;
-      }
-      expectError(await rejection(call<GetJobRequest, GetJobResponse>(d.jobs.getJob, d.jobs, { jobId })), want);
-      expectError(await rejection(call<CancelJobRequest, CancelJobResponse>(d.jobs.cancelJob, d.jobs, { jobId })), want);
-      expectError(await rejection(watchToEnd(d, jobId)), want);
+    const want = { code: NF, reason: 'ResourceNotFound.Job', field: 'job_id' };
+    for (const jobId of ['2', '999999', '0', 'hpcjob-zzzzzzzz']) {
+      expectError(await rejection(getJob(d, jobId)), want);
+      expectError(await rejection(cancelJob(d, jobId)), want);
+      expectError(await rejection(waitForEnd(d, jobId)), want);
     }
+    // Leading zeros still name job 1: found, not an error.
+    expect((await getJob(d, '000000000000001')).jobId).toBe('1');
   });
 
   it('a malformed job id is INVALID_ARGUMENT; an empty one is MissingParameter.JobId', async () => {
@@ -350,14 +345,14 @@ describe('job lookups', () => {
     const { d } = await withOneFinishedJob();
     for (const jobId of ['abc', '-1', '1.5', ' 1', '1 ', '0x1', '1e3', 'hpcjob-ABCDEFGH', 'hpcjob-abc', '9'.repeat(16), '1\n', '../1']) {
       const want = { code: I, reason: 'InvalidParameter.JobIdMalformed', field: 'job_id' };
-      expectError(await rejection(call<GetJobRequest, GetJobResponse>(d.jobs.getJob, d.jobs, { jobId })), want);
-      expectError(await rejection(call<CancelJobRequest, CancelJobResponse>(d.jobs.cancelJob, d.jobs, { jobId })), want);
-      expectError(await rejection(watchToEnd(d, jobId)), want);
+      expectError(await rejection(getJob(d, jobId)), want);
+      expectError(await rejection(cancelJob(d, jobId)), want);
+      expectError(await rejection(waitForEnd(d, jobId)), want);
     }
     const missing = { code: I, reason: 'MissingParameter.JobId', field: 'job_id' };
-    expectError(await rejection(call<GetJobRequest, GetJobResponse>(d.jobs.getJob, d.jobs, { jobId: '' })), missing);
-    expectError(await rejection(call<CancelJobRequest, CancelJobResponse>(d.jobs.cancelJob, d.jobs, { jobId: '' })), missing);
-    expectError(await rejection(watchToEnd(d, '')), missing);
+    expectError(await rejection(getJob(d, '')), missing);
+    expectError(await rejection(cancelJob(d, '')), missing);
+    expectError(await rejection(waitForEnd(d, '')), missing);
   });
 
   it('cancelling a finished job is FAILED_PRECONDITION and leaves it unchanged', async () => {
@@ -366,7 +361,7 @@ describe('job lookups', () => {
     const before = await getJob(d, res.jobId);
     expect(before.jobStatus).toBe('completed');
     for (const jobId of [res.jobId, res.hpcjobUuid]) {
-      expectError(await rejection(call<CancelJobRequest, CancelJobResponse>(d.jobs.cancelJob, d.jobs, { jobId })), {
+      expectError(await rejection(cancelJob(d, jobId)), {
         code: status.FAILED_PRECONDITION,
         reason: 'FailedOperation.JobAlreadyFinished',
         field: 'job_id',
@@ -381,8 +376,8 @@ describe('job lookups', () => {
     const blocker = await submit(d, { ...VALID, hpcqueueId: 'hpcq-debug', cmdLine: 'sleep 100', name: 'blocker' });
     await waitForJob(d, blocker.jobId, isRunning);
     const pending = await submit(d, { ...VALID, hpcqueueId: 'hpcq-debug', name: 'pending' });
-    expect((await call<CancelJobRequest, CancelJobResponse>(d.jobs.cancelJob, d.jobs, { jobId: pending.jobId })).job?.jobStatus).toBe('cancelled');
-    expectError(await rejection(call<CancelJobRequest, CancelJobResponse>(d.jobs.cancelJob, d.jobs, { jobId: pending.jobId })), {
+    expect((await cancelJob(d, pending.jobId)).job?.jobStatus).toBe('cancelled');
+    expectError(await rejection(cancelJob(d, pending.jobId)), {
       code: status.FAILED_PRECONDITION,
       reason: 'FailedOperation.JobAlreadyFinished',
       field: 'job_id',
@@ -391,27 +386,24 @@ describe('job lookups', () => {
 });
 
 describe('ListJobs and ListQueues arguments', () => {
-  const list = (d: DaemonHandle, req: Partial<{ clusterId: string; queue: string; states: JobState[]; runUser: string; pageSize: number; pageToken: string }>) =>
-    call<ListJobsRequest, ListJobsResponse>(d.jobs.listJobs, d.jobs, { clusterId: '', queue: '', states: [], runUser: '', pageSize: 0, pageToken: '', ...req });
-
   it('a page_token the server did not issue is INVALID_ARGUMENT InvalidParameter.PageToken', async () => {
     if (!canRunJobs()) return;
     const d = await startDaemon();
     const b64 = (s: string) => Buffer.from(s).toString('base64url');
     for (const pageToken of ['garbage', b64('v1:'), b64('v1:-1'), b64('v2:5'), b64('v1:1234567890123456'), b64('v1:5 '), '%%%', b64('v1:5\n')]) {
-      expectError(await rejection(list(d, { pageToken })), { code: I, reason: 'InvalidParameter.PageToken', field: 'page_token' });
+      expectError(await rejection(listJobs(d, { pageToken })), { code: I, reason: 'InvalidParameter.PageToken', field: 'page_token' });
     }
   });
 
   it('page_size negative, an unknown state, an unknown cluster or queue are rejected with the field', async () => {
     if (!canRunJobs()) return;
     const d = await startDaemon();
-    expectError(await rejection(list(d, { pageSize: -1 })), { code: I, reason: 'InvalidParameterValue.Negative', field: 'page_size' });
-    expectError(await rejection(list(d, { states: [99 as JobState] })), { code: I, reason: 'InvalidParameterValue.JobState', field: 'states' });
-    expectError(await rejection(list(d, { states: [JobState.JOB_STATE_UNSPECIFIED] })), { code: I, reason: 'InvalidParameterValue.JobState', field: 'states' });
-    expectError(await rejection(list(d, { clusterId: 'nope' })), { code: NF, reason: 'ResourceNotFound.Cluster', field: 'cluster_id' });
-    expectError(await rejection(list(d, { queue: 'nope' })), { code: NF, reason: 'ResourceNotFound.Queue', field: 'queue' });
-    expectError(await rejection(call<ListQueuesRequest, ListQueuesResponse>(d.queues.listQueues, d.queues, { clusterId: 'nope' })), { code: NF, reason: 'ResourceNotFound.Cluster', field: 'cluster_id' });
+    expectError(await rejection(listJobs(d, { pageSize: -1 })), { code: I, reason: 'InvalidParameterValue.Negative', field: 'page_size' });
+    expectError(await rejection(listJobs(d, { states: [99 as JobState] })), { code: I, reason: 'InvalidParameterValue.JobState', field: 'states' });
+    expectError(await rejection(listJobs(d, { states: [JobState.JOB_STATE_UNSPECIFIED] })), { code: I, reason: 'InvalidParameterValue.JobState', field: 'states' });
+    expectError(await rejection(listJobs(d, { clusterId: 'nope' })), { code: NF, reason: 'ResourceNotFound.Cluster', field: 'cluster_id' });
+    expectError(await rejection(listJobs(d, { queue: 'nope' })), { code: NF, reason: 'ResourceNotFound.Queue', field: 'queue' });
+    expectError(await rejection(listQueues(d, 'nope')), { code: NF, reason: 'ResourceNotFound.Cluster', field: 'cluster_id' });
   });
 });
 
@@ -421,7 +413,7 @@ describe('unprivileged daemon (A3)', () => {
     const d = await startUnprivileged();
     expectError(await rejection(submit(d, { ...VALID, runUser: OTHER_USER })), { code: PD, reason: 'OperationDenied.RunUserNotAllowed', field: 'run_user' });
     expectError(await rejection(submit(d, { ...VALID, runUser: 'root' })), { code: PD, reason: 'OperationDenied.RunUserPrivileged', field: 'run_user' });
-    expect(await listJobs(d)).toEqual([]);
+    expect(await jobsOf(d)).toEqual([]);
     const own = await submit(d, { ...VALID, runUser: JOB_USER, name: 'own-user' });
     expect(own.jobId).toBe('1');
     expect((await waitForEnd(d, own.jobId)).jobStatus).toBe('completed');
@@ -453,21 +445,10 @@ function rawSubmit(client: Client, bytes: Buffer): Promise<SubmitJobResponse> {
   );
 }
 
-/** Runs WatchJob to its end; rejects with the stream's error. */
-function watchToEnd(d: DaemonHandle, jobId: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const stream = d.jobs.watchJob({ jobId, includeHistory: false });
-    stream.on('data', () => undefined);
-    stream.on('error', reject);
-    stream.on('end', () => resolve());
-  });
-}
-
 /** An hpcqd running as JOB_USER (rlimit enforcement: an unprivileged daemon cannot manage cgroups). */
 async function startUnprivileged(): Promise<DaemonHandle> {
   const stateDir = makeStateDir(); // removed by stopAll
-  const uid = Number(execFileSync('id', ['-u', JOB_USER]).toString().trim());
-  const gid = Number(execFileSync('id', ['-g', JOB_USER]).toString().trim());
+  const [uid, gid] = [uidOf(JOB_USER), gidOf(JOB_USER)];
   chownSync(stateDir, uid, gid);
   return startDaemon({ stateDir, config: `${TEST_CONFIG}\nenforcement: rlimit\n`, uid, gid, env: { HOME: `/home/${JOB_USER}` } });
 }

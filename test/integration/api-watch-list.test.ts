@@ -1,13 +1,27 @@
 // WatchJob, ListJobs and GetJob against a real hpcqd: stream order and events, filters, paging, and
 // what a stored job records.
-import { execFileSync } from 'node:child_process';
 import { chownSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { status, type ServiceError } from '@grpc/grpc-js';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { JobState, type Job, type JobEvent } from '../../src/gen/hpcq/v1/job.js';
-import type { CancelJobRequest, CancelJobResponse, ListJobsRequest, ListJobsResponse, SubmitJobRequest } from '../../src/gen/hpcq/v1/job_service.js';
-import { call, getJob, isRunning, reasonOf, startDaemon, stopAll, submit, TWO_CLUSTER_CONFIG, waitForEnd, waitForJob, type DaemonHandle } from '../support/daemon-harness.js';
-import { isRoot, JOB_USER, need, OTHER_USER } from '../support/privileged.js';
+import type { ListJobsRequest, SubmitJobRequest } from '../../src/gen/hpcq/v1/job_service.js';
+import {
+  blockDebugQueue,
+  cancelJob,
+  getJob,
+  isRunning,
+  listJobs,
+  listQueues,
+  rejection,
+  startDaemon,
+  stopAll,
+  submit,
+  TWO_CLUSTER_CONFIG,
+  waitForEnd,
+  waitForJob,
+  type DaemonHandle,
+} from '../support/daemon-harness.js';
+import { gidOf, isRoot, JOB_USER, need, OTHER_USER, uidOf } from '../support/privileged.js';
 
 const canRunJobs = () => need(isRoot, 'root, to run jobs as the test users');
 
@@ -23,12 +37,6 @@ function outDirFor(user: string): string {
   chownSync(dir, uidOf(user), gidOf(user));
   outDirs.push(dir);
   return dir;
-}
-const uidOf = (user: string) => Number(execFileSync('id', ['-u', user]).toString().trim());
-const gidOf = (user: string) => Number(execFileSync('id', ['-g', user]).toString().trim());
-
-function list(d: DaemonHandle, req: Partial<ListJobsRequest>) {
-  return call<ListJobsRequest, ListJobsResponse>(d.jobs.listJobs, d.jobs, { clusterId: '', queue: '', states: [], runUser: '', pageSize: 0, pageToken: '', ...req });
 }
 
 const quiet = (runUser = JOB_USER): Partial<SubmitJobRequest> => ({ runUser, stdoutRedirectPath: '/dev/null', stderrRedirectPath: '/dev/null' });
@@ -64,13 +72,6 @@ function watchAll(d: DaemonHandle, jobId: string, includeHistory: boolean, onMes
 
 const summary = (m: WatchMessage) => ({ job: m.job?.jobStatus, event: m.event ? `${m.event.sequence}:${m.event.jobStatus}` : undefined });
 
-/** Fills debug (max_running 1) with a long job, so further debug jobs stay PENDING until it is cancelled. */
-async function blockDebugQueue(d: DaemonHandle): Promise<string> {
-  const blocker = await submit(d, { ...quiet(), name: 'blocker', hpcqueueId: 'hpcq-debug', cmdLine: 'sleep 100', timeLimit: 60 });
-  await waitForJob(d, blocker.jobId, isRunning);
-  return blocker.jobId;
-}
-
 describe('WatchJob', () => {
   it('on a new job: first the current job without an event, then RUNNING, then COMPLETED with increasing sequence, then the end', async () => {
     if (!canRunJobs()) return;
@@ -81,7 +82,7 @@ describe('WatchJob', () => {
     const first = new Promise<void>((r) => (release = r));
     const watched = watchAll(d, target.jobId, false, () => release());
     await first; // subscribed and saw the job as it is now: pending
-    await call<CancelJobRequest, CancelJobResponse>(d.jobs.cancelJob, d.jobs, { jobId: blocker });
+    await cancelJob(d, blocker.jobId);
     const messages = await watched;
 
     expect(messages.map(summary)).toEqual([
@@ -135,7 +136,7 @@ describe('WatchJob', () => {
     let count = 0;
     const watched = watchAll(d, target.jobId, true, () => ++count === 2 && release());
     await seen; // current job and the stored PENDING event
-    await call<CancelJobRequest, CancelJobResponse>(d.jobs.cancelJob, d.jobs, { jobId: blocker });
+    await cancelJob(d, blocker.jobId);
     const messages = await watched;
     expect(messages.map(summary)).toEqual([
       { job: 'pending', event: undefined },
@@ -155,7 +156,7 @@ describe('WatchJob', () => {
     const first = new Promise<void>((r) => (release = r));
     const watched = watchAll(d, target.jobId, false, () => release());
     await first;
-    await call<CancelJobRequest, CancelJobResponse>(d.jobs.cancelJob, d.jobs, { jobId: target.jobId });
+    await cancelJob(d, target.jobId);
     expect((await watched).map(summary)).toEqual([
       { job: 'pending', event: undefined },
       { job: 'cancelled', event: '2:cancelled' },
@@ -179,7 +180,7 @@ describe('WatchJob', () => {
       return watchAll(d, target.jobId, false, () => release());
     });
     await Promise.all(ready);
-    await call<CancelJobRequest, CancelJobResponse>(d.jobs.cancelJob, d.jobs, { jobId: blocker });
+    await cancelJob(d, blocker.jobId);
     for (const messages of await Promise.all(watches)) {
       expect(messages.map(summary)).toEqual([
         { job: 'pending', event: undefined },
@@ -206,7 +207,7 @@ describe('ListJobs', () => {
     await waitForJob(d, blocker.jobId, isRunning);
     const j6 = await submit(d, { ...quiet(), ...base, name: 'j6', schedulerQueueName: 'debug', cmdLine: 'true' }); // debug, pending
 
-    const ids = async (req: Partial<ListJobsRequest>) => (await list(d, req)).jobs.map((j) => j.name);
+    const ids = async (req: Partial<ListJobsRequest>) => (await listJobs(d, req)).jobs.map((j) => j.name);
     const S = JobState;
     expect(await ids({})).toEqual(['j6', 'j5', 'j4', 'j3', 'j2', 'j1']);
     expect(await ids({ clusterId: 'hpcq-test' })).toEqual(['j6', 'j5', 'j4', 'j2', 'j1']);
@@ -229,22 +230,14 @@ describe('ListJobs', () => {
     expect(await ids({ clusterId: 'hpcq-test', queue: 'hpcq-normal', states: [S.JOB_STATE_COMPLETED], runUser: JOB_USER })).toEqual(['j1']);
 
     // The state filter follows state changes: cancel j6 (pending) and it moves to CANCELLED.
-    await call<CancelJobRequest, CancelJobResponse>(d.jobs.cancelJob, d.jobs, { jobId: j6.jobId });
+    await cancelJob(d, j6.jobId);
     expect(await ids({ states: [S.JOB_STATE_PENDING] })).toEqual([]);
     expect(await ids({ states: [S.JOB_STATE_CANCELLED] })).toEqual(['j6']);
 
     // The queue name normal exists in both clusters: without cluster_id it is ambiguous.
-    const ambiguous = await list(d, { queue: 'normal' }).then(
-      () => undefined,
-      (e: unknown) => reasonOf(e),
-    );
-    expect(ambiguous).toMatchObject({ code: status.INVALID_ARGUMENT, reason: 'InvalidParameter.AmbiguousQueue', field: 'queue' });
+    expect(await rejection(listJobs(d, { queue: 'normal' }))).toMatchObject({ code: status.INVALID_ARGUMENT, reason: 'InvalidParameter.AmbiguousQueue', field: 'queue' });
     // A queue of another cluster than the one named does not exist there.
-    const elsewhere = await list(d, { clusterId: 'hpcq-second', queue: 'hpcq-debug' }).then(
-      () => undefined,
-      (e: unknown) => reasonOf(e),
-    );
-    expect(elsewhere).toMatchObject({ code: status.NOT_FOUND, reason: 'ResourceNotFound.Queue', field: 'queue' });
+    expect(await rejection(listJobs(d, { clusterId: 'hpcq-second', queue: 'hpcq-debug' }))).toMatchObject({ code: status.NOT_FOUND, reason: 'ResourceNotFound.Queue', field: 'queue' });
   });
 
   it('pages: 25 jobs, page_size 7, following next_page_token returns every job exactly once, newest first', async () => {
@@ -257,7 +250,7 @@ describe('ListJobs', () => {
     const pages: string[][] = [];
     let pageToken = '';
     do {
-      const page = await list(d, { pageSize: 7, pageToken });
+      const page = await listJobs(d, { pageSize: 7, pageToken });
       pages.push(page.jobs.map((j) => j.jobId));
       pageToken = page.nextPageToken;
       expect(pages.length).toBeLessThanOrEqual(5);
@@ -267,13 +260,13 @@ describe('ListJobs', () => {
     expect(all).toEqual([...submitted].reverse());
     expect(new Set(all).size).toBe(25);
     // Default page size (100) returns all on one page with no token.
-    const whole = await list(d, {});
+    const whole = await listJobs(d, {});
     expect(whole.jobs.map((j) => j.jobId)).toEqual(all);
     expect(whole.nextPageToken).toBe('');
     // A page size equal to the count also ends without a token or with an empty last page.
-    const exact = await list(d, { pageSize: 25 });
+    const exact = await listJobs(d, { pageSize: 25 });
     expect(exact.jobs).toHaveLength(25);
-    if (exact.nextPageToken !== '') expect((await list(d, { pageSize: 25, pageToken: exact.nextPageToken })).jobs).toEqual([]);
+    if (exact.nextPageToken !== '') expect((await listJobs(d, { pageSize: 25, pageToken: exact.nextPageToken })).jobs).toEqual([]);
   });
 
   it('pages with a filter: only matching jobs, each once, across pages; new jobs submitted while paging do not shift the pages', async () => {
@@ -285,12 +278,12 @@ describe('ListJobs', () => {
       const res = await submit(d, { ...quiet(user), name: `mixed-${i}`, cmdLine: 'true' });
       if (user === JOB_USER) mine.push(res.jobId);
     }
-    await Promise.all((await list(d, {})).jobs.map((j) => waitForEnd(d, j.jobId)));
+    await Promise.all((await listJobs(d, {})).jobs.map((j) => waitForEnd(d, j.jobId)));
     const seen: string[] = [];
     let pageToken = '';
     let first = true;
     do {
-      const page = await list(d, { runUser: JOB_USER, pageSize: 3, pageToken });
+      const page = await listJobs(d, { runUser: JOB_USER, pageSize: 3, pageToken });
       for (const j of page.jobs) expect(j.runUser).toBe(JOB_USER);
       seen.push(...page.jobs.map((j) => j.jobId));
       pageToken = page.nextPageToken;
@@ -316,7 +309,7 @@ describe('GetJob and the stored job', () => {
     expect(byId.jobId).toBe(res.jobId);
     expect(byId.hpcjobUuid).toBe(res.hpcjobUuid);
     // ListJobs shows the same record.
-    expect((await list(d, {})).jobs[0]).toEqual(byId);
+    expect((await listJobs(d, {})).jobs[0]).toEqual(byId);
   });
 
   it('records the queue, the limits with queue defaults applied, and the request fields', async () => {
@@ -372,8 +365,10 @@ describe('GetJob and the stored job', () => {
       clientToken: 'tok-record',
       state: JobState.JOB_STATE_COMPLETED,
       jobStatus: 'completed',
-      enforcement: 'cgroup1',
+      // the enforcement the daemon reports for the node
+      enforcement: (await listQueues(d)).enforcement,
     });
+    expect(job.enforcement).not.toBe('');
     for (const t of [job.submitTime, job.startTime, job.endTime]) expect(t).toMatch(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/);
     expect(Date.parse(job.submitTime)).toBeLessThanOrEqual(Date.parse(job.startTime));
     expect(Date.parse(job.startTime)).toBeLessThanOrEqual(Date.parse(job.endTime));
@@ -400,7 +395,7 @@ describe('GetJob and the stored job', () => {
     // pending so nothing is written into the shared home directory.
     await blockDebugQueue(d);
     const pending = await submit(d, { runUser: OTHER_USER, name: 'home', hpcqueueId: 'hpcq-debug', cmdLine: 'true', stderrRedirectPath: '~/sub/%x-%u.e' });
-    await call<CancelJobRequest, CancelJobResponse>(d.jobs.cancelJob, d.jobs, { jobId: pending.jobId });
+    await cancelJob(d, pending.jobId);
     const stored = await getJob(d, pending.jobId);
     expect(stored.stdoutPath).toBe(`/home/${OTHER_USER}/hpcq-${pending.jobId}.out`);
     expect(stored.stderrPath).toBe(`/home/${OTHER_USER}/sub/home-${OTHER_USER}.e`);

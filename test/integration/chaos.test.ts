@@ -12,7 +12,7 @@ import { Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Job } from '../../src/gen/hpcq/v1/job.js';
 import type { SubmitJobRequest, SubmitJobResponse } from '../../src/gen/hpcq/v1/job_service.js';
-import { emptySubmit, startDaemon, stopAll, TEST_CONFIG, waitForEnd, type DaemonHandle } from '../support/daemon-harness.js';
+import { emptySubmit, startDaemon, stopAll, TERMINAL_STATUSES, TEST_CONFIG, waitForEnd, type DaemonHandle } from '../support/daemon-harness.js';
 import {
   countBy,
   databaseDir,
@@ -22,7 +22,6 @@ import {
   makeJobUserDir,
   reconnectingClient,
   removeJobUserDirs,
-  TERMINAL_STATUSES,
 } from '../support/durability.js';
 import { isRoot, JOB_USER, need } from '../support/privileged.js';
 import { consistencyProblems } from '../support/store-fixtures.js';
@@ -121,7 +120,7 @@ describe('chaos', () => {
     const runningAtKill: number[] = [];
     for (let k = 0; k < KILLS; k++) {
       await sleep(300 + randomInt(2200));
-      runningAtKill.push((await listAllJobs(d.jobs).catch(() => [] as Job[])).filter((j) => j.jobStatus === 'running').length);
+      runningAtKill.push((await listAllJobs(d).catch(() => [] as Job[])).filter((j) => j.jobStatus === 'running').length);
       await d.kill9();
       await sleep(randomInt(300));
       d = await start(stateDir);
@@ -132,13 +131,13 @@ describe('chaos', () => {
     expect(unexpectedErrors).toEqual([]);
 
     // Every job, acknowledged or not, reaches a terminal state.
-    let jobs = await listAllJobs(d.jobs);
+    let jobs = await listAllJobs(d);
     const unfinished = jobs.filter((j) => !TERMINAL_STATUSES.has(j.jobStatus));
     // In batches: one WatchJob stream each, and a connection takes 1000 streams at most.
     for (let i = 0; i < unfinished.length; i += 200) {
       await Promise.all(unfinished.slice(i, i + 200).map((j) => waitForEnd(d, j.jobId, 120_000)));
     }
-    jobs = await listAllJobs(d.jobs);
+    jobs = await listAllJobs(d);
 
     // Exactly one job per acknowledged token, the one the client was told about; no other jobs.
     const idsByToken = new Map<string, string[]>();

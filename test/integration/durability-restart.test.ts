@@ -12,11 +12,11 @@ import { join } from 'node:path';
 import { status } from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { transition, type Job as DomainJob, type JobState as DomainJobState } from '../../src/core/job.js';
-import { currentBootId, processIsAlive, processStartTicks } from '../../src/exec/supervisor-process.js';
+import { currentBootId, processIsAlive, processStartTicks } from '../../src/exec/process-identity.js';
 import type { SubmitJobRequest, SubmitJobResponse } from '../../src/gen/hpcq/v1/job_service.js';
 import { jobKey } from '../../src/store/keys.js';
 import { LevelJobStore } from '../../src/store/level-job-store.js';
-import { call, getJob, isRunning, startDaemon, stopAll, submit, TEST_CONFIG, waitForEnd, waitForJob, type DaemonHandle } from '../support/daemon-harness.js';
+import { cancelJob, getJob, isRunning, rejection, startDaemon, stopAll, submit, TEST_CONFIG, waitForEnd, waitForJob, type DaemonHandle } from '../support/daemon-harness.js';
 import {
   countBy,
   databaseDir,
@@ -135,7 +135,7 @@ describe('restart after kill -9', () => {
     }
     const ends = await Promise.all(acks.map((a) => waitForEnd(d2, a.jobId)));
     ends.forEach((job, i) => expect({ status: job.jobStatus, exitCode: job.exitCode }).toEqual({ status: i === 0 ? 'completed' : 'failed', exitCode: i }));
-    expect((await listAllJobs(d2.jobs)).length).toBe(10);
+    expect((await listAllJobs(d2)).length).toBe(10);
     expectRanOnce(dir, acks.map((a) => a.jobId));
   });
 
@@ -276,7 +276,7 @@ describe('restart after kill -9', () => {
     const job = await waitForEnd(d2, waiting.jobId);
     expect(job).toMatchObject({ jobStatus: 'failed', exitCode: 4 });
     expectRanOnce(dir, [waiting.jobId]);
-    await call(d2.jobs.cancelJob, d2.jobs, { jobId: blocker.jobId });
+    await cancelJob(d2, blocker.jobId);
     expect((await waitForEnd(d2, blocker.jobId)).jobStatus).toBe('cancelled');
   });
 
@@ -300,7 +300,7 @@ describe('restart after kill -9', () => {
     expect(job.reason).toMatch(/^NodeFail: the node restarted after the job was marked running/);
     expect(linesOf(join(dir, 'runs'))).toEqual([]);
     await eventually(() => readFileSync(marker, 'utf8').trim() === currentBootId(), 'boot marker brought up to date');
-    await call(d2.jobs.cancelJob, d2.jobs, { jobId: blocker.jobId });
+    await cancelJob(d2, blocker.jobId);
     await waitForEnd(d2, blocker.jobId);
   });
 
@@ -327,7 +327,7 @@ describe('restart after kill -9', () => {
       const job = await waitForEnd(d2, waiting.jobId);
       expect(job).toMatchObject({ jobStatus: 'failed', exitCode: 9 });
       expect(linesOf(join(dir, 'runs')), 'the job was not launched a second time').toEqual([]);
-      await call(d2.jobs.cancelJob, d2.jobs, { jobId: blocker.jobId });
+      await cancelJob(d2, blocker.jobId);
       await waitForEnd(d2, blocker.jobId);
     } finally {
       await rm(join(bin, '..'), { recursive: true, force: true });
@@ -376,17 +376,16 @@ describe('state directory faults', () => {
     const d2 = await start(d.stateDir);
     expect(d2.output()).toMatch(/could not be decoded; moved to quarantine/);
     expect(d2.output()).toContain(jobKey(Number(corrupt.jobId)));
-    const lost = await getJob(d2, corrupt.jobId).catch((e: { code: number }) => e);
-    expect((lost as { code: number }).code).toBe(status.NOT_FOUND);
-    const unreadable = await getJob(d2, finished.jobId).catch((e: { code: number; details: string }) => e);
-    expect(unreadable).toMatchObject({ code: status.INTERNAL });
-    expect((unreadable as { details: string }).details).toContain('cannot be decoded');
+    expect(await rejection(getJob(d2, corrupt.jobId))).toMatchObject({ code: status.NOT_FOUND, reason: 'ResourceNotFound.Job' });
+    const unreadable = await rejection(getJob(d2, finished.jobId));
+    expect(unreadable.code).toBe(status.INTERNAL);
+    expect(unreadable.message).toContain('cannot be decoded');
     expect((await getJob(d2, blocker.jobId)).jobStatus).toBe('running');
     expect((await getJob(d2, healthy.jobId)).jobStatus).toBe('pending');
-    const listed = (await listAllJobs(d2.jobs)).map((j) => j.jobId).sort();
+    const listed = (await listAllJobs(d2)).map((j) => j.jobId).sort();
     expect(listed).toEqual([blocker.jobId, healthy.jobId].sort());
 
-    await call(d2.jobs.cancelJob, d2.jobs, { jobId: blocker.jobId });
+    await cancelJob(d2, blocker.jobId);
     expect((await waitForEnd(d2, healthy.jobId)).jobStatus).toBe('completed');
     expectRanOnce(dir, [finished.jobId, healthy.jobId]);
     expect(await d2.stop()).toBe(0);
@@ -520,7 +519,7 @@ retention:
     const reused = await submit(d2, jobRequest(dir, 'old-completed', 'exit 0', { clientToken: 'old-completed' }));
     expect(Number(reused.jobId)).toBeGreaterThan(youngish.id);
     await waitForEnd(d2, reused.jobId);
-    await call(d2.jobs.cancelJob, d2.jobs, { jobId: active.jobId });
+    await cancelJob(d2, active.jobId);
     await waitForEnd(d2, active.jobId);
     expect(await d2.stop()).toBe(0);
 

@@ -1,5 +1,5 @@
 /**
- * Starts a real hpcqd (the built dist/daemon/main.js) in a temporary state directory, listening on
+ * Starts a real hpcqd (the built dist/daemon/main.cjs) in a temporary state directory, listening on
  * a unix socket inside it, and gives typed gRPC clients for it. `stopAll()` (call it in afterEach)
  * cancels their jobs, kills them and removes their directories and cgroups.
  */
@@ -20,12 +20,13 @@ import {
   type SubmitJobResponse,
 } from '../../src/gen/hpcq/v1/job_service.js';
 import { cgroupParentName } from '../../src/daemon/enforcement.js';
-import { QueueServiceClient } from '../../src/gen/hpcq/v1/queue_service.js';
+import { QueueServiceClient, type ListQueuesRequest, type ListQueuesResponse } from '../../src/gen/hpcq/v1/queue_service.js';
 import { JobState, type Job } from '../../src/gen/hpcq/v1/job.js';
 import { errorInfoOf } from '../../src/api/grpc-status.js';
+import { JOB_USER } from './privileged.js';
 
 export const PACKAGE_ROOT = resolve(import.meta.dirname, '..', '..');
-export const DAEMON_MAIN = join(PACKAGE_ROOT, 'dist', 'daemon', 'main.js');
+export const DAEMON_MAIN = join(PACKAGE_ROOT, 'dist', 'daemon', 'main.cjs');
 export const CLI_MAIN = join(PACKAGE_ROOT, 'dist', 'cli', 'main.js');
 
 /** A small config for tests: short kill grace, fixed node size, two queues. */
@@ -176,12 +177,10 @@ export async function stopAll(): Promise<void> {
 
 async function cancelActiveJobs(d: DaemonHandle): Promise<void> {
   if (d.proc.exitCode !== null || d.proc.signalCode !== null) return;
-  const page = await call<ListJobsRequest, ListJobsResponse>(d.jobs.listJobs, d.jobs, {
-    clusterId: '', queue: '', states: [JobState.JOB_STATE_PENDING, JobState.JOB_STATE_RUNNING], runUser: '', pageSize: 1000, pageToken: '',
-  });
+  const page = await listJobs(d, { states: [JobState.JOB_STATE_PENDING, JobState.JOB_STATE_RUNNING], pageSize: 1000 });
   await Promise.all(
     page.jobs.map(async (job) => {
-      await call<CancelJobRequest, CancelJobResponse>(d.jobs.cancelJob, d.jobs, { jobId: job.jobId }).catch(() => undefined);
+      await cancelJob(d, job.jobId).catch(() => undefined);
       await waitForEnd(d, job.jobId, 15_000).catch(() => undefined);
     }),
   );
@@ -229,7 +228,32 @@ export async function getJob(d: DaemonHandle, jobId: string): Promise<Job> {
   return res.job!;
 }
 
-const TERMINAL = new Set(['completed', 'failed', 'cancelled', 'timeout', 'out_of_memory', 'node_fail']);
+export function cancelJob(d: DaemonHandle, jobId: string): Promise<CancelJobResponse> {
+  return call<CancelJobRequest, CancelJobResponse>(d.jobs.cancelJob, d.jobs, { jobId });
+}
+
+/** One page of ListJobs; unset filters are empty (all jobs, the server's default page size). */
+export function listJobs(d: DaemonHandle, req: Partial<ListJobsRequest> = {}): Promise<ListJobsResponse> {
+  return call<ListJobsRequest, ListJobsResponse>(d.jobs.listJobs, d.jobs, { clusterId: '', queue: '', states: [], runUser: '', pageSize: 0, pageToken: '', ...req });
+}
+
+export function listQueues(d: DaemonHandle, clusterId = ''): Promise<ListQueuesResponse> {
+  return call<ListQueuesRequest, ListQueuesResponse>(d.queues.listQueues, d.queues, { clusterId });
+}
+
+/**
+ * Fills hpcq-debug (max_running 1) with a long job of JOB_USER and waits until it runs, so further
+ * debug jobs stay PENDING until it is cancelled.
+ */
+export async function blockDebugQueue(d: DaemonHandle): Promise<SubmitJobResponse> {
+  const blocker = await submit(d, {
+    name: 'blocker', runUser: JOB_USER, hpcqueueId: 'hpcq-debug', cmdLine: 'sleep 100', timeLimit: 60, stdoutRedirectPath: '/dev/null', stderrRedirectPath: '/dev/null',
+  });
+  await waitForJob(d, blocker.jobId, isRunning);
+  return blocker;
+}
+
+export const TERMINAL_STATUSES: ReadonlySet<string> = new Set(['completed', 'failed', 'cancelled', 'timeout', 'out_of_memory', 'node_fail']);
 
 /** Follows the job with WatchJob until it ends; returns the final job. */
 export function waitForEnd(d: DaemonHandle, jobId: string, timeoutMs = 30_000): Promise<Job> {
@@ -247,7 +271,7 @@ export function waitForEnd(d: DaemonHandle, jobId: string, timeoutMs = 30_000): 
     });
     stream.on('end', () => {
       clearTimeout(timer);
-      if (last && TERMINAL.has(last.jobStatus)) res(last);
+      if (last && TERMINAL_STATUSES.has(last.jobStatus)) res(last);
       else rej(new Error(`watch ended before a terminal state (last ${last?.jobStatus})`));
     });
   });

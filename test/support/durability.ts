@@ -9,13 +9,12 @@ import { existsSync, readdirSync, readFileSync, rmdirSync, rmSync } from 'node:f
 import { join } from 'node:path';
 import { credentials } from '@grpc/grpc-js';
 import { cgroupParentName } from '../../src/daemon/enforcement.js';
-import { parseSupervisorRecord, processIsAlive, type SupervisorRecord } from '../../src/exec/supervisor-process.js';
+import { processIsAlive } from '../../src/exec/process-identity.js';
+import { parseSupervisorRecord, type SupervisorRecord } from '../../src/exec/run-files.js';
 import type { Job } from '../../src/gen/hpcq/v1/job.js';
-import { JobServiceClient, type ListJobsRequest, type ListJobsResponse } from '../../src/gen/hpcq/v1/job_service.js';
-import { call, type DaemonHandle } from './daemon-harness.js';
+import { JobServiceClient } from '../../src/gen/hpcq/v1/job_service.js';
+import { listJobs, type DaemonHandle } from './daemon-harness.js';
 import { JOB_USER } from './privileged.js';
-
-export const TERMINAL_STATUSES: ReadonlySet<string> = new Set(['completed', 'failed', 'cancelled', 'timeout', 'out_of_memory', 'node_fail']);
 
 /** The daemon's state directory inside a harness directory (HPCQ_STATE_DIR). */
 export const daemonStateDir = (harnessDir: string) => join(harnessDir, 'state');
@@ -27,11 +26,11 @@ export function readSupervisorRecord(harnessDir: string, jobId: string | number)
 }
 
 /** Every job, all pages of ListJobs. */
-export async function listAllJobs(client: InstanceType<typeof JobServiceClient>): Promise<Job[]> {
+export async function listAllJobs(d: DaemonHandle): Promise<Job[]> {
   const jobs: Job[] = [];
   let pageToken = '';
   for (;;) {
-    const page = await call<ListJobsRequest, ListJobsResponse>(client.listJobs, client, { clusterId: '', queue: '', states: [], runUser: '', pageSize: 1000, pageToken });
+    const page = await listJobs(d, { pageSize: 1000, pageToken });
     jobs.push(...page.jobs);
     if (!page.nextPageToken) return jobs;
     pageToken = page.nextPageToken;

@@ -34,6 +34,16 @@ export function userExists(name: string): boolean {
   }
 }
 
+/** The uid and primary gid of an account (`id -u` / `id -g`). */
+const uids = new Map<string, number>();
+/** The uid of an account (cached: tests ask often). */
+export function uidOf(user: string): number {
+  let uid = uids.get(user);
+  if (uid === undefined) uids.set(user, (uid = Number(execFileSync('id', ['-u', user]).toString().trim())));
+  return uid;
+}
+export const gidOf = (user: string): number => Number(execFileSync('id', ['-g', user]).toString().trim());
+
 /** Creates the test accounts if missing (root only). Returns whether they exist. */
 export function ensureTestUsers(): boolean {
   if (!isRoot) return userExists(JOB_USER) && userExists(OTHER_USER);
