@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { credentials, type ServiceError } from '@grpc/grpc-js';
 import { JobServiceClient, type SubmitJobRequest } from '../gen/hpcq/v1/job_service.js';
 
-const DAEMON_MAIN = join(dirname(fileURLToPath(import.meta.url)), '..', 'daemon', 'main.js');
+const DAEMON_MAIN = join(dirname(fileURLToPath(import.meta.url)), '..', 'daemon', 'main.cjs');
 export const BENCH_USER = 'hpcq-bench';
 
 /** The account benchmark jobs run as: a dedicated unprivileged user when root, else ourselves. */
@@ -50,9 +50,12 @@ export class BenchDaemon {
     this.client = new JobServiceClient(this.address, credentials.createInsecure(), { 'grpc.max_concurrent_streams': 10000 });
   }
 
+  /** Time the first start took until the daemon served, ms. */
+  startupMs = 0;
+
   static async start(config: string, dir = mkdtempSync(join(tmpdir(), 'hpcq-bench-'))): Promise<BenchDaemon> {
     const d = new BenchDaemon(dir, config);
-    await d.spawn();
+    d.startupMs = await d.spawn();
     return d;
   }
 

@@ -7,6 +7,7 @@
  *   back to rlimit with a warning, since it cannot have cgroups unless they were delegated to it.
  */
 import { createHash } from 'node:crypto';
+import { ROOT_STATE_DIR } from '../config/default-state-dir.js';
 import type { EnforcementMode } from '../core/job.js';
 import type { EnforcementRequest } from '../core/policy.js';
 import { createLimiter, detectEnforcementOnHost } from '../exec/limits/detect-enforcement.js';
@@ -21,7 +22,7 @@ export type EnforcementSelection =
  * `hpcq-<hash of the state dir>` for others, so daemons side by side never touch each other's jobs.
  */
 export function cgroupParentName(stateDir: string): string {
-  if (stateDir === '/var/lib/hpcq') return 'hpcq';
+  if (stateDir === ROOT_STATE_DIR) return 'hpcq';
   return `hpcq-${createHash('sha256').update(stateDir).digest('hex').slice(0, 10)}`;
 }
 
