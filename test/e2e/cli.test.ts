@@ -11,6 +11,7 @@ import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import {
   CLI_MAIN,
   isRunning,
+  PACKAGE_ROOT,
   makeStateDir,
   startDaemon,
   stopAll,
@@ -411,5 +412,19 @@ describe('hpcq CLI against a real daemon', () => {
     const check = await hpcq(address, ['daemon', '--config', join(dir, 'nope.yaml'), '--check']);
     expect(check.code).toBe(2);
     expect(check.stderr).toMatch(/^hpcqd: invalid configuration/);
+  });
+});
+
+describe('installed entry points', () => {
+  it('every bin in package.json runs as a program by itself (npx hpcq, hpcqd)', async () => {
+    const pkg = JSON.parse(readFileSync(join(PACKAGE_ROOT, 'package.json'), 'utf8')) as { bin: Record<string, string> };
+    expect(Object.keys(pkg.bin).sort()).toEqual(['hpcq', 'hpcqd']);
+    for (const path of Object.values(pkg.bin)) {
+      // Executed directly, not through `node`: needs the exec bit and the shebang.
+      const help = await new Promise<string>((resolve, reject) =>
+        execFile(join(PACKAGE_ROOT, path), ['--help'], (err, stdout) => (err ? reject(err) : resolve(stdout))),
+      );
+      expect(help).toMatch(/^Usage: hpcqd? /m);
+    }
   });
 });
