@@ -4,8 +4,10 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir, userInfo } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { credentials, type ServiceError } from '@grpc/grpc-js';
-import { JobServiceClient, type SubmitJobRequest } from '../gen/hpcq/v1/job_service.js';
+import { credentials, makeGenericClientConstructor, type ServiceError } from '@grpc/grpc-js';
+import { JobServiceClient, JobServiceService, SubmitJobRequest } from '../gen/hpcq/v1/job_service.js';
+
+export { percentile } from './percentile.js';
 
 const DAEMON_MAIN = join(dirname(fileURLToPath(import.meta.url)), '..', 'daemon', 'main.cjs');
 export const BENCH_USER = 'hpcq-bench';
@@ -138,6 +140,20 @@ export class BenchDaemon {
     return new Promise((resolve, reject) => this.client.cancelJob({ jobId }, (err, res) => (err ? reject(err) : resolve(res))));
   }
 
+  /**
+   * A load-generator connection that sends one request, encoded once, over and over and does not
+   * decode the answers: the submit benchmark measures the daemon, and on a 2-core machine the
+   * generator's own protobuf work would otherwise take CPU from it. Errors still reject.
+   */
+  rawSubmitter(req: Partial<SubmitJobRequest>): { submit: () => Promise<void>; close: () => void } {
+    const bytes = Buffer.from(SubmitJobRequest.encode({ ...EMPTY, ...req }).finish());
+    const client = new RawSubmitClient(this.address, credentials.createInsecure());
+    return {
+      submit: () => new Promise((resolve, reject) => client.submitJob(bytes, (err: ServiceError | null) => (err ? reject(err) : resolve()))),
+      close: () => client.close(),
+    };
+  }
+
   /** Resolves with the job's status string once it reaches one of `statuses` (WatchJob, no polling). */
   waitFor(jobId: string, statuses: readonly string[], client = this.client): Promise<string> {
     return new Promise((resolve, reject) => {
@@ -155,13 +171,17 @@ export class BenchDaemon {
   }
 }
 
+const identity = (b: Buffer) => b;
+const RawSubmitClient = makeGenericClientConstructor(
+  { submitJob: { ...JobServiceService.submitJob, requestSerialize: identity, requestDeserialize: identity, responseSerialize: identity, responseDeserialize: identity } },
+  'hpcq.v1.JobService',
+) as unknown as new (address: string, creds: ReturnType<typeof credentials.createInsecure>) => {
+  submitJob(req: Buffer, cb: (err: ServiceError | null) => void): void;
+  close(): void;
+};
+
 const EMPTY: SubmitJobRequest = {
   timestamp: '', clusterId: '', zone: '', runUser: '', name: '', cmdLine: '', inputFile: '', coreLimit: 0, memLimit: 0,
   timeLimit: 0, resourceLimit: '', hpcqueueId: '', schedulerQueueName: '', stdoutRedirectPath: '', stderrRedirectPath: '',
   priority: 0, submitType: 0, clientToken: '',
 };
-
-export function percentile(sorted: readonly number[], p: number): number {
-  if (sorted.length === 0) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
-}

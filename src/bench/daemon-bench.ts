@@ -13,7 +13,10 @@ export interface SubmitFigures {
   latencyP99Ms: number;
 }
 
-/** Durable SubmitJob throughput with `clients` concurrent connections; jobs stay pending behind a blocker. */
+/**
+ * Durable SubmitJob throughput with `clients` concurrent connections (one outstanding request
+ * each, pre-encoded: see rawSubmitter); jobs stay pending behind a blocker.
+ */
 export async function submitThroughput(runUser: string, clientCounts: readonly number[], submitsPerRun: (clients: number) => number): Promise<{ figures: SubmitFigures[]; peakRssMb: number }> {
   const daemon = await BenchDaemon.start(benchConfig({ cores: 1 }));
   try {
@@ -22,17 +25,17 @@ export async function submitThroughput(runUser: string, clientCounts: readonly n
     await daemon.waitFor(blocker.jobId, ['running']);
     const figures: SubmitFigures[] = [];
     for (const clients of clientCounts) {
-      const channels = Array.from({ length: clients }, () => daemon.newClient());
+      const channels = Array.from({ length: clients }, (_, c) => daemon.rawSubmitter({ name: `bench-${clients}-${c}`, runUser, cmdLine: 'true' }));
       const total = submitsPerRun(clients);
       const latencies: number[] = [];
       let next = 0;
       const t0 = performance.now();
       await Promise.all(
-        channels.map(async (client, c) => {
+        channels.map(async (channel) => {
           while (next < total) {
             next++;
             const s = performance.now();
-            await daemon.submit({ name: `bench-${clients}-${c}`, runUser, cmdLine: 'true' }, client);
+            await channel.submit();
             latencies.push(performance.now() - s);
           }
         }),

@@ -238,20 +238,24 @@ function generatedJob(id: number, active: boolean, random: () => number, uuidKey
 /**
  * Writes `finished` finished and `active` pending/running job records straight into a new database
  * at `location` (bulk batches, not synced), as a history for scale measurements. Returns the
- * seconds it took.
+ * seconds it took. `maxFileSizeBytes` makes smaller table files (tests that need many tables).
  */
 export async function generateJobHistory(
   location: string,
   finished: number,
   active: number,
   progress: (line: string) => void = () => {},
+  maxFileSizeBytes?: number,
 ): Promise<number> {
   // Let the store create the database and its layout key, then write around it.
   const init = new LevelJobStore({ location });
   await init.open();
   await init.close();
   // A large memtable: fewer level-0 tables and compaction stalls while bulk loading.
-  const db = await openLevel(location, { writeBufferSizeBytes: GENERATION_WRITE_BUFFER_BYTES });
+  const db = await openLevel(location, {
+    writeBufferSizeBytes: GENERATION_WRITE_BUFFER_BYTES,
+    ...(maxFileSizeBytes === undefined ? {} : { maxFileSizeBytes }),
+  });
   const uuidKey = (await db.get(META_UUID_KEY)) as string;
   const random = rng(42);
   const total = finished + active;

@@ -3,7 +3,7 @@
  * Decoding checks the version and the fields the store relies on and throws RecordDecodeError
  * otherwise, so a damaged record is reported (and quarantined) instead of loaded half-valid.
  */
-import { JOB_STATES, type Job, type JobEvent, type JobState } from '../core/job.js';
+import { JOB_STATES, copyJob, type Job, type JobEvent, type JobState } from '../core/job.js';
 
 /** Schema version of job records, events and token entries. */
 const RECORD_VERSION = 1;
@@ -37,7 +37,8 @@ function isState(value: unknown): value is JobState {
 }
 
 export function encodeJob(job: Job): string {
-  return JSON.stringify({ v: RECORD_VERSION, ...job });
+  // The version goes first by splicing, which is faster than stringifying a spread copy.
+  return `{"v":${RECORD_VERSION},${JSON.stringify(job).slice(1)}`;
 }
 
 /** Decodes a job record; `expectedId` (from the key) must match the record's id. */
@@ -53,8 +54,8 @@ export function decodeJob(raw: string, expectedId?: number): Job {
   for (const field of ['eventCount', 'submitTimeMs', 'endTimeMs', 'uid', 'gid'] as const) {
     if (typeof obj[field] !== 'number') throw new RecordDecodeError(`job record field ${field} is not a number`);
   }
-  delete obj.v;
-  return obj as unknown as Job;
+  // A copy, not `delete obj.v`: deleting a property turns the object into a slow dictionary.
+  return copyJob(obj as unknown as Job);
 }
 
 /** Events are keyed by job id and sequence; the value holds the rest. */

@@ -21,7 +21,7 @@
  * - closed: `close()` flushed the queued writes and closed the database. Final.
  */
 import { HpcqError, StoreUnavailableError } from '../core/errors.js';
-import { expandRedirectPath, type Job, type JobEvent, type JobSpec } from '../core/job.js';
+import { newPendingJob, type Job, type JobEvent, type JobSpec } from '../core/job.js';
 import type { JobFilter, JobPage, JobStore, JobTransition, QuarantinedRecord } from '../core/ports.js';
 import { ClientTokens } from './client-tokens.js';
 import { GroupCommitter, type GroupCommitStats } from './group-commit.js';
@@ -411,25 +411,7 @@ export class LevelJobStore implements JobStore {
     // The id is taken in the same synchronous step as queueing the write, so queue order is id
     // order and the last `meta/last-id` put of every batch carries the batch's highest id.
     const id = this.nextId++;
-    const uuid = jobUuidFor(id, this.uuidKey);
-    const job: Job = {
-      ...spec,
-      resourceLimits: { ...spec.resourceLimits },
-      id,
-      uuid,
-      state: 'PENDING',
-      reason,
-      exitCode: 0,
-      termSignal: 0,
-      submitTimeMs: nowMs,
-      startTimeMs: 0,
-      endTimeMs: 0,
-      stdoutPath: expandRedirectPath(spec.stdoutPathTemplate, { id, name: spec.name, runUser: spec.runUser }),
-      stderrPath: expandRedirectPath(spec.stderrPathTemplate, { id, name: spec.name, runUser: spec.runUser }),
-      enforcement: '',
-      limitHit: '',
-      eventCount: 1,
-    };
+    const job = newPendingJob(spec, { id, uuid: jobUuidFor(id, this.uuidKey), reason, submitTimeMs: nowMs });
     const event: JobEvent = { jobId: id, sequence: 1, state: 'PENDING', reason, timeMs: nowMs };
     await this.committer.write(createJobOps(job, event, fingerprint));
     return job;

@@ -20,7 +20,11 @@ export { testJobSpec } from './job-spec.js';
  * `openStore`, which opens a LevelJobStore at `<dir>/db` and tracks it. After each test every
  * tracked store is closed and the directory removed; a store the test left open fails the test.
  */
-export function useTempStores(prefix: string): { openStore: (options?: Partial<LevelJobStoreOptions>) => Promise<LevelJobStore> } {
+export function useTempStores(prefix: string): {
+  openStore: (options?: Partial<LevelJobStoreOptions>) => Promise<LevelJobStore>;
+  /** Where openStore puts this test's database. */
+  location: () => string;
+} {
   let dir: string;
   const stores: LevelJobStore[] = [];
 
@@ -37,6 +41,7 @@ export function useTempStores(prefix: string): { openStore: (options?: Partial<L
   });
 
   return {
+    location: () => join(dir, 'db'),
     async openStore(options: Partial<LevelJobStoreOptions> = {}): Promise<LevelJobStore> {
       const store = new LevelJobStore({ location: join(dir, 'db'), ...options });
       stores.push(store);

@@ -4,9 +4,11 @@ import {
   JOB_UUID_PATTERN,
   TERMINAL_STATES,
   canTransition,
+  copyJob,
   expandRedirectPath,
   isTerminal,
   jobStatusString,
+  newPendingJob,
   transition,
   type Job,
   type JobState,
@@ -177,6 +179,42 @@ describe('transition() bookkeeping', () => {
     const { state: _s, reason: _r, eventCount: _e, startTimeMs: _t, ...rest } = job;
     const { state: _s0, reason: _r0, eventCount: _e0, startTimeMs: _t0, ...rest0 } = snapshot;
     expect(rest).toEqual(rest0);
+  });
+});
+
+describe('newPendingJob / copyJob', () => {
+  it('makes a PENDING job from a spec with expanded output paths and its first event counted', () => {
+    const spec = testJobSpec({ name: 'sim', stdoutPathTemplate: '/home/%u/%x-%j.out', resourceLimits: { nofile: 64 } });
+    const job = newPendingJob(spec, { id: 7, uuid: 'hpcjob-abcdefgh', reason: 'Priority', submitTimeMs: 1_000 });
+    expect(job).toEqual({
+      ...spec,
+      id: 7,
+      uuid: 'hpcjob-abcdefgh',
+      state: 'PENDING',
+      reason: 'Priority',
+      exitCode: 0,
+      termSignal: 0,
+      submitTimeMs: 1_000,
+      startTimeMs: 0,
+      endTimeMs: 0,
+      stdoutPath: '/home/alice/sim-7.out',
+      stderrPath: '/tmp/7.err',
+      enforcement: '',
+      limitHit: '',
+      eventCount: 1,
+    });
+    expect(job.resourceLimits).not.toBe(spec.resourceLimits);
+  });
+
+  it('copies every field in the same order, usage only when present, limits not shared', () => {
+    const pending = newPendingJob(testJobSpec(), { id: 1, uuid: 'hpcjob-00000001', reason: '', submitTimeMs: 1 });
+    const done = { ...pending, state: 'COMPLETED' as const, usage: { userCpuUsec: 1, systemCpuUsec: 2, peakMemoryBytes: 3, wallTimeMs: 4 } };
+    expect(copyJob(pending)).toEqual(pending);
+    expect(Object.keys(copyJob(pending))).toEqual(Object.keys(pending));
+    expect(copyJob(pending)).not.toHaveProperty('usage');
+    expect(copyJob(done)).toEqual(done);
+    expect(Object.keys(copyJob(done))).toEqual([...Object.keys(pending), 'usage']);
+    expect(copyJob(done).resourceLimits).not.toBe(done.resourceLimits);
   });
 });
 

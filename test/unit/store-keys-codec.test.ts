@@ -115,6 +115,17 @@ describe('store codec', () => {
     expect(decodeIndexTag(encodeIndexTag(tag))).toEqual(tag);
   });
 
+  it('decodes to exactly the Job fields, in one order whatever the stored order', () => {
+    const { id, name, ...rest } = job;
+    const reordered = JSON.stringify({ note: 'from a newer writer', ...rest, v: 1, name, id });
+    const decoded = decodeJob(reordered, 42);
+    expect(decoded).toEqual(job);
+    expect(Object.keys(decoded)).toEqual(Object.keys(decodeJob(encodeJob(job), 42)));
+    expect(decoded).not.toHaveProperty('v');
+    expect(decoded).not.toHaveProperty('note');
+    expect(encodeJob(job).startsWith('{"v":1,"name":')).toBe(true);
+  });
+
   it('refuses damaged or foreign records with RecordDecodeError', () => {
     const bad = [
       '{not json',
