@@ -5,6 +5,7 @@ import { tmpdir, userInfo } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { credentials, makeGenericClientConstructor, type ServiceError } from '@grpc/grpc-js';
+import { HPCQD_ENV, HPCQD_NODE_FLAGS } from '../daemon/process-tuning.js';
 import { JobServiceClient, JobServiceService, SubmitJobRequest } from '../gen/hpcq/v1/job_service.js';
 
 export { percentile } from './percentile.js';
@@ -69,8 +70,8 @@ export class BenchDaemon {
   async spawn(): Promise<number> {
     writeFileSync(join(this.dir, 'hpcqd.yaml'), this.config);
     const t0 = performance.now();
-    const proc = spawn(process.execPath, [DAEMON_MAIN], {
-      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HPCQ_STATE_DIR: join(this.dir, 'state'), HPCQ_CONFIG: join(this.dir, 'hpcqd.yaml'), HPCQ_LISTEN: this.address, HPCQ_LOG_LEVEL: 'warn' },
+    const proc = spawn(process.execPath, [...HPCQD_NODE_FLAGS, DAEMON_MAIN], {
+      env: { ...HPCQD_ENV, PATH: process.env.PATH ?? '/usr/bin:/bin', HPCQ_STATE_DIR: join(this.dir, 'state'), HPCQ_CONFIG: join(this.dir, 'hpcqd.yaml'), HPCQ_LISTEN: this.address, HPCQ_LOG_LEVEL: 'warn' },
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     this.proc = proc;

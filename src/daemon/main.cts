@@ -1,10 +1,8 @@
-#!/usr/bin/env node
-// hpcqd entry point. CommonJS on purpose: it must set the thread-pool size before Node uses the
-// pool, and loading an ES module already does (the size is fixed at first use).
-//
-// LevelDB reads, synced batches and file operations all run on libuv's thread pool; with the
-// default 4 threads, fsyncs queue behind each other under load (measured with the variable set
-// before start: +35-60% submit throughput at 32-64 clients with 16).
+#!/usr/bin/env -S MALLOC_ARENA_MAX=2 UV_THREADPOOL_SIZE=16 node --max-semi-space-size=8
+// hpcqd entry point. The first line starts Node with the settings of process-tuning.ts (keep them
+// in step). CommonJS on purpose: run as `node main.cjs`, without those settings, it still sets the
+// thread-pool size before Node uses the pool, and loading an ES module already does (the size is
+// fixed at first use).
 process.env.UV_THREADPOOL_SIZE ??= '16';
 
 import('./run-daemon.js')

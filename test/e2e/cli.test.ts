@@ -4,7 +4,7 @@
  * current user (a non-root daemon runs jobs only as itself).
  */
 import { execFile, spawn } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -21,6 +21,7 @@ import {
   type DaemonHandle,
 } from '../support/daemon-harness.js';
 import { isRoot, JOB_USER, need, userExists } from '../support/privileged.js';
+import { HPCQD_ENV, HPCQD_NODE_FLAGS } from '../../src/daemon/process-tuning.js';
 
 const RUN_USER = isRoot ? JOB_USER : userInfo().username;
 /** As root the invoking user (root) cannot run jobs, so name the test account; otherwise rely on the default. */
@@ -373,7 +374,7 @@ describe('hpcq CLI against a real daemon', () => {
     expect(badAddr.stderr).toMatch(/^hpcq: InvalidUsage: invalid address/);
   });
 
-  it('hpcq daemon runs hpcqd in-process with its flags', async () => {
+  it('hpcq daemon runs hpcqd with its flags, started as hpcqd starts itself, and stops it on SIGTERM', async () => {
     const dir = makeStateDir();
     writeFileSync(join(dir, 'hpcqd.yaml'), TEST_CONFIG);
     const address = `unix:${join(dir, 'cli-daemon.sock')}`;
@@ -402,6 +403,13 @@ describe('hpcq CLI against a real daemon', () => {
       expect(r.code, r.stderr).toBe(0);
       expect((JSON.parse(r.stdout) as { queues: { hpcqueue_id: string }[] }).queues.map((q) => q.hpcqueue_id)).toEqual(['hpcq-normal', 'hpcq-debug']);
       expect(existsSync(join(dir, 'state', 'db'))).toBe(true);
+      // hpcqd is a process of its own with the settings of its first line, including its 16
+      // thread-pool threads (inside hpcq's process the pool would have been fixed at 4: 11 threads).
+      const daemonPid = Number(/^pid=(\d+)$/m.exec(readFileSync(join(dir, 'state', 'hpcqd.pid'), 'utf8'))?.[1]);
+      expect(daemonPid).not.toBe(child.pid);
+      expect(readFileSync(`/proc/${daemonPid}/cmdline`, 'utf8').split('\0')).toContain('--max-semi-space-size=8');
+      expect(readFileSync(`/proc/${daemonPid}/environ`, 'utf8').split('\0')).toEqual(expect.arrayContaining(['MALLOC_ARENA_MAX=2', 'UV_THREADPOOL_SIZE=16']));
+      expect(readdirSync(`/proc/${daemonPid}/task`).length).toBeGreaterThan(16);
       child.kill('SIGTERM');
       expect(await exited).toBe(0);
     } finally {
@@ -426,5 +434,14 @@ describe('installed entry points', () => {
       );
       expect(help).toMatch(/^Usage: hpcqd? /m);
     }
+  });
+
+  it('hpcqd starts Node with the process settings that hpcq daemon, npm start and the tests use', () => {
+    const pkg = JSON.parse(readFileSync(join(PACKAGE_ROOT, 'package.json'), 'utf8')) as { bin: Record<string, string>; scripts: Record<string, string> };
+    const firstLine = readFileSync(join(PACKAGE_ROOT, pkg.bin.hpcqd!), 'utf8').split('\n')[0];
+    const env = Object.entries(HPCQD_ENV).map(([k, v]) => `${k}=${v}`);
+    expect(firstLine).toBe(`#!/usr/bin/env -S ${[...env, 'node', ...HPCQD_NODE_FLAGS].join(' ')}`);
+    // npm start runs the file itself, so through that line.
+    expect(pkg.scripts.start).toBe(pkg.bin.hpcqd!.replace(/^\.\//, ''));
   });
 });

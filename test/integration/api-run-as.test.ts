@@ -184,7 +184,7 @@ describe('what the job inherits from the daemon (R2 R3)', () => {
     });
     expect(env.SHELL).toBe(execFileSync('getent', ['passwd', JOB_USER]).toString().trim().split(':')[6]);
     const all = out;
-    for (const leak of ['DAEMON_SECRET', 'NODE_OPTIONS', 'preload', 'LD_PRELOAD', 'TZ=', 'HPCQ_STATE_DIR', 'HPCQ_CONFIG', 'HPCQ_LISTEN', 'HPCQ_LOG_LEVEL', 'HPCQ_TEST_PRELOAD_MARK']) {
+    for (const leak of ['DAEMON_SECRET', 'NODE_OPTIONS', 'MALLOC_ARENA_MAX', 'UV_THREADPOOL_SIZE', 'preload', 'LD_PRELOAD', 'TZ=', 'HPCQ_STATE_DIR', 'HPCQ_CONFIG', 'HPCQ_LISTEN', 'HPCQ_LOG_LEVEL', 'HPCQ_TEST_PRELOAD_MARK']) {
       expect(all).not.toContain(leak);
     }
   });

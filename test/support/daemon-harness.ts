@@ -24,6 +24,7 @@ import { QueueServiceClient, type ListQueuesRequest, type ListQueuesResponse } f
 import { JobState, type Job } from '../../src/gen/hpcq/v1/job.js';
 import { errorInfoOf } from '../../src/api/grpc-status.js';
 import { JOB_USER } from './privileged.js';
+import { HPCQD_ENV, HPCQD_NODE_FLAGS } from '../../src/daemon/process-tuning.js';
 
 export const PACKAGE_ROOT = resolve(import.meta.dirname, '..', '..');
 export const DAEMON_MAIN = join(PACKAGE_ROOT, 'dist', 'daemon', 'main.cjs');
@@ -104,10 +105,11 @@ export async function startDaemon(
   const configPath = join(stateDir, 'hpcqd.yaml');
   writeFileSync(configPath, opts.config ?? TEST_CONFIG);
   const address = `unix:${join(stateDir, 'hpcqd.sock')}`;
-  const proc = spawn(process.execPath, [DAEMON_MAIN], {
+  // Started as hpcqd starts itself (its first line): the same process settings as in production.
+  const proc = spawn(process.execPath, [...HPCQD_NODE_FLAGS, DAEMON_MAIN], {
     uid: opts.uid,
     gid: opts.gid,
-    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HPCQ_STATE_DIR: join(stateDir, 'state'), HPCQ_CONFIG: configPath, HPCQ_LISTEN: address, HPCQ_LOG_LEVEL: 'info', ...opts.env },
+    env: { ...HPCQD_ENV, PATH: process.env.PATH ?? '/usr/bin:/bin', HPCQ_STATE_DIR: join(stateDir, 'state'), HPCQ_CONFIG: configPath, HPCQ_LISTEN: address, HPCQ_LOG_LEVEL: 'info', ...opts.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';

@@ -1,18 +1,44 @@
-/** `hpcq daemon`: runs hpcqd in this process, with hpcqd's own flags. */
+/** `hpcq daemon`: runs hpcqd with hpcqd's own flags, as hpcq's child, and exits as it exits. */
+import { spawn } from 'node:child_process';
+import { constants } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
+import { HPCQD_ENV, HPCQD_NODE_FLAGS } from '../../daemon/process-tuning.js';
+
+/** dist/cli/commands/ -> dist/daemon/main.cjs: the hpcqd entry, which sizes the thread pool. */
+const HPCQD_MAIN = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'daemon', 'main.cjs');
+const FORWARDED_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'] as const;
 
 export function registerDaemon(program: Command): void {
   program
     .command('daemon')
-    .summary('run the hpcqd daemon in this process')
-    .description('Run hpcqd in this process. Every argument after "daemon" is passed to hpcqd (try: hpcq daemon --help).')
+    .summary('run the hpcqd daemon')
+    .description('Run hpcqd. Every argument after "daemon" is passed to hpcqd (try: hpcq daemon --help).')
     .argument('[hpcqd-args...]', 'hpcqd flags: --config, --state-dir, --listen, --check, --help')
     .helpOption(false)
     .allowUnknownOption()
     .passThroughOptions()
     .action(async (args: string[]) => {
-      // Loaded only here: the client commands never pay for the daemon's modules.
-      const { runDaemon } = await import('../../daemon/run-daemon.js');
-      await runDaemon(args);
+      process.exitCode = await runHpcqd(args);
     });
+}
+
+/**
+ * hpcqd runs as a process of its own, not inside this one: it needs settings made before Node
+ * starts (process-tuning.ts), and its entry must size libuv's thread pool before anything uses it,
+ * which this CLI's modules already have. Signals sent to hpcq are passed on,
+ * so stopping `hpcq daemon` stops hpcqd gracefully (and a second signal forces it, as with hpcqd).
+ */
+function runHpcqd(args: readonly string[]): Promise<number> {
+  const child = spawn(process.execPath, [...HPCQD_NODE_FLAGS, HPCQD_MAIN, ...args], { stdio: 'inherit', env: { ...process.env, ...HPCQD_ENV } });
+  const forward = (signal: NodeJS.Signals) => child.kill(signal);
+  for (const signal of FORWARDED_SIGNALS) process.on(signal, forward);
+  return new Promise((resolve, reject) => {
+    child.once('error', reject);
+    child.once('exit', (code, signal) => {
+      for (const s of FORWARDED_SIGNALS) process.off(s, forward);
+      resolve(code ?? 128 + (signal === null ? 0 : constants.signals[signal]));
+    });
+  });
 }
