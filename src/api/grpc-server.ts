@@ -3,8 +3,10 @@
  * the configured addresses. A unix socket is created mode 0600 (only root, or the daemon's own
  * user, may connect until authentication exists).
  *
- * Lifecycle: start() binds and serves (health SERVING); stop() sets NOT_SERVING, drains in-flight
- * RPCs until the deadline (tryShutdown), then forces (forceShutdown). Idempotent.
+ * Lifecycle: start() binds and serves (health SERVING); setNotServing() begins a shutdown (health
+ * NOT_SERVING, for good); stop() drains in-flight RPCs until the deadline (tryShutdown), then
+ * forces (forceShutdown). Idempotent. While serving, setJobStoreWritable(false) marks JobService
+ * and the server as a whole NOT_SERVING (submits would fail); QueueService stays SERVING.
  */
 import { chmodSync, lstatSync, unlinkSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -39,7 +41,8 @@ export class GrpcServer {
     'grpc.max_connection_idle_ms': 5 * 60_000,
   });
   private readonly health = new HealthImplementation(Object.fromEntries(HEALTH_NAMES.map((name) => [name, 'NOT_SERVING'])));
-  private state: 'created' | 'serving' | 'stopped' = 'created';
+  private state: 'created' | 'serving' | 'draining' | 'stopped' = 'created';
+  private jobStoreWritable = true;
   /** Addresses actually bound (a TCP port 0 resolves to the chosen port). */
   readonly boundAddresses: string[] = [];
 
@@ -71,13 +74,27 @@ export class GrpcServer {
       this.boundAddresses.push(socket !== undefined ? address : address.replace(/:\d+$/, `:${port}`));
     }
     this.state = 'serving';
-    for (const name of HEALTH_NAMES) this.health.setStatus(name, 'SERVING');
+    this.applyHealth();
     this.log.info({ addresses: this.boundAddresses }, 'gRPC server listening');
   }
 
-  /** Marks the server NOT_SERVING (first step of shutdown) without closing it. */
+  /** Marks the server NOT_SERVING for good (first step of shutdown) without closing it. */
   setNotServing(): void {
+    if (this.state === 'serving' || this.state === 'created') this.state = 'draining';
     for (const name of HEALTH_NAMES) this.health.setStatus(name, 'NOT_SERVING');
+  }
+
+  /** Whether the job store takes writes; see the lifecycle above. */
+  setJobStoreWritable(writable: boolean): void {
+    this.jobStoreWritable = writable;
+    if (this.state === 'serving') this.applyHealth();
+  }
+
+  private applyHealth(): void {
+    for (const name of HEALTH_NAMES) {
+      const serving = this.jobStoreWritable || name === 'hpcq.v1.QueueService';
+      this.health.setStatus(name, serving ? 'SERVING' : 'NOT_SERVING');
+    }
   }
 
   async stop(deadlineMs: number): Promise<void> {

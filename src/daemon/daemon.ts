@@ -8,7 +8,7 @@
  *   fails here, before it touches anything; LevelDB's LOCK backs this up) -> database opened ->
  *   enforcement detected -> engine started
  *   (active jobs loaded, running jobs re-attached) -> housekeeping -> gRPC serving.
- * - running.
+ * - running. While the store refuses writes, health says so (store-health.ts).
  * - stopping (stop()): health NOT_SERVING -> open WatchJob streams ended (UNAVAILABLE: they last
  *   as long as their job and would only hold up the drain) -> in-flight RPCs drained (deadline) ->
  *   dispatching stopped, launches in progress finished, running jobs left to their supervisors ->
@@ -26,16 +26,20 @@ import { LevelJobStore } from '../store/level-job-store.js';
 import { GetentUserDirectory } from '../system/getent-user-directory.js';
 import { selectEnforcement, type EnforcementSelection } from './enforcement.js';
 import { Housekeeping } from './housekeeping.js';
+import { StoreHealthWatch } from './store-health.js';
 import { lockStateDir, prepareStateDir } from './state-dir.js';
 
 /** How long in-flight RPCs get to finish on shutdown before they are cut. */
 const RPC_DRAIN_DEADLINE_MS = 5000;
+/** How often a full disk is checked for room again (the store's own retry interval). */
+const DISK_FULL_PROBE_MS = 1000;
 
 export class Daemon {
   private store: LevelJobStore | undefined;
   private engine: JobEngine | undefined;
   private server: GrpcServer | undefined;
   private housekeeping: Housekeeping | undefined;
+  private storeHealth: StoreHealthWatch | undefined;
   private stopping: Promise<void> | undefined;
   private unlockStateDir: (() => void) | undefined;
   enforcement: EnforcementSelection | undefined;
@@ -58,8 +62,9 @@ export class Daemon {
     const paths = prepareStateDir(config.stateDir, this.uid);
     this.unlockStateDir = lockStateDir(paths);
     try {
-      this.store = new LevelJobStore({ location: paths.database, log });
+      this.store = new LevelJobStore({ location: paths.database, log, onModeChange: (mode) => this.storeHealth?.modeChanged(mode) });
       await this.store.open();
+      this.storeHealth = new StoreHealthWatch(this.store, (writable) => this.server?.setJobStoreWritable(writable), DISK_FULL_PROBE_MS);
     } catch (err) {
       this.unlockStateDir();
       this.unlockStateDir = undefined;
@@ -88,6 +93,7 @@ export class Daemon {
         { jobs: createJobService(this.engine, config, log), queues: createQueueService(this.engine, config, detection.mode, log) },
         log,
       );
+      this.server.setJobStoreWritable(this.store.health().mode === 'open');
       this.assertNotStopping();
       await this.server.start();
     } catch (err) {
@@ -108,6 +114,7 @@ export class Daemon {
       await this.server?.stop(RPC_DRAIN_DEADLINE_MS);
       await this.housekeeping?.stop();
       await this.engine?.stop();
+      this.storeHealth?.stop();
       await this.store?.close();
       this.unlockStateDir?.();
       this.log.info('hpcqd stopped');

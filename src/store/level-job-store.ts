@@ -16,8 +16,7 @@
  *   attempt, until a later one succeeds). `reopen()` forces a reopen at once.
  * - failed: a batch failed with another error (EIO, fsync failure, corruption). The state of the
  *   log is unknown, so writes are rejected at once with that error until `reopen()` succeeds or
- *   the daemon is restarted (`health()` shows the mode; nothing in the daemon calls it or
- *   `reopen()` yet). Reads are served.
+ *   the daemon is restarted (the daemon reports NOT_SERVING meanwhile). Reads are served.
  * - closed: `close()` flushed the queued writes and closed the database. Final.
  */
 import { HpcqError, StoreUnavailableError } from '../core/errors.js';
@@ -73,6 +72,8 @@ export interface LevelJobStoreOptions extends LevelTuning {
   listScanLimit?: number;
   /** In disk-full mode, the least time between two reopen attempts. Default 1000 ms. */
   diskFullRetryIntervalMs?: number;
+  /** Called after every change of mode (the daemon turns it into its health status). */
+  onModeChange?: (mode: StoreMode) => void;
 }
 
 export type StoreMode = 'new' | 'open' | 'disk-full' | 'failed' | 'closed';
@@ -165,6 +166,21 @@ export class LevelJobStore implements JobStore {
       this.setMode('closed');
       await db?.close();
     });
+  }
+
+  /**
+   * In disk-full mode, does now what the next write would do: reopens the database if the
+   * filesystem has room again. Resolves with whether the store is open afterwards, so the daemon
+   * can report itself healthy again without waiting for a client's write. Never throws.
+   */
+  recoverIfDiskFull(): Promise<boolean> {
+    if (this.mode !== 'disk-full') return Promise.resolve(this.mode === 'open');
+    return this.committer
+      .exclusive(async () => {
+        if (this.mode === 'disk-full') await this.recoverFromDiskFull();
+        return this.mode === 'open';
+      })
+      .catch(() => false);
   }
 
   health(): StoreHealth {
@@ -264,6 +280,7 @@ export class LevelJobStore implements JobStore {
     this.mode = next;
     if (next === 'open') this.lastWriteError = undefined;
     if (previous === next) return;
+    this.options.onModeChange?.(next);
     const fields = { location: this.location, from: previous, to: next };
     if (next === 'disk-full') this.log.error({ ...fields, err: this.lastWriteError }, 'job store: disk full, writes rejected');
     else if (next === 'failed') this.log.error({ ...fields, err: this.lastWriteError }, 'job store: write failed, writes rejected until reopened');

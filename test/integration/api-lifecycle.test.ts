@@ -3,9 +3,8 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { credentials, loadPackageDefinition, makeGenericClientConstructor, status, type ServiceError } from '@grpc/grpc-js';
+import { credentials, loadPackageDefinition, status, type ServiceError } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
-import { service as healthServiceDefinition } from 'grpc-health-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import { JobState, type Job } from '../../src/gen/hpcq/v1/job.js';
 import type { SubmitJobRequest } from '../../src/gen/hpcq/v1/job_service.js';
@@ -14,6 +13,7 @@ import {
   call,
   cancelJob,
   getJob,
+  healthStatuses,
   isRunning,
   listQueues,
   PACKAGE_ROOT,
@@ -305,20 +305,12 @@ describe('dispatch order', () => {
 describe('server surface', () => {
   it('the standard health service answers SERVING overall and for both hpcq services; unknown services are NOT_FOUND', async () => {
     const d = await startDaemon();
-    const Health = makeGenericClientConstructor(healthServiceDefinition, 'Health');
-    const health = new Health(d.address, credentials.createInsecure()) as unknown as {
-      check(req: { service: string }, cb: (err: ServiceError | null, res: { status: string }) => void): void;
-      close(): void;
-    };
-    try {
-      for (const service of ['', 'hpcq.v1.JobService', 'hpcq.v1.QueueService']) {
-        const res = await call(health.check, health, { service });
-        expect({ service, status: res.status }).toEqual({ service, status: 'SERVING' });
-      }
-      await expect(call(health.check, health, { service: 'no.such.Service' })).rejects.toMatchObject({ code: status.NOT_FOUND });
-    } finally {
-      health.close();
-    }
+    expect(await healthStatuses(d, ['', 'hpcq.v1.JobService', 'hpcq.v1.QueueService', 'no.such.Service'])).toEqual({
+      '': 'SERVING',
+      'hpcq.v1.JobService': 'SERVING',
+      'hpcq.v1.QueueService': 'SERVING',
+      'no.such.Service': 'NOT_FOUND',
+    });
   });
 
   it('server reflection lists hpcq.v1.JobService and hpcq.v1.QueueService and describes them', async () => {

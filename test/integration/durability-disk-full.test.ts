@@ -12,7 +12,7 @@ import { status, type ServiceError } from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Job } from '../../src/gen/hpcq/v1/job.js';
 import type { SubmitJobRequest } from '../../src/gen/hpcq/v1/job_service.js';
-import { getJob, isRunning, makeStateDir, startDaemon, stopAll, submit, TEST_CONFIG, waitForEnd, waitForJob, type DaemonHandle } from '../support/daemon-harness.js';
+import { getJob, healthStatuses, isRunning, makeStateDir, startDaemon, stopAll, submit, TEST_CONFIG, waitForEnd, waitForJob, type DaemonHandle } from '../support/daemon-harness.js';
 import {
   countBy,
   databaseDir,
@@ -101,6 +101,9 @@ describe('full disk under the state directory (root: tmpfs)', () => {
       expect((err as ServiceError).details).toMatch(/disk|space/i);
     }
     acked.push(...acceptedWhileFull);
+    // Health says what submits see: JobService and the server NOT_SERVING, ListQueues still served.
+    const HEALTH_NAMES = ['', 'hpcq.v1.JobService', 'hpcq.v1.QueueService'];
+    expect(await healthStatuses(d, HEALTH_NAMES)).toEqual({ '': 'NOT_SERVING', 'hpcq.v1.JobService': 'NOT_SERVING', 'hpcq.v1.QueueService': 'SERVING' });
     // Nothing half-written: exactly the acknowledged jobs, the earlier ones as they were.
     const whileFull = await listAllJobs(d);
     expect(whileFull.map((j) => j.jobId).sort()).toEqual(acked.map((a) => a.jobId).sort());
@@ -111,7 +114,10 @@ describe('full disk under the state directory (root: tmpfs)', () => {
     const duringPid = Number(readFileSync(join(dir, 'during.pid'), 'utf8'));
     await eventually(() => !pidAlive(duringPid), 'the job `during` ended');
     rmSync(filler);
-    // The daemon reopens its database by itself; clients retry with their tokens until it does.
+    // The daemon finds the room by itself, with no client writing: health comes back first.
+    await expect.poll(async () => (await healthStatuses(d, ['']))[''], { timeout: 30_000, interval: 100 }).toBe('SERVING');
+    expect(await healthStatuses(d, HEALTH_NAMES)).toEqual({ '': 'SERVING', 'hpcq.v1.JobService': 'SERVING', 'hpcq.v1.QueueService': 'SERVING' });
+    // Clients retry with their tokens.
     const retried = [];
     for (const token of refusedTokens) {
       const deadline = Date.now() + 30_000;

@@ -7,7 +7,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readdirSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { credentials, type ServiceError } from '@grpc/grpc-js';
+import { credentials, makeGenericClientConstructor, status, type ServiceError } from '@grpc/grpc-js';
+import { service as healthServiceDefinition } from 'grpc-health-check';
 import {
   JobServiceClient,
   type CancelJobRequest,
@@ -237,6 +238,30 @@ export function cancelJob(d: DaemonHandle, jobId: string): Promise<CancelJobResp
 /** One page of ListJobs; unset filters are empty (all jobs, the server's default page size). */
 export function listJobs(d: DaemonHandle, req: Partial<ListJobsRequest> = {}): Promise<ListJobsResponse> {
   return call<ListJobsRequest, ListJobsResponse>(d.jobs.listJobs, d.jobs, { clusterId: '', queue: '', states: [], runUser: '', pageSize: 0, pageToken: '', ...req });
+}
+
+/**
+ * grpc.health.v1 Check of each of `services` on a fresh connection: service -> status name
+ * (SERVING, NOT_SERVING), or the gRPC error code's name when the check failed (NOT_FOUND).
+ */
+export async function healthStatuses(d: DaemonHandle, services: readonly string[]): Promise<Record<string, string>> {
+  const Health = makeGenericClientConstructor(healthServiceDefinition, 'Health');
+  const health = new Health(d.address, credentials.createInsecure()) as unknown as {
+    check(req: { service: string }, cb: (err: ServiceError | null, res: { status: string }) => void): void;
+    close(): void;
+  };
+  try {
+    const result: Record<string, string> = {};
+    for (const service of services) {
+      result[service] = await call<{ service: string }, { status: string }>(health.check, health, { service }).then(
+        (res) => res.status,
+        (err: ServiceError) => status[err.code] ?? String(err.code),
+      );
+    }
+    return result;
+  } finally {
+    health.close();
+  }
 }
 
 export function listQueues(d: DaemonHandle, clusterId = ''): Promise<ListQueuesResponse> {
