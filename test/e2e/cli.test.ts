@@ -22,6 +22,7 @@ import {
 } from '../support/daemon-harness.js';
 import { isRoot, JOB_USER, need, userExists } from '../support/privileged.js';
 import { HPCQD_ENV, HPCQD_NODE_FLAGS } from '../../src/daemon/process-tuning.js';
+import { pidAlive } from '../support/durability.js';
 
 const RUN_USER = isRoot ? JOB_USER : userInfo().username;
 /** As root the invoking user (root) cannot run jobs, so name the test account; otherwise rely on the default. */
@@ -374,15 +375,18 @@ describe('hpcq CLI against a real daemon', () => {
     expect(badAddr.stderr).toMatch(/^hpcq: InvalidUsage: invalid address/);
   });
 
-  it('hpcq daemon runs hpcqd with its flags, started as hpcqd starts itself, and stops it on SIGTERM', async () => {
+  it('hpcq daemon runs hpcqd with its flags, started as hpcqd starts itself, and Ctrl-C stops it gracefully', async () => {
     const dir = makeStateDir();
     writeFileSync(join(dir, 'hpcqd.yaml'), TEST_CONFIG);
     const address = `unix:${join(dir, 'cli-daemon.sock')}`;
     const child = spawn(process.execPath, [CLI_MAIN, 'daemon', '--config', join(dir, 'hpcqd.yaml'), '--state-dir', join(dir, 'state'), '--listen', address], {
-      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HPCQ_LOG_LEVEL: 'warn' },
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HPCQ_LOG_LEVEL: 'info' },
       stdio: ['ignore', 'pipe', 'pipe'],
+      // A process group of its own, like a shell job, so the test can signal it as a terminal does.
+      detached: true,
     });
     const exited = new Promise<number | null>((res) => child.once('exit', (code) => res(code)));
+    let daemonPid = 0;
     try {
       let out = '';
       await new Promise<void>((resolve, reject) => {
@@ -405,16 +409,22 @@ describe('hpcq CLI against a real daemon', () => {
       expect(existsSync(join(dir, 'state', 'db'))).toBe(true);
       // hpcqd is a process of its own with the settings of its first line, including its 16
       // thread-pool threads (inside hpcq's process the pool would have been fixed at 4: 11 threads).
-      const daemonPid = Number(/^pid=(\d+)$/m.exec(readFileSync(join(dir, 'state', 'hpcqd.pid'), 'utf8'))?.[1]);
+      daemonPid = Number(/^pid=(\d+)$/m.exec(readFileSync(join(dir, 'state', 'hpcqd.pid'), 'utf8'))?.[1]);
       expect(daemonPid).not.toBe(child.pid);
       expect(readFileSync(`/proc/${daemonPid}/cmdline`, 'utf8').split('\0')).toContain('--max-semi-space-size=8');
       expect(readFileSync(`/proc/${daemonPid}/environ`, 'utf8').split('\0')).toEqual(expect.arrayContaining(['MALLOC_ARENA_MAX=2', 'UV_THREADPOOL_SIZE=16']));
       expect(readdirSync(`/proc/${daemonPid}/task`).length).toBeGreaterThan(16);
-      child.kill('SIGTERM');
+      // Ctrl-C: SIGINT to the whole foreground group. hpcqd must see it once: a second signal
+      // would force its exit (status 1) instead of the graceful stop.
+      process.kill(-child.pid!, 'SIGINT');
       expect(await exited).toBe(0);
+      expect(out).toContain('hpcqd stopped');
+      expect(out).not.toContain('second signal');
     } finally {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
       await exited;
+      // hpcqd has its own process group: a failed test must not leave it running.
+      if (daemonPid > 0 && pidAlive(daemonPid)) process.kill(daemonPid, 'SIGKILL');
     }
 
     const check = await hpcq(address, ['daemon', '--config', join(dir, 'nope.yaml'), '--check']);
