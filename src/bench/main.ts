@@ -1,10 +1,12 @@
 /**
  * `npm run bench`: starts real daemons in temp dirs and prints the figures the issues ask for.
- * `npm run bench -- scale submit` runs only the named sections (submit, launch, restart, scale).
+ * `npm run bench -- scale submit` runs only the named sections (submit, launch, restart,
+ * dispatch, scale).
  * HPCQ_BENCH_SCALE_JOBS sets the size of the history for the scale run (default 1,000,000).
  */
 import { benchRunUser } from './bench-daemon.js';
 import { launchLatency, restartWithRunningJobs, submitThroughput } from './daemon-bench.js';
+import { dispatchPassCost } from './dispatch-bench.js';
 import { scaleRun } from './scale-bench.js';
 
 function line(label: string, value: string): void {
@@ -12,7 +14,7 @@ function line(label: string, value: string): void {
 }
 const f1 = (n: number) => n.toFixed(1);
 
-const SECTIONS = ['submit', 'launch', 'restart', 'scale'] as const;
+const SECTIONS = ['submit', 'launch', 'restart', 'dispatch', 'scale'] as const;
 
 async function main(): Promise<void> {
   const asked = process.argv.slice(2);
@@ -24,6 +26,7 @@ async function main(): Promise<void> {
   if (run('submit')) await submitSection(runUser);
   if (run('launch')) await launchSection(runUser);
   if (run('restart')) await restartSection(runUser);
+  if (run('dispatch')) await dispatchSection();
   if (run('scale')) await scaleSection();
 }
 
@@ -51,6 +54,14 @@ async function restartSection(runUser: string): Promise<void> {
   process.stdout.write('\n== Restart with running jobs (kill -9, restart, re-attach)\n');
   const r = await restartWithRunningJobs(runUser, 100);
   line(`  ${r.jobs} running jobs: restart to serving, all re-attached`, `${f1(r.restartToReattachedMs)} ms (${r.stillRunning} still running)`);
+}
+
+async function dispatchSection(): Promise<void> {
+  process.stdout.write('\n== Dispatch pass with many pending jobs that cannot start (memory-bound, a queue at max_running)\n');
+  for (const n of [1_000, 10_000, 100_000]) {
+    const d = await dispatchPassCost(n);
+    line(`  ${n.toLocaleString('en')} pending`, `${d.passMs.toFixed(3)} ms per pass (${d.examined} examined)`);
+  }
 }
 
 async function scaleSection(): Promise<void> {

@@ -1,8 +1,14 @@
 /**
  * The PENDING and RUNNING jobs, in memory, with per-queue counts kept up to date so that submit
- * (max_pending) and ListQueues cost O(1), not a scan of every active job.
+ * (max_pending) and ListQueues cost O(1), not a scan of every active job. The pending jobs are also
+ * kept in dispatch order per queue (PendingOrder) and the running ones apart, so that a dispatch
+ * pass reads the front of the queues and the few running jobs, never every pending job.
+ *
+ * set() and remove() are the only places a job's state changes in memory, so every view here
+ * follows them.
  */
 import type { Job } from '../core/job.js';
+import { PendingOrder, type QueuePendingJobs } from '../core/pending-order.js';
 
 export interface QueueCounts {
   pending: number;
@@ -11,6 +17,8 @@ export interface QueueCounts {
 
 export class ActiveJobs {
   private readonly jobs = new Map<number, Job>();
+  private readonly pendingOrder = new PendingOrder<Job>();
+  private readonly runningJobs = new Map<number, Job>();
   private readonly counts = new Map<string, QueueCounts>();
   private usedCores = 0;
   private usedMemMb = 0;
@@ -21,10 +29,16 @@ export class ActiveJobs {
 
   /** Adds or replaces a job; a job in a terminal state is removed. */
   set(job: Job): void {
-    this.remove(job.id);
+    const old = this.jobs.get(job.id);
+    // A pending job that stays pending (a new reason) is replaced where it is, keeping its place.
+    const keepsPlace = old?.state === 'PENDING' && job.state === 'PENDING' && old.hpcqueueId === job.hpcqueueId && old.priority === job.priority;
+    if (old && !keepsPlace) this.remove(old.id);
+    else if (old) this.adjust(old, -1);
     if (job.state !== 'PENDING' && job.state !== 'RUNNING') return;
     this.jobs.set(job.id, job);
     this.adjust(job, +1);
+    if (job.state === 'PENDING') this.pendingOrder.set(job);
+    else this.runningJobs.set(job.id, job);
   }
 
   remove(id: number): void {
@@ -32,10 +46,17 @@ export class ActiveJobs {
     if (!old) return;
     this.jobs.delete(id);
     this.adjust(old, -1);
+    if (old.state === 'PENDING') this.pendingOrder.delete(old);
+    else this.runningJobs.delete(id);
   }
 
-  values(): IterableIterator<Job> {
-    return this.jobs.values();
+  /** Each queue's pending jobs in dispatch order (job priority, then id): planDispatch's input. */
+  get pendingByQueue(): ReadonlyMap<string, QueuePendingJobs<Job>> {
+    return this.pendingOrder.byQueue;
+  }
+
+  running(): IterableIterator<Job> {
+    return this.runningJobs.values();
   }
 
   countsOf(hpcqueueId: string): QueueCounts {

@@ -24,7 +24,7 @@ import type { DaemonConfig } from '../config/daemon-config.js';
 import { HpcqError, jobNotFound, StoreUnavailableError } from '../core/errors.js';
 import { isTerminal, JOB_UUID_PATTERN, transition, type Job, type JobEvent, type JobOutcome, type JobState } from '../core/job.js';
 import { LaunchError, type JobExecutor, type JobFilter, type JobPage, type JobStore, type JobTransition, type UserDirectory } from '../core/ports.js';
-import { planDispatch, type QueuePolicyView } from '../core/scheduler.js';
+import { planDispatch, type QueuePolicyView, type RunningJobView } from '../core/scheduler.js';
 import type { SubmitRequest } from '../core/submit-request.js';
 import { validateSubmit } from '../core/validate-submit.js';
 import type { Logger } from '../logger.js';
@@ -229,23 +229,26 @@ export class JobEngine {
     });
   }
 
-  /** One pass: starts what the plan allows (their RUNNING writes and launches go on in the background). */
+  /**
+   * One pass: starts what the plan allows (their RUNNING writes and launches go on in the background).
+   * The plan reads the pending jobs from the front of each queue's order and examines a bounded
+   * number of them (see scheduler.ts); only those get a new reason, the others keep theirs.
+   */
   private dispatch(): void {
     if (this.active.pendingTotal === 0) return;
-    const used = this.active.used;
-    // Every job needs at least one core: with none free nothing can start, so skip planning.
-    if (used.cores >= this.deps.config.nodeCores) return;
-    const pending: Job[] = [];
-    const running: Job[] = [];
-    for (const job of this.active.values()) (job.state === 'PENDING' ? pending : running).push(job);
-    const nowMs = this.now();
+    // Planned even when the node is full: the pass then examines only the job next in line (so it
+    // shows Resources) and the first job of each queue at max_running.
+    const running: RunningJobView[] = [];
+    for (const j of this.active.running()) {
+      running.push({ hpcqueueId: j.hpcqueueId, cores: j.cores, memoryLimitMb: j.memoryLimitMb, expectedEndMs: j.startTimeMs + j.timeLimitSeconds * 1000 });
+    }
     const plan = planDispatch({
-      pending,
-      running: running.map((j) => ({ hpcqueueId: j.hpcqueueId, cores: j.cores, memoryLimitMb: j.memoryLimitMb, expectedEndMs: j.startTimeMs + j.timeLimitSeconds * 1000 })),
+      pending: this.active.pendingByQueue,
+      running,
       queues: this.queues,
       nodeCores: this.deps.config.nodeCores,
       nodeMemMb: this.deps.config.nodeMemMb,
-      nowMs,
+      nowMs: this.now(),
     });
     // Pending reasons change often; they are shown from memory and not written to the store.
     for (const [id, reason] of plan.waiting) {

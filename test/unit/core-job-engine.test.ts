@@ -1,8 +1,8 @@
 // JobEngine against in-memory fakes of its ports: the use cases and dispatch, without a daemon.
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { compileConfig } from '../../src/config/load-config.js';
-import { HpcqError } from '../../src/core/errors.js';
-import { expandRedirectPath, isTerminal, type Job, type JobEvent, type JobOutcome, type JobSpec } from '../../src/core/job.js';
+import { HpcqError, StoreUnavailableError } from '../../src/core/errors.js';
+import { isTerminal, newPendingJob, type Job, type JobEvent, type JobOutcome, type JobSpec } from '../../src/core/job.js';
 import type { JobExecutor, JobFilter, JobPage, JobStore, JobTransition, ReattachResult, UserAccount, UserDirectory } from '../../src/core/ports.js';
 import type { SubmitRequest } from '../../src/core/submit-request.js';
 import { JobEngine } from '../../src/engine/job-engine.js';
@@ -18,29 +18,14 @@ class MemoryStore implements JobStore {
   readonly events = new Map<number, JobEvent[]>();
   /** getJob / getJobByUuid calls. */
   reads = 0;
+  /** While true, a batch that makes a job RUNNING fails, as on a full disk. */
+  failRunningWrites = false;
   private lastId = 0;
 
   async createJob(spec: JobSpec, _fingerprint: string, nowMs: number, reason: string, admit?: () => void): Promise<{ job: Job; created: boolean }> {
     admit?.();
     const id = ++this.lastId;
-    const names = { id, name: spec.name, runUser: spec.runUser };
-    const job: Job = {
-      ...spec,
-      id,
-      uuid: `hpcjob-${id.toString(36).padStart(8, '0')}`,
-      state: 'PENDING',
-      reason,
-      exitCode: 0,
-      termSignal: 0,
-      submitTimeMs: nowMs,
-      startTimeMs: 0,
-      endTimeMs: 0,
-      stdoutPath: expandRedirectPath(spec.stdoutPathTemplate, names),
-      stderrPath: expandRedirectPath(spec.stderrPathTemplate, names),
-      enforcement: '',
-      limitHit: '',
-      eventCount: 1,
-    };
+    const job = newPendingJob(spec, { id, uuid: `hpcjob-${id.toString(36).padStart(8, '0')}`, reason, submitTimeMs: nowMs });
     await Promise.resolve();
     this.jobs.set(id, structuredClone(job));
     this.events.set(id, [{ jobId: id, sequence: 1, state: 'PENDING', reason, timeMs: nowMs }]);
@@ -49,6 +34,7 @@ class MemoryStore implements JobStore {
 
   async saveTransitions(transitions: readonly JobTransition[]): Promise<void> {
     await Promise.resolve();
+    if (this.failRunningWrites && transitions.some((t) => t.job.state === 'RUNNING')) throw new StoreUnavailableError('disk full (test)', { diskFull: true });
     for (const t of transitions) {
       this.jobs.set(t.job.id, structuredClone(t.job));
       this.events.get(t.job.id)!.push(structuredClone(t.event));
@@ -140,6 +126,19 @@ const engines: JobEngine[] = [];
 afterEach(async () => {
   await Promise.all(engines.splice(0).map((e) => e.stop()));
 });
+
+/** One queue `q` on a node of `cores` cores and 4 GiB. */
+function oneQueueConfig(cores: number, queue: { max_running?: number } = {}) {
+  return compileConfig(
+    { node: { cores, mem_mb: 4096 }, clusters: [{ cluster_id: 'c', zone: 'z', queues: [{ hpcqueue_id: 'q', scheduler_queue_name: 'q', default: true, ...queue }] }] },
+    'test',
+    {},
+    HOST,
+  );
+}
+
+/** Lets the dispatch passes scheduled so far run. */
+const settle = () => new Promise((resolve) => setTimeout(resolve, 20));
 
 async function started(config = CONFIG) {
   const store = new MemoryStore();
@@ -256,6 +255,55 @@ describe('JobEngine', () => {
     await Promise.all([engine.submit(request()), engine.submit(request())]);
     expect(await failure(engine.submit(request()))).toEqual({ code: 'LimitExceeded.JobQuota', kind: 'exhausted', field: 'hpcqueue_id' });
     expect(engine.queueCounts('q')).toEqual({ pending: 2, running: 1 });
+  });
+});
+
+describe('JobEngine dispatch', () => {
+  it('gives a reason only to the jobs a pass examined; the others keep theirs', async () => {
+    const { executor, engine } = await started(oneQueueConfig(4, { max_running: 1 }));
+    const first = await engine.submit(request());
+    await vi.waitFor(() => expect(executor.launched).toEqual([first.job.id]));
+    const [second, third] = await Promise.all([engine.submit(request()), engine.submit(request())]);
+    await settle();
+    // The queue is at max_running: its first pending job says so, and the pass leaves the rest of it.
+    expect(await engine.getJob(String(second!.job.id))).toMatchObject({ state: 'PENDING', reason: 'QueueMaxRunning' });
+    expect(await engine.getJob(String(third!.job.id))).toMatchObject({ state: 'PENDING', reason: 'Priority' });
+
+    await executor.end(first.job.id);
+    await vi.waitFor(() => expect(executor.launched).toEqual([first.job.id, second!.job.id]));
+    await settle();
+    expect(await engine.getJob(String(third!.job.id))).toMatchObject({ state: 'PENDING', reason: 'QueueMaxRunning' });
+  });
+
+  it('a job submitted while the node is full is next in line and shows Resources', async () => {
+    const { executor, engine } = await started(oneQueueConfig(1));
+    const running = await engine.submit(request());
+    await vi.waitFor(() => expect(executor.launched).toEqual([running.job.id]));
+    const next = await engine.submit(request());
+    const after = await engine.submit(request());
+    await settle();
+    expect(await engine.getJob(String(next.job.id))).toMatchObject({ state: 'PENDING', reason: 'Resources' });
+    expect(await engine.getJob(String(after.job.id))).toMatchObject({ state: 'PENDING', reason: 'Priority' });
+  });
+
+  it('a job put back to pending after a failed RUNNING write is dispatched in id order again', async () => {
+    const { store, executor, engine } = await started(oneQueueConfig(1));
+    const running = await engine.submit(request());
+    await vi.waitFor(() => expect(executor.launched).toEqual([running.job.id]));
+    const waiting: number[] = [];
+    for (let i = 0; i < 3; i++) waiting.push((await engine.submit(request())).job.id);
+
+    // The core frees up, but the first waiting job's RUNNING write fails: it goes back to pending
+    // behind the jobs submitted after it, and must still come first.
+    store.failRunningWrites = true;
+    await executor.end(running.job.id);
+    await vi.waitFor(async () => expect(await engine.getJob(String(waiting[0]))).toMatchObject({ state: 'PENDING', reason: 'StoreUnavailable' }));
+    store.failRunningWrites = false;
+    await engine.submit(request());
+    await vi.waitFor(() => expect(executor.launched).toEqual([running.job.id, waiting[0]]));
+    await settle();
+    expect(executor.launched).toEqual([running.job.id, waiting[0]]);
+    expect(engine.queueCounts('q')).toEqual({ pending: 3, running: 1 });
   });
 });
 

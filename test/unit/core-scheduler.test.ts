@@ -1,5 +1,7 @@
 import { describe, it, expect } from 'vitest';
 import {
+  BACKFILL_TESTS_PER_PASS,
+  BACKFILL_TESTS_PER_QUEUE,
   compareDispatchOrder,
   planDispatch,
   type DispatchInput,
@@ -8,6 +10,7 @@ import {
   type QueuePolicyView,
   type RunningJobView,
 } from '../../src/core/scheduler.js';
+import { PendingOrder } from '../../src/core/pending-order.js';
 
 const NOW = 1_767_225_600_000;
 const S = 1000;
@@ -24,15 +27,22 @@ function queues(entries: Record<string, Partial<QueuePolicyView>>): Map<string, 
   return new Map(Object.entries(entries).map(([id, q]) => [id, { priority: 0, maxRunning: 0, ...q }]));
 }
 
-function plan(input: Partial<DispatchInput>): DispatchPlan {
+/** The jobs grouped per queue in dispatch order, as the engine hands them to planDispatch. */
+function byQueue(jobs: readonly PendingJobView[]): ReadonlyMap<string, Iterable<PendingJobView>> {
+  const order = new PendingOrder<PendingJobView>();
+  for (const j of jobs) order.set(j);
+  return order.byQueue;
+}
+
+function plan(input: Partial<Omit<DispatchInput, 'pending'>> & { pending?: readonly PendingJobView[] }): DispatchPlan {
   return planDispatch({
-    pending: [],
     running: [],
     queues: queues({ q: {} }),
     nodeCores: 8,
     nodeMemMb: 16384,
     nowMs: NOW,
     ...input,
+    pending: byQueue(input.pending ?? []),
   });
 }
 
@@ -73,6 +83,22 @@ describe('dispatch order', () => {
     const p = plan({ nodeCores: 1, pending: [job(12), job(11), job(13)] });
     expect(p.start).toEqual([11]);
     expect(p.waiting.get(12)).toBe('Resources');
+  });
+
+  it('merges queues of equal priority by job priority, then id', () => {
+    const p = plan({
+      queues: queues({ a: { priority: 5 }, b: { priority: 5 }, low: { priority: 1 } }),
+      nodeCores: 64,
+      pending: [
+        job(1, { hpcqueueId: 'a' }),
+        job(2, { hpcqueueId: 'b' }),
+        job(3, { hpcqueueId: 'low', priority: 9 }),
+        job(4, { hpcqueueId: 'a', priority: 1 }),
+        job(5, { hpcqueueId: 'b', priority: 1 }),
+        job(6, { hpcqueueId: 'a' }),
+      ],
+    });
+    expect(p.start).toEqual([4, 5, 1, 2, 6, 3]);
   });
 
   it('treats a queue missing from the policy map as priority 0 without a running limit', () => {
@@ -126,14 +152,15 @@ describe('capacity', () => {
 });
 
 describe('max_running', () => {
-  it('holds back only the full queue, with reason QueueMaxRunning', () => {
+  it('holds back only the full queue, with reason QueueMaxRunning on its first job; the rest of it is not examined', () => {
     const p = plan({
       queues: queues({ a: { priority: 20, maxRunning: 1 }, b: { priority: 10 } }),
       running: [run({ hpcqueueId: 'a' })],
       pending: [job(1, { hpcqueueId: 'a' }), job(2, { hpcqueueId: 'a' }), job(3, { hpcqueueId: 'b' })],
     });
     expect(p.start).toEqual([3]);
-    expect(waiting(p)).toEqual({ 1: 'QueueMaxRunning', 2: 'QueueMaxRunning' });
+    expect(waiting(p)).toEqual({ 1: 'QueueMaxRunning' });
+    expect(p.examined).toBe(2);
   });
 
   it('counts jobs started in the same plan', () => {
@@ -289,7 +316,7 @@ function prng(seed: number): () => number {
   };
 }
 
-interface Scenario extends DispatchInput {
+interface Scenario extends Omit<DispatchInput, 'pending'> {
   pending: PendingJobView[];
   running: RunningJobView[];
   queues: Map<string, QueuePolicyView>;
@@ -358,6 +385,8 @@ function modelShadow(job: PendingJobView, held: readonly Held[], s: Scenario): n
 }
 
 interface Coverage {
+  /** Jobs the pass left unexamined: node full after the reservation, or their queue at max_running. */
+  unexamined: number;
   backfilled: number;
   priorityReason: number;
   queueMaxRunning: number;
@@ -366,10 +395,10 @@ interface Coverage {
 }
 
 function checkInvariants(s: Scenario, p: DispatchPlan, cov: Coverage): void {
-  const pendingIds = s.pending.map((j) => j.id);
-  // Every pending job either starts or has a reason, never both, and nothing else appears.
+  // An examined job either starts or has a reason, never both.
   expect(new Set(p.start).size).toBe(p.start.length);
-  expect([...p.start, ...p.waiting.keys()].sort((a, b) => a - b)).toEqual([...pendingIds].sort((a, b) => a - b));
+  expect(p.start.filter((id) => p.waiting.has(id))).toEqual([]);
+  expect(p.examined).toBe(p.start.length + p.waiting.size);
   for (const reason of p.waiting.values()) expect(['Priority', 'Resources', 'QueueMaxRunning']).toContain(reason);
 
   const byId = new Map(s.pending.map((j) => [j.id, j]));
@@ -397,6 +426,9 @@ function checkInvariants(s: Scenario, p: DispatchPlan, cov: Coverage): void {
   for (const r of s.running) perQueue.set(r.hpcqueueId, (perQueue.get(r.hpcqueueId) ?? 0) + 1);
   let reserved: { job: PendingJobView; shadowMs: number; heldThen: Held[] } | undefined;
   const backfilled: Held[] = [];
+  /** Queues whose first job found them at max_running: the pass examines no more of them. */
+  const leftQueues = new Set<string>();
+  const examined: number[] = [];
 
   for (const j of order) {
     const reason = p.waiting.get(j.id);
@@ -408,8 +440,19 @@ function checkInvariants(s: Scenario, p: DispatchPlan, cov: Coverage): void {
     const endMs = NOW + j.timeLimitSeconds * S;
     const ctx = `job ${j.id} in ${JSON.stringify(s)}`;
 
+    // Nothing can start once no core or no memory is free (every job asks for both): after the
+    // job next in line has its reservation, the pass ends. A full queue stays full for the rest of
+    // the pass. Such jobs are not examined and keep their reason.
+    if ((reserved && (freeCores <= 0 || freeMem <= 0)) || leftQueues.has(j.hpcqueueId)) {
+      expect(startedSet.has(j.id), ctx).toBe(false);
+      expect(reason, ctx).toBeUndefined();
+      cov.unexamined++;
+      continue;
+    }
+    examined.push(j.id);
     if (queueFull) {
       expect(reason, ctx).toBe('QueueMaxRunning');
+      leftQueues.add(j.hpcqueueId);
       cov.queueMaxRunning++;
       continue;
     }
@@ -444,6 +487,8 @@ function checkInvariants(s: Scenario, p: DispatchPlan, cov: Coverage): void {
     held.push({ cores: j.cores, memoryLimitMb: j.memoryLimitMb, endMs });
     perQueue.set(j.hpcqueueId, (perQueue.get(j.hpcqueueId) ?? 0) + 1);
   }
+  // Below the backfill bounds (scenarios have at most 14 jobs), the pass examines exactly these.
+  expect([...p.start, ...p.waiting.keys()].sort((a, b) => a - b)).toEqual(examined.sort((a, b) => a - b));
 
   if (!reserved) {
     // No reservation: nothing waits for Priority.
@@ -466,16 +511,17 @@ function checkInvariants(s: Scenario, p: DispatchPlan, cov: Coverage): void {
 describe('planDispatch: randomized invariants (seeded)', () => {
   it('holds every invariant over 500 random scenarios', () => {
     const rand = prng(0x5eed_2026);
-    const cov: Coverage = { backfilled: 0, priorityReason: 0, queueMaxRunning: 0, neverFits: 0, allStarted: 0 };
+    const cov: Coverage = { unexamined: 0, backfilled: 0, priorityReason: 0, queueMaxRunning: 0, neverFits: 0, allStarted: 0 };
     for (let i = 0; i < 500; i++) {
       const scenario = randomScenario(rand);
       const input = structuredClone(scenario);
-      const p = planDispatch(scenario);
+      const p = planDispatch({ ...scenario, pending: byQueue(scenario.pending) });
       // planDispatch is pure: it does not touch its input.
       expect(scenario).toEqual(input);
       checkInvariants(scenario, p, cov);
     }
     // The scenarios really exercise each branch of the policy.
+    expect(cov.unexamined).toBeGreaterThan(20);
     expect(cov.backfilled).toBeGreaterThan(20);
     expect(cov.priorityReason).toBeGreaterThan(20);
     expect(cov.queueMaxRunning).toBeGreaterThan(20);
@@ -487,10 +533,100 @@ describe('planDispatch: randomized invariants (seeded)', () => {
     const rand = prng(7);
     for (let i = 0; i < 50; i++) {
       const s = randomScenario(rand);
-      const a = planDispatch(s);
-      const b = planDispatch({ ...s, pending: [...s.pending].reverse() });
+      const a = planDispatch({ ...s, pending: byQueue(s.pending) });
+      const b = planDispatch({ ...s, pending: byQueue([...s.pending].reverse()) });
       expect(b.start).toEqual(a.start);
       expect(waiting(b)).toEqual(waiting(a));
     }
+  });
+});
+
+describe('bounded passes', () => {
+  const MANY = 50_000;
+  /** `count` jobs of `hpcqueueId`, ids from `firstId`, with varied job priorities. */
+  const many = (count: number, firstId: number, fields: Partial<Omit<PendingJobView, 'id'>>) =>
+    Array.from({ length: count }, (_, i) => job(firstId + i, { priority: i % 3, ...fields }));
+
+  it('leaves a queue at max_running after its first job, so a lower-priority queue still starts', () => {
+    const p = plan({
+      queues: queues({ capped: { priority: 20, maxRunning: 1 }, q: { priority: 10 } }),
+      running: [run({ hpcqueueId: 'capped' })],
+      pending: [...many(MANY, 1, { hpcqueueId: 'capped' }), job(MANY + 1)],
+    });
+    expect(p.start).toEqual([MANY + 1]);
+    expect([...p.waiting.values()]).toEqual(['QueueMaxRunning']);
+    expect(p.examined).toBeLessThan(100);
+  });
+
+  it('examines a bounded number of jobs that cannot start, and gives only those a reason', () => {
+    // 2 cores and 1 GiB free; every job asks for 2 GiB.
+    const p = plan({
+      nodeMemMb: 16384,
+      running: [run({ cores: 6, memoryLimitMb: 15360 })],
+      pending: many(MANY, 1, { memoryLimitMb: 2048 }),
+    });
+    expect(p.start).toEqual([]);
+    // The reserved job, then the queue's allowance of jobs that cannot start.
+    expect(p.examined).toBe(1 + BACKFILL_TESTS_PER_QUEUE);
+    expect(p.waiting.size).toBe(p.examined);
+    expect(new Set(p.waiting.values())).toEqual(new Set(['Resources']));
+  });
+
+  it('a backfill candidate just within the queue allowance starts; one just beyond it is not examined', () => {
+    // Job 1 needs the whole node (free at +100 s); the long jobs fit now but would delay it.
+    const scenario = (longJobs: number) =>
+      plan({
+        nodeCores: 8,
+        running: [run({ cores: 6, expectedEndMs: NOW + 100 * S })],
+        pending: [job(1, { cores: 8, priority: 10 }), ...many(longJobs, 2, { priority: 5, timeLimitSeconds: 1000 }), job(longJobs + 2, { timeLimitSeconds: 50 })],
+      });
+    const within = scenario(BACKFILL_TESTS_PER_QUEUE - 1);
+    expect(within.start).toEqual([BACKFILL_TESTS_PER_QUEUE + 1]);
+    const beyond = scenario(BACKFILL_TESTS_PER_QUEUE);
+    expect(beyond.start).toEqual([]);
+    expect(beyond.waiting.has(BACKFILL_TESTS_PER_QUEUE + 2)).toBe(false);
+    expect(beyond.examined).toBe(1 + BACKFILL_TESTS_PER_QUEUE);
+  });
+
+  it('a deep queue of jobs that cannot start does not keep a lower-priority queue from backfilling', () => {
+    // 2 GiB free until +100 s; the high queue's jobs need 4 GiB, the low queue's short job fits now.
+    const p = plan({
+      queues: queues({ hi: { priority: 20 }, lo: { priority: 10 } }),
+      nodeMemMb: 16384,
+      running: [run({ cores: 1, memoryLimitMb: 14336, expectedEndMs: NOW + 100 * S })],
+      pending: [...many(MANY, 1, { hpcqueueId: 'hi', memoryLimitMb: 4096 }), job(MANY + 1, { hpcqueueId: 'lo', timeLimitSeconds: 50 })],
+    });
+    expect(p.start).toEqual([MANY + 1]);
+    expect(p.examined).toBe(1 + BACKFILL_TESTS_PER_QUEUE + 1);
+  });
+
+  it('with many deep queues, the pass ends after its own allowance', () => {
+    const queueCount = Math.ceil(BACKFILL_TESTS_PER_PASS / BACKFILL_TESTS_PER_QUEUE) + 2;
+    const ids = Array.from({ length: queueCount }, (_, i) => `q${i}`);
+    const pending = ids.flatMap((q, i) => many(BACKFILL_TESTS_PER_QUEUE + 500, 1 + i * 10_000, { hpcqueueId: q, memoryLimitMb: 4096 }));
+    const p = plan({
+      queues: queues(Object.fromEntries(ids.map((q, i) => [q, { priority: -i }]))),
+      nodeMemMb: 16384,
+      running: [run({ cores: 1, memoryLimitMb: 14336 })],
+      pending,
+    });
+    expect(p.start).toEqual([]);
+    expect(p.examined).toBe(1 + BACKFILL_TESTS_PER_PASS);
+  });
+
+  it('on a full node examines only the job next in line (Resources), past full queues', () => {
+    const qs = queues({ capped: { priority: 20, maxRunning: 1 }, q: { priority: 10 } });
+    const pending = [...many(MANY, 1, { hpcqueueId: 'capped', priority: 0 }), ...many(MANY, MANY + 1, { priority: 0 })];
+    const noCores = plan({ queues: qs, nodeCores: 8, running: [run({ hpcqueueId: 'capped', cores: 8 })], pending });
+    expect(noCores).toEqual({ start: [], waiting: new Map([[1, 'QueueMaxRunning'], [MANY + 1, 'Resources']]), examined: 2 });
+    const noMemory = plan({ queues: qs, nodeMemMb: 4096, running: [run({ hpcqueueId: 'capped', cores: 1, memoryLimitMb: 4096 })], pending });
+    expect(noMemory).toEqual({ start: [], waiting: new Map([[1, 'QueueMaxRunning'], [MANY + 1, 'Resources']]), examined: 2 });
+  });
+
+  it('ends the pass once the started jobs fill the node and the next job is reserved', () => {
+    const p = plan({ nodeCores: 4, pending: many(MANY, 1, { cores: 2 }) });
+    expect(p.start).toHaveLength(2);
+    expect(p.examined).toBe(3);
+    expect([...p.waiting.values()]).toEqual(['Resources']);
   });
 });
