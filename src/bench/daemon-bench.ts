@@ -19,10 +19,11 @@ export interface SubmitFigures {
  */
 export async function submitThroughput(runUser: string, clientCounts: readonly number[], submitsPerRun: (clients: number) => number): Promise<{ figures: SubmitFigures[]; peakRssMb: number }> {
   const daemon = await BenchDaemon.start(benchConfig({ cores: 1 }));
+  let blockerId: string | undefined;
   try {
     // One long job holds the only core, so submitted jobs stay pending: we measure the submit path.
-    const blocker = await daemon.submit({ name: 'blocker', runUser, cmdLine: 'sleep 3600', coreLimit: 1 });
-    await daemon.waitFor(blocker.jobId, ['running']);
+    blockerId = (await daemon.submit({ name: 'blocker', runUser, cmdLine: 'sleep 3600', coreLimit: 1 })).jobId;
+    await daemon.waitFor(blockerId, ['running']);
     const figures: SubmitFigures[] = [];
     for (const clients of clientCounts) {
       const channels = Array.from({ length: clients }, (_, c) => daemon.rawSubmitter({ name: `bench-${clients}-${c}`, runUser, cmdLine: 'true' }));
@@ -47,6 +48,11 @@ export async function submitThroughput(runUser: string, clientCounts: readonly n
     }
     return { figures, peakRssMb: daemon.peakRssMb() };
   } finally {
+    // Running jobs outlive the daemon by design: end the blocker, or its `sleep` stays for an hour.
+    if (blockerId !== undefined) {
+      await daemon.cancel(blockerId);
+      await daemon.waitFor(blockerId, ['cancelled']);
+    }
     await daemon.close();
   }
 }
