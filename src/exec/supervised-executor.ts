@@ -134,6 +134,32 @@ export class SupervisedExecutor implements JobExecutor {
     this.watcher = undefined;
     if (this.sweepTimer) clearInterval(this.sweepTimer);
     await Promise.allSettled([...this.tracked.values()].map((t) => t.finishing));
+    await this.removeCgroupParentIfIdle();
+  }
+
+  /**
+   * A daemon that stops with no job left removes its cgroup parent, so daemons on throwaway state
+   * dirs (benchmarks, CI, trials) leave no empty cgroups behind. Jobs still tracked keep it: their
+   * supervisors outlive the daemon, and the next start re-attaches to them and their cgroups.
+   */
+  private async removeCgroupParentIfIdle(): Promise<void> {
+    const { limiter, log } = this.options;
+    if (limiter.mode === 'rlimit') return; // no cgroups
+    const jobIds = [...this.tracked.keys()];
+    if (jobIds.length > 0) {
+      log.info({ jobIds }, 'cgroup parent kept: jobs are still running');
+      return;
+    }
+    try {
+      if (await limiter.removeParentIfUnused()) {
+        log.info({ enforcement: limiter.mode }, 'cgroup parent removed: no jobs left');
+      } else {
+        // Job cgroups the daemon does not track (an orphan whose release failed), or an ancestor shared with others.
+        log.info({ enforcement: limiter.mode, jobIds: await limiter.listJobIds() }, 'cgroup parent kept: it is not empty');
+      }
+    } catch (err) {
+      log.warn({ err }, 'could not remove the cgroup parent');
+    }
   }
 
   async launch(job: Job): Promise<void> {
@@ -369,10 +395,11 @@ export class SupervisedExecutor implements JobExecutor {
   /** Gives the outcome to the engine; once it is stored, kills leftovers and removes the job's traces. */
   private async handOver(jobId: number, outcome: JobOutcome): Promise<void> {
     await this.onEnded(jobId, outcome);
-    this.tracked.delete(jobId);
     await this.options.limiter
       .release(jobId)
       .catch((err: unknown) => this.options.log.error({ err, jobId }, 'could not release job cgroups; they are removed at the next start'));
+    // Untracked only after the release: stop() waits for tracked jobs before removing the parent.
+    this.tracked.delete(jobId);
     await removeRunFiles(this.options.runDir, jobId);
   }
 

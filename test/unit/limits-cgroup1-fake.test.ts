@@ -38,6 +38,8 @@ function errno(code: string, path: string): Error {
 
 class FakeCgroup1Fs implements CgroupFs {
   readonly writes: Array<[path: string, value: string]> = [];
+  /** mkdir calls refused because the parent directory did not exist. */
+  mkdirsWithoutParent = 0;
   missingFiles = new Set<string>();
   /** mount dir -> its controllers */
   readonly hierarchies = new Map<string, string[]>();
@@ -98,7 +100,10 @@ class FakeCgroup1Fs implements CgroupFs {
 
   async mkdir(path: string): Promise<boolean> {
     if (existsSync(path)) return false;
-    if (!existsSync(dirname(path))) throw errno('ENOENT', path);
+    if (!existsSync(dirname(path))) {
+      this.mkdirsWithoutParent++;
+      throw errno('ENOENT', path);
+    }
     mkdirSync(path);
     writeFileSync(join(path, 'cgroup.procs'), '');
     for (const c of this.controllersOf(path)) {
@@ -316,5 +321,66 @@ describe('CgroupV1Limiter.release', () => {
     await expect(limiter.release(22)).rejects.toThrow(/processes 300 of job 22 survive/);
     expect(killed.length).toBeGreaterThan(0);
     expect(file('freezer/hpcq/job_22/freezer.state')).toBe('THAWED');
+  });
+});
+
+describe('CgroupV1Limiter.removeParentIfUnused', () => {
+  const HIERARCHIES = ['freezer', 'memory', 'pids', 'cpu,cpuacct', 'cpuset'];
+
+  it('removes the parent in every hierarchy, cpuset included, once no job is left; never a mount', async () => {
+    await limiter.prepare(30, { ...LIMITS, cpus: '1' });
+    await limiter.release(30);
+    expect(await limiter.removeParentIfUnused()).toBe(true);
+    for (const d of HIERARCHIES) {
+      expect(existsSync(join(root, d, 'hpcq'))).toBe(false);
+      expect(existsSync(join(root, d, 'cgroup.procs'))).toBe(true);
+    }
+    expect(await limiter.removeParentIfUnused()).toBe(true); // nothing left to remove
+  });
+
+  it('keeps the parent, and leaves the job cgroup untouched, where a job cgroup exists', async () => {
+    await limiter.prepare(31, LIMITS);
+    writeFileSync(join(root, 'freezer/hpcq/job_31/cgroup.procs'), '100\n');
+    // Another job's cpuset parent, empty again: removed although the others are kept.
+    await limiter.prepare(32, { ...LIMITS, cpus: '1' });
+    await limiter.release(32);
+    fake.writes.length = 0;
+    expect(await limiter.removeParentIfUnused()).toBe(false);
+    for (const d of ['freezer', 'memory', 'pids', 'cpu,cpuacct']) expect(existsSync(join(root, d, 'hpcq/job_31'))).toBe(true);
+    expect(existsSync(join(root, 'cpuset/hpcq'))).toBe(false);
+    expect(file('freezer/hpcq/job_31/cgroup.procs')).toBe('100');
+    expect(file('memory/hpcq/job_31/memory.limit_in_bytes')).toBe('67108864');
+    expect(file('pids/hpcq/job_31/pids.max')).toBe('50');
+    expect(fake.writes).toEqual([]);
+    expect(killed).toEqual([]);
+    expect(await limiter.listJobIds()).toEqual([31]);
+  });
+
+  it('a prepare() after the removal sets the parents up again', async () => {
+    await limiter.prepare(33, LIMITS);
+    await limiter.release(33);
+    expect(await limiter.removeParentIfUnused()).toBe(true);
+    const placement = await limiter.prepare(34, { ...LIMITS, cpus: '2' });
+    // Set up as new, not through the recovery from parents removed behind its back.
+    expect(fake.mkdirsWithoutParent).toBe(0);
+    expect(placement.cgroupProcsFiles).toContain(join(root, 'cpuset/hpcq/job_34/cgroup.procs'));
+    expect(file('pids/hpcq/job_34/pids.max')).toBe('50');
+    expect(file('cpuset/hpcq/cpuset.cpus')).toBe('0-7');
+    expect(file('cpuset/hpcq/job_34/cpuset.mems')).toBe('0-1');
+  });
+
+  it('with a multi-component parent name removes only its own components, deepest first', async () => {
+    const nested = new CgroupV1Limiter({ mounts, fs: fake, parentName: 'batch/hpcq-a', killPid: (pid) => killed.push(pid) });
+    await nested.prepare(35, { ...LIMITS, cpus: '0' });
+    await nested.release(35);
+    // A sibling below the shared first component, in one hierarchy only.
+    await fake.mkdir(join(root, 'memory/batch/other'));
+    expect(await nested.removeParentIfUnused()).toBe(false);
+    for (const d of HIERARCHIES) {
+      expect(existsSync(join(root, d, 'batch/hpcq-a'))).toBe(false);
+      expect(existsSync(join(root, d, 'cgroup.procs'))).toBe(true);
+      if (d !== 'memory') expect(existsSync(join(root, d, 'batch'))).toBe(false);
+    }
+    expect(existsSync(join(root, 'memory/batch/other'))).toBe(true);
   });
 });

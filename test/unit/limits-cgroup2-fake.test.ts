@@ -35,6 +35,8 @@ const JOB_FILES: Record<string, string> = {
 
 class FakeCgroup2Fs implements CgroupFs {
   readonly writes: Array<[path: string, value: string]> = [];
+  /** mkdir calls refused because the parent directory did not exist. */
+  mkdirsWithoutParent = 0;
   /** Interface files a new cgroup does NOT get (simulates an older kernel). */
   missingFiles = new Set<string>();
   /** When false, cgroup.kill leaves the processes alive (a process stuck in D state). */
@@ -81,7 +83,10 @@ class FakeCgroup2Fs implements CgroupFs {
 
   async mkdir(path: string): Promise<boolean> {
     if (existsSync(path)) return false;
-    if (!existsSync(dirname(path))) throw errno('ENOENT', path);
+    if (!existsSync(dirname(path))) {
+      this.mkdirsWithoutParent++;
+      throw errno('ENOENT', path);
+    }
     mkdirSync(path);
     const parentSubtree = readFileSync(join(dirname(path), 'cgroup.subtree_control'), 'utf8');
     writeFileSync(join(path, 'cgroup.controllers'), parentSubtree);
@@ -357,5 +362,56 @@ describe('CgroupV2Limiter.listJobIds', () => {
   it('is empty when the parent does not exist yet', async () => {
     const fresh = new CgroupV2Limiter({ root, parentDir: join(root, 'nothing-here'), fs: fake });
     expect(await fresh.listJobIds()).toEqual([]);
+  });
+});
+
+describe('CgroupV2Limiter.removeParentIfUnused', () => {
+  it('removes the parent once no job is left, never the root', async () => {
+    await limiter.prepare(40, LIMITS);
+    await limiter.release(40);
+    expect(await limiter.removeParentIfUnused()).toBe(true);
+    expect(existsSync(join(root, 'hpcq'))).toBe(false);
+    expect(file('cgroup.controllers')).toBe('cpuset cpu io memory pids\n');
+    expect(await limiter.removeParentIfUnused()).toBe(true); // nothing left to remove
+  });
+
+  it('keeps the parent, and leaves the job cgroup untouched, while a job cgroup exists', async () => {
+    await limiter.prepare(41, LIMITS);
+    writeFileSync(join(root, 'hpcq/job_41/cgroup.procs'), '4242\n');
+    writeFileSync(join(root, 'hpcq/job_41/cgroup.events'), 'populated 1\nfrozen 0\n');
+    fake.writes.length = 0;
+    expect(await limiter.removeParentIfUnused()).toBe(false);
+    expect(file('hpcq/job_41/cgroup.procs')).toBe('4242\n');
+    expect(file('hpcq/job_41/memory.max')).toBe('67108864');
+    expect(fake.writes).toEqual([]);
+    expect(await limiter.listJobIds()).toEqual([41]);
+  });
+
+  it('a prepare() after the removal sets the parent up again', async () => {
+    await limiter.prepare(42, LIMITS);
+    await limiter.release(42);
+    expect(await limiter.removeParentIfUnused()).toBe(true);
+    await limiter.prepare(43, { ...LIMITS, cpus: '1' });
+    // Set up as new, not through the recovery from a parent removed behind its back.
+    expect(fake.mkdirsWithoutParent).toBe(0);
+    expect(file('hpcq/cgroup.subtree_control')).toBe('cpu memory pids cpuset\n');
+    expect(file('hpcq/job_43/memory.max')).toBe('67108864');
+    expect(file('hpcq/job_43/cpuset.cpus')).toBe('1');
+  });
+
+  it('with a nested parent removes only its own components, deepest first', async () => {
+    const nested = new CgroupV2Limiter({ root, parentDir: join(root, 'hpcq.slice', 'jobs'), fs: fake });
+    await nested.prepare(44, LIMITS);
+    await nested.release(44);
+    await fake.mkdir(join(root, 'hpcq.slice/other')); // a sibling below the shared component
+    expect(await nested.removeParentIfUnused()).toBe(false);
+    expect(existsSync(join(root, 'hpcq.slice/jobs'))).toBe(false);
+    expect(existsSync(join(root, 'hpcq.slice/other'))).toBe(true);
+    expect(existsSync(join(root, 'hpcq'))).toBe(true); // another daemon's parent
+
+    await fake.rmdir(join(root, 'hpcq.slice/other'));
+    expect(await nested.removeParentIfUnused()).toBe(true);
+    expect(existsSync(join(root, 'hpcq.slice'))).toBe(false);
+    expect(existsSync(join(root, 'cgroup.controllers'))).toBe(true);
   });
 });

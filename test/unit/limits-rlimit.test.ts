@@ -37,11 +37,12 @@ describe('RlimitLimiter', () => {
     expect(placement.rlimits.NPROC).toBe(300);
   });
 
-  it('has nothing to collect, release or list', async () => {
+  it('has nothing to collect, release, list or remove', async () => {
     const limiter = new RlimitLimiter();
     expect(await limiter.collect(1)).toBeUndefined();
     await limiter.release(1);
     expect(await limiter.listJobIds()).toEqual([]);
+    expect(await limiter.removeParentIfUnused()).toBe(true);
   });
 
   it('rejects nonsense limits', () => {

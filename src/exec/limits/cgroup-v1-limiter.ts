@@ -22,6 +22,9 @@
  *   SIGKILL. A process killed while still joining (in memory but not yet in freezer) has no such
  *   protection; its pid is read and killed within microseconds, an accepted race.
  *
+ * Parents: `<mount>/<parentName>` is created in each hierarchy at the first prepare() and removed
+ * by removeParentIfUnused() once no job cgroup is left in it.
+ *
  * Accounting (collect): OOM kills from `memory.oom_control` `oom_kill` (Linux >= 4.13); before that,
  * `oomKillsCounted` is false and `memoryLimitHits` (max of memory.failcnt and memory.memsw.failcnt:
  * with memsw the limit is usually hit on the memsw counter) plus a main process that died of a
@@ -57,6 +60,7 @@ import {
   parseJobDirName,
   parseKeyValues,
   perProcessRlimits,
+  removeEmptyParentChain,
   validateLimits,
 } from './limiter.js';
 
@@ -338,13 +342,29 @@ export class CgroupV1Limiter implements Limiter {
 
   async listJobIds(): Promise<number[]> {
     const ids = new Set<number>();
-    const mounts = new Set(Object.values(this.mounts).filter((m): m is string => m !== undefined));
-    for (const mount of mounts) {
+    for (const mount of this.distinctMounts()) {
       for (const name of await this.fs.listDirs(join(mount, this.parentName))) {
         const id = parseJobDirName(name);
         if (id !== undefined) ids.add(id);
       }
     }
     return [...ids].sort((a, b) => a - b);
+  }
+
+  /** Every mount the parent may exist in, cpuset included (its parent is made for jobs with cpus). */
+  private distinctMounts(): Set<string> {
+    return new Set(Object.values(this.mounts).filter((m): m is string => m !== undefined));
+  }
+
+  async removeParentIfUnused(): Promise<boolean> {
+    // Forget the set-up parents first, so a prepare() from now on creates them again.
+    this.parentReady = undefined;
+    this.cpusetParentReady = undefined;
+    let allRemoved = true;
+    // Every mount, even after a busy one: each hierarchy's parent is independent of the others.
+    for (const mount of this.distinctMounts()) {
+      if (!(await removeEmptyParentChain(this.fs, mount, this.parentName))) allRemoved = false;
+    }
+    return allRemoved;
   }
 }

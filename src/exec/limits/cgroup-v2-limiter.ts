@@ -20,7 +20,8 @@
  * Linux refuses that (EBUSY) in a non-root directory that has processes of its own ("no internal
  * processes"), so the daemon must not run inside `parentDir` or the directories between it and the
  * root; with systemd, put the daemon in a leaf of its delegated subtree (e.g. `<service>/daemon`)
- * and the jobs in a sibling (`<service>/jobs`).
+ * and the jobs in a sibling (`<service>/jobs`). removeParentIfUnused() removes `parentDir` and the
+ * directories between it and the root again once no job cgroup is left in them.
  */
 import { join, relative, sep } from 'node:path';
 import type { EnforcementMode } from '../../core/job.js';
@@ -50,6 +51,7 @@ import {
   parseKeyValues,
   parseWords,
   perProcessRlimits,
+  removeEmptyParentChain,
   validateLimits,
 } from './limiter.js';
 
@@ -260,5 +262,12 @@ export class CgroupV2Limiter implements Limiter {
   async listJobIds(): Promise<number[]> {
     const ids = (await this.fs.listDirs(this.parentDir)).map(parseJobDirName).filter((id) => id !== undefined);
     return ids.sort((a, b) => a - b);
+  }
+
+  async removeParentIfUnused(): Promise<boolean> {
+    // Forget the set-up parent first, so a prepare() from now on creates it again. The controllers
+    // enabled in the root's cgroup.subtree_control stay: other cgroups may rely on them.
+    this.parentReady = undefined;
+    return removeEmptyParentChain(this.fs, this.root, relative(this.root, this.parentDir));
   }
 }

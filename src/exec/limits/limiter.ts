@@ -13,8 +13,10 @@
  *   cpuacct, pids, freezer, optionally cpuset); the whole job is killed by freeze + SIGKILL + thaw.
  * - RlimitLimiter ('rlimit'): no cgroups; per-process setrlimit only. Weaker — see its header.
  */
+import { join, sep } from 'node:path';
 import type { EnforcementMode, ResourceLimits } from '../../core/job.js';
 import type { RlimitName } from '../supervisor-process.js';
+import { type CgroupFs, isErrno } from './cgroup-fs.js';
 
 /** Names of the resource limits the supervisor sets with setrlimit(2) before exec. */
 export type { RlimitName };
@@ -107,6 +109,14 @@ export interface Limiter {
   release(jobId: number): Promise<void>;
   /** Jobs whose cgroups exist, ascending: for orphan cleanup when the daemon starts. */
   listJobIds(): Promise<number[]>;
+  /**
+   * Removes the daemon's parent cgroup directories (in every hierarchy, each component of the
+   * parent path, deepest first) unless they still hold something: the kernel refuses to rmdir a
+   * cgroup with child cgroups or processes, so a job's cgroup, and the parent above it, are never
+   * touched. For a daemon stopping with no job left, so that daemons on throwaway state dirs leave
+   * no cgroups behind. Resolves whether none of them is left; a later prepare() sets them up again.
+   */
+  removeParentIfUnused(): Promise<boolean>;
 }
 
 /**
@@ -142,6 +152,26 @@ export function jobDirName(jobId: number): string {
 export function parseJobDirName(name: string): number | undefined {
   const m = /^job_(\d{1,15})$/.exec(name);
   return m ? Number(m[1]) : undefined;
+}
+
+/**
+ * rmdir of `<base>/<relPath>`, then of each of its ancestors up to (not including) `base`, deepest
+ * first. Stops at the first directory that is not empty (EBUSY from cgroupfs, ENOTEMPTY elsewhere):
+ * it holds job cgroups, or is an ancestor shared with something else, and so does everything above
+ * it. A directory already gone is skipped. Resolves whether none of them is left.
+ */
+export async function removeEmptyParentChain(fs: CgroupFs, base: string, relPath: string): Promise<boolean> {
+  const parts = relPath.split(sep).filter(Boolean);
+  for (let depth = parts.length; depth > 0; depth--) {
+    const dir = join(base, ...parts.slice(0, depth));
+    try {
+      await fs.rmdir(dir);
+    } catch (err) {
+      if (isErrno(err, 'EBUSY', 'ENOTEMPTY')) return false;
+      if (!isErrno(err, 'ENOENT')) throw err;
+    }
+  }
+  return true;
 }
 
 /** Checks the numbers every implementation relies on. */

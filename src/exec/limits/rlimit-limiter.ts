@@ -99,4 +99,9 @@ export class RlimitLimiter implements Limiter {
   async listJobIds(): Promise<number[]> {
     return [];
   }
+
+  /** No cgroups, so no parent to remove. */
+  async removeParentIfUnused(): Promise<boolean> {
+    return true;
+  }
 }
