@@ -3,6 +3,7 @@
  * latency, launch overhead per enforcement mode, 1,000 trivial jobs, restart with running jobs.
  */
 import { availableParallelism } from 'node:os';
+import { JobState } from '../gen/hpcq/v1/job.js';
 import { BenchDaemon, benchConfig, percentile } from './bench-daemon.js';
 
 export interface SubmitFigures {
@@ -48,7 +49,9 @@ export async function submitThroughput(runUser: string, clientCounts: readonly n
     }
     return { figures, peakRssMb: daemon.peakRssMb() };
   } finally {
-    // Running jobs outlive the daemon by design: end the blocker, or its `sleep` stays for an hour.
+    // Leave nothing behind. Running jobs outlive the daemon by design, so the blocker must be
+    // cancelled; the pending jobs go first, or ending the blocker would start them.
+    await cancelPending(daemon);
     if (blockerId !== undefined) {
       await daemon.cancel(blockerId);
       await daemon.waitFor(blockerId, ['cancelled']);
@@ -129,6 +132,19 @@ export async function restartWithRunningJobs(runUser: string, count: number): Pr
     return { jobs: count, restartToReattachedMs, stillRunning };
   } finally {
     await daemon.close();
+  }
+}
+
+/** Cancels every PENDING job, a page of 1,000 at a time (ListJobs, then CancelJob 64 at a time). */
+async function cancelPending(daemon: BenchDaemon): Promise<void> {
+  for (;;) {
+    const page = await new Promise<{ jobs: { jobId: string }[] }>((resolve, reject) =>
+      daemon.client.listJobs({ clusterId: '', queue: '', states: [JobState.JOB_STATE_PENDING], runUser: '', pageSize: 1000, pageToken: '' }, (err, res) =>
+        err ? reject(err) : resolve(res),
+      ),
+    );
+    if (page.jobs.length === 0) return;
+    await mapWithConcurrency(page.jobs, 64, (job) => daemon.cancel(job.jobId));
   }
 }
 
