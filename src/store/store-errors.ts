@@ -79,8 +79,14 @@ export function innermostMessage(err: unknown): string {
 export function writeFailure(err: unknown, location: string): StoreUnavailableError {
   if (err instanceof StoreUnavailableError) return err;
   const diskFull = isDiskFull(err);
+  // A full disk fails the log append, and LevelDB drops a torn record when it reopens. After any
+  // other error (EIO from fsync) the record may be complete in the log: only a retry with the same
+  // client_token is safe, and only after a restart, which re-reads the log.
   const what = diskFull ? 'the disk holding the job database is full' : 'the job database failed to write';
-  return new StoreUnavailableError(`${what} (${location}): ${innermostMessage(err)}; nothing of the request was stored`, {
+  const consequence = diskFull
+    ? 'nothing of the request was stored'
+    : 'the request may or may not have been stored; writes are refused until hpcqd is restarted, then retry with the same client_token';
+  return new StoreUnavailableError(`${what} (${location}): ${innermostMessage(err)}; ${consequence}`, {
     cause: err,
     diskFull,
   });

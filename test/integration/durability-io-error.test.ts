@@ -89,7 +89,7 @@ describe('I/O error under the database (root: ext4 on a loop device over a tmpfs
     }
     expect(refusal, 'a submit refused after the I/O error').toBeInstanceOf(Error);
     expect(refusal!.code).toBe(status.UNAVAILABLE);
-    expect(refusal!.details).toMatch(/^ResourceUnavailable\.Store: the job database failed to write.*Input\/output error/);
+    expect(refusal!.details).toMatch(/^ResourceUnavailable\.Store: the job database failed to write.*Input\/output error.*may or may not have been stored.*restarted.*same client_token/);
     expect(await healthStatuses(d, HEALTH_NAMES)).toEqual({ '': 'NOT_SERVING', 'hpcq.v1.JobService': 'NOT_SERVING', 'hpcq.v1.QueueService': 'SERVING' });
 
     // Space comes back, but the daemon cannot know what its log holds: writes stay refused (at once,
