@@ -338,6 +338,29 @@ describe('full disk (root: tmpfs)', () => {
     await again.close();
   });
 
+  it('recoverIfDiskFull() reopens once there is room, with no write, and reports every mode change', async (ctx) => {
+    if (!need(isRoot, 'root')) return ctx.skip();
+    const filler = await smallFilesystem();
+    const modes: string[] = [];
+    const store = await openStore({ diskFullRetryIntervalMs: 0, onModeChange: (mode) => modes.push(mode) });
+    expect(await store.recoverIfDiskFull()).toBe(true); // open: nothing to do
+    const acked = await ackSome(store);
+    fillDisk(filler);
+    await expect(store.createJob(testJobSpec(), 'fp', 1, '')).rejects.toMatchObject({ code: 'ResourceInsufficient.DiskFull' });
+    // Still full: no reopen (reads keep working), still disk-full.
+    expect(await store.recoverIfDiskFull()).toBe(false);
+    expect(store.stats().reopens).toBe(0);
+    await expectIntact(store, acked);
+
+    await rm(filler);
+    expect(await store.recoverIfDiskFull()).toBe(true);
+    expect(store.health()).toEqual({ mode: 'open' });
+    expect(store.stats().reopens).toBe(1);
+    await expectIntact(store, acked);
+    await store.close();
+    expect(modes).toEqual(['open', 'disk-full', 'open', 'closed']);
+  });
+
   it('stays unavailable during the retry interval and recovers with reopen()', async (ctx) => {
     if (!need(isRoot, 'root')) return ctx.skip();
     const filler = await smallFilesystem();
