@@ -31,8 +31,6 @@ import { lockStateDir, prepareStateDir } from './state-dir.js';
 
 /** How long in-flight RPCs get to finish on shutdown before they are cut. */
 const RPC_DRAIN_DEADLINE_MS = 5000;
-/** How often a full disk is checked for room again (the store's own retry interval). */
-const DISK_FULL_PROBE_MS = 1000;
 
 export class Daemon {
   private store: LevelJobStore | undefined;
@@ -64,7 +62,7 @@ export class Daemon {
     try {
       this.store = new LevelJobStore({ location: paths.database, log, onModeChange: (mode) => this.storeHealth?.modeChanged(mode) });
       await this.store.open();
-      this.storeHealth = new StoreHealthWatch(this.store, (writable) => this.server?.setJobStoreWritable(writable), DISK_FULL_PROBE_MS);
+      this.storeHealth = new StoreHealthWatch(this.store, (writable) => this.server?.setJobStoreWritable(writable), this.store.diskFullRetryIntervalMs);
     } catch (err) {
       this.unlockStateDir();
       this.unlockStateDir = undefined;

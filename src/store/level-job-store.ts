@@ -112,7 +112,8 @@ export class LevelJobStore implements JobStore {
   private readonly committer: GroupCommitter;
   private readonly tokens: ClientTokens;
   private readonly listScanLimit: number;
-  private readonly diskFullRetryIntervalMs: number;
+  /** In disk-full mode, the least time between two reopen attempts (options). */
+  readonly diskFullRetryIntervalMs: number;
   private readonly log: StoreLog;
 
   constructor(private readonly options: LevelJobStoreOptions) {
