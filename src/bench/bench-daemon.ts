@@ -8,8 +8,6 @@ import { credentials, makeGenericClientConstructor, type ServiceError } from '@g
 import { HPCQD_ENV, HPCQD_NODE_FLAGS } from '../daemon/process-tuning.js';
 import { JobServiceClient, JobServiceService, SubmitJobRequest } from '../gen/hpcq/v1/job_service.js';
 
-export { percentile } from './percentile.js';
-
 const DAEMON_MAIN = join(dirname(fileURLToPath(import.meta.url)), '..', 'daemon', 'main.cjs');
 export const BENCH_USER = 'hpcq-bench';
 

@@ -4,7 +4,8 @@
  */
 import { availableParallelism } from 'node:os';
 import { JobState } from '../gen/hpcq/v1/job.js';
-import { BenchDaemon, benchConfig, percentile } from './bench-daemon.js';
+import { BenchDaemon, benchConfig } from './bench-daemon.js';
+import { percentile } from './percentile.js';
 
 export interface SubmitFigures {
   clients: number;

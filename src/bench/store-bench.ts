@@ -21,7 +21,7 @@ import { META_UUID_KEY } from '../store/keys.js';
 import { LevelJobStore } from '../store/level-job-store.js';
 import { openLevel } from '../store/open-level.js';
 import { writeOps } from '../store/write-ops.js';
-import { percentile } from './bench-daemon.js';
+import { percentile } from './percentile.js';
 
 export interface StoreBenchOptions {
   /** Finished job records to generate for the scale measurements. Default 100_000. */
