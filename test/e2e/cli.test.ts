@@ -448,7 +448,10 @@ describe('installed entry points', () => {
 
   it('hpcqd starts Node with the process settings that hpcq daemon, npm start and the tests use', () => {
     const pkg = JSON.parse(readFileSync(join(PACKAGE_ROOT, 'package.json'), 'utf8')) as { bin: Record<string, string>; scripts: Record<string, string> };
-    const firstLine = readFileSync(join(PACKAGE_ROOT, pkg.bin.hpcqd!), 'utf8').split('\n')[0];
+    const entry = readFileSync(join(PACKAGE_ROOT, pkg.bin.hpcqd!), 'utf8');
+    const firstLine = entry.split('\n')[0];
+    // Run as `node main.cjs` (without its first line) it still sizes the pool the same.
+    expect(entry).toContain(`process.env.UV_THREADPOOL_SIZE ??= '${HPCQD_ENV.UV_THREADPOOL_SIZE}';`);
     const env = Object.entries(HPCQD_ENV).map(([k, v]) => `${k}=${v}`);
     expect(firstLine).toBe(`#!/usr/bin/env -S ${[...env, 'node', ...HPCQD_NODE_FLAGS].join(' ')}`);
     // npm start runs the file itself, so through that line.
