@@ -84,7 +84,7 @@ export function eventToProto(event: DomainJobEvent): JobEvent {
   };
 }
 
-export function queueToProto(q: QueueConfig, counts: { pending: number; running: number }): Queue {
+export function queueToProto(q: QueueConfig, counts: { pending: number; running: number }, usable: boolean): Queue {
   return {
     clusterId: q.clusterId,
     zone: q.zone,
@@ -102,5 +102,8 @@ export function queueToProto(q: QueueConfig, counts: { pending: number; running:
     maxPending: q.maxPending,
     pendingCount: counts.pending,
     runningCount: counts.running,
+    allowedGroups: [...q.allowedGroups],
+    allowedUsers: [...q.allowedUsers],
+    usable,
   };
 }

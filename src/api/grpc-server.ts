@@ -1,23 +1,28 @@
 /**
- * The gRPC server: JobService, QueueService, grpc.health.v1.Health and server reflection, bound to
- * the configured addresses. A unix socket is created mode 0600 (only root, or the daemon's own
- * user, may connect until authentication exists).
+ * The gRPC server: JobService, QueueService, AccessService, grpc.health.v1.Health and server
+ * reflection. It binds no port itself: src/access/connections.ts accepts every connection (reading
+ * the peer's identity) and injects it here.
  *
- * Lifecycle: start() binds and serves (health SERVING); setNotServing() begins a shutdown (health
- * NOT_SERVING, for good); stop() drains in-flight RPCs until the deadline (tryShutdown), then
- * forces (forceShutdown). Idempotent. While serving, setJobStoreWritable(false) marks JobService
- * and the server as a whole NOT_SERVING (submits would fail); QueueService stays SERVING.
+ * Lifecycle: start() listens and serves (health SERVING); setNotServing() begins a shutdown (health
+ * NOT_SERVING, for good); stop() stops accepting, drains in-flight RPCs until the deadline
+ * (tryShutdown), then forces (forceShutdown). Idempotent. While serving, setJobStoreWritable(false)
+ * marks JobService and the server as a whole NOT_SERVING (submits would fail); QueueService stays SERVING.
  */
-import { chmodSync, lstatSync, unlinkSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Server, ServerCredentials } from '@grpc/grpc-js';
+import { Server, ServerCredentials, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation } from 'grpc-health-check';
+import type { AuditLog } from '../access/audit-log.js';
+import { ConnectionRegistry, type TlsMaterial } from '../access/connections.js';
+import type { AccessConfig, TlsConfig } from '../config/daemon-config.js';
+import { AccessServiceService, type AccessServiceServer } from '../gen/hpcq/v1/access_service.js';
 import { JobServiceService, type JobServiceServer } from '../gen/hpcq/v1/job_service.js';
 import { QueueServiceService, type QueueServiceServer } from '../gen/hpcq/v1/queue_service.js';
 import type { Logger } from '../logger.js';
+import { tolerantDecoder } from './handlers.js';
 import { decodeSubmitJobRequest } from './submit-decoder.js';
 
 /** Largest request accepted: SubmitJob carries at most ~70 KiB (64 KiB cmd_line + paths). */
@@ -26,7 +31,7 @@ const MAX_RECEIVE_BYTES = 1024 * 1024;
 const MAX_CONCURRENT_STREAMS = 1000;
 
 /** Health-checked names: the server as a whole ('') and each service. */
-const HEALTH_NAMES = ['', 'hpcq.v1.JobService', 'hpcq.v1.QueueService'] as const;
+const HEALTH_NAMES = ['', 'hpcq.v1.JobService', 'hpcq.v1.QueueService', 'hpcq.v1.AccessService'] as const;
 
 function protoDir(): string {
   // dist/api/ or src/api/ -> package root -> proto/
@@ -39,43 +44,56 @@ export class GrpcServer {
     'grpc.max_concurrent_streams': MAX_CONCURRENT_STREAMS,
     // Close idle connections after 5 minutes (RELIABILITY I12).
     'grpc.max_connection_idle_ms': 5 * 60_000,
+    // Ping every connection each minute; one that cannot answer within 20 s (a peer gone, or one
+    // holding half a frame) is closed.
+    'grpc.keepalive_time_ms': 60_000,
+    'grpc.keepalive_timeout_ms': 20_000,
   });
   private readonly health = new HealthImplementation(Object.fromEntries(HEALTH_NAMES.map((name) => [name, 'NOT_SERVING'])));
   private state: 'created' | 'serving' | 'draining' | 'stopped' = 'created';
   private jobStoreWritable = true;
-  /** Addresses actually bound (a TCP port 0 resolves to the chosen port). */
-  readonly boundAddresses: string[] = [];
+  /** Accepts and identifies every connection; the access gate asks it who is calling. */
+  readonly connections: ConnectionRegistry;
 
   constructor(
     private readonly addresses: readonly string[],
-    services: { jobs: JobServiceServer; queues: QueueServiceServer },
+    private readonly tls: TlsConfig | undefined,
+    limits: AccessConfig,
+    audit: AuditLog,
     private readonly log: Logger,
   ) {
-    this.server.addService(
-      { ...JobServiceService, submitJob: { ...JobServiceService.submitJob, requestDeserialize: (b: Buffer) => decodeSubmitJobRequest(b) } },
-      services.jobs,
-    );
-    this.server.addService(QueueServiceService, services.queues);
+    this.connections = new ConnectionRegistry(this.server.createConnectionInjector(ServerCredentials.createInsecure()), limits, audit, log);
     this.health.addToServer(this.server);
-    const definition = loadSync(['hpcq/v1/job_service.proto', 'hpcq/v1/queue_service.proto'], { includeDirs: [protoDir()] });
+    const definition = loadSync(['hpcq/v1/job_service.proto', 'hpcq/v1/queue_service.proto', 'hpcq/v1/access_service.proto'], { includeDirs: [protoDir()] });
     new ReflectionService(definition).addToServer(this.server);
+  }
+
+  /** Adds the hpcq services; every request decoder answers a malformed message with INVALID_ARGUMENT. */
+  addServices(services: { jobs: JobServiceServer; queues: QueueServiceServer; access: AccessServiceServer }): void {
+    const jobs = { ...JobServiceService, submitJob: { ...JobServiceService.submitJob, requestDeserialize: decodeSubmitJobRequest } };
+    this.server.addService(tolerant(jobs), services.jobs as unknown as UntypedServiceImplementation);
+    this.server.addService(tolerant(QueueServiceService), services.queues as unknown as UntypedServiceImplementation);
+    this.server.addService(tolerant(AccessServiceService), services.access as unknown as UntypedServiceImplementation);
+  }
+
+  get boundAddresses(): readonly string[] {
+    return this.connections.boundAddresses;
   }
 
   async start(): Promise<void> {
     if (this.state !== 'created') throw new Error(`GrpcServer.start() in state ${this.state}`);
     for (const address of this.addresses) {
-      const socket = unixSocketPath(address);
-      if (socket !== undefined) removeStaleSocket(socket);
-      else this.log.warn({ address }, 'listening on TCP WITHOUT authentication or TLS: anyone who can reach this port can run jobs as any user');
-      const port = await new Promise<number>((resolve, reject) =>
-        this.server.bindAsync(address, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
-      );
-      if (socket !== undefined) chmodSync(socket, 0o600);
-      this.boundAddresses.push(socket !== undefined ? address : address.replace(/:\d+$/, `:${port}`));
+      if (address.startsWith('unix:')) await this.connections.listenUnix(address.slice('unix:'.length));
+      else await this.connections.listenTls(address, loadTlsMaterial(this.tls));
     }
     this.state = 'serving';
     this.applyHealth();
-    this.log.info({ addresses: this.boundAddresses }, 'gRPC server listening');
+    this.log.info({ addresses: this.boundAddresses, mutualTls: this.tls?.clientCaFile !== undefined }, 'gRPC server listening');
+  }
+
+  /** Rereads the TLS files (on reload); new connections use them. */
+  reloadTls(tls: TlsConfig | undefined): void {
+    if (tls && this.addresses.some((a) => !a.startsWith('unix:'))) this.connections.setTls(loadTlsMaterial(tls));
   }
 
   /** Marks the server NOT_SERVING for good (first step of shutdown) without closing it. */
@@ -101,6 +119,7 @@ export class GrpcServer {
     if (this.state === 'stopped') return;
     this.state = 'stopped';
     this.setNotServing();
+    this.connections.stop();
     await new Promise<void>((resolve) => {
       const timer = setTimeout(() => {
         this.log.warn('RPCs still in flight at the shutdown deadline; closing them');
@@ -112,26 +131,24 @@ export class GrpcServer {
         resolve();
       });
     });
-    for (const address of this.boundAddresses) {
-      const socket = unixSocketPath(address);
-      if (socket !== undefined) removeStaleSocket(socket);
-    }
   }
 }
 
-/** The socket path of a `unix:` address, else undefined (TCP). */
-function unixSocketPath(address: string): string | undefined {
-  return address.startsWith('unix:') ? address.slice('unix:'.length) : undefined;
+/** A service definition whose request decoders never throw (see tolerantDecoder). */
+function tolerant(definition: ServiceDefinition): ServiceDefinition {
+  return Object.fromEntries(
+    Object.entries(definition).map(([name, method]) => [name, { ...method, requestDeserialize: tolerantDecoder(method.requestDeserialize) }]),
+  ) as ServiceDefinition;
 }
 
-/** Removes a leftover socket file; refuses to delete anything that is not a socket. */
-function removeStaleSocket(path: string): void {
-  let st;
-  try {
-    st = lstatSync(path);
-  } catch {
-    return;
-  }
-  if (!st.isSocket()) throw new Error(`listen path ${path} exists and is not a socket; refusing to remove it`);
-  unlinkSync(path);
+/** The server certificate, key and client CA; the key must be private to the daemon's user. */
+function loadTlsMaterial(tls: TlsConfig | undefined): TlsMaterial {
+  if (!tls) throw new Error('a TCP listener needs tls.cert_file and tls.key_file');
+  const key = statSync(tls.keyFile);
+  if ((key.mode & 0o077) !== 0) throw new Error(`tls.key_file ${tls.keyFile} is readable or writable by others (mode ${(key.mode & 0o777).toString(8)}); chmod 600 it`);
+  return {
+    cert: readFileSync(tls.certFile),
+    key: readFileSync(tls.keyFile),
+    ca: tls.clientCaFile === undefined ? undefined : readFileSync(tls.clientCaFile),
+  };
 }

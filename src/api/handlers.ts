@@ -1,38 +1,110 @@
 /**
- * Adapts async functions to grpc-js handlers once, so that a handler cannot answer twice and every
- * error goes through the one status table.
+ * Adapts async functions to grpc-js handlers once, so that a handler cannot answer twice, every
+ * call passes the access gate first (the handler receives the principal; it never reads metadata
+ * or certificates itself), every error goes through the one status table, and the audit line is
+ * written when the call ends.
  */
 import type { sendUnaryData, ServerUnaryCall, ServerWritableStream } from '@grpc/grpc-js';
+import type { AccessGate } from '../access/access-gate.js';
+import type { Principal } from '../core/access-policy.js';
+import { HpcqError } from '../core/errors.js';
 import type { Logger } from '../logger.js';
 import { toServiceError } from './grpc-status.js';
 
+/** What every handler needs besides its own logic. */
+export interface HandlerContext {
+  gate: AccessGate;
+  log: Logger;
+}
+
+export interface MethodOptions<Req, Res> {
+  /** The RPC name in logs and the audit log. */
+  method: string;
+  /** Mutating calls are audited whatever their result; reads only when refused. */
+  mutating?: boolean;
+  /** The job and run user an audit line names. */
+  auditDetails?: (req: Req, res: Res | undefined) => { jobId?: string; runUser?: string };
+}
+
 export function unary<Req, Res>(
-  log: Logger,
-  method: string,
-  fn: (req: Req, call: ServerUnaryCall<Req, Res>) => Promise<Res>,
+  ctx: HandlerContext,
+  options: MethodOptions<Req, Res>,
+  fn: (req: Req, principal: Principal) => Promise<Res>,
 ): (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => void {
   return (call, callback) => {
-    fn(call.request, call).then(
-      (res) => callback(null, res),
-      (err: unknown) => callback(toServiceError(err, log, method)),
+    let principal: Principal | undefined;
+    let result: Res | undefined;
+    const run = async (): Promise<Res> => {
+      const admission = await ctx.gate.admit(call, options.method);
+      principal = admission.principal;
+      try {
+        return (result = await fn(checkDecoded(call.request), admission.principal));
+      } finally {
+        admission.release();
+      }
+    };
+    run().then(
+      (res) => {
+        ctx.gate.recordResult(principal!, options.method, options.mutating ?? false, undefined, options.auditDetails?.(call.request, res));
+        callback(null, res);
+      },
+      (err: unknown) => {
+        if (principal) ctx.gate.recordResult(principal, options.method, options.mutating ?? false, err, options.auditDetails?.(call.request, result));
+        callback(toServiceError(err, ctx.log, options.method));
+      },
     );
   };
 }
 
 export function serverStream<Req, Res>(
-  log: Logger,
-  method: string,
-  fn: (req: Req, call: ServerWritableStream<Req, Res>, signal: AbortSignal) => Promise<void>,
+  ctx: HandlerContext,
+  options: MethodOptions<Req, Res>,
+  fn: (req: Req, principal: Principal, call: ServerWritableStream<Req, Res>, signal: AbortSignal) => Promise<void>,
 ): (call: ServerWritableStream<Req, Res>) => void {
   return (call) => {
     const abort = new AbortController();
     call.on('cancelled', () => abort.abort());
     call.on('close', () => abort.abort());
-    fn(call.request, call, abort.signal).then(
+    let principal: Principal | undefined;
+    const run = async (): Promise<void> => {
+      const admission = await ctx.gate.admit(call, options.method);
+      principal = admission.principal;
+      try {
+        await fn(checkDecoded(call.request), admission.principal, call, abort.signal);
+      } finally {
+        admission.release();
+      }
+    };
+    run().then(
       () => call.end(),
       (err: unknown) => {
-        if (!abort.signal.aborted) call.emit('error', toServiceError(err, log, method));
+        if (principal) ctx.gate.recordResult(principal, options.method, options.mutating ?? false, err, options.auditDetails?.(call.request, undefined));
+        if (!abort.signal.aborted) call.emit('error', toServiceError(err, ctx.log, options.method));
       },
     );
   };
+}
+
+/** Marks a request grpc-js could not decode, so the handler answers INVALID_ARGUMENT instead of INTERNAL. */
+const MALFORMED = Symbol('malformed request');
+
+/**
+ * Wraps a method's request decoder: a message that is not valid protobuf becomes a marker instead
+ * of an exception (which grpc-js would answer with INTERNAL before any handler ran).
+ */
+export function tolerantDecoder<T>(decode: (bytes: Buffer) => T): (bytes: Buffer) => T {
+  return (bytes) => {
+    try {
+      return decode(bytes);
+    } catch (err) {
+      return { [MALFORMED]: (err as Error).message } as T;
+    }
+  };
+}
+
+function checkDecoded<Req>(request: Req): Req {
+  if (request !== null && typeof request === 'object' && MALFORMED in request) {
+    throw new HpcqError('InvalidParameter.MalformedRequest', 'invalid', 'the request is not a valid protobuf message of this method');
+  }
+  return request;
 }

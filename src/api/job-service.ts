@@ -1,6 +1,7 @@
 /** hpcq.v1.JobService: thin transport over JobEngine. */
 import type { DaemonConfig } from '../config/daemon-config.js';
 import { clusterNotFound, HpcqError, queueNotFound } from '../core/errors.js';
+import { quoteValue } from '../core/quote.js';
 import type { JobFilter } from '../core/ports.js';
 import type { JobEngine } from '../engine/job-engine.js';
 import type {
@@ -16,35 +17,42 @@ import type {
   WatchJobRequest,
   WatchJobResponse,
 } from '../gen/hpcq/v1/job_service.js';
-import type { Logger } from '../logger.js';
 import { eventToProto, jobToProto, stateFromProto, submitRequestFromProto } from './convert.js';
-import { serverStream, unary } from './handlers.js';
+import { serverStream, unary, type HandlerContext } from './handlers.js';
 
 const DEFAULT_PAGE_SIZE = 100;
 const MAX_PAGE_SIZE = 1000;
 
-export function createJobService(engine: JobEngine, config: DaemonConfig, log: Logger): JobServiceServer {
+export function createJobService(engine: JobEngine, config: () => DaemonConfig, ctx: HandlerContext): JobServiceServer {
+  const byJobId = (req: { jobId: string }) => ({ jobId: req.jobId });
   return {
-    submitJob: unary<SubmitJobRequest, SubmitJobResponse>(log, 'SubmitJob', async (req) => {
-      const { job } = await engine.submit(submitRequestFromProto(req));
-      return { action: 'HpcJobSubmitJobResponse', jobStatus: 'pending', hpcjobUuid: job.uuid, jobId: String(job.id), retCode: 0 };
-    }),
-    getJob: unary<GetJobRequest, GetJobResponse>(log, 'GetJob', async (req) => ({ job: jobToProto(await engine.getJob(req.jobId)) })),
-    listJobs: unary<ListJobsRequest, ListJobsResponse>(log, 'ListJobs', async (req) => {
+    submitJob: unary<SubmitJobRequest, SubmitJobResponse>(
+      ctx,
+      { method: 'SubmitJob', mutating: true, auditDetails: (req, res) => ({ jobId: res?.jobId, runUser: req.runUser }) },
+      async (req, principal) => {
+        const { job } = await engine.submit(submitRequestFromProto(req), principal);
+        return { action: 'HpcJobSubmitJobResponse', jobStatus: 'pending', hpcjobUuid: job.uuid, jobId: String(job.id), retCode: 0 };
+      },
+    ),
+    getJob: unary<GetJobRequest, GetJobResponse>(ctx, { method: 'GetJob', auditDetails: byJobId }, async (req, principal) => ({
+      job: jobToProto(await engine.getJob(req.jobId, principal)),
+    })),
+    listJobs: unary<ListJobsRequest, ListJobsResponse>(ctx, { method: 'ListJobs' }, async (req, principal) => {
       if (req.pageSize < 0) throw new HpcqError('InvalidParameterValue.Negative', 'invalid', 'page_size must not be negative', 'page_size');
       const pageSize = Math.min(req.pageSize || DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE);
-      const page = await engine.listJobs(listFilter(req, config), pageSize, decodePageToken(req.pageToken));
+      const page = await engine.listJobs(listFilter(req, config()), principal, pageSize, decodePageToken(req.pageToken));
       return {
         jobs: page.jobs.map(jobToProto),
         nextPageToken: page.nextBeforeId === undefined ? '' : encodePageToken(page.nextBeforeId),
       };
     }),
-    cancelJob: unary<CancelJobRequest, CancelJobResponse>(log, 'CancelJob', async (req) => ({
-      job: jobToProto(await engine.cancel(req.jobId, 'CancelJob')),
+    cancelJob: unary<CancelJobRequest, CancelJobResponse>(ctx, { method: 'CancelJob', mutating: true, auditDetails: byJobId }, async (req, principal) => ({
+      job: jobToProto(await engine.cancel(req.jobId, principal)),
     })),
-    watchJob: serverStream<WatchJobRequest, WatchJobResponse>(log, 'WatchJob', async (req, call, signal) => {
+    watchJob: serverStream<WatchJobRequest, WatchJobResponse>(ctx, { method: 'WatchJob', auditDetails: byJobId }, async (req, principal, call, signal) => {
       await engine.watch(
         req.jobId,
+        principal,
         req.includeHistory,
         (job, event) => call.write({ job: jobToProto(job), event: event ? eventToProto(event) : undefined }),
         signal,
@@ -66,7 +74,7 @@ function listFilter(req: ListJobsRequest, config: DaemonConfig): JobFilter {
       .filter((q) => q.hpcqueueId === req.queue || q.schedulerQueueName === req.queue);
     if (matches.length === 0) throw queueNotFound(req.queue, 'queue');
     if (matches.length > 1) {
-      throw new HpcqError('InvalidParameter.AmbiguousQueue', 'invalid', `queue name ${req.queue} exists in several clusters; give cluster_id or the hpcqueue_id`, 'queue');
+      throw new HpcqError('InvalidParameter.AmbiguousQueue', 'invalid', `queue name ${quoteValue(req.queue)} exists in several clusters; give cluster_id or the hpcqueue_id`, 'queue');
     }
     filter.hpcqueueId = matches[0]!.hpcqueueId;
   }

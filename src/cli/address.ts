@@ -1,14 +1,18 @@
 /**
- * Which hpcqd the CLI talks to: --addr, else $HPCQ_ADDR, else the daemon's own default socket
- * (src/config/default-state-dir.ts): unix:/var/lib/hpcq/hpcqd.sock
- * for root, else unix:$XDG_STATE_HOME/hpcq/hpcqd.sock (XDG_STATE_HOME defaults to ~/.local/state).
+ * Which hpcqd the CLI talks to: --addr, else $HPCQ_ADDR, else the node's system daemon at
+ * unix:/run/hpcq/hpcqd.sock, which every user reaches (the daemon knows callers by their uid).
+ * A user without a system daemon but with a personal one (hpcqd started as that user) reaches
+ * unix:$XDG_STATE_HOME/hpcq/hpcqd.sock instead.
  */
-import { defaultSocketPath, defaultStateDir } from '../config/default-state-dir.js';
+import { existsSync } from 'node:fs';
 import { isAbsolute } from 'node:path';
+import { defaultSocketPath, defaultStateDir, ROOT_SOCKET_PATH } from '../config/default-state-dir.js';
 import { UsageError } from './errors.js';
 
-export function defaultAddress(uid: number, env: NodeJS.ProcessEnv): string {
-  return `unix:${defaultSocketPath(defaultStateDir(uid, env))}`;
+export function defaultAddress(uid: number, env: NodeJS.ProcessEnv, exists: (path: string) => boolean = existsSync): string {
+  if (uid === 0 || exists(ROOT_SOCKET_PATH)) return `unix:${ROOT_SOCKET_PATH}`;
+  const personal = defaultSocketPath(defaultStateDir(uid, env), uid);
+  return `unix:${exists(personal) ? personal : ROOT_SOCKET_PATH}`;
 }
 
 /**

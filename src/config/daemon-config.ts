@@ -17,6 +17,9 @@ export interface QueueConfig {
   /** 0 = unlimited. */
   maxRunning: number;
   maxPending: number;
+  /** Groups whose members may use the queue; with allowedUsers empty too, everyone may. */
+  allowedGroups: readonly string[];
+  allowedUsers: readonly string[];
 }
 
 export interface ClusterConfig {
@@ -29,7 +32,9 @@ export interface DaemonConfig {
   stateDir: string;
   /** gRPC addresses as grpc-js takes them: `unix:/abs/path` or `host:port`. */
   listen: readonly string[];
-  allowRemoteTcp: boolean;
+  /** TLS for TCP listeners; undefined when only unix sockets are configured. */
+  tls: TlsConfig | undefined;
+  access: AccessConfig;
   killGraceSeconds: number;
   enforcement: EnforcementRequest;
   requireEnforcement: boolean;
@@ -40,4 +45,33 @@ export interface DaemonConfig {
   retentionMaxAgeDays: number;
   retentionSchedule: string;
   clusters: readonly ClusterConfig[];
+}
+
+export interface TlsConfig {
+  certFile: string;
+  keyFile: string;
+  /** When set, clients must present a certificate signed by this CA (mutual TLS). */
+  clientCaFile: string | undefined;
+}
+
+/** A principal named in the access policy (a certificate subject, or a local account). */
+export interface PrincipalRule {
+  name: string;
+  /** User names, or `@group` for every member of the group. */
+  runUsers: readonly string[];
+  admin: boolean;
+}
+
+export interface AccessConfig {
+  adminGroups: readonly string[];
+  minUid: number;
+  allowRootGroup: boolean;
+  jobVisibility: 'own' | 'all';
+  principals: readonly PrincipalRule[];
+  rateLimit: { perSecond: number; burst: number; adminsExempt: boolean };
+  maxConnections: number;
+  maxConnectionsPerUid: number;
+  maxStreamsPerPrincipal: number;
+  firstRequestTimeoutMs: number;
+  auditLogPath: string;
 }

@@ -4,10 +4,9 @@
  * reported together, then compiled and frozen.
  */
 import { readFileSync } from 'node:fs';
-import { isIPv4 } from 'node:net';
-import { isAbsolute } from 'node:path';
+import { isAbsolute, join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import type { ClusterConfig, DaemonConfig, QueueConfig } from './daemon-config.js';
+import type { AccessConfig, ClusterConfig, DaemonConfig, QueueConfig, TlsConfig } from './daemon-config.js';
 import { defaultSocketPath, defaultStateDir } from './default-state-dir.js';
 import { clusterSchema, configSchema, queueSchema, type ConfigFile } from './schema.js';
 
@@ -113,8 +112,10 @@ function compileParsed(
 
   const stateDir = overrides.stateDir || file.state_dir || defaultStateDir(host.uid, env);
   if (!isAbsolute(stateDir)) problems.push(`state_dir: must be an absolute path, got ${JSON.stringify(stateDir)}`);
-  const listen = overrides.listen ? [overrides.listen] : (file.listen ?? [`unix:${defaultSocketPath(stateDir)}`]);
-  for (const [i, address] of listen.entries()) problems.push(...checkListenAddress(address, file.allow_remote_tcp).map((p) => `listen.${i}: ${p}`));
+  const listen = overrides.listen ? [overrides.listen] : (file.listen ?? [`unix:${defaultSocketPath(stateDir, host.uid)}`]);
+  const tls = compileTls(file.tls, problems);
+  for (const [i, address] of listen.entries()) problems.push(...checkListenAddress(address, tls !== undefined).map((p) => `listen.${i}: ${p}`));
+  const access = compileAccess(file.access, stateDir, problems);
 
   const nodeCores = file.node.cores || host.cores;
   const nodeMemMb = file.node.mem_mb || Math.max(256, host.memoryMb - file.node.reserved_mem_mb);
@@ -155,6 +156,8 @@ function compileParsed(
           defaultTimeSeconds: q.default_time_seconds,
           maxRunning: q.max_running,
           maxPending: q.max_pending,
+          allowedGroups: Object.freeze([...q.allowed_groups]),
+          allowedUsers: Object.freeze([...q.allowed_users]),
         }),
       );
     }
@@ -167,7 +170,8 @@ function compileParsed(
   return Object.freeze({
     stateDir,
     listen: Object.freeze(listen),
-    allowRemoteTcp: file.allow_remote_tcp,
+    tls,
+    access,
     killGraceSeconds: file.kill_grace_seconds,
     enforcement: file.enforcement,
     requireEnforcement: file.require_enforcement,
@@ -182,18 +186,58 @@ function compileParsed(
 }
 
 
-/** Problems with one listen address; empty if it is fine. */
-export function checkListenAddress(address: string, allowRemoteTcp: boolean): string[] {
+/**
+ * Problems with one listen address; empty if it is fine. TCP needs TLS, loopback included: every
+ * local user can reach loopback, and TCP carries no uid.
+ */
+export function checkListenAddress(address: string, hasTls: boolean): string[] {
   if (address.startsWith('unix:')) {
     const path = address.slice('unix:'.length);
     return isAbsolute(path) ? [] : [`unix socket path must be absolute: ${address}`];
   }
   const m = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(address);
   if (!m || Number(m[2]) > 65535) return [`expected unix:/abs/path.sock or host:port (port 0-65535), got ${JSON.stringify(address)}`];
-  const host = m[1]!.replace(/^\[|\]$/g, '');
-  const loopback = host === 'localhost' || host === '::1' || (isIPv4(host) && host.startsWith('127.'));
-  if (!loopback && !allowRemoteTcp) {
-    return [`TCP address ${address} is not loopback; hpcq has no authentication yet, set allow_remote_tcp: true to accept that risk`];
+  if (!hasTls) {
+    return [`TCP address ${address} needs TLS: set tls.cert_file and tls.key_file (plaintext TCP carries no identity, so it is refused, loopback included)`];
   }
   return [];
+}
+
+function compileTls(tls: ConfigFile['tls'], problems: string[]): TlsConfig | undefined {
+  for (const key of ['cert_file', 'key_file', 'client_ca_file'] as const) {
+    const path = tls[key];
+    if (path !== undefined && !isAbsolute(path)) problems.push(`tls.${key}: must be an absolute path, got ${JSON.stringify(path)}`);
+  }
+  if (tls.cert_file === undefined && tls.key_file === undefined) {
+    if (tls.client_ca_file !== undefined) problems.push('tls.client_ca_file: needs tls.cert_file and tls.key_file');
+    return undefined;
+  }
+  if (tls.cert_file === undefined || tls.key_file === undefined) {
+    problems.push(`tls.${tls.cert_file === undefined ? 'cert_file' : 'key_file'}: tls.cert_file and tls.key_file go together`);
+    return undefined;
+  }
+  return Object.freeze({ certFile: tls.cert_file, keyFile: tls.key_file, clientCaFile: tls.client_ca_file });
+}
+
+function compileAccess(access: ConfigFile['access'], stateDir: string, problems: string[]): AccessConfig {
+  const names = new Set<string>();
+  for (const [i, p] of access.principals.entries()) {
+    if (names.has(p.name)) problems.push(`access.principals.${i}.name: duplicate principal ${JSON.stringify(p.name)}`);
+    names.add(p.name);
+  }
+  const auditLogPath = access.audit_log ?? join(stateDir, 'audit.log');
+  if (!isAbsolute(auditLogPath)) problems.push(`access.audit_log: must be an absolute path, got ${JSON.stringify(auditLogPath)}`);
+  return Object.freeze({
+    adminGroups: Object.freeze([...access.admin_groups]),
+    minUid: access.min_uid,
+    allowRootGroup: access.allow_root_group,
+    jobVisibility: access.job_visibility,
+    principals: Object.freeze(access.principals.map((p) => Object.freeze({ name: p.name, runUsers: Object.freeze([...p.run_users]), admin: p.admin }))),
+    rateLimit: Object.freeze({ perSecond: access.rate_limit.submits_per_second, burst: access.rate_limit.burst, adminsExempt: access.rate_limit.admins_exempt }),
+    maxConnections: access.max_connections,
+    maxConnectionsPerUid: access.max_connections_per_uid,
+    maxStreamsPerPrincipal: access.max_streams_per_principal,
+    firstRequestTimeoutMs: access.first_request_timeout_seconds * 1000,
+    auditLogPath,
+  });
 }

@@ -7,6 +7,62 @@
 import { z } from 'zod';
 
 const nonNegativeInt = z.number().int().min(0);
+/** A Unix user or group name (POSIX portable, as useradd accepts). */
+const unixName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_.-]{0,31}$/, 'a Unix user or group name');
+
+/** A principal of the access policy: a certificate subject (mutual TLS) or a Unix account. */
+export const principalSchema = z.strictObject({
+  /** A certificate's subject (SAN URI, SAN DNS name or CN), or `uid:<n>` / a user name for a local account. */
+  name: z.string().min(1).max(256),
+  /** Accounts it may submit jobs as: user names, or `@group` for every member of a group. Default none. */
+  run_users: z.array(z.string().regex(/^@?[A-Za-z_][A-Za-z0-9_.-]{0,31}$/, 'a user name or @group')).default([]),
+  /** Sees and acts on every job and may submit as any allowed account. Default false. */
+  admin: z.boolean().default(false),
+});
+
+export const accessSchema = z.strictObject({
+  /** Members of these Unix groups are admins (root always is). Default none. */
+  admin_groups: z.array(unixName).default([]),
+  /** Lowest uid a job may run as; system accounts below it are refused (login.defs UID_MIN). Default 1000. */
+  min_uid: z.number().int().min(1).default(1000),
+  /** Let jobs run with group root (gid 0) among their groups. Default false. */
+  allow_root_group: z.boolean().default(false),
+  /** own: a non-admin sees only its own jobs (others' answer NOT_FOUND); all: everyone sees every job. Default own. */
+  job_visibility: z.enum(['own', 'all']).default('own'),
+  /** Certificate (or named) principals and what they may do. Default none. */
+  principals: z.array(principalSchema).default([]),
+  /** Per-principal request rate, a token bucket over every API call. Default 20/s, burst 40, admins exempt. */
+  rate_limit: z
+    .strictObject({
+      /** Sustained calls per second per principal; 0 = unlimited. Default 20. */
+      submits_per_second: z.number().min(0).default(20),
+      /** Calls a principal may make at once after being idle. Default 40. */
+      burst: z.number().int().min(1).default(40),
+      /** Admins bypass the rate limit. Default true. */
+      admins_exempt: z.boolean().default(true),
+    })
+    .prefault({}),
+  /** Open connections in total; more are closed at once. Default 4096. */
+  max_connections: z.number().int().min(1).default(4096),
+  /** Open connections per local uid (or per remote address over TCP). Default 128. */
+  max_connections_per_uid: z.number().int().min(1).default(128),
+  /** Concurrent calls and watches per principal. Default 256. */
+  max_streams_per_principal: z.number().int().min(1).default(256),
+  /** A connection that has not completed its first call within this many seconds is closed (slowloris). Default 10. */
+  first_request_timeout_seconds: z.number().int().min(1).max(600).default(10),
+  /** Audit log path (JSON lines); default <state_dir>/audit.log. */
+  audit_log: z.string().optional(),
+});
+
+/** TLS for TCP listeners: required for any TCP listener. */
+export const tlsSchema = z.strictObject({
+  /** Server certificate chain, PEM. */
+  cert_file: z.string().optional(),
+  /** Server private key, PEM (readable only by the daemon's user). */
+  key_file: z.string().optional(),
+  /** CA bundle, PEM: when set, clients must present a certificate signed by it (mutual TLS). */
+  client_ca_file: z.string().optional(),
+});
 
 export const queueSchema = z.strictObject({
   /** EHPC queue id, e.g. hpcq-normal. Unique across all clusters. */
@@ -33,6 +89,10 @@ export const queueSchema = z.strictObject({
   max_running: nonNegativeInt.default(0),
   /** Most jobs waiting in this queue; a submit beyond it fails with LimitExceeded.JobQuota. Default 100000. */
   max_pending: z.number().int().min(1).default(100_000),
+  /** Unix groups whose members may run jobs in this queue (Slurm's AllowGroups); empty = everyone. */
+  allowed_groups: z.array(unixName).default([]),
+  /** Unix users who may run jobs in this queue, besides allowed_groups; empty (with no groups) = everyone. */
+  allowed_users: z.array(unixName).default([]),
 });
 
 export const clusterSchema = z.strictObject({
@@ -47,13 +107,13 @@ export const configSchema = z.strictObject({
   /** Where the database, run files and default socket live. Default /var/lib/hpcq as root, else ~/.local/state/hpcq. */
   state_dir: z.string().optional(),
   /**
-   * gRPC listen addresses: `unix:/abs/path.sock` or `host:port`. Default: one unix socket
-   * `<state_dir>/hpcqd.sock`, mode 0600. TCP has no authentication yet: loopback only unless
-   * allow_remote_tcp is set.
+   * gRPC listen addresses: `unix:/abs/path.sock` (connectable by every local user, who is
+   * identified by the kernel) or `host:port` (TLS required). Default: unix:/run/hpcq/hpcqd.sock as
+   * root (hpcqd-<hash>.sock for another state_dir), else unix:<state_dir>/hpcqd.sock.
    */
   listen: z.array(z.string().min(1)).min(1).optional(),
-  /** Permit TCP listeners on non-loopback addresses (no authentication exists yet). Default false. */
-  allow_remote_tcp: z.boolean().default(false),
+  tls: tlsSchema.prefault({}),
+  access: accessSchema.prefault({}),
   /** Seconds between SIGTERM and SIGKILL on time limit and cancel (Slurm's KillWait). Default 30. */
   kill_grace_seconds: z.number().int().min(0).max(3600).default(30),
   /** How limits are enforced: auto picks cgroup2, then cgroup1, then rlimit. Default auto. */

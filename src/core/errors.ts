@@ -3,6 +3,7 @@
  * and the start of the status message); it never changes once released. The `kind` decides the
  * gRPC status code (one table in api/grpc-status.ts).
  */
+import { quoteValue } from './quote.js';
 
 /** Broad class of failure; api/grpc-status.ts maps each to one gRPC status code. */
 export type ErrorKind =
@@ -11,6 +12,7 @@ export type ErrorKind =
   | 'already_exists' // ALREADY_EXISTS: client_token reused with another request.
   | 'precondition' // FAILED_PRECONDITION: valid request, wrong state (cancel a finished job).
   | 'exhausted' // RESOURCE_EXHAUSTED: quota reached, disk full.
+  | 'unauthenticated' // UNAUTHENTICATED: no identity could be established (bad or expired token).
   | 'permission' // PERMISSION_DENIED: not allowed to act for that user.
   | 'unavailable' // UNAVAILABLE: the daemon cannot take writes now (store failed, shutting down).
   | 'internal'; // INTERNAL: a bug or corrupt data.
@@ -37,18 +39,18 @@ export function invalidParameter(code: string, field: string, message: string): 
 
 /** Thrown when a job id / uuid does not match any stored job. */
 export function jobNotFound(idOrUuid: string): HpcqError {
-  return new HpcqError('ResourceNotFound.Job', 'not_found', `job ${JSON.stringify(idOrUuid)} does not exist`, 'job_id');
+  return new HpcqError('ResourceNotFound.Job', 'not_found', `job ${quoteValue(idOrUuid)} does not exist`, 'job_id');
 }
 
 /** Thrown when a request names a cluster that is not configured. */
 export function clusterNotFound(clusterId: string): HpcqError {
-  return new HpcqError('ResourceNotFound.Cluster', 'not_found', `cluster ${JSON.stringify(clusterId)} does not exist`, 'cluster_id');
+  return new HpcqError('ResourceNotFound.Cluster', 'not_found', `cluster ${quoteValue(clusterId)} does not exist`, 'cluster_id');
 }
 
 /** Thrown when a request names a queue that is not configured (in `clusterId`, when given). */
 export function queueNotFound(queue: string, field: string, clusterId?: string): HpcqError {
   const where = clusterId === undefined ? '' : ` in cluster ${clusterId}`;
-  return new HpcqError('ResourceNotFound.Queue', 'not_found', `queue ${JSON.stringify(queue)} does not exist${where}`, field);
+  return new HpcqError('ResourceNotFound.Queue', 'not_found', `queue ${quoteValue(queue)} does not exist${where}`, field);
 }
 
 /** Thrown by the store when a write cannot be made durable (disk full, I/O error, closed). */
@@ -62,5 +64,16 @@ export class StoreUnavailableError extends HpcqError {
       undefined,
       options,
     );
+  }
+}
+
+/** Thrown when a caller exceeds its request rate; `retryAfterMs` goes to the client as google.rpc.RetryInfo. */
+export class RequestLimitError extends HpcqError {
+  override readonly name = 'RequestLimitError';
+  constructor(
+    message: string,
+    readonly retryAfterMs: number,
+  ) {
+    super('RequestLimitExceeded', 'exhausted', message);
   }
 }

@@ -11,11 +11,15 @@ export interface UserAccount {
   gid: number;
   home: string;
   shell: string;
+  /** Every group the account is in (primary and supplementary), as initgroups gives them. */
+  groups: readonly { name: string; gid: number }[];
 }
 
 export interface UserDirectory {
   /** The account, or undefined if no such user exists. */
   lookup(name: string): Promise<UserAccount | undefined>;
+  /** The account with this uid, or undefined if none. */
+  lookupUid(uid: number): Promise<UserAccount | undefined>;
 }
 
 /** One state change to persist: the job after the change and the event that records it. */

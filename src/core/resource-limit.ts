@@ -5,6 +5,7 @@
  * rlimit semantics). Values are non-negative integers; each key at most once.
  */
 import { invalidParameter } from './errors.js';
+import { quoteValue } from './quote.js';
 import type { ResourceLimits } from './job.js';
 
 type KeySpec = { field: keyof ResourceLimits; max: number };
@@ -25,17 +26,17 @@ export function parseResourceLimit(text: string): { limits: ResourceLimits; cano
   for (const part of trimmed.split(',')) {
     const m = /^\s*([a-z]+)\s*=\s*(\S*)\s*$/.exec(part);
     if (!m) {
-      throw invalidParameter('InvalidParameter.ResourceLimit', 'resource_limit', `resource_limit: expected key=value, got ${JSON.stringify(part)}`);
+      throw invalidParameter('InvalidParameter.ResourceLimit', 'resource_limit', `resource_limit: expected key=value, got ${quoteValue(part)}`);
     }
     const key = m[1]!;
     const value = m[2]!;
     const spec: KeySpec | undefined = Object.hasOwn(KEYS, key) ? (KEYS as Record<string, KeySpec>)[key] : undefined;
     if (!spec) {
-      throw invalidParameter('InvalidParameter.ResourceLimit', 'resource_limit', `resource_limit: unknown key ${JSON.stringify(key)} (known: ${Object.keys(KEYS).join(', ')})`);
+      throw invalidParameter('InvalidParameter.ResourceLimit', 'resource_limit', `resource_limit: unknown key ${quoteValue(key)} (known: ${Object.keys(KEYS).join(', ')})`);
     }
     if (limits[spec.field] !== undefined) throw invalidParameter('InvalidParameter.ResourceLimit', 'resource_limit', `resource_limit: key ${key} given twice`);
     if (!/^\d{1,10}$/.test(value) || Number(value) > spec.max) {
-      throw invalidParameter('InvalidParameter.ResourceLimit', 'resource_limit', `resource_limit: ${key} must be an integer from 0 to ${spec.max}, got ${JSON.stringify(value)}`);
+      throw invalidParameter('InvalidParameter.ResourceLimit', 'resource_limit', `resource_limit: ${key} must be an integer from 0 to ${spec.max}, got ${quoteValue(value)}`);
     }
     if (key === 'pids' && Number(value) === 0) {
       throw invalidParameter('InvalidParameter.ResourceLimit', 'resource_limit', 'resource_limit: pids must be at least 1');

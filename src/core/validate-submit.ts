@@ -7,7 +7,9 @@ import { createHash } from 'node:crypto';
 import type { ClusterConfig, DaemonConfig, QueueConfig } from '../config/daemon-config.js';
 import { clusterNotFound, HpcqError, invalidParameter, queueNotFound } from './errors.js';
 import type { JobSpec } from './job.js';
-import type { UserDirectory } from './ports.js';
+import { quoteValue } from './quote.js';
+import { assertMayRunAs, assertQueueAllows, assertRunnableAccount, type Principal } from './access-policy.js';
+import type { UserAccount, UserDirectory } from './ports.js';
 import { parseResourceLimit } from './resource-limit.js';
 import type { SubmitRequest } from './submit-request.js';
 
@@ -21,7 +23,9 @@ const JOB_NAME_RE = /^[A-Za-z_-][A-Za-z0-9_-]*$/;
 const USER_NAME_RE = /^[a-z_][a-z0-9_.-]{0,31}$/i;
 
 export interface SubmitContext {
-  config: Pick<DaemonConfig, 'clusters' | 'clockSkewSeconds'>;
+  config: Pick<DaemonConfig, 'clusters' | 'clockSkewSeconds' | 'access'>;
+  /** Who submits: the run_user defaults to its account, and it must be allowed to run as it. */
+  principal: Principal;
   users: UserDirectory;
   /** uid the daemon runs as: when not 0, jobs may run only as that same account. */
   daemonUid: number;
@@ -77,6 +81,10 @@ export async function validateSubmit(req: SubmitRequest, ctx: SubmitContext): Pr
   }
 
   const account = await resolveRunUser(req.runUser, ctx);
+  const accessContext = { access: ctx.config.access, daemonUid: ctx.daemonUid };
+  assertRunnableAccount(account, accessContext);
+  assertMayRunAs(ctx.principal, account, accessContext);
+  assertQueueAllows(queue, account);
   const stdoutPathTemplate = resolveRedirectPath('stdout_redirect_path', req.stdoutRedirectPath || '~/hpcq-%j.out', account.home);
   const stderrPathTemplate = resolveRedirectPath('stderr_redirect_path', req.stderrRedirectPath || '~/hpcq-%j.err', account.home);
 
@@ -185,7 +193,7 @@ function resolveCluster(req: SubmitRequest, clusters: readonly ClusterConfig[]):
   }
   if (!cluster) throw clusterNotFound(req.clusterId);
   if (req.zone !== '' && req.zone !== cluster.zone) {
-    throw invalidParameter('InvalidZone.MismatchRegion', 'zone', `zone ${JSON.stringify(req.zone)} does not match cluster ${cluster.clusterId}'s zone ${cluster.zone}`);
+    throw invalidParameter('InvalidZone.MismatchRegion', 'zone', `zone ${quoteValue(req.zone)} does not match cluster ${cluster.clusterId}'s zone ${cluster.zone}`);
   }
   return cluster;
 }
@@ -203,14 +211,15 @@ function resolveQueue(req: SubmitRequest, cluster: ClusterConfig): QueueConfig {
   return queue;
 }
 
-async function resolveRunUser(runUser: string, ctx: SubmitContext) {
-  if (runUser === '') throw invalidParameter('MissingParameter.RunUser', 'run_user', 'run_user is required');
-  if (!USER_NAME_RE.test(runUser)) throw invalidParameter('InvalidParameter.RunUserMalformed', 'run_user', 'run_user is not a valid user name');
+/** The account a job runs as: run_user, or when empty the caller's own account. */
+async function resolveRunUser(runUser: string, ctx: SubmitContext): Promise<UserAccount> {
+  if (runUser === '') {
+    if (ctx.principal.account) return ctx.principal.account;
+    throw invalidParameter('MissingParameter.RunUser', 'run_user', `run_user is required: ${ctx.principal.name} is not a local account`);
+  }
+  if (!USER_NAME_RE.test(runUser)) throw invalidParameter('InvalidParameter.RunUserMalformed', 'run_user', `run_user ${quoteValue(runUser)} is not a valid user name`);
   const account = await ctx.users.lookup(runUser);
   if (!account) throw invalidParameter('InvalidParameter.RunUserNotFound', 'run_user', `run_user ${runUser} is not an account on this node`);
-  if (account.uid === 0) {
-    throw new HpcqError('OperationDenied.RunUserPrivileged', 'permission', `run_user ${runUser} has uid 0; jobs never run as root`, 'run_user');
-  }
   if (ctx.daemonUid !== 0 && account.uid !== ctx.daemonUid) {
     throw new HpcqError('OperationDenied.RunUserNotAllowed', 'permission', `this hpcqd runs unprivileged (uid ${ctx.daemonUid}) and can run jobs only as that user`, 'run_user');
   }

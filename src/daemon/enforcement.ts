@@ -6,8 +6,7 @@
  *   or choose `enforcement: rlimit` knowingly. An unprivileged daemon (a developer's machine) falls
  *   back to rlimit with a warning, since it cannot have cgroups unless they were delegated to it.
  */
-import { createHash } from 'node:crypto';
-import { ROOT_STATE_DIR } from '../config/default-state-dir.js';
+import { ROOT_STATE_DIR, stateDirHash } from '../config/default-state-dir.js';
 import type { EnforcementMode } from '../core/job.js';
 import type { EnforcementRequest } from '../core/policy.js';
 import { createLimiter, detectEnforcementOnHost } from '../exec/limits/detect-enforcement.js';
@@ -23,7 +22,7 @@ export type EnforcementSelection =
  */
 export function cgroupParentName(stateDir: string): string {
   if (stateDir === ROOT_STATE_DIR) return 'hpcq';
-  return `hpcq-${createHash('sha256').update(stateDir).digest('hex').slice(0, 10)}`;
+  return `hpcq-${stateDirHash(stateDir)}`;
 }
 
 export async function selectEnforcement(requested: EnforcementRequest, requireEnforcement: boolean, uid: number, stateDir: string): Promise<EnforcementSelection> {

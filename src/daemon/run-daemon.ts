@@ -1,6 +1,7 @@
 /**
  * Runs hpcqd: parses flags, loads the configuration, starts the daemon and owns the
- * signals: the first SIGTERM/SIGINT stops gracefully, a second one (or a stuck shutdown) forces.
+ * signals: the first SIGTERM/SIGINT stops gracefully, a second one (or a stuck shutdown) forces;
+ * SIGHUP rereads the configuration.
  */
 import { availableParallelism, totalmem } from 'node:os';
 import { Command } from 'commander';
@@ -24,13 +25,22 @@ export async function runDaemon(argv: readonly string[]): Promise<void> {
   const uid = process.getuid?.() ?? 0;
   const log = createLogger();
 
-  let config;
-  try {
-    config = loadConfig(process.env, { configPath: flags.config, stateDir: flags.stateDir, listen: flags.listen }, {
+  // Until the daemon serves, a SIGHUP (whose default action would end the process) is only noted.
+  let daemon: Daemon | undefined;
+  process.on('SIGHUP', () => {
+    if (!daemon) return log.warn('SIGHUP before the daemon started; ignored');
+    log.info('SIGHUP: rereading the configuration');
+    daemon.reconfigure().catch((err: unknown) => log.error({ err: (err as Error).message }, 'reload failed; the running configuration is unchanged'));
+  });
+  const load = () =>
+    loadConfig(process.env, { configPath: flags.config, stateDir: flags.stateDir, listen: flags.listen }, {
       cores: availableParallelism(),
       memoryMb: Math.floor(totalmem() / 1024 / 1024),
       uid,
     });
+  let config;
+  try {
+    config = load();
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`hpcqd: ${err.message}\n`);
@@ -47,7 +57,7 @@ export async function runDaemon(argv: readonly string[]): Promise<void> {
     process.exit(detection.ok ? 0 : 1);
   }
 
-  const daemon = new Daemon(config, log, uid);
+  const running = new Daemon(config, log, uid, load);
   let signals = 0;
   const onSignal = (signal: NodeJS.Signals) => {
     signals++;
@@ -60,7 +70,7 @@ export async function runDaemon(argv: readonly string[]): Promise<void> {
       log.error('graceful stop took too long; forcing exit');
       process.exit(1);
     }, FORCE_STOP_AFTER_MS).unref();
-    daemon.stop().then(
+    running.stop().then(
       () => process.exit(0),
       (err: unknown) => {
         log.error({ err }, 'error while stopping');
@@ -71,7 +81,8 @@ export async function runDaemon(argv: readonly string[]): Promise<void> {
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
   try {
-    await daemon.start();
+    await running.start();
+    daemon = running;
   } catch (err) {
     const message = err instanceof Error ? err.message : String(err);
     log.fatal({ err }, 'hpcqd could not start');
@@ -80,5 +91,5 @@ export async function runDaemon(argv: readonly string[]): Promise<void> {
     process.exit(1);
   }
   // Let launchers and tests know the daemon is serving (one line, machine-readable).
-  process.stdout.write(`${JSON.stringify({ event: 'ready', pid: process.pid, addresses: daemon.addresses, enforcement: daemon.enforcement?.mode })}\n`);
+  process.stdout.write(`${JSON.stringify({ event: 'ready', pid: process.pid, addresses: running.addresses, enforcement: running.enforcement?.mode })}\n`);
 }

@@ -18,6 +18,8 @@ export interface StatePaths {
   database: string;
   /** Supervisor pid and exit files of running jobs. */
   run: string;
+  /** The Ed25519 key tokens are signed with; replacing or deleting it (then a reload) revokes every token. */
+  tokenKey: string;
   /** The daemon lock: pid and start time of the hpcqd using this directory. */
   lock: string;
 }
@@ -25,7 +27,7 @@ export interface StatePaths {
 export function prepareStateDir(root: string, uid: number): StatePaths {
   mkdirSync(root, { recursive: true, mode: 0o700 });
   checkOwnDirectory(root, uid);
-  const paths = { root, database: join(root, 'db'), run: join(root, 'run'), lock: join(root, 'hpcqd.pid') };
+  const paths = { root, database: join(root, 'db'), run: join(root, 'run'), lock: join(root, 'hpcqd.pid'), tokenKey: join(root, 'token-signing-key.pem') };
   mkdirSync(paths.run, { recursive: true, mode: 0o700 });
   checkOwnDirectory(paths.run, uid);
   return paths;

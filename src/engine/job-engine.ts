@@ -20,10 +20,19 @@
  * proves that no supervisor of it ever got to start it, so a crash can never start it twice.
  * Outcomes are stored one at a time per job, so a second report of an ended job is a no-op.
  */
-import type { DaemonConfig } from '../config/daemon-config.js';
+import type { DaemonConfig, QueueConfig } from '../config/daemon-config.js';
+import {
+  assertQueueAllows,
+  assertRunnableAccount,
+  listScope,
+  mayActOnJob,
+  mayViewJob,
+  type AccessContext,
+  type Principal,
+} from '../core/access-policy.js';
 import { HpcqError, jobNotFound, StoreUnavailableError } from '../core/errors.js';
 import { isTerminal, JOB_UUID_PATTERN, transition, type Job, type JobEvent, type JobOutcome, type JobState } from '../core/job.js';
-import { LaunchError, type JobExecutor, type JobFilter, type JobPage, type JobStore, type JobTransition, type UserDirectory } from '../core/ports.js';
+import { LaunchError, type JobExecutor, type JobFilter, type JobPage, type JobStore, type JobTransition, type UserAccount, type UserDirectory } from '../core/ports.js';
 import { planDispatch, type QueuePolicyView, type RunningJobView } from '../core/scheduler.js';
 import type { SubmitRequest } from '../core/submit-request.js';
 import { validateSubmit } from '../core/validate-submit.js';
@@ -46,8 +55,10 @@ const WRITE_RETRY_MS = 1000;
 
 export class JobEngine {
   private readonly active = new ActiveJobs();
+  /** The configuration in force; replaced by reconfigure(). */
+  private config: DaemonConfig;
   /** Every queue by hpcqueue_id; a QueueConfig carries the priority and max_running the scheduler reads. */
-  private readonly queues: ReadonlyMap<string, QueuePolicyView>;
+  private queues: ReadonlyMap<string, QueueConfig>;
   private readonly watches = new JobWatches();
   /** Jobs whose RUNNING record is being written or whose supervisor is being spawned. */
   private readonly launching = new Map<number, Promise<void>>();
@@ -65,7 +76,8 @@ export class JobEngine {
 
   constructor(private readonly deps: JobEngineDeps) {
     this.now = deps.now ?? Date.now;
-    this.queues = new Map(deps.config.clusters.flatMap((c) => c.queues.map((q) => [q.hpcqueueId, q] as const)));
+    this.config = deps.config;
+    this.queues = queuesById(deps.config);
     deps.executor.onEnded = (jobId, outcome) => this.recordOutcome(jobId, outcome);
   }
 
@@ -120,10 +132,26 @@ export class JobEngine {
 
   // ---- use cases -------------------------------------------------------------------------------
 
-  async submit(req: SubmitRequest): Promise<{ job: Job; created: boolean }> {
+  /**
+   * Applies a reloaded configuration: access policy, queue limits, new queues. Refused (nothing
+   * changes) when a queue that still has pending or running jobs would disappear.
+   */
+  reconfigure(next: DaemonConfig): void {
+    const nextQueues = queuesById(next);
+    const orphaned = [...this.queues.keys()].filter((id) => !nextQueues.has(id) && this.active.countsOf(id).pending + this.active.countsOf(id).running > 0);
+    if (orphaned.length > 0) {
+      throw new HpcqError('FailedOperation.QueueInUse', 'precondition', `queues ${orphaned.join(', ')} still have pending or running jobs; keep them until those end`);
+    }
+    this.config = next;
+    this.queues = nextQueues;
+    this.scheduleDispatch();
+  }
+
+  async submit(req: SubmitRequest, principal: Principal): Promise<{ job: Job; created: boolean }> {
     this.assertStarted();
     const { spec, queue, fingerprint } = await validateSubmit(req, {
-      config: this.deps.config,
+      principal,
+      config: this.config,
       users: this.deps.users,
       daemonUid: this.deps.daemonUid,
       nowMs: this.now(),
@@ -151,22 +179,30 @@ export class JobEngine {
     }
   }
 
-  async getJob(idOrUuid: string): Promise<Job> {
+  async getJob(idOrUuid: string, principal: Principal): Promise<Job> {
     this.assertStarted();
-    return this.findJob(idOrUuid);
+    return this.findVisibleJob(idOrUuid, principal);
   }
 
-  async listJobs(filter: JobFilter, pageSize: number, beforeId?: number): Promise<JobPage> {
+  /** Lists the jobs `principal` may see that match `filter` (its run_user narrowed by the policy). */
+  async listJobs(filter: JobFilter, principal: Principal, pageSize: number, beforeId?: number): Promise<JobPage> {
     this.assertStarted();
-    const page = await this.deps.store.listJobs(filter, pageSize, beforeId);
+    const requested = filter.runUser ? await this.deps.users.lookup(filter.runUser) : undefined;
+    const scope = listScope(principal, filter.runUser ?? '', requested, this.accessContext());
+    if (scope === 'nothing') return { jobs: [] };
+    const page = await this.deps.store.listJobs({ ...filter, ...scope }, pageSize, beforeId);
     // The store may lag the in-memory state by an in-flight write; show the freshest view.
     return { ...page, jobs: page.jobs.map((j) => this.active.get(j.id) ?? j) };
   }
 
   /** Cancels a pending job at once; asks a running job's supervisor to end it (CANCELLED follows). */
-  async cancel(idOrUuid: string, requestedBy: string): Promise<Job> {
+  async cancel(idOrUuid: string, principal: Principal): Promise<Job> {
     this.assertStarted();
-    const found = await this.findJob(idOrUuid);
+    const found = await this.findVisibleJob(idOrUuid, principal);
+    if (!mayActOnJob(principal, await this.accountOf(found), this.accessContext())) {
+      throw new HpcqError('OperationDenied.JobNotOwned', 'permission', `${principal.name} may not cancel job ${found.id} of ${found.runUser}`, 'job_id');
+    }
+    const requestedBy = describePrincipal(principal);
     // Only PENDING and RUNNING jobs are active.
     const job = this.active.get(found.id);
     if (!job) throw new HpcqError('FailedOperation.JobAlreadyFinished', 'precondition', `job ${found.id} already ended (${found.state})`, 'job_id');
@@ -190,13 +226,14 @@ export class JobEngine {
    */
   async watch(
     idOrUuid: string,
+    principal: Principal,
     includeHistory: boolean,
     onJob: (job: Job, event?: JobEvent) => void,
     signal: AbortSignal,
   ): Promise<void> {
     this.assertStarted();
     this.watches.assertOpen();
-    const found = await this.findJob(idOrUuid);
+    const found = await this.findVisibleJob(idOrUuid, principal);
     await this.watches.follow(found.id, includeHistory, onJob, signal, {
       current: () => this.freshest(found),
       history: () => this.deps.store.getEvents(found.id),
@@ -246,8 +283,8 @@ export class JobEngine {
       pending: this.active.pendingByQueue,
       running,
       queues: this.queues,
-      nodeCores: this.deps.config.nodeCores,
-      nodeMemMb: this.deps.config.nodeMemMb,
+      nodeCores: this.config.nodeCores,
+      nodeMemMb: this.config.nodeMemMb,
       nowMs: this.now(),
     });
     // Pending reasons change often; they are shown from memory and not written to the store.
@@ -277,6 +314,7 @@ export class JobEngine {
     const job = this.active.get(jobId);
     if (!job || job.state !== 'RUNNING') return;
     try {
+      await this.assertStillAllowed(job);
       await this.deps.executor.launch(job);
     } catch (err) {
       const message = err instanceof LaunchError ? err.message : `internal error: ${(err as Error).message}`;
@@ -351,6 +389,50 @@ export class JobEngine {
     this.cancelRequested.delete(jobId);
   }
 
+  // ---- access ----------------------------------------------------------------------------------
+
+  private accessContext(): AccessContext {
+    return { access: this.config.access, daemonUid: this.deps.daemonUid };
+  }
+
+  /** The job a job_id / uuid names, if `principal` may see it; else ResourceNotFound.Job as if there were none. */
+  private async findVisibleJob(idOrUuid: string, principal: Principal): Promise<Job> {
+    const job = await this.findJob(idOrUuid);
+    if (!mayViewJob(principal, await this.accountOf(job), this.accessContext())) throw jobNotFound(idOrUuid);
+    return job;
+  }
+
+  /**
+   * The account a job runs as, for access decisions: as NSS has it now, or, when the account is
+   * gone or its uid changed, the stored uid with no groups (so a new owner of the name gains nothing).
+   */
+  private async accountOf(job: Job): Promise<UserAccount> {
+    const account = await this.deps.users.lookup(job.runUser).catch(() => undefined);
+    if (account && account.uid === job.uid) return account;
+    return { name: job.runUser, uid: job.uid, gid: job.gid, home: job.home, shell: job.shell, groups: [] };
+  }
+
+  /**
+   * The policy again, just before a job starts: its account must still exist unchanged, still be
+   * one jobs may run as, and its queue must still take it (a reload may have changed either).
+   * Throws LaunchError (the job ends FAILED, LaunchFailed: <reason>) and nothing of it runs.
+   */
+  private async assertStillAllowed(job: Job): Promise<void> {
+    const account = await this.deps.users.lookup(job.runUser);
+    if (!account) throw new LaunchError(`OperationDenied.RunUserNotFound: account ${job.runUser} no longer exists`);
+    if (account.uid !== job.uid || account.gid !== job.gid) {
+      throw new LaunchError(`OperationDenied.RunUserChanged: account ${job.runUser} is now uid ${account.uid} gid ${account.gid}, was ${job.uid}/${job.gid} at submit`);
+    }
+    try {
+      assertRunnableAccount(account, this.accessContext());
+      const queue = this.queues.get(job.hpcqueueId);
+      if (queue) assertQueueAllows(queue, account);
+    } catch (err) {
+      if (err instanceof HpcqError) throw new LaunchError(`${err.code}: ${err.message}`);
+      throw err;
+    }
+  }
+
   // ---- helpers ---------------------------------------------------------------------------------
 
   /**
@@ -411,4 +493,13 @@ export class JobEngine {
     promise.then(remove, remove);
     return promise;
   }
+}
+
+function queuesById(config: DaemonConfig): ReadonlyMap<string, QueueConfig> {
+  return new Map(config.clusters.flatMap((c) => c.queues.map((q) => [q.hpcqueueId, q] as const)));
+}
+
+/** How a cancel reason names who asked: `uid:1001 (alice)` or the certificate subject. */
+function describePrincipal(principal: Principal): string {
+  return principal.account && principal.via !== 'certificate' ? `${principal.name} (${principal.account.name})` : principal.name;
 }

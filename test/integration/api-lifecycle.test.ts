@@ -339,7 +339,7 @@ describe('server surface', () => {
     const path = d.address.slice('unix:'.length);
     const st = statSync(path);
     expect(st.isSocket()).toBe(true);
-    expect((st.mode & 0o777).toString(8)).toBe('600');
+    expect((st.mode & 0o777).toString(8)).toBe('666');
     expect(st.uid).toBe(process.getuid!());
     // SIGTERM removes it.
     expect(await d.stop()).toBe(0);

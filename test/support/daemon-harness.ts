@@ -87,6 +87,14 @@ export interface DaemonHandle {
 const started = new Set<DaemonHandle>();
 const dirs = new Set<string>();
 
+/** A directory every user may traverse, for a test daemon's socket. */
+export function makeSocketDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'hpcq-sock-'));
+  chmodSync(dir, 0o755);
+  dirs.add(dir);
+  return dir;
+}
+
 export function makeStateDir(): string {
   const dir = mkdtempSync(join(tmpdir(), 'hpcq-test-'));
   chmodSync(dir, 0o700);
@@ -105,7 +113,10 @@ export async function startDaemon(
   const stateDir = opts.stateDir ?? makeStateDir();
   const configPath = join(stateDir, 'hpcqd.yaml');
   writeFileSync(configPath, opts.config ?? TEST_CONFIG);
-  const address = `unix:${join(stateDir, 'hpcqd.sock')}`;
+  // A root daemon's socket goes in a 0755 directory, so that tests can call it as other users
+  // (the daemon tells them apart by their uid); a daemon run as a user keeps it in its state dir.
+  const socketDir = opts.uid === undefined ? makeSocketDir() : stateDir;
+  const address = `unix:${join(socketDir, 'hpcqd.sock')}`;
   // Started as hpcqd starts itself (its first line): the same process settings as in production.
   const proc = spawn(process.execPath, [...HPCQD_NODE_FLAGS, DAEMON_MAIN], {
     uid: opts.uid,
