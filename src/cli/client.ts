@@ -1,8 +1,12 @@
 /**
- * A thin promisified client of hpcqd's public gRPC API (the generated JobService and QueueService
- * clients), with an optional per-call deadline.
+ * A thin promisified client of hpcqd's public gRPC API (the generated JobService, QueueService and
+ * AccessService clients), with an optional per-call deadline. On a unix socket the daemon knows
+ * the caller by its uid; to a TCP address the client speaks TLS (with a client certificate for
+ * mutual TLS) and may send a token as `authorization: Bearer`.
  */
-import { credentials, Metadata, type CallOptions, type ClientUnaryCall, type ServiceError } from '@grpc/grpc-js';
+import { readFileSync } from 'node:fs';
+import { credentials, Metadata, type CallOptions, type ChannelCredentials, type ClientUnaryCall, type ServiceError } from '@grpc/grpc-js';
+import { AccessServiceClient, type CreateTokenResponse, type ReconfigureResponse, type WhoAmIResponse } from '../gen/hpcq/v1/access_service.js';
 import {
   JobServiceClient,
   type CancelJobResponse,
@@ -22,24 +26,58 @@ type UnaryMethod<Req, Res> = (
   callback: (error: ServiceError | null, response: Res) => void,
 ) => ClientUnaryCall;
 
+/** How to reach a TCP daemon: TLS files (PEM paths) and a token. */
+export interface RemoteCredentials {
+  /** CA that signed the daemon's certificate; default: the system's roots. */
+  caFile?: string;
+  /** Client certificate and key, for mutual TLS. */
+  certFile?: string;
+  keyFile?: string;
+  /** Sent as `authorization: Bearer <token>` (only over TLS). */
+  token?: string;
+}
+
 export class HpcqClient {
   private jobService: InstanceType<typeof JobServiceClient> | undefined;
   private queueService: InstanceType<typeof QueueServiceClient> | undefined;
+  private accessService: InstanceType<typeof AccessServiceClient> | undefined;
+  private readonly channelCredentials: ChannelCredentials;
+  private readonly token: string | undefined;
 
   constructor(
     readonly address: string,
     /** Deadline of each unary call, ms; undefined = none. */
     readonly timeoutMs?: number,
-  ) {}
+    remote: RemoteCredentials = {},
+  ) {
+    if (address.startsWith('unix:')) {
+      this.channelCredentials = credentials.createInsecure();
+    } else {
+      const read = (path: string | undefined) => (path ? readFileSync(path) : null);
+      this.channelCredentials = credentials.createSsl(read(remote.caFile), read(remote.keyFile), read(remote.certFile));
+      this.token = remote.token;
+    }
+  }
 
   private get jobs(): InstanceType<typeof JobServiceClient> {
-    this.jobService ??= new JobServiceClient(this.address, credentials.createInsecure());
+    this.jobService ??= new JobServiceClient(this.address, this.channelCredentials);
     return this.jobService;
   }
 
   private get queues(): InstanceType<typeof QueueServiceClient> {
-    this.queueService ??= new QueueServiceClient(this.address, credentials.createInsecure());
+    this.queueService ??= new QueueServiceClient(this.address, this.channelCredentials);
     return this.queueService;
+  }
+
+  private get access(): InstanceType<typeof AccessServiceClient> {
+    this.accessService ??= new AccessServiceClient(this.address, this.channelCredentials);
+    return this.accessService;
+  }
+
+  private metadata(): Metadata {
+    const metadata = new Metadata();
+    if (this.token) metadata.set('authorization', `Bearer ${this.token}`);
+    return metadata;
   }
 
   private callOptions(timeoutMs: number | undefined): Partial<CallOptions> {
@@ -48,7 +86,7 @@ export class HpcqClient {
 
   private unary<Req, Res>(client: object, method: UnaryMethod<Req, Res>, request: Req): Promise<Res> {
     return new Promise((resolve, reject) => {
-      method.call(client, request, new Metadata(), this.callOptions(this.timeoutMs), (err, res) => (err ? reject(err) : resolve(res)));
+      method.call(client, request, this.metadata(), this.callOptions(this.timeoutMs), (err, res) => (err ? reject(err) : resolve(res)));
     });
   }
 
@@ -77,7 +115,7 @@ export class HpcqClient {
    * after a terminal state. `timeoutMs` bounds the whole stream (none by default).
    */
   async *watchJob(jobId: string, includeHistory: boolean, timeoutMs?: number): AsyncGenerator<WatchJobResponse> {
-    const stream = this.jobs.watchJob({ jobId, includeHistory }, new Metadata(), this.callOptions(timeoutMs));
+    const stream = this.jobs.watchJob({ jobId, includeHistory }, this.metadata(), this.callOptions(timeoutMs));
     let finished = false;
     try {
       for await (const message of stream) yield message as WatchJobResponse;
@@ -91,8 +129,21 @@ export class HpcqClient {
     }
   }
 
+  whoAmI(): Promise<WhoAmIResponse> {
+    return this.unary(this.access, this.access.whoAmI, {});
+  }
+
+  createToken(user: string, lifespanSeconds: number): Promise<CreateTokenResponse> {
+    return this.unary(this.access, this.access.createToken, { user, lifespanSeconds });
+  }
+
+  reconfigure(): Promise<ReconfigureResponse> {
+    return this.unary(this.access, this.access.reconfigure, {});
+  }
+
   close(): void {
     this.jobService?.close();
     this.queueService?.close();
+    this.accessService?.close();
   }
 }

@@ -5,7 +5,7 @@
  */
 import { InvalidArgumentError, type Command } from 'commander';
 import { resolveAddress } from './address.js';
-import { HpcqClient } from './client.js';
+import { HpcqClient, type RemoteCredentials } from './client.js';
 import { describeError, renderFailure } from './errors.js';
 import { parseDuration } from './format.js';
 import { stringifyJson } from './proto-json.js';
@@ -15,6 +15,9 @@ export const DEFAULT_TIMEOUT_MS = 30_000;
 
 export interface GlobalOptions {
   addr?: string;
+  tlsCa?: string;
+  tlsCert?: string;
+  tlsKey?: string;
   json?: boolean;
   /** Seconds. */
   timeout?: number;
@@ -42,6 +45,9 @@ export const parseTimeoutOption = optionParser((value: string): number => {
 export function addGlobalOptions(cmd: Command): Command {
   return cmd
     .option('--addr <address>', 'hpcqd address, unix:/abs/path.sock or host:port (default: $HPCQ_ADDR, else the daemon\'s default socket)')
+    .option('--tls-ca <file>', 'CA certificate (PEM) of a TCP daemon (default: $HPCQ_TLS_CA, else the system roots)')
+    .option('--tls-cert <file>', 'client certificate (PEM) for mutual TLS (default: $HPCQ_TLS_CERT)')
+    .option('--tls-key <file>', 'key (PEM) of the client certificate (default: $HPCQ_TLS_KEY)')
     .option('--json', 'print the response as JSON: proto field names (snake_case), every field, enums by name')
     .option('--timeout <seconds>', `deadline of each call in seconds, or 1m / 00:01:00 (default ${DEFAULT_TIMEOUT_MS / 1000}; watch and --wait: none unless given)`, parseTimeoutOption);
 }
@@ -54,16 +60,23 @@ export class CommandContext {
   /** Deadline of streams (watch, --wait), ms: only when --timeout was given. */
   readonly streamTimeoutMs: number | undefined;
   private clientInstance: HpcqClient | undefined;
+  private readonly remote: RemoteCredentials;
 
   constructor(opts: GlobalOptions, env: NodeJS.ProcessEnv = process.env, uid: number = process.getuid?.() ?? 0) {
     this.address = resolveAddress(opts.addr, env, uid);
+    this.remote = {
+      caFile: opts.tlsCa ?? (env.HPCQ_TLS_CA || undefined),
+      certFile: opts.tlsCert ?? (env.HPCQ_TLS_CERT || undefined),
+      keyFile: opts.tlsKey ?? (env.HPCQ_TLS_KEY || undefined),
+      token: env.HPCQ_TOKEN || undefined,
+    };
     this.json = opts.json === true;
     this.timeoutMs = opts.timeout !== undefined ? opts.timeout * 1000 : DEFAULT_TIMEOUT_MS;
     this.streamTimeoutMs = opts.timeout !== undefined ? opts.timeout * 1000 : undefined;
   }
 
   get client(): HpcqClient {
-    this.clientInstance ??= new HpcqClient(this.address, this.timeoutMs);
+    this.clientInstance ??= new HpcqClient(this.address, this.timeoutMs, this.remote);
     return this.clientInstance;
   }
 

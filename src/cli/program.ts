@@ -1,6 +1,7 @@
 /** The `hpcq` command line: the program, its global options and every command. */
 import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
+import { registerAccess } from './commands/access.js';
 import { registerCancel } from './commands/cancel.js';
 import { registerDaemon } from './commands/daemon.js';
 import { registerList } from './commands/list.js';
@@ -20,8 +21,11 @@ function packageVersion(): string {
 }
 
 const HELP_AFTER = `
-Address: --addr, else $HPCQ_ADDR, else the daemon's default socket: unix:/var/lib/hpcq/hpcqd.sock
-as root, else unix:$XDG_STATE_HOME/hpcq/hpcqd.sock (XDG_STATE_HOME defaults to ~/.local/state).
+Address: --addr, else $HPCQ_ADDR, else the node's daemon at unix:/run/hpcq/hpcqd.sock (every
+user may connect; the daemon knows you by your uid). A user without it but with a personal
+daemon reaches unix:$XDG_STATE_HOME/hpcq/hpcqd.sock. A host:port address is spoken to over TLS:
+--tls-ca, --tls-cert, --tls-key (or $HPCQ_TLS_CA, $HPCQ_TLS_CERT, $HPCQ_TLS_KEY) and a token
+from \`hpcq token create\` in $HPCQ_TOKEN.
 
 --json prints the API response as JSON with the proto field names in snake_case (job_id,
 hpcjob_uuid, exit_code), every field present (defaults included), enums by name
@@ -49,6 +53,7 @@ export function buildProgram(): Command {
   registerCancel(program);
   registerWatch(program);
   registerQueues(program);
+  registerAccess(program);
   registerDaemon(program);
   return program;
 }

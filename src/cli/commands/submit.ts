@@ -1,5 +1,4 @@
 /** `hpcq submit`: one flag per SubmitJobRequest field; prints the EHPC response; --wait follows the job. */
-import { userInfo } from 'node:os';
 import type { Command } from 'commander';
 import { SubmitJobResponse, type SubmitJobRequest } from '../../gen/hpcq/v1/job_service.js';
 import { action, addGlobalOptions, optionParser, type CommandContext } from '../context.js';
@@ -88,7 +87,8 @@ export function buildSubmitRequest(opts: SubmitOptions, words: readonly string[]
     timestamp: opts.timestamp === false ? '' : (opts.timestamp ?? rfc3339(nowMs)),
     clusterId: opts.clusterId ?? '',
     zone: opts.zone ?? '',
-    runUser: opts.runUser ?? userInfo().username,
+    // Empty: the daemon runs the job as the caller's own account (known from the kernel or token).
+    runUser: opts.runUser ?? '',
     name: opts.name,
     cmdLine: words.length > 0 ? commandLineFromWords(words) : (opts.cmdLine ?? ''),
     inputFile: opts.inputFile ?? '',
