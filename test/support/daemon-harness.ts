@@ -73,7 +73,10 @@ export const TWO_CLUSTER_CONFIG = `${TEST_CONFIG}
 
 export interface DaemonHandle {
   stateDir: string;
+  /** The unix socket the test clients use. */
   address: string;
+  /** Every address the daemon bound (TCP port 0 resolved), from its ready line. */
+  addresses: readonly string[];
   proc: ChildProcess;
   output: () => string;
   jobs: InstanceType<typeof JobServiceClient>;
@@ -107,21 +110,33 @@ export function makeStateDir(): string {
  * (the state directory must then be theirs); `env` adds to its environment.
  */
 export async function startDaemon(
-  opts: { stateDir?: string; config?: string; env?: Record<string, string>; uid?: number; gid?: number } = {},
+  opts: {
+    stateDir?: string;
+    config?: string;
+    env?: Record<string, string>;
+    uid?: number;
+    gid?: number;
+    /** More listen addresses besides the unix socket (e.g. `127.0.0.1:0` with tls in the config). */
+    extraListen?: readonly string[];
+  } = {},
 ): Promise<DaemonHandle> {
   if (!existsSync(DAEMON_MAIN)) throw new Error(`${DAEMON_MAIN} is missing: run npm run build`);
   const stateDir = opts.stateDir ?? makeStateDir();
   const configPath = join(stateDir, 'hpcqd.yaml');
-  writeFileSync(configPath, opts.config ?? TEST_CONFIG);
+  const extraListen = opts.extraListen ?? [];
   // A root daemon's socket goes in a 0755 directory, so that tests can call it as other users
   // (the daemon tells them apart by their uid); a daemon run as a user keeps it in its state dir.
   const socketDir = opts.uid === undefined ? makeSocketDir() : stateDir;
   const address = `unix:${join(socketDir, 'hpcqd.sock')}`;
+  // HPCQ_LISTEN names one address; several go in the file's listen list.
+  const listenYaml = extraListen.length === 0 ? '' : `\nlisten:\n${[address, ...extraListen].map((a) => `  - "${a}"`).join('\n')}\n`;
+  writeFileSync(configPath, (opts.config ?? TEST_CONFIG) + listenYaml);
+  const listenEnv: Record<string, string> = extraListen.length === 0 ? { HPCQ_LISTEN: address } : {};
   // Started as hpcqd starts itself (its first line): the same process settings as in production.
   const proc = spawn(process.execPath, [...HPCQD_NODE_FLAGS, DAEMON_MAIN], {
     uid: opts.uid,
     gid: opts.gid,
-    env: { ...HPCQD_ENV, PATH: process.env.PATH ?? '/usr/bin:/bin', HPCQ_STATE_DIR: join(stateDir, 'state'), HPCQ_CONFIG: configPath, HPCQ_LISTEN: address, HPCQ_LOG_LEVEL: 'info', ...opts.env },
+    env: { ...HPCQD_ENV, PATH: process.env.PATH ?? '/usr/bin:/bin', HPCQ_STATE_DIR: join(stateDir, 'state'), HPCQ_CONFIG: configPath, ...listenEnv, HPCQ_LOG_LEVEL: 'info', ...opts.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
@@ -142,11 +157,13 @@ export async function startDaemon(
       reject(new Error(`daemon exited with ${code} before ready:\n${out}`));
     });
   });
+  const ready = JSON.parse(out.split('\n').find((line) => line.includes('"event":"ready"'))!) as { addresses: string[] };
   const jobs = new JobServiceClient(address, credentials.createInsecure());
   const queues = new QueueServiceClient(address, credentials.createInsecure());
   const handle: DaemonHandle = {
     stateDir,
     address,
+    addresses: ready.addresses,
     proc,
     output: () => out,
     jobs,

@@ -23,6 +23,9 @@ export const JOB_USER = 'hpcq-job';
 export const JOB_USER_GROUP = 'hpcq-grp';
 /** A second unprivileged account, for cross-user checks. */
 export const OTHER_USER = 'hpcq-other';
+/** An unprivileged account in ADMIN_GROUP: an hpcq admin when access.admin_groups names that group. */
+export const ADMIN_USER = 'hpcq-admin';
+export const ADMIN_GROUP = 'hpcq-admins';
 
 /** Whether the account exists (getent passwd). */
 export function userExists(name: string): boolean {
@@ -46,16 +49,19 @@ export const gidOf = (user: string): number => Number(execFileSync('id', ['-g', 
 
 /** Creates the test accounts if missing (root only). Returns whether they exist. */
 export function ensureTestUsers(): boolean {
-  if (!isRoot) return userExists(JOB_USER) && userExists(OTHER_USER);
-  try {
-    execFileSync('getent', ['group', JOB_USER_GROUP], { stdio: 'ignore' });
-  } catch {
-    execFileSync('groupadd', [JOB_USER_GROUP]);
+  if (!isRoot) return userExists(JOB_USER) && userExists(OTHER_USER) && userExists(ADMIN_USER);
+  for (const group of [JOB_USER_GROUP, ADMIN_GROUP]) {
+    try {
+      execFileSync('getent', ['group', group], { stdio: 'ignore' });
+    } catch {
+      execFileSync('groupadd', [group]);
+    }
   }
-  for (const name of [JOB_USER, OTHER_USER]) {
+  for (const name of [JOB_USER, OTHER_USER, ADMIN_USER]) {
     if (!userExists(name)) {
       const args = ['--create-home', '--shell', '/bin/sh'];
       if (name === JOB_USER) args.push('--groups', JOB_USER_GROUP);
+      if (name === ADMIN_USER) args.push('--groups', ADMIN_GROUP);
       execFileSync('useradd', [...args, name]);
     }
   }
