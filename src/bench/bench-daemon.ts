@@ -1,6 +1,6 @@
 /** Starts and controls a real hpcqd for benchmarks: temp state dir, unix socket, typed clients. */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir, userInfo } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -46,7 +46,17 @@ export class BenchDaemon {
   readonly client: InstanceType<typeof JobServiceClient>;
   private proc: ChildProcess | undefined;
 
-  private constructor(readonly dir: string, private readonly config: string) {
+  /** Every address the daemon bound, from its ready line (a TCP port 0 resolved). */
+  addresses: string[] = [];
+
+  private constructor(
+    readonly dir: string,
+    private readonly config: string,
+    /** Listen addresses besides the unix socket (e.g. TLS on 127.0.0.1:0; the config then has tls:). */
+    private readonly extraListen: readonly string[] = [],
+  ) {
+    // Other users may reach the socket (benchmarks as a non-root user); the state dir stays 0700.
+    chmodSync(dir, 0o711);
     this.address = `unix:${join(dir, 'hpcqd.sock')}`;
     this.client = new JobServiceClient(this.address, credentials.createInsecure(), { 'grpc.max_concurrent_streams': 10000 });
   }
@@ -54,8 +64,8 @@ export class BenchDaemon {
   /** Time the first start took until the daemon served, ms. */
   startupMs = 0;
 
-  static async start(config: string, dir = mkdtempSync(join(tmpdir(), 'hpcq-bench-'))): Promise<BenchDaemon> {
-    const d = new BenchDaemon(dir, config);
+  static async start(config: string, dir = mkdtempSync(join(tmpdir(), 'hpcq-bench-')), extraListen: readonly string[] = []): Promise<BenchDaemon> {
+    const d = new BenchDaemon(dir, config, extraListen);
     d.startupMs = await d.spawn();
     return d;
   }
@@ -66,10 +76,18 @@ export class BenchDaemon {
 
   /** Starts the daemon process; resolves when it is serving, with the time that took. */
   async spawn(): Promise<number> {
-    writeFileSync(join(this.dir, 'hpcqd.yaml'), this.config);
+    const listen = this.extraListen.length === 0 ? '' : `\nlisten:\n${[this.address, ...this.extraListen].map((a) => `  - "${a}"`).join('\n')}\n`;
+    writeFileSync(join(this.dir, 'hpcqd.yaml'), this.config + listen);
     const t0 = performance.now();
     const proc = spawn(process.execPath, [...HPCQD_NODE_FLAGS, DAEMON_MAIN], {
-      env: { ...HPCQD_ENV, PATH: process.env.PATH ?? '/usr/bin:/bin', HPCQ_STATE_DIR: join(this.dir, 'state'), HPCQ_CONFIG: join(this.dir, 'hpcqd.yaml'), HPCQ_LISTEN: this.address, HPCQ_LOG_LEVEL: 'warn' },
+      env: {
+        ...HPCQD_ENV,
+        PATH: process.env.PATH ?? '/usr/bin:/bin',
+        HPCQ_STATE_DIR: join(this.dir, 'state'),
+        HPCQ_CONFIG: join(this.dir, 'hpcqd.yaml'),
+        ...(this.extraListen.length === 0 ? { HPCQ_LISTEN: this.address } : {}),
+        HPCQ_LOG_LEVEL: 'warn',
+      },
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     this.proc = proc;
@@ -77,7 +95,11 @@ export class BenchDaemon {
       let out = '';
       proc.stdout!.on('data', (d: Buffer) => {
         out += d.toString();
-        if (out.includes('"event":"ready"')) resolve();
+        const ready = out.split('\n').find((l) => l.includes('"event":"ready"'));
+        if (ready) {
+          this.addresses = (JSON.parse(ready) as { addresses: string[] }).addresses;
+          resolve();
+        }
       });
       proc.once('exit', (code) => reject(new Error(`hpcqd exited with ${code} before ready`)));
     });

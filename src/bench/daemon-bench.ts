@@ -137,7 +137,7 @@ export async function restartWithRunningJobs(runUser: string, count: number): Pr
 }
 
 /** Cancels every PENDING job, a page of 1,000 at a time (ListJobs, then CancelJob 64 at a time). */
-async function cancelPending(daemon: BenchDaemon): Promise<void> {
+export async function cancelPending(daemon: BenchDaemon): Promise<void> {
   for (;;) {
     const page = await new Promise<{ jobs: { jobId: string }[] }>((resolve, reject) =>
       daemon.client.listJobs({ clusterId: '', queue: '', states: [JobState.JOB_STATE_PENDING], runUser: '', pageSize: 1000, pageToken: '' }, (err, res) =>

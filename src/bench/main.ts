@@ -1,9 +1,10 @@
 /**
  * `npm run bench`: starts real daemons in temp dirs and prints the figures the issues ask for.
- * `npm run bench -- scale submit` runs only the named sections (submit, launch, restart,
+ * `npm run bench -- scale submit` runs only the named sections (submit, access, launch, restart,
  * dispatch, scale).
  * HPCQ_BENCH_SCALE_JOBS sets the size of the history for the scale run (default 1,000,000).
  */
+import { accessThroughput } from './access-bench.js';
 import { benchRunUser } from './bench-daemon.js';
 import { launchLatency, restartWithRunningJobs, submitThroughput } from './daemon-bench.js';
 import { dispatchPassCost } from './dispatch-bench.js';
@@ -14,7 +15,7 @@ function line(label: string, value: string): void {
 }
 const f1 = (n: number) => n.toFixed(1);
 
-const SECTIONS = ['submit', 'launch', 'restart', 'dispatch', 'scale'] as const;
+const SECTIONS = ['submit', 'access', 'launch', 'restart', 'dispatch', 'scale'] as const;
 
 async function main(): Promise<void> {
   const asked = process.argv.slice(2);
@@ -24,6 +25,7 @@ async function main(): Promise<void> {
   const runUser = benchRunUser();
   process.stdout.write(`hpcq benchmark (jobs run as ${runUser})\n`);
   if (run('submit')) await submitSection(runUser);
+  if (run('access')) await accessSection(runUser);
   if (run('launch')) await launchSection(runUser);
   if (run('restart')) await restartSection(runUser);
   if (run('dispatch')) await dispatchSection();
@@ -37,6 +39,17 @@ async function submitSection(runUser: string): Promise<void> {
     line(`  ${s.clients} client(s), ${s.submits} submits`, `${Math.round(s.jobsPerSecond)} jobs/s  (latency p50 ${s.latencyP50Ms.toFixed(2)} ms, p99 ${s.latencyP99Ms.toFixed(2)} ms)`);
   }
   line('  daemon peak RSS', `${f1(submits.peakRssMb)} MiB`);
+}
+
+async function accessSection(runUser: string): Promise<void> {
+  process.stdout.write(`\n== Durable SubmitJob with identity and policy on (rate limit lifted): as ${runUser} on the unix socket, and over mutual TLS\n`);
+  const a = await accessThroughput(runUser, [1, 64], (c) => (c === 1 ? 3000 : 20000));
+  for (const [via, runs] of [['unix socket', a.unix], ['mutual TLS', a.mtls]] as const) {
+    for (const { clients, figures } of runs) {
+      line(`  ${via}, ${clients} client(s)`, `${Math.round(figures.jobsPerSecond)} jobs/s  (latency p50 ${figures.latencyP50Ms.toFixed(2)} ms, p99 ${figures.latencyP99Ms.toFixed(2)} ms)`);
+    }
+  }
+  line('  reading a connection\'s peer credentials (SO_PEERCRED)', `${a.peerCredentialsUs.toFixed(2)} us`);
 }
 
 async function launchSection(runUser: string): Promise<void> {

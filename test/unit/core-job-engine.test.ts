@@ -1,6 +1,8 @@
 // JobEngine against in-memory fakes of its ports: the use cases and dispatch, without a daemon.
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { compileConfig } from '../../src/config/load-config.js';
+import type { DaemonConfig } from '../../src/config/daemon-config.js';
+import type { Principal } from '../../src/core/access-policy.js';
 import { HpcqError, StoreUnavailableError } from '../../src/core/errors.js';
 import { isTerminal, newPendingJob, type Job, type JobEvent, type JobOutcome, type JobSpec } from '../../src/core/job.js';
 import type { JobExecutor, JobFilter, JobPage, JobStore, JobTransition, ReattachResult, UserAccount, UserDirectory } from '../../src/core/ports.js';
@@ -53,8 +55,13 @@ class MemoryStore implements JobStore {
     return job && structuredClone(job);
   }
 
-  async listJobs(_filter: JobFilter, pageSize: number): Promise<JobPage> {
-    return { jobs: [...this.jobs.values()].reverse().slice(0, pageSize).map((j) => structuredClone(j)) };
+  async listJobs(filter: JobFilter, pageSize: number): Promise<JobPage> {
+    const matches = (j: Job) =>
+      (filter.clusterId === undefined || j.clusterId === filter.clusterId) &&
+      (filter.hpcqueueId === undefined || j.hpcqueueId === filter.hpcqueueId) &&
+      (filter.runUser === undefined || j.runUser === filter.runUser) &&
+      (filter.states === undefined || filter.states.length === 0 || filter.states.includes(j.state));
+    return { jobs: [...this.jobs.values()].filter(matches).reverse().slice(0, pageSize).map((j) => structuredClone(j)) };
   }
 
   async getEvents(jobId: number): Promise<JobEvent[]> {
@@ -95,8 +102,25 @@ class FakeExecutor implements JobExecutor {
   }
 }
 
-const ALICE: UserAccount = { name: 'alice', uid: 1000, gid: 1000, home: '/home/alice', shell: '/bin/sh' };
-const users: UserDirectory = { lookup: async (name) => (name === ALICE.name ? ALICE : undefined) };
+const ROOT: UserAccount = { name: 'root', uid: 0, gid: 0, home: '/root', shell: '/bin/sh', groups: [{ name: 'root', gid: 0 }] };
+const ALICE: UserAccount = { name: 'alice', uid: 1001, gid: 1001, home: '/home/alice', shell: '/bin/sh', groups: [{ name: 'alice', gid: 1001 }] };
+const BOB: UserAccount = { name: 'bob', uid: 1002, gid: 1002, home: '/home/bob', shell: '/bin/sh', groups: [{ name: 'bob', gid: 1002 }] };
+const ACCOUNTS = [ROOT, ALICE, BOB];
+const users: UserDirectory = {
+  lookup: async (name) => ACCOUNTS.find((a) => a.name === name),
+  lookupUid: async (uid) => ACCOUNTS.find((a) => a.uid === uid),
+};
+
+/** A local caller, as the API builds it from the kernel's peer credentials. */
+function localPrincipal(account: UserAccount): Principal {
+  return { name: `uid:${account.uid}`, via: 'unix', peer: `uid:${account.uid}/pid:4242`, account };
+}
+/** root over the unix socket: an admin. */
+const ADMIN = localPrincipal(ROOT);
+/** alice (uid 1001): not an admin. */
+const AS_ALICE = localPrincipal(ALICE);
+/** The cancel reason ADMIN leaves. */
+const CANCELLED_BY_ADMIN = 'Cancelled by uid:0 (root)';
 
 function request(overrides: Partial<SubmitRequest> = {}): SubmitRequest {
   return {
@@ -128,9 +152,9 @@ afterEach(async () => {
 });
 
 /** One queue `q` on a node of `cores` cores and 4 GiB. */
-function oneQueueConfig(cores: number, queue: { max_running?: number } = {}) {
+function oneQueueConfig(cores: number, queue: { max_running?: number; allowed_users?: string[]; allowed_groups?: string[] } = {}, extra: Record<string, unknown> = {}) {
   return compileConfig(
-    { node: { cores, mem_mb: 4096 }, clusters: [{ cluster_id: 'c', zone: 'z', queues: [{ hpcqueue_id: 'q', scheduler_queue_name: 'q', default: true, ...queue }] }] },
+    { node: { cores, mem_mb: 4096 }, clusters: [{ cluster_id: 'c', zone: 'z', queues: [{ hpcqueue_id: 'q', scheduler_queue_name: 'q', default: true, ...queue }] }], ...extra },
     'test',
     {},
     HOST,
@@ -140,7 +164,7 @@ function oneQueueConfig(cores: number, queue: { max_running?: number } = {}) {
 /** Lets the dispatch passes scheduled so far run. */
 const settle = () => new Promise((resolve) => setTimeout(resolve, 20));
 
-async function started(config = CONFIG) {
+async function started(config: DaemonConfig = CONFIG) {
   const store = new MemoryStore();
   const executor = new FakeExecutor();
   const engine = new JobEngine({ config, store, executor, users, log: silentLogger(), daemonUid: 0 });
@@ -163,21 +187,21 @@ async function failure(promise: Promise<unknown>): Promise<{ code: string; kind:
 describe('JobEngine', () => {
   it('refuses calls until started and after stop', async () => {
     const engine = new JobEngine({ config: CONFIG, store: new MemoryStore(), executor: new FakeExecutor(), users, log: silentLogger(), daemonUid: 0 });
-    expect(await failure(engine.getJob('1'))).toMatchObject({ code: 'ResourceUnavailable.ShuttingDown', kind: 'unavailable' });
-    expect(await failure(engine.submit(request()))).toMatchObject({ code: 'ResourceUnavailable.ShuttingDown', kind: 'unavailable' });
+    expect(await failure(engine.getJob('1', ADMIN))).toMatchObject({ code: 'ResourceUnavailable.ShuttingDown', kind: 'unavailable' });
+    expect(await failure(engine.submit(request(), ADMIN))).toMatchObject({ code: 'ResourceUnavailable.ShuttingDown', kind: 'unavailable' });
     await engine.start();
-    await engine.submit(request());
+    await engine.submit(request(), ADMIN);
     await engine.stop();
-    expect(await failure(engine.getJob('1'))).toMatchObject({ code: 'ResourceUnavailable.ShuttingDown', kind: 'unavailable' });
+    expect(await failure(engine.getJob('1', ADMIN))).toMatchObject({ code: 'ResourceUnavailable.ShuttingDown', kind: 'unavailable' });
   });
 
   it('starts what fits the node and keeps the rest pending with its reason, in memory', async () => {
     const { store, executor, engine } = await started();
     const ids: number[] = [];
-    for (let i = 0; i < 3; i++) ids.push((await engine.submit(request())).job.id);
+    for (let i = 0; i < 3; i++) ids.push((await engine.submit(request(), ADMIN)).job.id);
     await vi.waitFor(() => expect(executor.launched).toEqual(ids.slice(0, 2)));
-    expect((await engine.getJob(String(ids[0]))).state).toBe('RUNNING');
-    expect(await engine.getJob(String(ids[2]))).toMatchObject({ state: 'PENDING', reason: 'Resources' });
+    expect((await engine.getJob(String(ids[0]), ADMIN)).state).toBe('RUNNING');
+    expect(await engine.getJob(String(ids[2]), ADMIN)).toMatchObject({ state: 'PENDING', reason: 'Resources' });
     // The RUNNING records are durable, with the executor's enforcement; the pending reason is not stored.
     expect(store.jobs.get(ids[0]!)).toMatchObject({ state: 'RUNNING', enforcement: 'rlimit', eventCount: 2 });
     expect(store.jobs.get(ids[2]!)!.reason).toBe('Priority');
@@ -193,7 +217,7 @@ describe('JobEngine', () => {
 
   it('a second report of an ended job changes nothing', async () => {
     const { store, executor, engine } = await started();
-    const { job } = await engine.submit(request());
+    const { job } = await engine.submit(request(), ADMIN);
     await vi.waitFor(() => expect(executor.launched).toEqual([job.id]));
     await executor.end(job.id);
     await executor.end(job.id, { state: 'NODE_FAIL', reason: 'late' });
@@ -203,42 +227,42 @@ describe('JobEngine', () => {
 
   it('finds jobs by id and by uuid, and names what is wrong with a bad job_id', async () => {
     const { engine } = await started();
-    const { job } = await engine.submit(request());
-    expect((await engine.getJob(String(job.id))).id).toBe(job.id);
-    expect((await engine.getJob(job.uuid)).id).toBe(job.id);
-    expect(await failure(engine.getJob('999'))).toEqual({ code: 'ResourceNotFound.Job', kind: 'not_found', field: 'job_id' });
-    expect(await failure(engine.getJob('hpcjob-zzzzzzzz'))).toEqual({ code: 'ResourceNotFound.Job', kind: 'not_found', field: 'job_id' });
-    expect(await failure(engine.getJob(''))).toEqual({ code: 'MissingParameter.JobId', kind: 'invalid', field: 'job_id' });
-    expect(await failure(engine.getJob('12x'))).toEqual({ code: 'InvalidParameter.JobIdMalformed', kind: 'invalid', field: 'job_id' });
-    expect(await failure(engine.cancel('999', 'tester'))).toEqual({ code: 'ResourceNotFound.Job', kind: 'not_found', field: 'job_id' });
+    const { job } = await engine.submit(request(), ADMIN);
+    expect((await engine.getJob(String(job.id), ADMIN)).id).toBe(job.id);
+    expect((await engine.getJob(job.uuid, ADMIN)).id).toBe(job.id);
+    expect(await failure(engine.getJob('999', ADMIN))).toEqual({ code: 'ResourceNotFound.Job', kind: 'not_found', field: 'job_id' });
+    expect(await failure(engine.getJob('hpcjob-zzzzzzzz', ADMIN))).toEqual({ code: 'ResourceNotFound.Job', kind: 'not_found', field: 'job_id' });
+    expect(await failure(engine.getJob('', ADMIN))).toEqual({ code: 'MissingParameter.JobId', kind: 'invalid', field: 'job_id' });
+    expect(await failure(engine.getJob('12x', ADMIN))).toEqual({ code: 'InvalidParameter.JobIdMalformed', kind: 'invalid', field: 'job_id' });
+    expect(await failure(engine.cancel('999', ADMIN))).toEqual({ code: 'ResourceNotFound.Job', kind: 'not_found', field: 'job_id' });
   });
 
   it('cancels a pending job at once and answers with the stored job, without reading it back', async () => {
     const { store, executor, engine } = await started();
-    for (let i = 0; i < 2; i++) await engine.submit(request());
-    const { job } = await engine.submit(request());
+    for (let i = 0; i < 2; i++) await engine.submit(request(), ADMIN);
+    const { job } = await engine.submit(request(), ADMIN);
     await vi.waitFor(() => expect(executor.launched).toHaveLength(2));
     const reads = store.reads;
-    const cancelled = await engine.cancel(String(job.id), 'tester');
-    expect(cancelled).toMatchObject({ id: job.id, state: 'CANCELLED', reason: 'Cancelled by tester', startTimeMs: 0 });
+    const cancelled = await engine.cancel(String(job.id), ADMIN);
+    expect(cancelled).toMatchObject({ id: job.id, state: 'CANCELLED', reason: CANCELLED_BY_ADMIN, startTimeMs: 0 });
     expect(cancelled).toEqual(store.jobs.get(job.id));
     expect(store.reads).toBe(reads);
     expect(executor.cancelled).toEqual([]);
-    expect(await failure(engine.cancel(String(job.id), 'tester'))).toEqual({ code: 'FailedOperation.JobAlreadyFinished', kind: 'precondition', field: 'job_id' });
+    expect(await failure(engine.cancel(String(job.id), ADMIN))).toEqual({ code: 'FailedOperation.JobAlreadyFinished', kind: 'precondition', field: 'job_id' });
   });
 
   it('asks the supervisor to end a running job; the outcome carries who cancelled it', async () => {
     const { store, executor, engine } = await started();
-    const { job } = await engine.submit(request());
+    const { job } = await engine.submit(request(), ADMIN);
     await vi.waitFor(() => expect(executor.launched).toEqual([job.id]));
-    const answer = await engine.cancel(job.uuid, 'tester');
+    const answer = await engine.cancel(job.uuid, ADMIN);
     expect(answer.state).toBe('RUNNING');
     expect(executor.cancelled).toEqual([job.id]);
     // A repeated cancel while it ends does not ask again.
-    await engine.cancel(String(job.id), 'someone else');
+    await engine.cancel(String(job.id), AS_ALICE);
     expect(executor.cancelled).toEqual([job.id]);
     await executor.end(job.id, { state: 'CANCELLED', reason: 'Cancelled', termSignal: 15 });
-    expect(store.jobs.get(job.id)).toMatchObject({ state: 'CANCELLED', reason: 'Cancelled by tester', termSignal: 15 });
+    expect(store.jobs.get(job.id)).toMatchObject({ state: 'CANCELLED', reason: CANCELLED_BY_ADMIN, termSignal: 15 });
   });
 
   it('enforces max_pending per queue, counting only jobs to be created', async () => {
@@ -249,11 +273,11 @@ describe('JobEngine', () => {
       HOST,
     );
     const { executor, engine } = await started(config);
-    const first = await engine.submit(request());
+    const first = await engine.submit(request(), ADMIN);
     await vi.waitFor(() => expect(executor.launched).toEqual([first.job.id]));
     // Two submits at once: both are admitted against the quota before either is stored.
-    await Promise.all([engine.submit(request()), engine.submit(request())]);
-    expect(await failure(engine.submit(request()))).toEqual({ code: 'LimitExceeded.JobQuota', kind: 'exhausted', field: 'hpcqueue_id' });
+    await Promise.all([engine.submit(request(), ADMIN), engine.submit(request(), ADMIN)]);
+    expect(await failure(engine.submit(request(), ADMIN))).toEqual({ code: 'LimitExceeded.JobQuota', kind: 'exhausted', field: 'hpcqueue_id' });
     expect(engine.queueCounts('q')).toEqual({ pending: 2, running: 1 });
   });
 });
@@ -261,45 +285,45 @@ describe('JobEngine', () => {
 describe('JobEngine dispatch', () => {
   it('gives a reason only to the jobs a pass examined; the others keep theirs', async () => {
     const { executor, engine } = await started(oneQueueConfig(4, { max_running: 1 }));
-    const first = await engine.submit(request());
+    const first = await engine.submit(request(), ADMIN);
     await vi.waitFor(() => expect(executor.launched).toEqual([first.job.id]));
-    const [second, third] = await Promise.all([engine.submit(request()), engine.submit(request())]);
+    const [second, third] = await Promise.all([engine.submit(request(), ADMIN), engine.submit(request(), ADMIN)]);
     await settle();
     // The queue is at max_running: its first pending job says so, and the pass leaves the rest of it.
-    expect(await engine.getJob(String(second!.job.id))).toMatchObject({ state: 'PENDING', reason: 'QueueMaxRunning' });
-    expect(await engine.getJob(String(third!.job.id))).toMatchObject({ state: 'PENDING', reason: 'Priority' });
+    expect(await engine.getJob(String(second!.job.id), ADMIN)).toMatchObject({ state: 'PENDING', reason: 'QueueMaxRunning' });
+    expect(await engine.getJob(String(third!.job.id), ADMIN)).toMatchObject({ state: 'PENDING', reason: 'Priority' });
 
     await executor.end(first.job.id);
     await vi.waitFor(() => expect(executor.launched).toEqual([first.job.id, second!.job.id]));
     await settle();
-    expect(await engine.getJob(String(third!.job.id))).toMatchObject({ state: 'PENDING', reason: 'QueueMaxRunning' });
+    expect(await engine.getJob(String(third!.job.id), ADMIN)).toMatchObject({ state: 'PENDING', reason: 'QueueMaxRunning' });
   });
 
   it('a job submitted while the node is full is next in line and shows Resources', async () => {
     const { executor, engine } = await started(oneQueueConfig(1));
-    const running = await engine.submit(request());
+    const running = await engine.submit(request(), ADMIN);
     await vi.waitFor(() => expect(executor.launched).toEqual([running.job.id]));
-    const next = await engine.submit(request());
-    const after = await engine.submit(request());
+    const next = await engine.submit(request(), ADMIN);
+    const after = await engine.submit(request(), ADMIN);
     await settle();
-    expect(await engine.getJob(String(next.job.id))).toMatchObject({ state: 'PENDING', reason: 'Resources' });
-    expect(await engine.getJob(String(after.job.id))).toMatchObject({ state: 'PENDING', reason: 'Priority' });
+    expect(await engine.getJob(String(next.job.id), ADMIN)).toMatchObject({ state: 'PENDING', reason: 'Resources' });
+    expect(await engine.getJob(String(after.job.id), ADMIN)).toMatchObject({ state: 'PENDING', reason: 'Priority' });
   });
 
   it('a job put back to pending after a failed RUNNING write is dispatched in id order again', async () => {
     const { store, executor, engine } = await started(oneQueueConfig(1));
-    const running = await engine.submit(request());
+    const running = await engine.submit(request(), ADMIN);
     await vi.waitFor(() => expect(executor.launched).toEqual([running.job.id]));
     const waiting: number[] = [];
-    for (let i = 0; i < 3; i++) waiting.push((await engine.submit(request())).job.id);
+    for (let i = 0; i < 3; i++) waiting.push((await engine.submit(request(), ADMIN)).job.id);
 
     // The core frees up, but the first waiting job's RUNNING write fails: it goes back to pending
     // behind the jobs submitted after it, and must still come first.
     store.failRunningWrites = true;
     await executor.end(running.job.id);
-    await vi.waitFor(async () => expect(await engine.getJob(String(waiting[0]))).toMatchObject({ state: 'PENDING', reason: 'StoreUnavailable' }));
+    await vi.waitFor(async () => expect(await engine.getJob(String(waiting[0]), ADMIN)).toMatchObject({ state: 'PENDING', reason: 'StoreUnavailable' }));
     store.failRunningWrites = false;
-    await engine.submit(request());
+    await engine.submit(request(), ADMIN);
     await vi.waitFor(() => expect(executor.launched).toEqual([running.job.id, waiting[0]]));
     await settle();
     expect(executor.launched).toEqual([running.job.id, waiting[0]]);
@@ -310,10 +334,10 @@ describe('JobEngine dispatch', () => {
 describe('JobEngine.watch', () => {
   it('sends the job as it is now, its history if asked, then each change until it ends', async () => {
     const { executor, engine } = await started();
-    const { job } = await engine.submit(request());
+    const { job } = await engine.submit(request(), ADMIN);
     await vi.waitFor(() => expect(executor.launched).toEqual([job.id]));
     const seen: Array<[string, string | undefined]> = [];
-    const watching = engine.watch(String(job.id), true, (j, e) => seen.push([j.state, e?.state]), new AbortController().signal);
+    const watching = engine.watch(String(job.id), ADMIN, true, (j, e) => seen.push([j.state, e?.state]), new AbortController().signal);
     await vi.waitFor(() => expect(seen).toHaveLength(3));
     await executor.end(job.id);
     await watching;
@@ -327,18 +351,18 @@ describe('JobEngine.watch', () => {
 
   it('ends at once for a finished job, and when the signal aborts', async () => {
     const { store, executor, engine } = await started();
-    const { job } = await engine.submit(request());
+    const { job } = await engine.submit(request(), ADMIN);
     await vi.waitFor(() => expect(executor.launched).toEqual([job.id]));
     const abort = new AbortController();
     const seen: string[] = [];
-    const watching = engine.watch(job.uuid, false, (j) => seen.push(j.state), abort.signal);
+    const watching = engine.watch(job.uuid, ADMIN, false, (j) => seen.push(j.state), abort.signal);
     await vi.waitFor(() => expect(seen).toEqual(['RUNNING']));
     abort.abort();
     await watching;
     await executor.end(job.id);
     const after: string[] = [];
     const reads = store.reads;
-    await engine.watch(String(job.id), false, (j) => after.push(j.state), new AbortController().signal);
+    await engine.watch(String(job.id), ADMIN, false, (j) => after.push(j.state), new AbortController().signal);
     expect(after).toEqual(['COMPLETED']);
     // Found in the store once; a finished job is not read again for the snapshot.
     expect(store.reads).toBe(reads + 1);
@@ -346,16 +370,131 @@ describe('JobEngine.watch', () => {
 
   it('endWatches ends open watches with UNAVAILABLE and refuses new ones', async () => {
     const { executor, engine } = await started();
-    const { job } = await engine.submit(request());
+    const { job } = await engine.submit(request(), ADMIN);
     await vi.waitFor(() => expect(executor.launched).toEqual([job.id]));
     let seen = 0;
-    const watching = engine.watch(String(job.id), false, () => seen++, new AbortController().signal);
+    const watching = engine.watch(String(job.id), ADMIN, false, () => seen++, new AbortController().signal);
     await vi.waitFor(() => expect(seen).toBe(1));
     engine.endWatches();
     expect(await failure(watching)).toMatchObject({ code: 'ResourceUnavailable.ShuttingDown', kind: 'unavailable' });
-    expect(await failure(engine.watch(String(job.id), false, () => undefined, new AbortController().signal))).toMatchObject({
+    expect(await failure(engine.watch(String(job.id), ADMIN, false, () => undefined, new AbortController().signal))).toMatchObject({
       code: 'ResourceUnavailable.ShuttingDown',
       kind: 'unavailable',
     });
+  });
+});
+
+describe('JobEngine access control', () => {
+  /** A job of alice and one of bob, both submitted by an admin on a node where neither can start. */
+  async function jobsOfAliceAndBob(extra: Record<string, unknown> = {}) {
+    const setup = await started(oneQueueConfig(1, {}, extra));
+    const { executor, engine } = setup;
+    const blocker = await engine.submit(request({ runUser: 'alice' }), ADMIN);
+    await vi.waitFor(() => expect(executor.launched).toEqual([blocker.job.id]));
+    const alices = await engine.submit(request({ runUser: '' }), AS_ALICE);
+    const bobs = await engine.submit(request({ runUser: 'bob' }), ADMIN);
+    return { ...setup, blocker: blocker.job, alices: alices.job, bobs: bobs.job };
+  }
+
+  it("a non-admin finds another user's job nowhere: get, cancel and watch answer NOT_FOUND, list leaves it out", async () => {
+    const { store, engine, blocker, alices, bobs } = await jobsOfAliceAndBob();
+    expect(alices).toMatchObject({ runUser: 'alice', uid: 1001 });
+    const notFound = { code: 'ResourceNotFound.Job', kind: 'not_found', field: 'job_id' };
+    for (const id of [String(bobs.id), bobs.uuid]) {
+      expect(await failure(engine.getJob(id, AS_ALICE)), id).toEqual(notFound);
+      expect(await failure(engine.cancel(id, AS_ALICE)), id).toEqual(notFound);
+      expect(await failure(engine.watch(id, AS_ALICE, false, () => undefined, new AbortController().signal)), id).toEqual(notFound);
+    }
+    // The same answer as for a job that does not exist: the id reveals nothing.
+    expect(await failure(engine.getJob('999', AS_ALICE))).toEqual(notFound);
+    expect(store.jobs.get(bobs.id)).toMatchObject({ state: 'PENDING' });
+
+    // Its own jobs it sees and lists, newest first; naming bob lists nothing.
+    expect((await engine.getJob(String(alices.id), AS_ALICE)).id).toBe(alices.id);
+    expect((await engine.listJobs({}, AS_ALICE, 100)).jobs.map((j) => j.id)).toEqual([alices.id, blocker.id]);
+    expect((await engine.listJobs({ runUser: 'alice' }, AS_ALICE, 100)).jobs.map((j) => j.id)).toEqual([alices.id, blocker.id]);
+    expect((await engine.listJobs({ runUser: 'bob' }, AS_ALICE, 100)).jobs).toEqual([]);
+    expect((await engine.listJobs({ runUser: 'nobody' }, AS_ALICE, 100)).jobs).toEqual([]);
+    // An admin lists everyone's.
+    expect((await engine.listJobs({}, ADMIN, 100)).jobs.map((j) => j.id)).toEqual([bobs.id, alices.id, blocker.id]);
+    expect((await engine.listJobs({ runUser: 'bob' }, ADMIN, 100)).jobs.map((j) => j.id)).toEqual([bobs.id]);
+
+    // It cancels its own job, and the reason names it.
+    expect(await engine.cancel(String(alices.id), AS_ALICE)).toMatchObject({ state: 'CANCELLED', reason: 'Cancelled by uid:1001 (alice)' });
+  });
+
+  it("with job_visibility: all a non-admin sees another user's job but may not cancel it", async () => {
+    const { store, executor, engine, alices, bobs, blocker } = await jobsOfAliceAndBob({ access: { job_visibility: 'all' } });
+    expect((await engine.getJob(String(bobs.id), AS_ALICE)).runUser).toBe('bob');
+    expect((await engine.getJob(bobs.uuid, AS_ALICE)).id).toBe(bobs.id);
+    expect((await engine.listJobs({}, AS_ALICE, 100)).jobs.map((j) => j.id)).toEqual([bobs.id, alices.id, blocker.id]);
+    expect((await engine.listJobs({ runUser: 'bob' }, AS_ALICE, 100)).jobs.map((j) => j.id)).toEqual([bobs.id]);
+    expect(await failure(engine.cancel(String(bobs.id), AS_ALICE))).toEqual({ code: 'OperationDenied.JobNotOwned', kind: 'permission', field: 'job_id' });
+    expect(store.jobs.get(bobs.id)).toMatchObject({ state: 'PENDING', eventCount: 1 });
+    expect(await engine.getJob(String(bobs.id), ADMIN)).toMatchObject({ state: 'PENDING' });
+    expect(executor.cancelled).toEqual([]);
+  });
+
+  it('a job its queue no longer takes after a reload fails at launch and never runs', async () => {
+    const { store, executor, engine } = await started(oneQueueConfig(1));
+    const blocker = await engine.submit(request({ runUser: 'bob' }), ADMIN);
+    await vi.waitFor(() => expect(executor.launched).toEqual([blocker.job.id]));
+    const { job } = await engine.submit(request({ runUser: '' }), AS_ALICE);
+    await settle();
+    expect(await engine.getJob(String(job.id), ADMIN)).toMatchObject({ state: 'PENDING', reason: 'Resources' });
+
+    engine.reconfigure(oneQueueConfig(1, { allowed_users: ['someone-else'] }));
+    // The core frees up: the waiting job is dispatched, and the policy is checked again before launch.
+    await executor.end(blocker.job.id);
+    await vi.waitFor(() => expect(store.jobs.get(job.id)?.state).toBe('FAILED'));
+    expect(store.jobs.get(job.id)!.reason).toMatch(/^LaunchFailed: OperationDenied\.QueueNotAllowed/);
+    expect(store.events.get(job.id)!.map((e) => e.state)).toEqual(['PENDING', 'RUNNING', 'FAILED']);
+    expect(executor.launched).toEqual([blocker.job.id]);
+    expect(engine.queueCounts('q')).toEqual({ pending: 0, running: 0 });
+    expect(engine.usedResources()).toEqual({ cores: 0, memMb: 0 });
+    // New submits of alice are refused by the reloaded policy up front.
+    expect(await failure(engine.submit(request({ runUser: '' }), AS_ALICE))).toEqual({ code: 'OperationDenied.QueueNotAllowed', kind: 'permission', field: 'hpcqueue_id' });
+  });
+
+  it('refuses a reload that removes a queue still holding jobs, and changes nothing', async () => {
+    const twoQueues = (queues: Record<string, unknown>[]) =>
+      compileConfig({ node: { cores: 1, mem_mb: 4096 }, clusters: [{ cluster_id: 'c', zone: 'z', queues }] }, 'test', {}, HOST);
+    const q = { hpcqueue_id: 'q', scheduler_queue_name: 'q', default: true };
+    const r = { hpcqueue_id: 'r', scheduler_queue_name: 'r' };
+    const { executor, engine } = await started(twoQueues([q, r]));
+    const blocker = await engine.submit(request({ hpcqueueId: 'q' }), ADMIN);
+    await vi.waitFor(() => expect(executor.launched).toEqual([blocker.job.id]));
+    const pending = await engine.submit(request({ hpcqueueId: 'r' }), ADMIN);
+    expect(engine.queueCounts('r')).toEqual({ pending: 1, running: 0 });
+
+    // Without r, and with q closed to alice: refused as a whole.
+    let thrown: unknown;
+    try {
+      engine.reconfigure(twoQueues([{ ...q, allowed_users: ['someone-else'] }]));
+    } catch (err) {
+      thrown = err;
+    }
+    expect(thrown).toBeInstanceOf(HpcqError);
+    expect(thrown).toMatchObject({ code: 'FailedOperation.QueueInUse', kind: 'precondition' });
+    expect((thrown as HpcqError).message).toContain('r');
+
+    // Still the old configuration: r takes jobs and q takes alice's.
+    expect(engine.queueCounts('r')).toEqual({ pending: 1, running: 0 });
+    const another = await engine.submit(request({ hpcqueueId: 'r' }), ADMIN);
+    expect(another.job.hpcqueueId).toBe('r');
+    const alices = await engine.submit(request({ runUser: '', hpcqueueId: 'q' }), AS_ALICE);
+    expect(alices.job.hpcqueueId).toBe('q');
+    await engine.cancel(String(another.job.id), ADMIN);
+    await engine.cancel(String(alices.job.id), ADMIN);
+    // The waiting job of r still starts when the core frees up.
+    await executor.end(blocker.job.id);
+    await vi.waitFor(() => expect(executor.launched).toEqual([blocker.job.id, pending.job.id]));
+    expect(() => engine.reconfigure(twoQueues([q]))).toThrow(expect.objectContaining({ code: 'FailedOperation.QueueInUse' }));
+
+    // Once r is empty it may go.
+    await executor.end(pending.job.id);
+    expect(engine.queueCounts('r')).toEqual({ pending: 0, running: 0 });
+    expect(() => engine.reconfigure(twoQueues([q]))).not.toThrow();
+    expect(await failure(engine.submit(request({ hpcqueueId: 'r' }), ADMIN))).toMatchObject({ code: 'ResourceNotFound.Queue' });
   });
 });
