@@ -59,7 +59,6 @@ export class AccessGate {
       this.auditRefusal(undefined, this.deps.connections.identityOf(peer)?.peer ?? peer, method, err);
       throw err;
     }
-    this.deps.connections.markUsed(peer);
     const ctx = this.deps.context();
     try {
       if (!(ctx.access.rateLimit.adminsExempt && isAdmin(principal, ctx))) this.takeRate(principal);

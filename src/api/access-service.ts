@@ -1,7 +1,7 @@
 /** hpcq.v1.AccessService: who the caller is, tokens for remote programs, configuration reload. */
 import type { TokenAuthority } from '../access/token-authority.js';
 import type { DaemonConfig } from '../config/daemon-config.js';
-import { assertRunnableAccount, isAdmin, queueAllows, type Principal } from '../core/access-policy.js';
+import { assertRunnableAccount, isAdmin, queueAllows, ruleOf, type Principal } from '../core/access-policy.js';
 import { HpcqError, invalidParameter } from '../core/errors.js';
 import type { UserDirectory } from '../core/ports.js';
 import type {
@@ -36,7 +36,7 @@ export function createAccessService(deps: AccessServiceDeps, ctx: HandlerContext
     whoAmI: unary<WhoAmIRequest, WhoAmIResponse>(ctx, { method: 'WhoAmI' }, async (_req, principal) => {
       const config = deps.config();
       const account = principal.account;
-      const rule = config.access.principals.find((p) => p.name === principal.name || p.name === account?.name);
+      const rule = ruleOf(principal, config.access);
       return {
         principal: principal.name,
         authenticatedBy: principal.via,

@@ -11,7 +11,7 @@
 import { readFileSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Server, ServerCredentials, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js';
+import { Server, ServerCredentials, ServerInterceptingCall, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation } from 'grpc-health-check';
@@ -39,7 +39,15 @@ function protoDir(): string {
 }
 
 export class GrpcServer {
-  private readonly server = new Server({
+  private readonly server: Server = new Server({
+    // Every call, health and reflection included, shows its connection is in use (the
+    // first-call deadline closes only connections that never make one).
+    interceptors: [
+      (_method, call) => {
+        this.connections.markUsed(call.getPeer());
+        return new ServerInterceptingCall(call);
+      },
+    ],
     'grpc.max_receive_message_length': MAX_RECEIVE_BYTES,
     'grpc.max_concurrent_streams': MAX_CONCURRENT_STREAMS,
     // Close idle connections after 5 minutes (RELIABILITY I12).

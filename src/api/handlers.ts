@@ -26,30 +26,37 @@ export interface MethodOptions<Req, Res> {
   auditDetails?: (req: Req, res: Res | undefined) => { jobId?: string; runUser?: string };
 }
 
+/** What a handler may add to its audit line (e.g. the account a submit resolved to). */
+export interface AuditNote {
+  jobId?: string;
+  runUser?: string;
+}
+
 export function unary<Req, Res>(
   ctx: HandlerContext,
   options: MethodOptions<Req, Res>,
-  fn: (req: Req, principal: Principal) => Promise<Res>,
+  fn: (req: Req, principal: Principal, audit: AuditNote) => Promise<Res>,
 ): (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => void {
   return (call, callback) => {
     let principal: Principal | undefined;
-    let result: Res | undefined;
+    const note: AuditNote = {};
+    const details = (res: Res | undefined) => ({ ...options.auditDetails?.(call.request, res), ...note });
     const run = async (): Promise<Res> => {
       const admission = await ctx.gate.admit(call, options.method);
       principal = admission.principal;
       try {
-        return (result = await fn(checkDecoded(call.request), admission.principal));
+        return await fn(checkDecoded(call.request), admission.principal, note);
       } finally {
         admission.release();
       }
     };
     run().then(
       (res) => {
-        ctx.gate.recordResult(principal!, options.method, options.mutating ?? false, undefined, options.auditDetails?.(call.request, res));
+        ctx.gate.recordResult(principal!, options.method, options.mutating ?? false, undefined, details(res));
         callback(null, res);
       },
       (err: unknown) => {
-        if (principal) ctx.gate.recordResult(principal, options.method, options.mutating ?? false, err, options.auditDetails?.(call.request, result));
+        if (principal) ctx.gate.recordResult(principal, options.method, options.mutating ?? false, err, details(undefined));
         callback(toServiceError(err, ctx.log, options.method));
       },
     );

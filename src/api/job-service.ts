@@ -28,9 +28,10 @@ export function createJobService(engine: JobEngine, config: () => DaemonConfig, 
   return {
     submitJob: unary<SubmitJobRequest, SubmitJobResponse>(
       ctx,
-      { method: 'SubmitJob', mutating: true, auditDetails: (req, res) => ({ jobId: res?.jobId, runUser: req.runUser }) },
-      async (req, principal) => {
+      { method: 'SubmitJob', mutating: true, auditDetails: (req, res) => ({ jobId: res?.jobId, runUser: req.runUser || undefined }) },
+      async (req, principal, audit) => {
         const { job } = await engine.submit(submitRequestFromProto(req), principal);
+        audit.runUser = job.runUser;
         return { action: 'HpcJobSubmitJobResponse', jobStatus: 'pending', hpcjobUuid: job.uuid, jobId: String(job.id), retCode: 0 };
       },
     ),

@@ -12,7 +12,7 @@ const unixName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_.-]{0,31}$/, 'a Unix use
 
 /** A principal of the access policy: a certificate subject (mutual TLS) or a Unix account. */
 export const principalSchema = z.strictObject({
-  /** A certificate's subject (SAN URI, SAN DNS name or CN), or `uid:<n>` / a user name for a local account. */
+  /** A certificate's subject (SAN URI, SAN DNS name or CN) as it is, or a local account as `uid:<n>` or `user:<name>`. */
   name: z.string().min(1).max(256),
   /** Accounts it may submit jobs as: user names, or `@group` for every member of a group. Default none. */
   run_users: z.array(z.string().regex(/^@?[A-Za-z_][A-Za-z0-9_.-]{0,31}$/, 'a user name or @group')).default([]),

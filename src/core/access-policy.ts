@@ -7,6 +7,7 @@
  *   principal listed with `admin: true`. Sees and acts on every job; may submit as any allowed account.
  * - run as: a caller may submit as its own account; a listed principal also as its `run_users`
  *   (names, or `@group`); an admin as anyone. Otherwise OperationDenied.RunUserNotAllowed.
+ *   Rules name certificate subjects as they are and local accounts as `uid:<n>` or `user:<name>`.
  * - run account: never uid 0 or below `min_uid`, never with group root among its groups unless
  *   `allow_root_group` (OperationDenied.RunUserPrivileged) - for admins too.
  * - queue: a queue with `allowed_users`/`allowed_groups` takes only jobs of those accounts
@@ -15,7 +16,7 @@
  *   `job_visibility: all`; another's job answers NOT_FOUND, so ids reveal nothing. Acting on a job
  *   (cancel) needs the same right as submitting it.
  */
-import type { AccessConfig, QueueConfig } from '../config/daemon-config.js';
+import type { AccessConfig, PrincipalRule, QueueConfig } from '../config/daemon-config.js';
 import { HpcqError } from './errors.js';
 import type { UserAccount } from './ports.js';
 
@@ -46,9 +47,20 @@ export function isAdmin(principal: Principal, ctx: AccessContext): boolean {
   return ruleOf(principal, ctx.access)?.admin === true;
 }
 
-/** The `access.principals` entry of a principal: by its name, or for an account by its user name. */
-function ruleOf(principal: Principal, access: AccessConfig) {
-  return access.principals.find((p) => p.name === principal.name || (principal.account !== undefined && p.name === principal.account.name));
+/**
+ * The `access.principals` entry of a principal. Certificate subjects and local accounts are kept
+ * apart, so neither can take the other's rule: a local account (unix socket or token) matches
+ * `uid:<n>` or `user:<name>`; a certificate principal matches its subject exactly, and a subject
+ * that looks like `uid:`/`user:` matches nothing.
+ */
+export function ruleOf(principal: Principal, access: AccessConfig): PrincipalRule | undefined {
+  if (principal.via === 'certificate') {
+    if (/^(uid|user):/.test(principal.name)) return undefined;
+    return access.principals.find((p) => p.name === principal.name);
+  }
+  const account = principal.account;
+  if (!account) return undefined;
+  return access.principals.find((p) => p.name === `uid:${account.uid}` || p.name === `user:${account.name}`);
 }
 
 /** Whether the principal may have jobs run as `runAccount`. */
@@ -74,7 +86,10 @@ export function assertRunnableAccount(account: UserAccount, ctx: AccessContext):
   if (account.uid === 0) {
     throw new HpcqError('OperationDenied.RunUserPrivileged', 'permission', `run_user ${account.name} has uid 0; jobs never run as root`, 'run_user');
   }
-  // A personal (non-root) daemon runs jobs only as its own user, whatever that uid is.
+  // A personal (non-root) daemon can run jobs only as its own user, whatever that uid is.
+  if (ctx.daemonUid !== 0 && account.uid !== ctx.daemonUid) {
+    throw new HpcqError('OperationDenied.RunUserNotAllowed', 'permission', `this hpcqd runs unprivileged (uid ${ctx.daemonUid}) and can run jobs only as that user`, 'run_user');
+  }
   if (ctx.daemonUid === 0 && account.uid < ctx.access.minUid) {
     throw new HpcqError('OperationDenied.RunUserPrivileged', 'permission', `run_user ${account.name} is a system account (uid ${account.uid} < min_uid ${ctx.access.minUid})`, 'run_user');
   }

@@ -220,9 +220,6 @@ async function resolveRunUser(runUser: string, ctx: SubmitContext): Promise<User
   if (!USER_NAME_RE.test(runUser)) throw invalidParameter('InvalidParameter.RunUserMalformed', 'run_user', `run_user ${quoteValue(runUser)} is not a valid user name`);
   const account = await ctx.users.lookup(runUser);
   if (!account) throw invalidParameter('InvalidParameter.RunUserNotFound', 'run_user', `run_user ${runUser} is not an account on this node`);
-  if (ctx.daemonUid !== 0 && account.uid !== ctx.daemonUid) {
-    throw new HpcqError('OperationDenied.RunUserNotAllowed', 'permission', `this hpcqd runs unprivileged (uid ${ctx.daemonUid}) and can run jobs only as that user`, 'run_user');
-  }
   return account;
 }
 

@@ -139,7 +139,7 @@ const CASES: Case[] = [
   { title: 'mem_limit above the queue maximum', req: { schedulerQueueName: 'debug', memLimit: 1025 }, code: I, reason: 'InvalidParameterValue.MemLimitTooLarge', field: 'mem_limit' },
   { title: 'mem_limit far above the node', req: { memLimit: 2 ** 52 }, code: I, reason: 'InvalidParameterValue.MemLimitTooLarge', field: 'mem_limit' },
   { title: 'time_limit above the queue maximum', req: { hpcqueueId: 'hpcq-debug', timeLimit: 61 }, code: I, reason: 'InvalidParameterValue.TimeLimitTooLarge', field: 'time_limit' },
-  { title: 'run_user missing', req: { runUser: '' }, code: I, reason: 'MissingParameter.RunUser', field: 'run_user' },
+  { title: 'run_user empty: the caller itself, and root never runs jobs', req: { runUser: '' }, code: PD, reason: 'OperationDenied.RunUserPrivileged', field: 'run_user' },
   { title: 'run_user with a slash', req: { runUser: '../root' }, code: I, reason: 'InvalidParameter.RunUserMalformed', field: 'run_user' },
   { title: 'run_user with shell metacharacters', req: { runUser: 'bob;id' }, code: I, reason: 'InvalidParameter.RunUserMalformed', field: 'run_user' },
   { title: 'run_user with a newline', req: { runUser: 'bob\nroot' }, code: I, reason: 'InvalidParameter.RunUserMalformed', field: 'run_user' },

@@ -90,6 +90,9 @@ export interface DaemonHandle {
 const started = new Set<DaemonHandle>();
 const dirs = new Set<string>();
 
+/** The socket directory of each state directory, so that restarted daemons keep their address. */
+const socketDirs = new Map<string, string>();
+
 /** A directory every user may traverse, for a test daemon's socket. */
 export function makeSocketDir(): string {
   const dir = mkdtempSync(join(tmpdir(), 'hpcq-sock-'));
@@ -126,7 +129,9 @@ export async function startDaemon(
   const extraListen = opts.extraListen ?? [];
   // A root daemon's socket goes in a 0755 directory, so that tests can call it as other users
   // (the daemon tells them apart by their uid); a daemon run as a user keeps it in its state dir.
-  const socketDir = opts.uid === undefined ? makeSocketDir() : stateDir;
+  // A restart on the same state directory keeps the address, as a real daemon's would.
+  let socketDir = opts.uid === undefined ? socketDirs.get(stateDir) : stateDir;
+  if (socketDir === undefined) socketDirs.set(stateDir, (socketDir = makeSocketDir()));
   const address = `unix:${join(socketDir, 'hpcqd.sock')}`;
   // HPCQ_LISTEN names one address; several go in the file's listen list.
   const listenYaml = extraListen.length === 0 ? '' : `\nlisten:\n${[address, ...extraListen].map((a) => `  - "${a}"`).join('\n')}\n`;
@@ -204,6 +209,7 @@ export async function stopAll(): Promise<void> {
     rmSync(dir, { recursive: true, force: true });
   }
   dirs.clear();
+  socketDirs.clear();
 }
 
 async function cancelActiveJobs(d: DaemonHandle): Promise<void> {

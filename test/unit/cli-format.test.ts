@@ -1,4 +1,3 @@
-import { userInfo } from 'node:os';
 import { Metadata, status } from '@grpc/grpc-js';
 import { InvalidArgumentError } from 'commander';
 import { describe, expect, it } from 'vitest';
@@ -239,7 +238,7 @@ describe('tables and key/value views', () => {
   it('renders the queues table and node line', () => {
     const text = renderQueues({
       queues: [
-        { clusterId: 'c', zone: 'z', hpcqueueId: 'hpcq-normal', schedulerQueueName: 'normal', isDefault: true, priority: 10, maxCores: 4, defaultCores: 1, maxMemMb: 4096, defaultMemMb: 256, maxTimeSeconds: 3600, defaultTimeSeconds: 600, maxRunning: 0, maxPending: 3, pendingCount: 2, runningCount: 1 },
+        { clusterId: 'c', zone: 'z', hpcqueueId: 'hpcq-normal', schedulerQueueName: 'normal', isDefault: true, priority: 10, maxCores: 4, defaultCores: 1, maxMemMb: 4096, defaultMemMb: 256, maxTimeSeconds: 3600, defaultTimeSeconds: 600, maxRunning: 0, maxPending: 3, pendingCount: 2, runningCount: 1, allowedGroups: [], allowedUsers: [], usable: true },
       ],
       enforcement: 'rlimit',
       nodeCores: 4,
@@ -315,9 +314,9 @@ describe('submit request', () => {
     expect(() => buildSubmitRequest({ ...base, cmdLine: 'true' }, ['false'])).toThrow(UsageError);
   });
 
-  it('fills in the defaults: invoking user, cli submit type, timestamp now', () => {
+  it('fills in the defaults: no run_user (the daemon takes the caller\'s account), cli submit type, timestamp now', () => {
     const req = buildSubmitRequest(base, [], Date.parse('2026-01-02T03:04:05.600Z'));
-    expect(req).toMatchObject({ runUser: userInfo().username, submitType: 1, timestamp: '2026-01-02T03:04:05Z', cmdLine: '', name: 'x' });
+    expect(req).toMatchObject({ runUser: '', submitType: 1, timestamp: '2026-01-02T03:04:05Z', cmdLine: '', name: 'x' });
     expect(buildSubmitRequest({ ...base, timestamp: false }, []).timestamp).toBe('');
     expect(buildSubmitRequest({ ...base, queue: 'debug', memLimit: 512, stdout: '/tmp/o' }, []).schedulerQueueName).toBe('debug');
   });
@@ -443,16 +442,51 @@ describe('--timeout', () => {
 });
 
 describe('address', () => {
-  it('defaults like the daemon', () => {
-    expect(defaultAddress(0, {})).toBe('unix:/var/lib/hpcq/hpcqd.sock');
-    expect(defaultAddress(1000, { XDG_STATE_HOME: '/x/state', HOME: '/home/a' })).toBe('unix:/x/state/hpcq/hpcqd.sock');
-    expect(defaultAddress(1000, { HOME: '/home/a' })).toBe('unix:/home/a/.local/state/hpcq/hpcqd.sock');
+  const SYSTEM = '/run/hpcq/hpcqd.sock';
+  /** An `exists` that finds exactly these paths. */
+  const only =
+    (...paths: string[]) =>
+    (path: string) =>
+      paths.includes(path);
+
+  it('root: the system socket, whether or not it exists', () => {
+    expect(defaultAddress(0, {}, only())).toBe(`unix:${SYSTEM}`);
+    expect(defaultAddress(0, { HOME: '/root' }, only(SYSTEM))).toBe(`unix:${SYSTEM}`);
+  });
+
+  it('a user: the system socket when it exists, even with a personal daemon', () => {
+    expect(defaultAddress(1000, { HOME: '/home/a' }, only(SYSTEM))).toBe(`unix:${SYSTEM}`);
+    expect(defaultAddress(1000, { HOME: '/home/a' }, only(SYSTEM, '/home/a/.local/state/hpcq/hpcqd.sock'))).toBe(`unix:${SYSTEM}`);
+  });
+
+  it('a user without the system socket: the personal one if it exists', () => {
+    expect(defaultAddress(1000, { XDG_STATE_HOME: '/x/state', HOME: '/home/a' }, only('/x/state/hpcq/hpcqd.sock'))).toBe('unix:/x/state/hpcq/hpcqd.sock');
+    expect(defaultAddress(1000, { HOME: '/home/a' }, only('/home/a/.local/state/hpcq/hpcqd.sock'))).toBe('unix:/home/a/.local/state/hpcq/hpcqd.sock');
+    // The personal socket is looked for where the daemon puts it (XDG_STATE_HOME wins over HOME).
+    expect(defaultAddress(1000, { XDG_STATE_HOME: '/x/state', HOME: '/home/a' }, only('/home/a/.local/state/hpcq/hpcqd.sock'))).toBe(`unix:${SYSTEM}`);
+  });
+
+  it('a user with neither: the system socket, so the error names it', () => {
+    expect(defaultAddress(1000, { HOME: '/home/a' }, only())).toBe(`unix:${SYSTEM}`);
+  });
+
+  it('asks only about the sockets it may use', () => {
+    const asked: string[] = [];
+    defaultAddress(1000, { HOME: '/home/a' }, (path) => {
+      asked.push(path);
+      return false;
+    });
+    expect(asked).toEqual([SYSTEM, '/home/a/.local/state/hpcq/hpcqd.sock']);
   });
 
   it('prefers --addr, then HPCQ_ADDR', () => {
     expect(resolveAddress('localhost:7000', { HPCQ_ADDR: 'unix:/e.sock' }, 1000)).toBe('localhost:7000');
+    expect(resolveAddress('/flag.sock', { HPCQ_ADDR: 'unix:/e.sock' }, 0)).toBe('unix:/flag.sock');
     expect(resolveAddress(undefined, { HPCQ_ADDR: 'unix:/e.sock' }, 1000)).toBe('unix:/e.sock');
-    expect(resolveAddress(undefined, { HPCQ_ADDR: '' }, 0)).toBe('unix:/var/lib/hpcq/hpcqd.sock');
+    expect(resolveAddress('', { HPCQ_ADDR: 'unix:/e.sock' }, 1000)).toBe('unix:/e.sock');
+    // Then the default; as root it does not depend on which sockets exist.
+    expect(resolveAddress(undefined, { HPCQ_ADDR: '' }, 0)).toBe(`unix:${SYSTEM}`);
+    expect(resolveAddress(undefined, {}, 0)).toBe(`unix:${SYSTEM}`);
   });
 
   it('normalizes and checks addresses', () => {

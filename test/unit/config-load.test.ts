@@ -1,4 +1,5 @@
 import { describe, it, expect, afterEach, beforeEach } from 'vitest';
+import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -10,12 +11,29 @@ import { configSchema } from '../../src/config/schema.js';
 
 const REFERENCE_FILE = resolve(dirname(fileURLToPath(import.meta.url)), '../../config/hpcqd.yaml');
 const HOST: HostFacts = { cores: 8, memoryMb: 16384, uid: 0 };
+/** A root daemon's default socket for a state_dir other than /var/lib/hpcq: /run/hpcq/hpcqd-<10 hex of sha256(state_dir)>.sock. */
+const rootSocketFor = (stateDir: string) => `unix:/run/hpcq/hpcqd-${createHash('sha256').update(stateDir).digest('hex').slice(0, 10)}.sock`;
+/** A tls section that makes TCP listeners acceptable. */
+const TLS = { cert_file: '/etc/hpcq/tls/server.crt', key_file: '/etc/hpcq/tls/server.key' };
 
 /** The embedded default on an 8-core, 16 GiB host run as root, written out by hand from schema.ts. */
 const EXPECTED_DEFAULT: DaemonConfig = {
   stateDir: '/var/lib/hpcq',
-  listen: ['unix:/var/lib/hpcq/hpcqd.sock'],
-  allowRemoteTcp: false,
+  listen: ['unix:/run/hpcq/hpcqd.sock'],
+  tls: undefined,
+  access: {
+    adminGroups: [],
+    minUid: 1000,
+    allowRootGroup: false,
+    jobVisibility: 'own',
+    principals: [],
+    rateLimit: { perSecond: 20, burst: 40, adminsExempt: true },
+    maxConnections: 4096,
+    maxConnectionsPerUid: 128,
+    maxStreamsPerPrincipal: 256,
+    firstRequestTimeoutMs: 10_000,
+    auditLogPath: '/var/lib/hpcq/audit.log',
+  },
   killGraceSeconds: 30,
   enforcement: 'auto',
   requireEnforcement: true,
@@ -45,6 +63,8 @@ const EXPECTED_DEFAULT: DaemonConfig = {
           defaultTimeSeconds: 3600,
           maxRunning: 0,
           maxPending: 100_000,
+          allowedGroups: [],
+          allowedUsers: [],
         },
         {
           clusterId: 'hpcq-local',
@@ -61,6 +81,8 @@ const EXPECTED_DEFAULT: DaemonConfig = {
           defaultTimeSeconds: 600,
           maxRunning: 4,
           maxPending: 1000,
+          allowedGroups: [],
+          allowedUsers: [],
         },
       ],
     },
@@ -133,7 +155,8 @@ describe('embedded default', () => {
   it('is frozen all the way down', () => {
     const config = compileConfig({}, 'test', {}, HOST);
     const cluster = config.clusters[0]!;
-    for (const part of [config, config.listen, config.clusters, cluster, cluster.queues, cluster.queues[0]!]) {
+    const queue = cluster.queues[0]!;
+    for (const part of [config, config.listen, config.clusters, cluster, cluster.queues, queue, queue.allowedGroups, queue.allowedUsers, config.access, config.access.adminGroups, config.access.principals, config.access.rateLimit]) {
       expect(Object.isFrozen(part)).toBe(true);
     }
     expect(() => {
@@ -152,10 +175,10 @@ describe('embedded default', () => {
 });
 
 describe('state_dir and listen defaults', () => {
-  it('root: /var/lib/hpcq and unix:/var/lib/hpcq/hpcqd.sock, whatever HOME says', () => {
+  it('root: /var/lib/hpcq and unix:/run/hpcq/hpcqd.sock, whatever HOME says', () => {
     const config = compileConfig({}, 'test', {}, { ...HOST, uid: 0 }, { HOME: '/root', XDG_STATE_HOME: '/xdg' });
     expect(config.stateDir).toBe('/var/lib/hpcq');
-    expect(config.listen).toEqual(['unix:/var/lib/hpcq/hpcqd.sock']);
+    expect(config.listen).toEqual(['unix:/run/hpcq/hpcqd.sock']);
   });
 
   it('other users: ~/.local/state/hpcq from HOME', () => {
@@ -173,12 +196,22 @@ describe('state_dir and listen defaults', () => {
     expect(compileConfig({}, 'test', {}, { ...HOST, uid: 1000 }, {}).stateDir).toBe(join(homedir(), '.local', 'state', 'hpcq'));
   });
 
-  it('the default socket follows a configured state_dir', () => {
-    expect(compileConfig({ state_dir: '/srv/hpcq' }, 'test', {}, HOST).listen).toEqual(['unix:/srv/hpcq/hpcqd.sock']);
+  it('root with another state_dir: unix:/run/hpcq/hpcqd-<hash of the state_dir>.sock', () => {
+    const config = compileConfig({ state_dir: '/srv/hpcq' }, 'test', {}, HOST);
+    expect(config.listen).toEqual([rootSocketFor('/srv/hpcq')]);
+    expect(config.listen[0]).toMatch(/^unix:\/run\/hpcq\/hpcqd-[0-9a-f]{10}\.sock$/);
+    // Two daemons side by side get two sockets.
+    expect(compileConfig({ state_dir: '/srv/hpcq2' }, 'test', {}, HOST).listen).not.toEqual(config.listen);
+    // Spelling out the default state_dir keeps the default socket.
+    expect(compileConfig({ state_dir: '/var/lib/hpcq' }, 'test', {}, HOST).listen).toEqual(['unix:/run/hpcq/hpcqd.sock']);
+  });
+
+  it('non-root: the default socket follows a configured state_dir', () => {
+    expect(compileConfig({ state_dir: '/srv/hpcq' }, 'test', {}, { ...HOST, uid: 1000 }).listen).toEqual(['unix:/srv/hpcq/hpcqd.sock']);
   });
 
   it('a configured listen list is kept as given', () => {
-    const config = compileConfig({ listen: ['unix:/run/hpcq.sock', '127.0.0.1:50051', '[::1]:50052'] }, 'test', {}, HOST);
+    const config = compileConfig({ listen: ['unix:/run/hpcq.sock', '127.0.0.1:50051', '[::1]:50052'], tls: TLS }, 'test', {}, HOST);
     expect(config.listen).toEqual(['unix:/run/hpcq.sock', '127.0.0.1:50051', '[::1]:50052']);
     expect(config.stateDir).toBe('/var/lib/hpcq');
   });
@@ -191,7 +224,7 @@ describe('loadConfig: file, environment, flags', () => {
       ['state_dir: /srv/hpcq', 'kill_grace_seconds: 5', 'enforcement: rlimit', 'job_umask: "077"', 'node:', '  cores: 4', '  mem_mb: 8192', ''].join('\n'),
     );
     const config = loadConfig({ HPCQ_CONFIG: path }, {}, HOST);
-    expect(config).toMatchObject({ stateDir: '/srv/hpcq', listen: ['unix:/srv/hpcq/hpcqd.sock'], killGraceSeconds: 5, enforcement: 'rlimit', jobUmask: 0o077, nodeCores: 4, nodeMemMb: 8192 });
+    expect(config).toMatchObject({ stateDir: '/srv/hpcq', listen: [rootSocketFor('/srv/hpcq')], killGraceSeconds: 5, enforcement: 'rlimit', jobUmask: 0o077, nodeCores: 4, nodeMemMb: 8192 });
     expect(config.clusters[0]!.queues[0]).toMatchObject({ maxCores: 4, maxMemMb: 8192 });
   });
 
@@ -222,7 +255,9 @@ describe('loadConfig: file, environment, flags', () => {
     const path = writeConfig('c.yaml', 'state_dir: /from/file\n');
     const config = loadConfig({ HPCQ_CONFIG: path, HPCQ_STATE_DIR: '/from/env' }, {}, HOST);
     expect(config.stateDir).toBe('/from/env');
-    expect(config.listen).toEqual(['unix:/from/env/hpcqd.sock']);
+    expect(config.listen).toEqual([rootSocketFor('/from/env')]);
+    expect(config.access.auditLogPath).toBe('/from/env/audit.log');
+    expect(loadConfig({ HPCQ_CONFIG: path, HPCQ_STATE_DIR: '/from/env' }, {}, { ...HOST, uid: 1000 }).listen).toEqual(['unix:/from/env/hpcqd.sock']);
   });
 
   it('HPCQ_STATE_DIR applies without a file, for non-root too', () => {
@@ -230,8 +265,9 @@ describe('loadConfig: file, environment, flags', () => {
   });
 
   it('HPCQ_LISTEN replaces the file listen list with one address', () => {
-    const path = writeConfig('c.yaml', 'listen:\n  - unix:/a.sock\n  - unix:/b.sock\n');
+    const path = writeConfig('c.yaml', 'listen:\n  - unix:/a.sock\n  - unix:/b.sock\ntls:\n  cert_file: /etc/hpcq/server.crt\n  key_file: /etc/hpcq/server.key\n');
     expect(loadConfig({ HPCQ_CONFIG: path, HPCQ_LISTEN: '127.0.0.1:7000' }, {}, HOST).listen).toEqual(['127.0.0.1:7000']);
+    expect(loadConfig({ HPCQ_CONFIG: path, HPCQ_LISTEN: 'unix:/run/x.sock' }, {}, HOST).listen).toEqual(['unix:/run/x.sock']);
     expect(loadConfig({ HPCQ_LISTEN: 'unix:/run/x.sock' }, {}, HOST).listen).toEqual(['unix:/run/x.sock']);
   });
 
@@ -245,12 +281,16 @@ describe('loadConfig: file, environment, flags', () => {
     const relative = configError(() => loadConfig({ HPCQ_STATE_DIR: 'relative/dir' }, {}, HOST));
     expect(relative.problems).toContainEqual(expect.stringMatching(/^state_dir: must be an absolute path/));
     const remote = configError(() => loadConfig({ HPCQ_LISTEN: '0.0.0.0:50051' }, {}, HOST));
-    expect(remote.problems).toEqual([expect.stringMatching(/^listen\.0: TCP address 0\.0\.0\.0:50051 is not loopback/)]);
+    expect(remote.problems).toEqual([expect.stringMatching(/^listen\.0: TCP address 0\.0\.0\.0:50051 needs TLS: set tls\.cert_file and tls\.key_file/)]);
+    const loopback = configError(() => loadConfig({ HPCQ_LISTEN: '127.0.0.1:50051' }, {}, HOST));
+    expect(loopback.problems).toEqual([expect.stringMatching(/^listen\.0: TCP address 127\.0\.0\.1:50051 needs TLS/)]);
   });
 
-  it('a remote HPCQ_LISTEN is accepted when the file sets allow_remote_tcp', () => {
-    const path = writeConfig('c.yaml', 'allow_remote_tcp: true\n');
-    expect(loadConfig({ HPCQ_CONFIG: path, HPCQ_LISTEN: '0.0.0.0:50051' }, {}, HOST).listen).toEqual(['0.0.0.0:50051']);
+  it('a TCP HPCQ_LISTEN is accepted when the file configures tls', () => {
+    const path = writeConfig('c.yaml', 'tls:\n  cert_file: /etc/hpcq/server.crt\n  key_file: /etc/hpcq/server.key\n');
+    const config = loadConfig({ HPCQ_CONFIG: path, HPCQ_LISTEN: '0.0.0.0:50051' }, {}, HOST);
+    expect(config.listen).toEqual(['0.0.0.0:50051']);
+    expect(config.tls).toStrictEqual({ certFile: '/etc/hpcq/server.crt', keyFile: '/etc/hpcq/server.key', clientCaFile: undefined });
   });
 
   it('a missing file is a ConfigError naming the file', () => {
@@ -309,7 +349,32 @@ describe('each problem is reported with its path', () => {
     ['default_time above max_time', oneCluster([q('a', { default: true, max_time_seconds: 60, default_time_seconds: 3600 })]), /^clusters\.0\.queues\.0\.default_time_seconds: 3600 exceeds max_time_seconds 60$/],
     ['max_cores above the node', oneCluster([q('a', { default: true, max_cores: 16 })]), /^clusters\.0\.queues\.0\.max_cores: 16 exceeds the node's 8 allocatable cores/],
     ['max_mem_mb above the node', oneCluster([q('a', { default: true, max_mem_mb: 20000 })]), /^clusters\.0\.queues\.0\.max_mem_mb: 20000 exceeds the node's 15872 MiB/],
-    ['non-loopback TCP', { listen: ['0.0.0.0:50051'] }, /^listen\.0: TCP address 0\.0\.0\.0:50051 is not loopback.*allow_remote_tcp/],
+    ['TCP without tls', { listen: ['0.0.0.0:50051'] }, /^listen\.0: TCP address 0\.0\.0\.0:50051 needs TLS: set tls\.cert_file and tls\.key_file/],
+    ['loopback TCP without tls', { listen: ['unix:/ok.sock', 'localhost:50051'] }, /^listen\.1: TCP address localhost:50051 needs TLS: .*tls\.cert_file/],
+    ['IPv6 loopback TCP without tls', { listen: ['[::1]:50051'] }, /^listen\.0: TCP address \[::1\]:50051 needs TLS/],
+    ['tls.cert_file without key_file', { tls: { cert_file: '/etc/hpcq/server.crt' } }, /^tls\.key_file: tls\.cert_file and tls\.key_file go together$/],
+    ['tls.key_file without cert_file', { tls: { key_file: '/etc/hpcq/server.key' } }, /^tls\.cert_file: tls\.cert_file and tls\.key_file go together$/],
+    ['tls.client_ca_file alone', { tls: { client_ca_file: '/etc/hpcq/ca.crt' } }, /^tls\.client_ca_file: needs tls\.cert_file and tls\.key_file$/],
+    ['relative tls.cert_file', { tls: { ...TLS, cert_file: 'server.crt' } }, /^tls\.cert_file: must be an absolute path, got "server\.crt"$/],
+    ['relative tls.key_file', { tls: { ...TLS, key_file: 'tls/server.key' } }, /^tls\.key_file: must be an absolute path, got "tls\/server\.key"$/],
+    ['relative tls.client_ca_file', { tls: { ...TLS, client_ca_file: 'ca.crt' } }, /^tls\.client_ca_file: must be an absolute path, got "ca\.crt"$/],
+    ['unknown key under tls', { tls: { ...TLS, ca_file: '/x' } }, /^tls: .*"ca_file"/],
+    ['unknown key under access', { access: { admin_group: ['wheel'] } }, /^access: .*"admin_group"/],
+    ['unknown key under access.rate_limit', { access: { rate_limit: { per_second: 5 } } }, /^access\.rate_limit: .*"per_second"/],
+    ['unknown key in a principal', { access: { principals: [{ name: 'p', run_user: ['alice'] }] } }, /^access\.principals\.0: .*"run_user"/],
+    [
+      'duplicate principal names',
+      { access: { principals: [{ name: 'spiffe://example.org/portal', run_users: ['alice'] }, { name: 'ops', admin: true }, { name: 'spiffe://example.org/portal', admin: true }] } },
+      /^access\.principals\.2\.name: duplicate principal "spiffe:\/\/example\.org\/portal"$/,
+    ],
+    ['a principal without a name', { access: { principals: [{ name: '', admin: true }] } }, /^access\.principals\.0\.name: /],
+    ['a bad run_users entry', { access: { principals: [{ name: 'p', run_users: ['@'] }] } }, /^access\.principals\.0\.run_users\.0: /],
+    ['a bad admin group name', { access: { admin_groups: ['wheel staff'] } }, /^access\.admin_groups\.0: /],
+    ['min_uid 0', { access: { min_uid: 0 } }, /^access\.min_uid: /],
+    ['unknown job_visibility', { access: { job_visibility: 'some' } }, /^access\.job_visibility: /],
+    ['relative access.audit_log', { access: { audit_log: 'audit.log' } }, /^access\.audit_log: must be an absolute path, got "audit\.log"$/],
+    ['a bad allowed_groups entry', oneCluster([q('a', { default: true, allowed_groups: ['-x y'] })]), /^clusters\.0\.queues\.0\.allowed_groups\.0: /],
+    ['allow_remote_tcp (removed)', { allow_remote_tcp: true }, /^\(top level\): .*"allow_remote_tcp"/],
     ['relative state_dir', { state_dir: 'var/hpcq', listen: ['unix:/run/hpcq.sock'] }, /^state_dir: must be an absolute path, got "var\/hpcq"$/],
     ['relative unix socket', { listen: ['unix:hpcqd.sock'] }, /^listen\.0: unix socket path must be absolute/],
     ['listen that is neither unix: nor host:port', { listen: ['unix:/ok.sock', 'localhost'] }, /^listen\.1: expected unix:\/abs\/path\.sock or host:port/],
@@ -347,7 +412,7 @@ describe('several problems are reported together', () => {
     expect(problems).toEqual(
       expect.arrayContaining([
         expect.stringMatching(/^state_dir: must be an absolute path/),
-        expect.stringMatching(/^listen\.0: TCP address 0\.0\.0\.0:50051 is not loopback/),
+        expect.stringMatching(/^listen\.0: TCP address 0\.0\.0\.0:50051 needs TLS/),
         expect.stringMatching(/^clusters\.0\.queues\.1\.hpcqueue_id: duplicate queue id a/),
         expect.stringMatching(/^clusters\.0\.queues: exactly one queue must have default: true, found 2/),
         expect.stringMatching(/^clusters\.0\.queues\.1\.default_cores: 2 exceeds max_cores 1/),
@@ -370,7 +435,7 @@ describe('several problems are reported together', () => {
   it('schema problems and cross-field problems from one file, all at once', () => {
     // Regression (src/config/load-config.ts:67-73): when the schema check fails, compileConfig throws with
     // only the schema issues and never runs the cross-field checks, so an admin fixing the file sees
-    // the duplicate queue id, the two defaults, the default above max, the remote TCP address and the
+    // the duplicate queue id, the two defaults, the default above max, the TCP address without TLS and the
     // relative state_dir only after a second attempt.
     const path = writeConfig(
       'broken.yaml',
@@ -397,7 +462,7 @@ describe('several problems are reported together', () => {
         expect.stringMatching(/^clusters\.0\.queues\.1\.hpcqueue_id: duplicate queue id a/),
         expect.stringMatching(/^clusters\.0\.queues: exactly one queue must have default: true, found 2/),
         expect.stringMatching(/^clusters\.0\.queues\.1\.default_cores: 2 exceeds max_cores 1/),
-        expect.stringMatching(/^listen\.0: TCP address 0\.0\.0\.0:50051 is not loopback/),
+        expect.stringMatching(/^listen\.0: TCP address 0\.0\.0\.0:50051 needs TLS/),
         expect.stringMatching(/^state_dir: must be an absolute path/),
       ]),
     );
@@ -405,34 +470,109 @@ describe('several problems are reported together', () => {
 });
 
 describe('checkListenAddress', () => {
-  it.each(['unix:/run/hpcq/hpcqd.sock', 'localhost:50051', '127.0.0.1:50051', '127.1.2.3:1', '[::1]:50051'])('accepts %s without allow_remote_tcp', (address) => {
+  it.each(['unix:/run/hpcq/hpcqd.sock', 'unix:/var/lib/hpcq/hpcqd.sock'])('accepts %s without TLS', (address) => {
     expect(checkListenAddress(address, false)).toEqual([]);
+    expect(checkListenAddress(address, true)).toEqual([]);
   });
 
-  it.each(['0.0.0.0:50051', '[::]:50051', '10.0.0.5:50051', 'example.com:50051', 'localhost.example.com:1', '[::ffff:10.0.0.1]:1'])(
-    'rejects %s without allow_remote_tcp, accepts it with',
+  it.each(['localhost:50051', '127.0.0.1:50051', '127.1.2.3:1', '[::1]:50051', '0.0.0.0:50051', '[::]:50051', '10.0.0.5:50051', 'example.com:50051', '127.example.com:50051'])(
+    'rejects TCP %s without TLS (loopback included), accepts it with',
     (address) => {
-      expect(checkListenAddress(address, false)).toEqual([expect.stringContaining('is not loopback')]);
+      expect(checkListenAddress(address, false)).toEqual([`TCP address ${address} needs TLS: set tls.cert_file and tls.key_file (plaintext TCP carries no identity, so it is refused, loopback included)`]);
       expect(checkListenAddress(address, true)).toEqual([]);
     },
   );
 
   it.each(['unix:relative.sock', 'unix:', 'localhost', ':50051', 'host:port', 'tcp://localhost:1', '[::1]50051'])('rejects malformed %s', (address) => {
     expect(checkListenAddress(address, true)).toHaveLength(1);
+    expect(checkListenAddress(address, false)).toHaveLength(1);
   });
 
-  it('a DNS name that merely starts with "127." is not loopback', () => {
-    // Regression (src/config/load-config.ts:162): host.startsWith('127.') also matches host names such as
-    // 127.example.com, which can resolve to any address; only an IPv4 literal 127.x.x.x is loopback.
-    expect(checkListenAddress('127.example.com:50051', false)).toEqual([expect.stringContaining('is not loopback')]);
-  });
-
-  it('ports above 65535 are rejected', () => {
+  it('ports above 65535 are rejected, with TLS too', () => {
     // Regression (src/config/load-config.ts:159): \d{1,5} accepts 65536..99999; the config validates but
     // the daemon then fails when binding.
-    expect(checkListenAddress('127.0.0.1:65536', false)).toHaveLength(1);
-    expect(checkListenAddress('localhost:99999', false)).toHaveLength(1);
-    expect(checkListenAddress('127.0.0.1:65535', false)).toEqual([]);
+    expect(checkListenAddress('127.0.0.1:65536', true)).toEqual([expect.stringMatching(/^expected unix:/)]);
+    expect(checkListenAddress('localhost:99999', true)).toEqual([expect.stringMatching(/^expected unix:/)]);
+    expect(checkListenAddress('127.0.0.1:65535', true)).toEqual([]);
+  });
+});
+
+describe('tls and access sections', () => {
+  it('tls compiles to absolute paths, client_ca_file optional', () => {
+    expect(compileConfig({ tls: TLS, listen: ['0.0.0.0:50051'] }, 'test', {}, HOST).tls).toStrictEqual({
+      certFile: '/etc/hpcq/tls/server.crt',
+      keyFile: '/etc/hpcq/tls/server.key',
+      clientCaFile: undefined,
+    });
+    const mutual = compileConfig({ tls: { ...TLS, client_ca_file: '/etc/hpcq/tls/clients.crt' } }, 'test', {}, HOST);
+    expect(mutual.tls).toStrictEqual({ certFile: '/etc/hpcq/tls/server.crt', keyFile: '/etc/hpcq/tls/server.key', clientCaFile: '/etc/hpcq/tls/clients.crt' });
+    expect(Object.isFrozen(mutual.tls)).toBe(true);
+    // tls with only unix sockets is fine (it is used once a TCP address is added).
+    expect(mutual.listen).toEqual(['unix:/run/hpcq/hpcqd.sock']);
+  });
+
+  it('access.audit_log defaults to <state_dir>/audit.log', () => {
+    expect(compileConfig({}, 'test', {}, HOST).access.auditLogPath).toBe('/var/lib/hpcq/audit.log');
+    expect(compileConfig({ state_dir: '/srv/hpcq' }, 'test', {}, HOST).access.auditLogPath).toBe('/srv/hpcq/audit.log');
+    expect(compileConfig({}, 'test', { stateDir: '/from/flag' }, HOST).access.auditLogPath).toBe('/from/flag/audit.log');
+    expect(compileConfig({}, 'test', {}, { ...HOST, uid: 1000 }, { HOME: '/home/alice' }).access.auditLogPath).toBe('/home/alice/.local/state/hpcq/audit.log');
+    expect(compileConfig({ access: { audit_log: '/var/log/hpcq/audit.log' } }, 'test', {}, HOST).access.auditLogPath).toBe('/var/log/hpcq/audit.log');
+  });
+
+  it('access.rate_limit defaults to 20/s, burst 40, admins exempt; keys default one by one', () => {
+    expect(compileConfig({}, 'test', {}, HOST).access.rateLimit).toStrictEqual({ perSecond: 20, burst: 40, adminsExempt: true });
+    expect(compileConfig({ access: { rate_limit: {} } }, 'test', {}, HOST).access.rateLimit).toStrictEqual({ perSecond: 20, burst: 40, adminsExempt: true });
+    expect(compileConfig({ access: { rate_limit: { burst: 5 } } }, 'test', {}, HOST).access.rateLimit).toStrictEqual({ perSecond: 20, burst: 5, adminsExempt: true });
+    expect(compileConfig({ access: { rate_limit: { submits_per_second: 0, admins_exempt: false } } }, 'test', {}, HOST).access.rateLimit).toStrictEqual({
+      perSecond: 0,
+      burst: 40,
+      adminsExempt: false,
+    });
+  });
+
+  it('access compiles from snake_case, principals with their defaults', () => {
+    const config = compileConfig(
+      {
+        access: {
+          admin_groups: ['hpcadm'],
+          min_uid: 500,
+          allow_root_group: true,
+          job_visibility: 'all',
+          principals: [{ name: 'spiffe://example.org/portal', run_users: ['alice', '@physics'] }, { name: 'ops.example.org', admin: true }],
+          max_connections: 100,
+          max_connections_per_uid: 10,
+          max_streams_per_principal: 20,
+          first_request_timeout_seconds: 3,
+        },
+      },
+      'test',
+      {},
+      HOST,
+    );
+    expect(config.access).toStrictEqual({
+      adminGroups: ['hpcadm'],
+      minUid: 500,
+      allowRootGroup: true,
+      jobVisibility: 'all',
+      principals: [
+        { name: 'spiffe://example.org/portal', runUsers: ['alice', '@physics'], admin: false },
+        { name: 'ops.example.org', runUsers: [], admin: true },
+      ],
+      rateLimit: { perSecond: 20, burst: 40, adminsExempt: true },
+      maxConnections: 100,
+      maxConnectionsPerUid: 10,
+      maxStreamsPerPrincipal: 20,
+      firstRequestTimeoutMs: 3000,
+      auditLogPath: '/var/lib/hpcq/audit.log',
+    });
+  });
+
+  it('queues compile allowed_groups and allowed_users', () => {
+    const config = compileConfig(oneCluster([q('a', { default: true, allowed_groups: ['physics'], allowed_users: ['alice', 'bob'] }), q('b')]), 'test', {}, HOST);
+    expect(config.clusters[0]!.queues.map((x) => [x.allowedGroups, x.allowedUsers])).toEqual([
+      [['physics'], ['alice', 'bob']],
+      [[], []],
+    ]);
   });
 });
 
@@ -449,6 +589,15 @@ describe('config/hpcqd.yaml, the reference configuration', () => {
 
   it('spells out every default key with its default value (not relying on the schema)', () => {
     expect(parseYaml(text)).toStrictEqual(configSchema.parse({}));
+  });
+
+  it('shows the tls keys and access.audit_log commented out, since they have no fixed default', () => {
+    const raw = parseYaml(text) as { tls: unknown; access: Record<string, unknown> };
+    expect(raw.tls).toEqual({});
+    expect(raw.access).not.toHaveProperty('audit_log');
+    for (const key of ['cert_file', 'key_file', 'client_ca_file']) expect(text).toMatch(new RegExp(`^#\\s+${key}: /`, 'm'));
+    expect(text).toMatch(/^ {2}# audit_log: \/var\/lib\/hpcq\/audit\.log$/m);
+    expect(text).not.toContain('allow_remote_tcp');
   });
 
   it('leaves state_dir and listen commented out, since their defaults depend on the user', () => {

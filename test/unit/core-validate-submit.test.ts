@@ -270,10 +270,8 @@ describe('validateSubmit: every rejection names its code, kind and field', () =>
     expect({ kind: err.kind, field: err.field }).toEqual({ kind: 'permission', field: 'run_user' });
   });
 
-  // Known bug (src/core/validate-submit.ts, resolveRunUser): the unprivileged-daemon check
-  // (RunUserNotAllowed) now runs before assertRunnableAccount, so root gets RunUserNotAllowed instead
-  // of RunUserPrivileged as it did before. Turn into it() once fixed.
-  it.fails('run_user root even when the daemon is unprivileged -> OperationDenied.RunUserPrivileged (known bug)', async () => {
+  // The root refusal comes first, whoever the daemon runs as.
+  it('run_user root even when the daemon is unprivileged -> OperationDenied.RunUserPrivileged', async () => {
     const err = await rejection(request({ runUser: 'root' }), context({ daemonUid: 1000 }));
     expect(err.code).toBe('OperationDenied.RunUserPrivileged');
   });
@@ -480,11 +478,8 @@ describe('validateSubmit: access policy', () => {
     expect(users.lookups).toEqual([]);
   });
 
-  // Known bug (src/core/validate-submit.ts, resolveRunUser): an empty run_user returns the caller's
-  // account before the "unprivileged daemon runs jobs only as its own uid" check, so a personal daemon
-  // (uid 1000) accepts a job for bob (uid 1001) when bob leaves run_user empty; naming bob is refused.
-  // Turn into it() once fixed.
-  it.fails("an unprivileged daemon refuses another uid's job when run_user is empty (known bug)", async () => {
+  // A personal daemon (uid 1000) runs jobs only as itself, however the account was named.
+  it("an unprivileged daemon refuses another uid's job when run_user is empty", async () => {
     expect(await outcome({ runUser: 'bob' }, { daemonUid: 1000, principal: local('bob') })).toBe('permission:OperationDenied.RunUserNotAllowed:run_user');
     expect(await outcome({ runUser: '' }, { daemonUid: 1000, principal: local('bob') })).toBe('permission:OperationDenied.RunUserNotAllowed:run_user');
   });
@@ -533,8 +528,8 @@ describe('validateSubmit: access policy', () => {
     expect(await outcome({ runUser: 'carol' }, { principal: PORTAL, config })).toBe('ok:carol');
     expect(await outcome({ runUser: 'bob' }, { principal: PORTAL, config })).toBe('ok:bob');
     expect(await outcome({ runUser: 'alice' }, { principal: PORTAL, config })).toBe('permission:OperationDenied.RunUserNotAllowed:run_user');
-    // A local account listed by its user name gets the same rights.
-    const byUserName = withAccess({ principals: [{ name: 'alice', run_users: ['@physics'] }] });
+    // A local account listed as user:<name> gets the same rights.
+    const byUserName = withAccess({ principals: [{ name: 'user:alice', run_users: ['@physics'] }] });
     expect(await outcome({ runUser: 'carol' }, { principal: local('alice'), config: byUserName })).toBe('ok:carol');
     expect(await outcome({ runUser: 'bob' }, { principal: local('alice'), config: byUserName })).toBe('permission:OperationDenied.RunUserNotAllowed:run_user');
   });
