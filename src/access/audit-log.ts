@@ -88,6 +88,8 @@ export class AuditLog {
     return new AuditLog(pino.destination({ fd, sync: false }), opts);
   }
 
+  private readonly logger: Logger | undefined;
+
   private constructor(
     private readonly dest: SonicBoom,
     opts: AuditLogOptions,
@@ -98,6 +100,7 @@ export class AuditLog {
       maxKeys: MAX_TRACKED,
     });
     this.now = opts.now ?? Date.now;
+    this.logger = opts.logger;
     // Without a listener an 'error' event would crash the daemon; a failed write stays buffered.
     dest.on('error', (err: Error) => opts.logger?.error({ err }, 'audit log write failed'));
   }
@@ -133,11 +136,27 @@ export class AuditLog {
     this.dest.write(`${safeJson(line)}\n`);
   }
 
-  /** Flushes what is buffered and closes the file; later calls return the same promise. */
+  /**
+   * Flushes what is buffered and closes the file; later calls return the same promise. A file that
+   * cannot be written (a failed disk) never finishes its flush: after CLOSE_DEADLINE_MS the rest is
+   * dropped, so that the daemon's shutdown never hangs on its audit log.
+   */
   close(): Promise<void> {
-    this.closing ??= new Promise<void>((resolve, reject) => {
-      this.dest.once('close', () => resolve());
-      this.dest.once('error', reject);
+    this.closing ??= new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        this.logger?.error('audit log could not be flushed before the deadline; closing it with lines unwritten');
+        this.dest.destroy();
+        resolve();
+      }, CLOSE_DEADLINE_MS);
+      const done = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      this.dest.once('close', done);
+      this.dest.once('error', () => {
+        this.dest.destroy();
+        done();
+      });
       this.dest.end();
     });
     return this.closing;
@@ -154,6 +173,9 @@ export class AuditLog {
     this.suppressed.set(key, count);
   }
 }
+
+/** How long close() waits for buffered lines to reach the file. */
+const CLOSE_DEADLINE_MS = 2000;
 
 function checkAuditFile(path: string, fd: number): void {
   const st = fstatSync(fd);

@@ -6,7 +6,8 @@
  * Lifecycle: start() listens and serves (health SERVING); setNotServing() begins a shutdown (health
  * NOT_SERVING, for good); stop() stops accepting, drains in-flight RPCs until the deadline
  * (tryShutdown), then forces (forceShutdown). Idempotent. While serving, setJobStoreWritable(false)
- * marks JobService and the server as a whole NOT_SERVING (submits would fail); QueueService stays SERVING.
+ * marks JobService and the server as a whole NOT_SERVING (submits would fail); QueueService and
+ * AccessService stay SERVING.
  */
 import { readFileSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -118,7 +119,8 @@ export class GrpcServer {
 
   private applyHealth(): void {
     for (const name of HEALTH_NAMES) {
-      const serving = this.jobStoreWritable || name === 'hpcq.v1.QueueService';
+      // Only submits need the job store; queues, identity and tokens are served without it.
+      const serving = this.jobStoreWritable || (name !== '' && name !== 'hpcq.v1.JobService');
       this.health.setStatus(name, serving ? 'SERVING' : 'NOT_SERVING');
     }
   }

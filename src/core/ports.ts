@@ -94,6 +94,12 @@ export interface JobStore {
 export interface JobExecutor {
   readonly enforcement: EnforcementMode;
   /**
+   * Why no job can be started now, or undefined. The executor's run records live in the state
+   * directory: while it has no room, a launch would fail the job for the daemon's own lack of disk,
+   * so the engine keeps jobs pending (reason StateDirFull) and tries again.
+   */
+  launchBlocker?(): string | undefined;
+  /**
    * Starts the job as its user. Resolves once its first instruction runs inside its limits, or once
    * a launch failure its supervisor recorded has gone through onEnded (FAILED, LaunchFailed).
    * Rejects with LaunchError when the job could not be started and nothing recorded it (reason in

@@ -70,6 +70,8 @@ export class JobEngine {
   /** Outcome writes in progress, per job: a later report waits for the earlier one, then sees it. */
   private readonly recording = new Map<number, Promise<void>>();
   private dispatchScheduled = false;
+  /** Why the last dispatch pass could start nothing at all (the executor's launchBlocker), if so. */
+  private launchBlocker: string | undefined;
   private state: 'created' | 'starting' | 'started' | 'stopped' = 'created';
   private starting: Promise<void> | undefined;
   private readonly now: () => number;
@@ -278,6 +280,18 @@ export class JobEngine {
     const running: RunningJobView[] = [];
     for (const j of this.active.running()) {
       running.push({ hpcqueueId: j.hpcqueueId, cores: j.cores, memoryLimitMb: j.memoryLimitMb, expectedEndMs: j.startTimeMs + j.timeLimitSeconds * 1000 });
+    }
+    // No room for the jobs' run records: starting them now would fail them for the daemon's own
+    // lack of disk. They wait until there is room again (checked every WRITE_RETRY_MS).
+    const blocker = this.deps.executor.launchBlocker?.();
+    if (blocker !== this.launchBlocker) {
+      if (blocker !== undefined) this.deps.log.warn({ reason: blocker }, 'no job is started while the state directory has no room');
+      else this.deps.log.info('the state directory has room again; starting jobs');
+      this.launchBlocker = blocker;
+    }
+    if (blocker !== undefined) {
+      setTimeout(() => this.scheduleDispatch(), WRITE_RETRY_MS).unref();
+      return;
     }
     const plan = planDispatch({
       pending: this.active.pendingByQueue,

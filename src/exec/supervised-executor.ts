@@ -34,7 +34,7 @@
  * run directory (for supervisors re-attached after a restart); a slow liveness sweep catches a
  * supervisor that was killed without writing its exit file.
  */
-import { watch, type FSWatcher } from 'node:fs';
+import { statfsSync, watch, type FSWatcher } from 'node:fs';
 import { basename } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { decideOutcome } from '../core/outcome.js';
@@ -91,7 +91,22 @@ interface TrackedJob {
 /** Runs a script given as input_file as the user: directly if executable (honours #!), else with sh. */
 const RUN_INPUT_FILE = 'if [ -x "$1" ]; then exec "$1"; fi; exec /bin/sh "$1"';
 
+/** Room the run records (.sup, .exit) of a launch need, with margin; below it jobs stay pending. */
+const MIN_FREE_BYTES_TO_LAUNCH = 1024 * 1024;
+
 export class SupervisedExecutor implements JobExecutor {
+  /** Why jobs cannot start now: the run directory's filesystem is (nearly) full. */
+  launchBlocker(): string | undefined {
+    try {
+      const fs = statfsSync(this.options.runDir);
+      const free = fs.bavail * fs.bsize;
+      if (free < MIN_FREE_BYTES_TO_LAUNCH) return `StateDirFull: ${Math.floor(free / 1024)} KiB free under ${this.options.runDir}`;
+    } catch {
+      // statfs itself failing says nothing about space; the launch reports its own error.
+    }
+    return undefined;
+  }
+
   readonly enforcement: EnforcementMode;
   onEnded: (jobId: number, outcome: JobOutcome) => Promise<void> = async () => {
     throw new Error('SupervisedExecutor.onEnded was not set');

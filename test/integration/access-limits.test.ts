@@ -132,6 +132,7 @@ describe('request rate per principal (I10)', () => {
     const otherClient = jobsClient(tcp, tlsCreds());
 
     const outcomes: (ServiceError | null)[] = [];
+    const started = Date.now();
     for (let i = 0; i < 20; i++) {
       const p =
         i % 3 === 0
@@ -141,15 +142,21 @@ describe('request rate per principal (I10)', () => {
             : rpc<{ jobId: string }, unknown>(jobClient, jobClient.getJob, { jobId: '999999' }, asJob);
       outcomes.push(await p.then(() => null, (err: ServiceError) => err));
     }
-    const limited = outcomes.filter((e) => e !== null && reasonOf(e).reason === 'RequestLimitExceeded');
-    const served = outcomes.length - limited.length;
+    const elapsedSeconds = (Date.now() - started) / 1000;
+    const kinds = outcomes.map((e) =>
+      e === null || e.code === status.NOT_FOUND ? 'served' : reasonOf(e).reason === 'RequestLimitExceeded' ? 'limited' : `${status[e.code]} ${reasonOf(e).reason}`,
+    );
+    expect(kinds.filter((k) => k !== 'served' && k !== 'limited')).toEqual([]);
+    const served = kinds.filter((k) => k === 'served').length;
+    // The burst, plus what the bucket regained (5/s) while the calls were made.
     expect(served).toBeGreaterThanOrEqual(5);
-    expect(served).toBeLessThanOrEqual(7);
-    const firstLimited = outcomes.findIndex((e) => e !== null && reasonOf(e).reason === 'RequestLimitExceeded');
-    expect(firstLimited).toBeGreaterThanOrEqual(5);
+    expect(served).toBeLessThanOrEqual(5 + Math.ceil(5 * elapsedSeconds));
+    expect(kinds.indexOf('limited')).toBeGreaterThanOrEqual(5);
+    const limited = outcomes.filter((_, i) => kinds[i] === 'limited') as ServiceError[];
+    expect(limited.length).toBeGreaterThan(0);
     for (const err of limited) {
-      expect(err!.code).toBe(status.RESOURCE_EXHAUSTED);
-      const delay = retryDelayMsOf(err!);
+      expect(err.code).toBe(status.RESOURCE_EXHAUSTED);
+      const delay = retryDelayMsOf(err);
       expect(delay).toBeGreaterThan(0);
       expect(delay).toBeLessThanOrEqual(1000);
     }
@@ -208,9 +215,11 @@ process.exit(0);
 });
 
 describe('first-call deadline (slowloris)', () => {
-  it('idle and half-frame connections are closed after first_request_timeout_seconds; a real client keeps working', async () => {
+  const DEADLINE = '  first_request_timeout_seconds: 1';
+
+  it('unix socket: an idle connection and one stuck in half a frame are closed within ~3 s; a real client keeps working', async () => {
     if (!privileged()) return;
-    const { d, tcp } = await startTlsDaemon('  first_request_timeout_seconds: 1');
+    const d = await startDaemon({ config: `${TEST_CONFIG}\naccess:\n${DEADLINE}\n` });
     await listJobs(d);
     const path = d.address.slice('unix:'.length);
     const idle = netConnect(path);
@@ -218,16 +227,20 @@ describe('first-call deadline (slowloris)', () => {
       // The HTTP/2 client preface, then 5 of the 9 bytes of a SETTINGS frame header.
       halfFrame.write(Buffer.concat([Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), Buffer.from([0x00, 0x00, 0x06, 0x04, 0x00])]));
     });
-    const [host, port] = [tcp.slice(0, tcp.lastIndexOf(':')), Number(tcp.slice(tcp.lastIndexOf(':') + 1))];
-    const idleTcp = netConnect(port, host);
-    const closes = await Promise.all([closedWithin('idle unix', idle, 3000), closedWithin('half frame', halfFrame, 3000), closedWithin('idle TCP', idleTcp, 3000)]);
+    const closes = await Promise.all([closedWithin('idle', idle, 3000), closedWithin('half frame', halfFrame, 3000)]);
     for (const ms of closes) expect(ms).toBeGreaterThanOrEqual(500);
-    // The harness client's connection made a call long ago: it stays usable.
+    // The harness client's connection made its first call long ago: it stays usable.
     expect((await listJobs(d)).jobs).toEqual([]);
-    // A TLS handshake with nothing after it is closed too.
+  });
+
+  it('TCP: a connection that never starts TLS, and a TLS one that makes no call, are closed within ~3 s', async () => {
+    if (!privileged()) return;
+    const { d, tcp } = await startTlsDaemon(DEADLINE);
+    const [host, port] = [tcp.slice(0, tcp.lastIndexOf(':')), Number(tcp.slice(tcp.lastIndexOf(':') + 1))];
     const tlsIdle = tlsConnect({ host, port, ca: readFileSync(pki.caCert), servername: 'localhost', ALPNProtocols: ['h2'] });
     await new Promise<void>((res, rej) => tlsIdle.once('secureConnect', () => res()).once('error', rej));
-    expect(await closedWithin('idle TLS', tlsIdle, 3000)).toBeGreaterThanOrEqual(500);
+    const closes = await Promise.all([closedWithin('no TLS handshake', netConnect(port, host), 3000), closedWithin('TLS, no call', tlsIdle, 3000)]);
+    for (const ms of closes) expect(ms).toBeGreaterThanOrEqual(500);
     expect((await listJobs(d)).jobs).toEqual([]);
   });
 });
@@ -292,21 +305,21 @@ describe('unauthenticated floods (I14)', () => {
     const { d, tcp } = await startTlsDaemon();
     const before = (await auditSoFar(d)).length;
     const anon = jobsClient(tcp, tlsCreds());
-    const codes: number[] = [];
+    const codes: string[] = [];
     for (let batch = 0; batch < 10; batch++) {
       const calls = Array.from({ length: 50 }, (_, i) =>
         (i % 2 === 0
           ? rpc<SubmitJobRequest, SubmitJobResponse>(anon, anon.submitJob, { ...emptySubmit, ...quickJob, runUser: JOB_USER })
           : rpc<ListJobsRequest, ListJobsResponse>(anon, anon.listJobs, LIST_ALL)
         ).then(
-          () => status.OK,
-          (e: ServiceError) => e.code,
+          () => 'OK',
+          (e: ServiceError) => `${status[e.code]} ${reasonOf(e).reason}`,
         ),
       );
       codes.push(...(await Promise.all(calls)));
     }
     expect(codes.length).toBe(500);
-    expect(codes.filter((c) => c !== status.UNAUTHENTICATED)).toEqual([]);
+    expect(codes.filter((c) => c !== 'UNAUTHENTICATED Unauthenticated.CredentialRequired')).toEqual([]);
     const lines = (await auditSoFar(d)).slice(before).filter((l) => l.method !== 'CancelJob');
     expect(lines.length).toBeGreaterThan(0);
     expect(lines.length).toBeLessThan(100);

@@ -173,6 +173,8 @@ describe('TCP needs TLS (A11)', () => {
   });
 });
 
+const handshakeRefused = (l: Record<string, unknown>) => l.method === 'connect' && l.result === 'refused' && l.reason === 'Unauthenticated.TlsHandshake';
+
 describe('mutual TLS (A1 A2 A3)', () => {
   const POLICY = `  principals:\n    - name: portal\n      run_users: [${JOB_USER}]\n    - name: "spiffe://test/portal"\n      run_users: [${JOB_USER}]`;
 
@@ -183,11 +185,20 @@ describe('mutual TLS (A1 A2 A3)', () => {
     expect(none.code).toBe(status.UNAVAILABLE);
     const foreign = await rejection(tlsClient(tcp, foreignPortal).submit(asJobUser({ runUser: JOB_USER })));
     expect(foreign.code).toBe(status.UNAVAILABLE);
-    const refused = await auditLine(d, (l) => l.method === 'connect' && l.result === 'refused' && l.reason === 'Unauthenticated.TlsHandshake');
-    expect(refused.principal).toBe('');
+    // A refused-connection line per attempt (the foreign one included).
+    await auditLine(d, (l) => handshakeRefused(l) && auditLines(d).filter(handshakeRefused).length >= 2);
     const lines = await auditSoFar(d);
     expect(lines.filter((l) => l.method === 'SubmitJob')).toEqual([]);
     expect((await listJobs(d)).jobs).toEqual([]);
+  });
+
+  it('A2: the audit line of a certificate refused at the handshake names the client\'s address', async () => {
+    if (!privileged()) return;
+    const { d, tcp } = await startTlsDaemon({ mutual: true, access: POLICY });
+    expect((await rejection(tlsClient(tcp, foreignPortal).whoAmI())).code).toBe(status.UNAVAILABLE);
+    const line = await auditLine(d, handshakeRefused);
+    expect(line).toMatchObject({ principal: '', result: 'refused' });
+    expect(line.peer).toMatch(/^127\.0\.0\.1:\d+$/);
   });
 
   it('A3: principal portal (CN or SPIFFE SAN) submits as its run_users only; a run_user is required', async () => {
@@ -309,9 +320,9 @@ describe('tokens (A7)', () => {
   it('only an admin mints tokens for others; a token cannot mint tokens; rotating the key revokes them', async () => {
     if (!privileged()) return;
     const { d, tcp } = await startTlsDaemon();
-    const denied = await hpcqAs(OTHER_USER, d.address, ['token', 'create', '--user', JOB_USER]);
-    expect(denied.code).not.toBe(0);
-    expect(denied.stderr).toContain('OperationDenied.AdminRequired');
+    const denied = await hpcqAs(OTHER_USER, d.address, ['token', 'create', '--user', JOB_USER, '--json']);
+    expect(denied.code).toBe(2);
+    expect(JSON.parse(denied.stderr)).toMatchObject({ status: 'PERMISSION_DENIED', reason: 'OperationDenied.AdminRequired' });
     expect(denied.stdout).toBe('');
 
     const token = await tokenVia('root', d, ['--user', JOB_USER]);

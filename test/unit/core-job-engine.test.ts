@@ -83,6 +83,12 @@ class FakeExecutor implements JobExecutor {
   onEnded!: (jobId: number, outcome: JobOutcome) => Promise<void>;
   readonly launched: number[] = [];
   readonly cancelled: number[] = [];
+  /** What launchBlocker() answers: set to make the state directory look full. */
+  blocker: string | undefined;
+
+  launchBlocker(): string | undefined {
+    return this.blocker;
+  }
 
   async launch(job: Job): Promise<void> {
     this.launched.push(job.id);
@@ -185,6 +191,19 @@ async function failure(promise: Promise<unknown>): Promise<{ code: string; kind:
 }
 
 describe('JobEngine', () => {
+  it('starts nothing while the executor has no room for run records, and starts the jobs once there is', async () => {
+    const { executor, engine } = await started();
+    executor.blocker = 'StateDirFull: 0 KiB free';
+    const { job } = await engine.submit(request(), ADMIN);
+    await settle();
+    expect(executor.launched).toEqual([]);
+    expect((await engine.getJob(String(job.id), ADMIN)).state).toBe('PENDING');
+    executor.blocker = undefined;
+    // The engine looks again by itself (no submit or job end needed).
+    await vi.waitFor(() => expect(executor.launched).toEqual([job.id]), { timeout: 3000 });
+    expect((await engine.getJob(String(job.id), ADMIN)).state).toBe('RUNNING');
+  });
+
   it('refuses calls until started and after stop', async () => {
     const engine = new JobEngine({ config: CONFIG, store: new MemoryStore(), executor: new FakeExecutor(), users, log: silentLogger(), daemonUid: 0 });
     expect(await failure(engine.getJob('1', ADMIN))).toMatchObject({ code: 'ResourceUnavailable.ShuttingDown', kind: 'unavailable' });
