@@ -54,6 +54,7 @@ export class AccessGate {
     const peer = call.getPeer();
     let principal: Principal;
     try {
+      checkMetadataSize(call.metadata);
       principal = await this.authenticate(peer, call.metadata);
     } catch (err) {
       this.auditRefusal(undefined, this.deps.connections.identityOf(peer)?.peer ?? peer, method, err);
@@ -142,6 +143,17 @@ export class AccessGate {
         else this.activeCalls.set(key, n);
       },
     };
+  }
+}
+
+/** Largest metadata a call may carry (keys and values); hpcq's own clients send a few hundred bytes. */
+const MAX_METADATA_BYTES = 16 * 1024;
+
+function checkMetadataSize(metadata: Metadata): void {
+  let bytes = 0;
+  for (const [key, value] of Object.entries(metadata.getMap())) bytes += key.length + (typeof value === 'string' ? value.length : value.length);
+  if (bytes > MAX_METADATA_BYTES) {
+    throw new HpcqError('LimitExceeded.MetadataSize', 'exhausted', `the call's metadata is ${bytes} bytes; at most ${MAX_METADATA_BYTES} are accepted`);
   }
 }
 

@@ -123,14 +123,24 @@ export class ConnectionRegistry {
       minVersion: 'TLSv1.2',
       handshakeTimeout: this.limits.firstRequestTimeoutMs,
     });
+    // Where each raw connection came from: by the time a failed handshake is reported, Node has
+    // already destroyed the socket and forgotten its address.
+    const peers = new WeakMap<Socket, string>();
     // Caps apply before the handshake costs anything.
     server.on('connection', (raw: Socket) => {
-      if (!this.admit(`addr:${raw.remoteAddress}`, `${raw.remoteAddress}:${raw.remotePort}`, raw)) raw.destroy();
+      const peer = `${raw.remoteAddress}:${raw.remotePort}`;
+      peers.set(raw, peer);
+      if (!this.admit(`addr:${raw.remoteAddress}`, peer, raw)) raw.destroy();
     });
     server.on('secureConnection', (socket: TLSSocket) => this.acceptTls(socket));
     server.on('tlsClientError', (err: Error, socket: TLSSocket) => {
-      const peer = `${socket.remoteAddress}:${socket.remotePort}`;
-      this.audit.record({ principal: '', peer, method: 'connect', result: 'refused', reason: 'Unauthenticated.TlsHandshake', status: err.message.slice(0, 200) });
+      const raw = (socket as unknown as { _parent?: Socket })._parent;
+      const peer = (raw && peers.get(raw)) ?? `${socket.remoteAddress}:${socket.remotePort}`;
+      const why = (socket as unknown as { authorizationError?: Error | string }).authorizationError;
+      this.audit.record({ principal: '', peer, method: 'connect', result: 'refused', reason: 'Unauthenticated.TlsHandshake', status: String(why ?? err.message).slice(0, 200) });
+      // A handshake that timed out leaves the socket open on Node 20: close it, or it holds a slot.
+      socket.destroy();
+      raw?.destroy();
     });
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -224,8 +234,10 @@ export class ConnectionRegistry {
 
   private register(socket: Socket, identity: ConnectionIdentity): void {
     const key = `hpcq-conn:${++this.nextId}`;
-    // grpc-js reports the socket's remoteAddress as the call's peer: make it name this connection.
+    // grpc-js reports the socket's remoteAddress (with `:remotePort` when there is a port) as the
+    // call's peer: make it name this connection, and only it.
     Object.defineProperty(socket, 'remoteAddress', { value: key, configurable: true });
+    Object.defineProperty(socket, 'remotePort', { value: undefined, configurable: true });
     const firstCallTimer = setTimeout(() => {
       this.log.info({ peer: identity.peer }, 'connection made no call before the deadline; closed');
       socket.destroy();
