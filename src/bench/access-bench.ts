@@ -12,7 +12,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { peerCredentialsOf } from '../access/peer-credentials.js';
 import { BenchDaemon, benchConfig } from './bench-daemon.js';
-import { cancelPending } from './daemon-bench.js';
+import { cancelPending, withBusyCore } from './daemon-bench.js';
 import type { SubmitLoadFigures, SubmitLoadSpec } from './submit-load.js';
 
 const SUBMIT_LOAD = join(dirname(fileURLToPath(import.meta.url)), 'submit-load.js');
@@ -40,29 +40,20 @@ access:
 `;
   const daemon = await BenchDaemon.start(config, undefined, ['127.0.0.1:0']);
   const tcp = daemon.addresses.find((a) => !a.startsWith('unix:'))!;
-  let blockerId: string | undefined;
   try {
-    // One long job holds the only core, so submitted jobs stay pending: we measure the submit path.
-    blockerId = (await daemon.submit({ name: 'blocker', runUser, cmdLine: 'sleep 3600', coreLimit: 1 })).jobId;
-    await daemon.waitFor(blockerId, ['running']);
-    const unix: AccessFigures['unix'] = [];
-    const mtls: AccessFigures['mtls'] = [];
-    for (const clients of clientCounts) {
-      const request = { name: `bench-${clients}`, cmdLine: 'true' };
-      unix.push({ clients, figures: await load(runUser, { address: daemon.address, clients, total: submits(clients), request }) });
-      mtls.push({
-        clients,
-        figures: await load(undefined, { address: tcp, clients, total: submits(clients), request: { ...request, runUser }, tls: { ca: pki.ca, cert: pki.clientCert, key: pki.clientKey } }),
-      });
-      await cancelPending(daemon);
-    }
-    return { unix, mtls, peerCredentialsUs: await peerCredentialsCost(pkiDir, 200, 50) };
+    return await withBusyCore(daemon, runUser, async () => {
+      const unix: AccessFigures['unix'] = [];
+      const mtls: AccessFigures['mtls'] = [];
+      for (const clients of clientCounts) {
+        const request = { name: `bench-${clients}`, cmdLine: 'true' };
+        unix.push({ clients, figures: await load(runUser, { address: daemon.address, clients, total: submits(clients), request }) });
+        const tls = { ca: pki.ca, cert: pki.clientCert, key: pki.clientKey };
+        mtls.push({ clients, figures: await load(undefined, { address: tcp, clients, total: submits(clients), request: { ...request, runUser }, tls }) });
+        await cancelPending(daemon);
+      }
+      return { unix, mtls, peerCredentialsUs: await peerCredentialsCost(pkiDir, 200, 50) };
+    });
   } finally {
-    await cancelPending(daemon);
-    if (blockerId !== undefined) {
-      await daemon.cancel(blockerId);
-      await daemon.waitFor(blockerId, ['cancelled']);
-    }
     await daemon.close();
     rmSync(pkiDir, { recursive: true, force: true });
   }

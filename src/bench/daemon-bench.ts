@@ -21,43 +21,55 @@ export interface SubmitFigures {
  */
 export async function submitThroughput(runUser: string, clientCounts: readonly number[], submitsPerRun: (clients: number) => number): Promise<{ figures: SubmitFigures[]; peakRssMb: number }> {
   const daemon = await BenchDaemon.start(benchConfig({ cores: 1 }));
+  try {
+    return await withBusyCore(daemon, runUser, async () => {
+      const figures: SubmitFigures[] = [];
+      for (const clients of clientCounts) {
+        const channels = Array.from({ length: clients }, (_, c) => daemon.rawSubmitter({ name: `bench-${clients}-${c}`, runUser, cmdLine: 'true' }));
+        const total = submitsPerRun(clients);
+        const latencies: number[] = [];
+        let next = 0;
+        const t0 = performance.now();
+        await Promise.all(
+          channels.map(async (channel) => {
+            while (next < total) {
+              next++;
+              const s = performance.now();
+              await channel.submit();
+              latencies.push(performance.now() - s);
+            }
+          }),
+        );
+        const seconds = (performance.now() - t0) / 1000;
+        for (const client of channels) client.close();
+        latencies.sort((a, b) => a - b);
+        figures.push({ clients, submits: total, jobsPerSecond: total / seconds, latencyP50Ms: percentile(latencies, 50), latencyP99Ms: percentile(latencies, 99) });
+      }
+      return { figures, peakRssMb: daemon.peakRssMb() };
+    });
+  } finally {
+    await daemon.close();
+  }
+}
+
+/**
+ * Runs `fn` while one long job of `runUser` holds the daemon's only core, so that submitted jobs
+ * stay pending and a benchmark measures the submit path alone. Leaves nothing behind: running jobs
+ * outlive the daemon by design, so the blocker is cancelled, after the pending jobs (or ending it
+ * would start them).
+ */
+export async function withBusyCore<T>(daemon: BenchDaemon, runUser: string, fn: () => Promise<T>): Promise<T> {
   let blockerId: string | undefined;
   try {
-    // One long job holds the only core, so submitted jobs stay pending: we measure the submit path.
     blockerId = (await daemon.submit({ name: 'blocker', runUser, cmdLine: 'sleep 3600', coreLimit: 1 })).jobId;
     await daemon.waitFor(blockerId, ['running']);
-    const figures: SubmitFigures[] = [];
-    for (const clients of clientCounts) {
-      const channels = Array.from({ length: clients }, (_, c) => daemon.rawSubmitter({ name: `bench-${clients}-${c}`, runUser, cmdLine: 'true' }));
-      const total = submitsPerRun(clients);
-      const latencies: number[] = [];
-      let next = 0;
-      const t0 = performance.now();
-      await Promise.all(
-        channels.map(async (channel) => {
-          while (next < total) {
-            next++;
-            const s = performance.now();
-            await channel.submit();
-            latencies.push(performance.now() - s);
-          }
-        }),
-      );
-      const seconds = (performance.now() - t0) / 1000;
-      for (const client of channels) client.close();
-      latencies.sort((a, b) => a - b);
-      figures.push({ clients, submits: total, jobsPerSecond: total / seconds, latencyP50Ms: percentile(latencies, 50), latencyP99Ms: percentile(latencies, 99) });
-    }
-    return { figures, peakRssMb: daemon.peakRssMb() };
+    return await fn();
   } finally {
-    // Leave nothing behind. Running jobs outlive the daemon by design, so the blocker must be
-    // cancelled; the pending jobs go first, or ending the blocker would start them.
     await cancelPending(daemon);
     if (blockerId !== undefined) {
       await daemon.cancel(blockerId);
       await daemon.waitFor(blockerId, ['cancelled']);
     }
-    await daemon.close();
   }
 }
 
