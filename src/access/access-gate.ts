@@ -6,6 +6,7 @@
  * header and every other piece of metadata are ignored; over TLS only a token this daemon signed counts.
  */
 import type { Metadata } from '@grpc/grpc-js';
+import type { AccessConfig } from '../config/daemon-config.js';
 import { isAdmin, type AccessContext, type Principal } from '../core/access-policy.js';
 import { HpcqError, RequestLimitError } from '../core/errors.js';
 import type { UserDirectory } from '../core/ports.js';
@@ -38,7 +39,8 @@ export interface AccessGateDeps {
 
 export class AccessGate {
   private rateLimiter: RateLimiter;
-  private rateSettings: string;
+  /** The settings rateLimiter was made with (config objects are frozen and replaced on reload). */
+  private rateSettings: AccessConfig['rateLimit'];
   private readonly activeCalls = new Map<string, number>();
   private readonly now: () => number;
 
@@ -46,7 +48,7 @@ export class AccessGate {
     this.now = deps.now ?? Date.now;
     const { rateLimit } = deps.context().access;
     this.rateLimiter = new RateLimiter({ ratePerSecond: rateLimit.perSecond, burst: rateLimit.burst });
-    this.rateSettings = JSON.stringify(rateLimit);
+    this.rateSettings = rateLimit;
   }
 
   /** Authenticates and admits a call, or throws the refusal (already audited). */
@@ -95,8 +97,13 @@ export class AccessGate {
     const identity = this.deps.connections.identityOf(peer);
     if (!identity) throw new HpcqError('Unauthenticated.UnknownConnection', 'unauthenticated', 'the connection has no identity');
     if (identity.kind === 'unix') {
+      const nowMs = this.now();
+      const cached = this.deps.connections.cachedPrincipal(peer, nowMs);
+      if (cached) return cached;
       const account = await this.deps.users.lookupUid(identity.uid);
-      return { name: `uid:${identity.uid}`, via: 'unix', peer: identity.peer, ...(account ? { account } : {}) };
+      const principal: Principal = { name: `uid:${identity.uid}`, via: 'unix', peer: identity.peer, ...(account ? { account } : {}) };
+      this.deps.connections.rememberPrincipal(peer, principal, nowMs + PRINCIPAL_TTL_MS);
+      return principal;
     }
     const bearer = bearerToken(metadata);
     if (bearer !== undefined) {
@@ -114,11 +121,10 @@ export class AccessGate {
 
   private takeRate(principal: Principal): void {
     const { rateLimit } = this.deps.context().access;
-    const settings = JSON.stringify(rateLimit);
-    if (settings !== this.rateSettings) {
+    if (rateLimit !== this.rateSettings && JSON.stringify(rateLimit) !== JSON.stringify(this.rateSettings)) {
       this.rateLimiter = new RateLimiter({ ratePerSecond: rateLimit.perSecond, burst: rateLimit.burst });
-      this.rateSettings = settings;
     }
+    this.rateSettings = rateLimit;
     const taken = this.rateLimiter.take(principal.name, this.now());
     if (!taken.ok) {
       throw new RequestLimitError(`${principal.name} exceeds ${rateLimit.perSecond} requests per second (burst ${rateLimit.burst}); retry in ${taken.retryAfterMs} ms`, taken.retryAfterMs);
@@ -145,6 +151,13 @@ export class AccessGate {
     };
   }
 }
+
+/**
+ * How long a connection's principal (its account and groups) is reused before it is looked up
+ * again: the account is looked up once per connection, and a long-lived connection still sees a
+ * changed group membership within a minute, like a new one (the user directory caches as long).
+ */
+const PRINCIPAL_TTL_MS = 60_000;
 
 /** Largest metadata a call may carry (keys and values); hpcq's own clients send a few hundred bytes. */
 const MAX_METADATA_BYTES = 16 * 1024;

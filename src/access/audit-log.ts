@@ -14,8 +14,10 @@
  * Successful calls are never dropped.
  *
  * The file holds job names and user names, so it must be a regular file readable and writable by
- * the daemon's user only. Lines are written by sonic-boom without blocking the event loop; close()
- * flushes them.
+ * the daemon's user only. Lines are written by sonic-boom without blocking the event loop, in
+ * batches: a write per line cost each submit about 17 us of the daemon's CPU. A batch goes out when
+ * it reaches BATCH_BYTES or after FLUSH_INTERVAL_MS, so a crash loses at most that last fraction
+ * of a second (the lines are not fsynced either way); close() flushes them.
  */
 import { closeSync, constants, fstatSync, openSync } from 'node:fs';
 import { pino } from 'pino';
@@ -85,10 +87,13 @@ export class AuditLog {
       closeSync(fd);
       throw err;
     }
-    return new AuditLog(pino.destination({ fd, sync: false }), opts);
+    return new AuditLog(pino.destination({ fd, sync: false, minLength: BATCH_BYTES }), opts);
   }
 
   private readonly logger: Logger | undefined;
+  private readonly flushTimer: NodeJS.Timeout;
+  /** Lines were written since the last timed flush. */
+  private unflushed = false;
 
   private constructor(
     private readonly dest: SonicBoom,
@@ -101,6 +106,12 @@ export class AuditLog {
     });
     this.now = opts.now ?? Date.now;
     this.logger = opts.logger;
+    this.flushTimer = setInterval(() => {
+      if (!this.unflushed) return;
+      this.unflushed = false;
+      this.dest.flush();
+    }, FLUSH_INTERVAL_MS);
+    this.flushTimer.unref();
     // Without a listener an 'error' event would crash the daemon; a failed write stays buffered.
     dest.on('error', (err: Error) => opts.logger?.error({ err }, 'audit log write failed'));
   }
@@ -134,6 +145,7 @@ export class AuditLog {
     }
     if (suppressed !== undefined) line.suppressed = suppressed;
     this.dest.write(`${safeJson(line)}\n`);
+    this.unflushed = true;
   }
 
   /**
@@ -142,6 +154,7 @@ export class AuditLog {
    * dropped, so that the daemon's shutdown never hangs on its audit log.
    */
   close(): Promise<void> {
+    clearInterval(this.flushTimer);
     this.closing ??= new Promise<void>((resolve) => {
       const timer = setTimeout(() => {
         this.logger?.error('audit log could not be flushed before the deadline; closing it with lines unwritten');
@@ -173,6 +186,11 @@ export class AuditLog {
     this.suppressed.set(key, count);
   }
 }
+
+/** Lines are written once this much is buffered... */
+const BATCH_BYTES = 8 * 1024;
+/** ...or after this long. */
+const FLUSH_INTERVAL_MS = 200;
 
 /** How long close() waits for buffered lines to reach the file. */
 const CLOSE_DEADLINE_MS = 2000;

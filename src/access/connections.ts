@@ -23,6 +23,7 @@ import { connect, createServer, type Server as NetServer, type Socket } from 'no
 import { dirname, join } from 'node:path';
 import { createServer as createTlsServer, type PeerCertificate, type TLSSocket } from 'node:tls';
 import type { AccessConfig } from '../config/daemon-config.js';
+import type { Principal } from '../core/access-policy.js';
 import { ROOT_SOCKET_DIR } from '../config/default-state-dir.js';
 import type { Logger } from '../logger.js';
 import type { AuditLog } from './audit-log.js';
@@ -38,6 +39,8 @@ interface Connection {
   identity: ConnectionIdentity;
   socket: Socket;
   firstCallTimer: NodeJS.Timeout | undefined;
+  /** The principal built for this connection's account, reused by its calls until `expiresAtMs`. */
+  principal?: { value: Principal; expiresAtMs: number };
 }
 
 /** Where accepted connections go: a grpc-js connection injector. */
@@ -77,6 +80,18 @@ export class ConnectionRegistry {
   /** The identity of the connection a call came on (its grpc-js peer), if it is one of ours. */
   identityOf(peer: string): ConnectionIdentity | undefined {
     return this.connections.get(peer)?.identity;
+  }
+
+  /** The principal remembered for a connection, unless it is older than its expiry. */
+  cachedPrincipal(peer: string, nowMs: number): Principal | undefined {
+    const cached = this.connections.get(peer)?.principal;
+    return cached && cached.expiresAtMs > nowMs ? cached.value : undefined;
+  }
+
+  /** Remembers the principal of a connection's account, so later calls need no account lookup. */
+  rememberPrincipal(peer: string, principal: Principal, expiresAtMs: number): void {
+    const c = this.connections.get(peer);
+    if (c) c.principal = { value: principal, expiresAtMs };
   }
 
   /** A call arrived on the connection: it is no longer subject to the first-call deadline. */

@@ -281,18 +281,6 @@ export class JobEngine {
     for (const j of this.active.running()) {
       running.push({ hpcqueueId: j.hpcqueueId, cores: j.cores, memoryLimitMb: j.memoryLimitMb, expectedEndMs: j.startTimeMs + j.timeLimitSeconds * 1000 });
     }
-    // No room for the jobs' run records: starting them now would fail them for the daemon's own
-    // lack of disk. They wait until there is room again (checked every WRITE_RETRY_MS).
-    const blocker = this.deps.executor.launchBlocker?.();
-    if (blocker !== this.launchBlocker) {
-      if (blocker !== undefined) this.deps.log.warn({ reason: blocker }, 'no job is started while the state directory has no room');
-      else this.deps.log.info('the state directory has room again; starting jobs');
-      this.launchBlocker = blocker;
-    }
-    if (blocker !== undefined) {
-      setTimeout(() => this.scheduleDispatch(), WRITE_RETRY_MS).unref();
-      return;
-    }
     const plan = planDispatch({
       pending: this.active.pendingByQueue,
       running,
@@ -307,6 +295,19 @@ export class JobEngine {
       if (job && job.state === 'PENDING' && job.reason !== reason) this.active.set({ ...job, reason });
     }
     if (plan.start.length === 0) return;
+    // No room for the jobs' run records: starting them now would fail them for the daemon's own
+    // lack of disk. They wait until there is room again (checked every WRITE_RETRY_MS). Asked only
+    // when a job is about to start: a statfs per pass would cost every submit.
+    const blocker = this.deps.executor.launchBlocker?.();
+    if (blocker !== this.launchBlocker) {
+      if (blocker !== undefined) this.deps.log.warn({ reason: blocker }, 'no job is started while the state directory has no room');
+      else this.deps.log.info('the state directory has room again; starting jobs');
+      this.launchBlocker = blocker;
+    }
+    if (blocker !== undefined) {
+      setTimeout(() => this.scheduleDispatch(), WRITE_RETRY_MS).unref();
+      return;
+    }
     const starting = plan.start.map((id) => ({ ...this.active.get(id)!, enforcement: this.deps.executor.enforcement }));
     const stored = this.applyTransitions(starting.map((job) => ({ job, to: 'RUNNING' as const, reason: '' })));
     for (const job of starting) this.beginLaunch(job.id, stored);
