@@ -2,7 +2,7 @@
 // per-principal request rate, connections per uid, the first-call deadline (slowloris), oversized
 // and malformed requests, quoting of huge values, and unauthenticated floods vs the audit log.
 import { randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect as netConnect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -22,6 +22,7 @@ import { call, emptySubmit, getJob, listJobs, reasonOf, rejection, startDaemon, 
 import { runAs } from '../support/as-user.js';
 import { ensureTestUsers, isRoot, JOB_USER, need, OTHER_USER, uidOf } from '../support/privileged.js';
 import { makeTestPki, type TestPki } from '../support/tls-fixtures.js';
+import { auditLine, auditLines } from '../support/audit-log.js';
 
 const privileged = () => need(isRoot && ensureTestUsers(), 'root and the test users, to run jobs and programs as them');
 
@@ -76,24 +77,7 @@ async function tokenFor(d: DaemonHandle, user: string): Promise<string> {
   return res.token;
 }
 
-function auditLines(d: DaemonHandle): Record<string, unknown>[] {
-  const path = join(d.stateDir, 'state', 'audit.log');
-  if (!existsSync(path)) return [];
-  return readFileSync(path, 'utf8')
-    .split('\n')
-    .filter(Boolean)
-    .map((l) => JSON.parse(l) as Record<string, unknown>);
-}
 
-async function auditLine(d: DaemonHandle, pred: (l: Record<string, unknown>) => boolean, timeoutMs = 5000): Promise<Record<string, unknown>> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const found = auditLines(d).find(pred);
-    if (found) return found;
-    if (Date.now() > until) throw new Error(`no such audit line in:\n${JSON.stringify(auditLines(d), null, 1)}`);
-    await sleep(50);
-  }
-}
 
 /** Everything audited so far: writes a refused CancelJob as root and waits for its line. */
 let markers = 0;

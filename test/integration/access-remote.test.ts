@@ -2,7 +2,7 @@
 // TLS with certificate principals and their run_users, and bearer tokens: minted, verified,
 // forged, expired, revoked by rotating the key.
 import { createPrivateKey, generateKeyPairSync, randomUUID } from 'node:crypto';
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { credentials, Metadata, status, type CallOptions, type ChannelCredentials, type ServiceError } from '@grpc/grpc-js';
@@ -14,6 +14,7 @@ import { emptySubmit, getJob, listJobs, rejection, startDaemon, stopAll, TEST_CO
 import { hpcqAs } from '../support/as-user.js';
 import { ensureTestUsers, isRoot, JOB_USER, need, OTHER_USER, uidOf } from '../support/privileged.js';
 import { makeTestPki, type TestPki } from '../support/tls-fixtures.js';
+import { auditLine, auditLines } from '../support/audit-log.js';
 
 const privileged = () => need(isRoot && ensureTestUsers(), 'root and the test users, to run jobs and the CLI as them');
 
@@ -109,25 +110,7 @@ const asJobUser = (extra: Partial<SubmitJobRequest> = {}): Partial<SubmitJobRequ
 
 const stateOf = (d: DaemonHandle) => join(d.stateDir, 'state');
 
-function auditLines(d: DaemonHandle): Record<string, unknown>[] {
-  const path = join(stateOf(d), 'audit.log');
-  if (!existsSync(path)) return [];
-  return readFileSync(path, 'utf8')
-    .split('\n')
-    .filter(Boolean)
-    .map((l) => JSON.parse(l) as Record<string, unknown>);
-}
 
-/** Waits until the audit log has a line matching `pred` (the log is written asynchronously). */
-async function auditLine(d: DaemonHandle, pred: (l: Record<string, unknown>) => boolean, timeoutMs = 5000): Promise<Record<string, unknown>> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const found = auditLines(d).find(pred);
-    if (found) return found;
-    if (Date.now() > until) throw new Error(`no such audit line in:\n${JSON.stringify(auditLines(d), null, 1)}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 /** Everything audited before now: writes a refused CancelJob as root and waits for its line. */
 let markers = 0;

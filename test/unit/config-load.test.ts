@@ -8,6 +8,7 @@ import { parse as parseYaml } from 'yaml';
 import type { DaemonConfig } from '../../src/config/daemon-config.js';
 import { ConfigError, checkListenAddress, compileConfig, loadConfig, type HostFacts } from '../../src/config/load-config.js';
 import { configSchema } from '../../src/config/schema.js';
+import { DEFAULT_ACCESS } from '../support/access-defaults.js';
 
 const REFERENCE_FILE = resolve(dirname(fileURLToPath(import.meta.url)), '../../config/hpcqd.yaml');
 const HOST: HostFacts = { cores: 8, memoryMb: 16384, uid: 0 };
@@ -21,19 +22,7 @@ const EXPECTED_DEFAULT: DaemonConfig = {
   stateDir: '/var/lib/hpcq',
   listen: ['unix:/run/hpcq/hpcqd.sock'],
   tls: undefined,
-  access: {
-    adminGroups: [],
-    minUid: 1000,
-    allowRootGroup: false,
-    jobVisibility: 'own',
-    principals: [],
-    rateLimit: { perSecond: 20, burst: 40, adminsExempt: true },
-    maxConnections: 4096,
-    maxConnectionsPerUid: 128,
-    maxStreamsPerPrincipal: 256,
-    firstRequestTimeoutMs: 10_000,
-    auditLogPath: '/var/lib/hpcq/audit.log',
-  },
+  access: DEFAULT_ACCESS,
   killGraceSeconds: 30,
   enforcement: 'auto',
   requireEnforcement: true,

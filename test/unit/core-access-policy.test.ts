@@ -18,21 +18,8 @@ import {
 } from '../../src/core/access-policy.js';
 import { HpcqError } from '../../src/core/errors.js';
 import type { UserAccount } from '../../src/core/ports.js';
+import { DEFAULT_ACCESS } from '../support/access-defaults.js';
 
-/** The access defaults, spelled out (the schema's defaults for a root daemon). */
-const DEFAULT_ACCESS: AccessConfig = {
-  adminGroups: [],
-  minUid: 1000,
-  allowRootGroup: false,
-  jobVisibility: 'own',
-  principals: [],
-  rateLimit: { perSecond: 20, burst: 40, adminsExempt: true },
-  maxConnections: 4096,
-  maxConnectionsPerUid: 128,
-  maxStreamsPerPrincipal: 256,
-  firstRequestTimeoutMs: 10_000,
-  auditLogPath: '/var/lib/hpcq/audit.log',
-};
 
 function user(name: string, uid: number, groups: Array<[string, number]> = [[name, uid]], gid = groups[0]?.[1] ?? uid): UserAccount {
   return { name, uid, gid, home: `/home/${name}`, shell: '/bin/sh', groups: groups.map(([n, g]) => ({ name: n, gid: g })) };

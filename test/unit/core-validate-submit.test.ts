@@ -10,6 +10,7 @@ import type { UserAccount, UserDirectory } from '../../src/core/ports.js';
 import type { SubmitRequest } from '../../src/core/submit-request.js';
 import type { Logger } from '../../src/logger.js';
 import { parseTimestamp, validateSubmit, type SubmitContext } from '../../src/core/validate-submit.js';
+import { DEFAULT_ACCESS } from '../support/access-defaults.js';
 
 const HOST = { cores: 8, memoryMb: 16384, uid: 0 };
 /** The embedded default: cluster hpcq-local (zone local), queues hpcq-normal/normal (default) and hpcq-debug/debug. */
@@ -455,19 +456,7 @@ describe('validateSubmit: access policy', () => {
   };
 
   it('the default access config is the documented one', () => {
-    expect(CONFIG.access).toEqual({
-      adminGroups: [],
-      minUid: 1000,
-      allowRootGroup: false,
-      jobVisibility: 'own',
-      principals: [],
-      rateLimit: { perSecond: 20, burst: 40, adminsExempt: true },
-      maxConnections: 4096,
-      maxConnectionsPerUid: 128,
-      maxStreamsPerPrincipal: 256,
-      firstRequestTimeoutMs: 10_000,
-      auditLogPath: '/var/lib/hpcq/audit.log',
-    });
+    expect(CONFIG.access).toEqual(DEFAULT_ACCESS);
   });
 
   it("an empty run_user means the caller's own account", async () => {
