@@ -71,6 +71,10 @@ export function jobToProto(job: DomainJob): Job {
       : undefined,
     submitType: job.submitType,
     clientToken: job.clientToken,
+    argv: [...job.argv],
+    envNames: Object.keys(job.env),
+    workingDir: job.workingDir,
+    description: job.description,
   };
 }
 

@@ -123,6 +123,10 @@ function benchSpec(i: number, random: () => number): JobSpec {
     submitType: 0,
     clientToken: i % 2 === 0 ? `tok-${i}` : '',
     clientTimestamp: '',
+    argv: [],
+    env: {},
+    workingDir: `/home/${user}`,
+    description: '',
   };
 }
 

@@ -120,6 +120,13 @@ export interface JobSpec {
   clientToken: string;
   /** Timestamp the client sent, as given. */
   clientTimestamp: string;
+  /** The command as an argument vector, run without a shell; empty unless submitted that way. */
+  argv: readonly string[];
+  /** Variables the submit added to the job's environment. */
+  env: Readonly<Record<string, string>>;
+  /** Directory the job starts in, entered as the user: the request's working_dir, else home. */
+  workingDir: string;
+  description: string;
 }
 
 /** A stored job. Times are Unix milliseconds (0 = not reached). */
@@ -228,6 +235,11 @@ function buildJob(spec: JobSpec, run: JobRunFields): Job {
     submitType: spec.submitType,
     clientToken: spec.clientToken,
     clientTimestamp: spec.clientTimestamp,
+    // Records stored before these fields existed have none of them.
+    argv: spec.argv ?? [],
+    env: spec.env ?? {},
+    workingDir: spec.workingDir ?? spec.home,
+    description: spec.description ?? '',
     id: run.id,
     uuid: run.uuid,
     state: run.state,

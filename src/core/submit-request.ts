@@ -18,4 +18,11 @@ export interface SubmitRequest {
   priority: number;
   submitType: number;
   clientToken: string;
+  /** The command as an argument vector (no shell); empty when cmd_line or input_file is used. */
+  argv: readonly string[];
+  /** Variables added to the job's environment. */
+  env: Readonly<Record<string, string>>;
+  /** Absolute directory to start in; empty = the run user's home. */
+  workingDir: string;
+  description: string;
 }

@@ -18,6 +18,11 @@ export const CMD_LINE_MAX_BYTES = 64 * 1024;
 export const PATH_MAX_BYTES = 4096;
 export const CLIENT_TOKEN_MAX = 64;
 export const PRIORITY_MAX = 10_000;
+/** BatchCompute's limit for a job description. */
+export const DESCRIPTION_MAX = 1024;
+export const ARGV_MAX_ENTRIES = 4096;
+export const ENV_MAX_ENTRIES = 256;
+export const ENV_MAX_BYTES = 64 * 1024;
 const JOB_NAME_RE = /^[A-Za-z_-][A-Za-z0-9_-]*$/;
 /** POSIX portable user names (plus the common trailing $ of machine accounts is not accepted). */
 const USER_NAME_RE = /^[a-z_][a-z0-9_.-]{0,31}$/i;
@@ -62,7 +67,9 @@ export async function validateSubmit(req: SubmitRequest, ctx: SubmitContext): Pr
   if (req.submitType !== 0 && req.submitType !== 1) {
     throw invalidParameter('InvalidParameterValue.SubmitType', 'submit_type', 'submit_type must be 0 (console) or 1 (cli)');
   }
-  checkCommand(req.cmdLine, req.inputFile);
+  checkCommand(req.cmdLine, req.inputFile, req.argv);
+  checkEnv(req.env);
+  checkDescription(req.description);
   const { limits: resourceLimits, canonical: resourceLimit } = parseResourceLimit(req.resourceLimit);
 
   const cluster = resolveCluster(req, ctx.config.clusters);
@@ -112,6 +119,10 @@ export async function validateSubmit(req: SubmitRequest, ctx: SubmitContext): Pr
     submitType: req.submitType,
     clientToken: req.clientToken,
     clientTimestamp: req.timestamp,
+    argv: req.argv,
+    env: req.env,
+    workingDir: resolveWorkingDir(req.workingDir, account.home),
+    description: req.description,
   };
   // Only a client_token needs the fingerprint; hashing every request would cost the submit path.
   return { spec, queue, fingerprint: spec.clientToken === '' ? '' : fingerprintOf(spec) };
@@ -164,12 +175,24 @@ function hasControl(text: string): boolean {
   return text.includes('\0') || text.includes('\n') || text.includes('\r');
 }
 
-function checkCommand(cmdLine: string, inputFile: string): void {
-  if (cmdLine !== '' && inputFile !== '') {
-    throw invalidParameter('InvalidParameter.InvalidParameterCombination', 'cmd_line', 'give exactly one of cmd_line and input_file, not both');
+function checkCommand(cmdLine: string, inputFile: string, argv: readonly string[]): void {
+  const given = [cmdLine !== '', inputFile !== '', argv.length > 0].filter(Boolean).length;
+  if (given > 1) {
+    throw invalidParameter('InvalidParameter.InvalidParameterCombination', 'cmd_line', 'give exactly one of cmd_line, input_file and argv');
   }
-  if (cmdLine === '' && inputFile === '') {
-    throw invalidParameter('MissingParameter.Command', 'cmd_line', 'one of cmd_line and input_file is required');
+  if (given === 0) {
+    throw invalidParameter('MissingParameter.Command', 'cmd_line', 'one of cmd_line, input_file and argv is required');
+  }
+  if (argv.length > 0) {
+    if (argv.length > ARGV_MAX_ENTRIES) throw invalidParameter('InvalidParameter.ArgvTooLong', 'argv', `argv must have at most ${ARGV_MAX_ENTRIES} entries`);
+    if (argv[0] === '') throw invalidParameter('InvalidParameter.ArgvMalformed', 'argv', 'argv[0], the program, must not be empty');
+    let bytes = 0;
+    for (const arg of argv) {
+      if (arg.includes('\0')) throw invalidParameter('InvalidParameter.ArgvMalformed', 'argv', 'argv entries must not contain NUL');
+      bytes += Buffer.byteLength(arg) + 1;
+    }
+    if (bytes > CMD_LINE_MAX_BYTES) throw invalidParameter('InvalidParameter.ArgvTooLong', 'argv', `argv must be at most ${CMD_LINE_MAX_BYTES} bytes in all`);
+    return;
   }
   if (cmdLine !== '') {
     if (Buffer.byteLength(cmdLine) > CMD_LINE_MAX_BYTES) {
@@ -181,6 +204,43 @@ function checkCommand(cmdLine: string, inputFile: string): void {
   if (hasControl(inputFile)) throw invalidParameter('InvalidParameter.InputFileMalformed', 'input_file', 'input_file must not contain NUL or newlines');
   if (Buffer.byteLength(inputFile) > PATH_MAX_BYTES) throw invalidParameter('InvalidParameter.InputFileTooLong', 'input_file', `input_file must be at most ${PATH_MAX_BYTES} bytes`);
   if (!inputFile.startsWith('/')) throw invalidParameter('InvalidParameter.InputFileNotAbsolute', 'input_file', 'input_file must be an absolute path');
+}
+
+/** Environment names the job may set: not the daemon's own (HPCQ_) nor the scheduler's, whose values jobs trust. */
+const ENV_NAME_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const RESERVED_ENV_PREFIXES = ['HPCQ_', 'SLURM_', 'SBATCH_', 'SRUN_', 'SALLOC_'];
+
+function checkEnv(env: Readonly<Record<string, string>>): void {
+  const names = Object.keys(env);
+  if (names.length > ENV_MAX_ENTRIES) throw invalidParameter('InvalidParameter.EnvTooLarge', 'env', `env may have at most ${ENV_MAX_ENTRIES} variables, got ${names.length}`);
+  let bytes = 0;
+  for (const name of names) {
+    if (!ENV_NAME_RE.test(name) || name.length > 256) {
+      throw invalidParameter('InvalidParameter.EnvName', 'env', `env name ${quoteValue(name)} must match [A-Za-z_][A-Za-z0-9_]* (at most 256 characters)`);
+    }
+    const reserved = RESERVED_ENV_PREFIXES.find((p) => name.toUpperCase().startsWith(p));
+    if (reserved) throw invalidParameter('InvalidParameter.EnvName', 'env', `env name ${quoteValue(name)} is reserved (${reserved}* is set by the scheduler)`);
+    const value = env[name]!;
+    if (value.includes('\0')) throw invalidParameter('InvalidParameter.EnvName', 'env', `env value of ${name} must not contain NUL`);
+    bytes += name.length + Buffer.byteLength(value) + 2;
+  }
+  if (bytes > ENV_MAX_BYTES) throw invalidParameter('InvalidParameter.EnvTooLarge', 'env', `env must be at most ${ENV_MAX_BYTES} bytes in all, got ${bytes}`);
+}
+
+function checkDescription(description: string): void {
+  if (description.length > DESCRIPTION_MAX) {
+    throw invalidParameter('InvalidParameter.JobDescriptionTooLong', 'description', `description must be at most ${DESCRIPTION_MAX} characters, got ${description.length}`);
+  }
+  if (description.includes('\0')) throw invalidParameter('InvalidParameter.JobDescriptionMalformed', 'description', 'description must not contain NUL');
+}
+
+/** The directory the job starts in: working_dir (absolute, entered as the user at launch), else home. */
+function resolveWorkingDir(workingDir: string, home: string): string {
+  if (workingDir === '') return home;
+  if (hasControl(workingDir)) throw invalidParameter('InvalidParameter.WorkingDirMalformed', 'working_dir', 'working_dir must not contain NUL or newlines');
+  if (!workingDir.startsWith('/')) throw invalidParameter('InvalidParameter.WorkingDirNotAbsolute', 'working_dir', `working_dir must be an absolute path, got ${quoteValue(workingDir)}`);
+  if (Buffer.byteLength(workingDir) > PATH_MAX_BYTES) throw invalidParameter('InvalidParameter.WorkingDirTooLong', 'working_dir', `working_dir must be at most ${PATH_MAX_BYTES} bytes`);
+  return workingDir;
 }
 
 function resolveCluster(req: SubmitRequest, clusters: readonly ClusterConfig[]): ClusterConfig {

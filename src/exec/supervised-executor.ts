@@ -321,7 +321,8 @@ export class SupervisedExecutor implements JobExecutor {
       user: job.runUser,
       uid: job.uid,
       gid: job.gid,
-      cwd: job.home,
+      // Entered as the user by the supervisor: a directory the user cannot enter fails the job.
+      cwd: job.workingDir,
       stdoutPath: job.stdoutPath,
       stderrPath: job.stderrPath,
       umask: this.options.jobUmask,
@@ -332,8 +333,7 @@ export class SupervisedExecutor implements JobExecutor {
       rlimits: placement.rlimits,
       rlimitsHard: placement.rlimitsHard,
       env: jobEnvironment(job),
-      program: '/bin/sh',
-      args: job.cmdLine !== '' ? ['-c', job.cmdLine] : ['-c', RUN_INPUT_FILE, 'hpcq-job', job.inputFile],
+      ...jobCommand(job),
     };
   }
 
@@ -445,6 +445,21 @@ function killMechanism(kill: KillTarget): KillMechanism | undefined {
 }
 
 /** The job's entire environment: an allow-list, nothing of the daemon's. */
+/**
+ * What the supervisor executes: cmd_line through /bin/sh -c; input_file through RUN_INPUT_FILE;
+ * argv with no shell at all, through env(1), which only looks argv[0] up in the job's PATH and
+ * execs it with the other words untouched (`--` ends env's own options).
+ */
+function jobCommand(job: Job): { program: string; args: string[] } {
+  if (job.argv.length > 0) return { program: '/usr/bin/env', args: ['--', ...job.argv] };
+  if (job.cmdLine !== '') return { program: '/bin/sh', args: ['-c', job.cmdLine] };
+  return { program: '/bin/sh', args: ['-c', RUN_INPUT_FILE, 'hpcq-job', job.inputFile] };
+}
+
+/**
+ * The job's whole environment: the login basics, then the submit's variables (which may replace
+ * them, e.g. PATH or OMP_NUM_THREADS), then hpcq's own HPCQ_* (names a submit may not use).
+ */
 function jobEnvironment(job: Job): Record<string, string> {
   return {
     HOME: job.home,
@@ -453,6 +468,8 @@ function jobEnvironment(job: Job): Record<string, string> {
     SHELL: job.shell,
     PATH: '/usr/local/bin:/usr/bin:/bin',
     LANG: 'C.UTF-8',
+    OMP_NUM_THREADS: String(job.cores),
+    ...job.env,
     HPCQ_JOB_ID: String(job.id),
     HPCQ_JOB_UUID: job.uuid,
     HPCQ_JOB_NAME: job.name,
@@ -460,6 +477,5 @@ function jobEnvironment(job: Job): Record<string, string> {
     HPCQ_CLUSTER: job.clusterId,
     HPCQ_CORES: String(job.cores),
     HPCQ_MEM_MB: String(job.memoryLimitMb),
-    OMP_NUM_THREADS: String(job.cores),
   };
 }

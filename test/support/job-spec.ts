@@ -27,6 +27,10 @@ export function testJobSpec(overrides: Partial<JobSpec> = {}): JobSpec {
     submitType: 0,
     clientToken: '',
     clientTimestamp: '',
+    argv: [],
+    env: {},
+    workingDir: '/home/alice',
+    description: '',
     ...overrides,
   };
 }

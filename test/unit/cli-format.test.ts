@@ -3,7 +3,7 @@ import { InvalidArgumentError } from 'commander';
 import { describe, expect, it } from 'vitest';
 import { toServiceError } from '../../src/api/grpc-status.js';
 import { defaultAddress, normalizeAddress, resolveAddress } from '../../src/cli/address.js';
-import { buildSubmitRequest } from '../../src/cli/commands/submit.js';
+import { buildSubmitRequest, parseExport } from '../../src/cli/commands/submit.js';
 import { parseTimeoutOption } from '../../src/cli/context.js';
 import { connectProblem, describeError, renderFailure, UsageError } from '../../src/cli/errors.js';
 import {
@@ -74,6 +74,10 @@ function job(overrides: Partial<Job> = {}): Job {
     usage: { cpuTimeUsec: 1_234_000, userCpuUsec: 1_000_000, systemCpuUsec: 234_000, peakMemoryBytes: 12.5 * 1024 * 1024, wallTimeMs: 65_000 },
     submitType: 1,
     clientToken: '',
+    argv: [],
+    envNames: [],
+    workingDir: '/home/alice',
+    description: '',
     ...overrides,
   };
 }
@@ -341,6 +345,9 @@ describe('submit request', () => {
         priority: 7,
         clientToken: 'tok',
         timestamp: '2026-01-02T03:04:05Z',
+        export: { OMP_PROC_BIND: 'true' },
+        chdir: '/scratch/run',
+        description: 'a run',
       },
       [],
     );
@@ -363,7 +370,24 @@ describe('submit request', () => {
       priority: 7,
       submitType: 0,
       clientToken: 'tok',
+      argv: [],
+      env: { OMP_PROC_BIND: 'true' },
+      workingDir: '/scratch/run',
+      description: 'a run',
     });
+  });
+
+  it('--argv sends the trailing words as argv, unquoted and without a shell line', () => {
+    const req = buildSubmitRequest({ ...base, argv: true }, ['printf', '%s|', 'a b', '$(id)', "it's"]);
+    expect(req).toMatchObject({ argv: ['printf', '%s|', 'a b', '$(id)', "it's"], cmdLine: '' });
+    expect(() => buildSubmitRequest({ ...base, argv: true }, [])).toThrow(UsageError);
+  });
+
+  it('--export takes NAME=value lists, repeatable; a value may hold = and commas are separators', () => {
+    expect(parseExport('A=1,B=x=y')).toEqual({ A: '1', B: 'x=y' });
+    expect(parseExport('C=3', { A: '1' })).toEqual({ A: '1', C: '3' });
+    expect(() => parseExport('ALL')).toThrow(/NAME=value/);
+    expect(() => parseExport('=v')).toThrow(/NAME=value/);
   });
 
   it('quotes words for the shell only when needed', () => {

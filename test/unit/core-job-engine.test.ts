@@ -148,6 +148,10 @@ function request(overrides: Partial<SubmitRequest> = {}): SubmitRequest {
     priority: 0,
     submitType: 0,
     clientToken: '',
+    argv: [],
+    env: {},
+    workingDir: '',
+    description: '',
     ...overrides,
   };
 }

@@ -97,6 +97,10 @@ function request(overrides: Partial<SubmitRequest> = {}): SubmitRequest {
     priority: 0,
     submitType: 0,
     clientToken: '',
+    argv: [],
+    env: {},
+    workingDir: '',
+    description: '',
     ...overrides,
   };
 }
@@ -649,4 +653,45 @@ describe('parseTimestamp', () => {
       expect(parseTimestamp(text)).toBeUndefined();
     },
   );
+});
+
+describe('validateSubmit: argv, env, working_dir, description', () => {
+  it.each<[string, Partial<SubmitRequest>, string, string]>([
+    ['cmd_line and argv', { cmdLine: 'true', argv: ['true'] }, 'InvalidParameter.InvalidParameterCombination', 'cmd_line'],
+    ['input_file and argv', { cmdLine: '', inputFile: '/x.sh', argv: ['true'] }, 'InvalidParameter.InvalidParameterCombination', 'cmd_line'],
+    ['an empty program', { cmdLine: '', argv: [''] }, 'InvalidParameter.ArgvMalformed', 'argv'],
+    ['NUL in an argument', { cmdLine: '', argv: ['echo', 'a\0b'] }, 'InvalidParameter.ArgvMalformed', 'argv'],
+    ['argv over 64 KiB', { cmdLine: '', argv: ['echo', 'x'.repeat(70_000)] }, 'InvalidParameter.ArgvTooLong', 'argv'],
+    ['an env name with a dash', { env: { 'A-B': '1' } }, 'InvalidParameter.EnvName', 'env'],
+    ['an env name starting with a digit', { env: { '1A': '1' } }, 'InvalidParameter.EnvName', 'env'],
+    ['HPCQ_ names are the daemon\'s', { env: { HPCQ_JOB_ID: '7' } }, 'InvalidParameter.EnvName', 'env'],
+    ['SLURM_ names are the scheduler\'s', { env: { SLURM_JOB_ID: '7' } }, 'InvalidParameter.EnvName', 'env'],
+    ['reserved prefixes in any case', { env: { sbatch_x: '1' } }, 'InvalidParameter.EnvName', 'env'],
+    ['more than 256 variables', { env: Object.fromEntries(Array.from({ length: 257 }, (_, i) => [`V${i}`, ''])) }, 'InvalidParameter.EnvTooLarge', 'env'],
+    ['more than 64 KiB of env', { env: { BIG: 'x'.repeat(70_000) } }, 'InvalidParameter.EnvTooLarge', 'env'],
+    ['a relative working_dir', { workingDir: 'scratch/run' }, 'InvalidParameter.WorkingDirNotAbsolute', 'working_dir'],
+    ['a working_dir with a newline', { workingDir: '/tmp/a\nb' }, 'InvalidParameter.WorkingDirMalformed', 'working_dir'],
+    ['a description over 1024 characters', { description: 'd'.repeat(1025) }, 'InvalidParameter.JobDescriptionTooLong', 'description'],
+  ])('%s -> %s', async (_title, req, code, field) => {
+    const err = await rejection(request(req), context());
+    expect({ code: err.code, kind: err.kind, field: err.field }).toEqual({ code, kind: 'invalid', field });
+  });
+
+  it('keeps argv, env, working_dir and description; working_dir defaults to the home directory', async () => {
+    const { spec } = await validateSubmit(
+      request({ cmdLine: '', argv: ['printf', '%s\n', 'a b', '$(id)'], env: { OMP_PROC_BIND: 'true', PATH: '/opt/bin:/usr/bin' }, workingDir: '/scratch/run', description: 'd'.repeat(1024) }),
+      context(),
+    );
+    expect(spec).toMatchObject({ argv: ['printf', '%s\n', 'a b', '$(id)'], cmdLine: '', env: { OMP_PROC_BIND: 'true', PATH: '/opt/bin:/usr/bin' }, workingDir: '/scratch/run' });
+    expect(spec.description).toHaveLength(1024);
+    const { spec: plain } = await validateSubmit(request(), context());
+    expect(plain.workingDir).toBe('/home/alice');
+  });
+
+  it('a different env or working_dir is a different request for client_token idempotency', async () => {
+    const base = request({ clientToken: 't1' });
+    const fp = async (r: SubmitRequest) => (await validateSubmit(r, context())).fingerprint;
+    expect(await fp({ ...base, env: { A: '1' } })).not.toBe(await fp({ ...base, env: { A: '2' } }));
+    expect(await fp({ ...base, workingDir: '/a' })).not.toBe(await fp({ ...base, workingDir: '/b' }));
+  });
 });

@@ -29,6 +29,22 @@ interface SubmitOptions {
   timestamp?: string | false;
   wait?: boolean;
   quiet?: boolean;
+  argv?: boolean;
+  export?: Record<string, string>;
+  chdir?: string;
+  description?: string;
+}
+
+/** --export NAME=value[,NAME=value]...; repeatable (Slurm's --export with explicit values). */
+export function parseExport(value: string, previous: Record<string, string> = {}): Record<string, string> {
+  const env = { ...previous };
+  for (const item of value.split(',')) {
+    if (item === '') continue;
+    const eq = item.indexOf('=');
+    if (eq <= 0) throw new Error(`--export takes NAME=value[,NAME=value...], got ${JSON.stringify(item)} (ALL and NONE are not supported: the job always gets a clean environment)`);
+    env[item.slice(0, eq)] = item.slice(eq + 1);
+  }
+  return env;
 }
 
 const integer = (what: string) => optionParser((v) => parseInteger(v, what));
@@ -50,7 +66,9 @@ Examples:
   hpcq submit --name x -- sleep 10              cmd_line "sleep 10"
   hpcq submit --name x -- 'sleep 10; exit 3'    one word: the shell line, verbatim
   hpcq submit --name x -- sh -c 'echo "$HOME"'  several words: quoted as needed
-  hpcq submit --name x --time-limit 1h30m --mem-limit 2G --wait -- ./run.sh`,
+  hpcq submit --name x --time-limit 1h30m --mem-limit 2G --wait -- ./run.sh
+  hpcq submit --name x --argv -- python3 -c 'print("no shell")'   argv, no shell
+  hpcq submit --name x --export OMP_PROC_BIND=true,DATA=/scratch -D /scratch/run1 -- ./run.sh`,
     )
     .argument('[command...]', 'the command to run (instead of --cmd-line)')
     .requiredOption('--name <name>', 'job name: 1..64 of [A-Za-z0-9_-], not starting with a digit (required)')
@@ -72,6 +90,10 @@ Examples:
     .option('--client-token <token>', 'idempotency key: resubmitting the same request with it returns the original job')
     .option('--timestamp <time>', 'request time, RFC 3339 or Unix seconds (default: now)')
     .option('--no-timestamp', 'send no timestamp')
+    .option('--argv', 'run the trailing words as an argument vector, without a shell (argv[0] is looked up in PATH)')
+    .option('--export <vars>', 'NAME=value[,NAME=value...]: variables added to the job\'s environment (repeatable)', optionParser(parseExport))
+    .option('-D, --chdir <dir>', 'absolute directory the job starts in, entered as the run user (default: its home)')
+    .option('--description <text>', 'free text kept with the job, at most 1024 characters')
     .option('--wait', 'follow the job until it ends and exit with its exit status (like sbatch --wait): 0 if COMPLETED, its exit code if it exited non-zero, 128+N if killed by signal N, else 1')
     .option('-q, --quiet', 'with --wait: do not print state changes on stderr')
     .passThroughOptions();
@@ -83,6 +105,7 @@ export function buildSubmitRequest(opts: SubmitOptions, words: readonly string[]
   if (words.length > 0 && (opts.cmdLine !== undefined || opts.inputFile !== undefined)) {
     throw new UsageError('give the command either as trailing words or with --cmd-line / --input-file, not both', 'cmd_line');
   }
+  if (opts.argv && words.length === 0) throw new UsageError('--argv runs the trailing words: give them after --', 'argv');
   return {
     timestamp: opts.timestamp === false ? '' : (opts.timestamp ?? rfc3339(nowMs)),
     clusterId: opts.clusterId ?? '',
@@ -90,7 +113,7 @@ export function buildSubmitRequest(opts: SubmitOptions, words: readonly string[]
     // Empty: the daemon runs the job as the caller's own account (known from the kernel or token).
     runUser: opts.runUser ?? '',
     name: opts.name,
-    cmdLine: words.length > 0 ? commandLineFromWords(words) : (opts.cmdLine ?? ''),
+    cmdLine: words.length > 0 && !opts.argv ? commandLineFromWords(words) : (opts.cmdLine ?? ''),
     inputFile: opts.inputFile ?? '',
     coreLimit: opts.coreLimit ?? 0,
     memLimit: opts.memLimit ?? 0,
@@ -103,6 +126,10 @@ export function buildSubmitRequest(opts: SubmitOptions, words: readonly string[]
     priority: opts.priority ?? 0,
     submitType: opts.submitType,
     clientToken: opts.clientToken ?? '',
+    argv: opts.argv ? [...words] : [],
+    env: opts.export ?? {},
+    workingDir: opts.chdir ?? '',
+    description: opts.description ?? '',
   };
 }
 
