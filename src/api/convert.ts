@@ -3,7 +3,8 @@ import type { QueueConfig } from '../config/daemon-config.js';
 import { JOB_STATES, jobStatusString, type Job as DomainJob, type JobEvent as DomainJobEvent, type JobState as DomainJobState } from '../core/job.js';
 import type { SubmitRequest } from '../core/submit-request.js';
 import { HpcqError } from '../core/errors.js';
-import { JobState, type Job, type JobEvent } from '../gen/hpcq/v1/job.js';
+import { DependencyCondition, JobState, type Job, type JobEvent } from '../gen/hpcq/v1/job.js';
+import type { DependencyCondition as DomainDependencyCondition } from '../core/dependency.js';
 import type { SubmitJobRequest } from '../gen/hpcq/v1/job_service.js';
 import type { Queue } from '../gen/hpcq/v1/queue_service.js';
 
@@ -75,8 +76,16 @@ export function jobToProto(job: DomainJob): Job {
     envNames: Object.keys(job.env),
     workingDir: job.workingDir,
     description: job.description,
+    dependsOn: job.dependsOn.map((d) => ({ jobId: String(d.jobId), condition: CONDITION_TO_PROTO[d.condition] })),
   };
 }
+
+const CONDITION_TO_PROTO: Record<DomainDependencyCondition, DependencyCondition> = {
+  afterok: DependencyCondition.DEPENDENCY_CONDITION_AFTER_OK,
+  afterany: DependencyCondition.DEPENDENCY_CONDITION_AFTER_ANY,
+  afternotok: DependencyCondition.DEPENDENCY_CONDITION_AFTER_NOT_OK,
+  after: DependencyCondition.DEPENDENCY_CONDITION_AFTER_START,
+};
 
 export function eventToProto(event: DomainJobEvent): JobEvent {
   return {

@@ -127,6 +127,7 @@ function benchSpec(i: number, random: () => number): JobSpec {
     env: {},
     workingDir: `/home/${user}`,
     description: '',
+    dependsOn: [],
   };
 }
 

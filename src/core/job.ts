@@ -57,6 +57,8 @@ export function canTransition(from: JobState, to: JobState): boolean {
   return ALLOWED[from].includes(to);
 }
 
+import type { JobDependency } from './dependency.js';
+
 /** EHPC's lowercase job_status string for a state. */
 export function jobStatusString(state: JobState): string {
   return state.toLowerCase();
@@ -127,6 +129,8 @@ export interface JobSpec {
   /** Directory the job starts in, entered as the user: the request's working_dir, else home. */
   workingDir: string;
   description: string;
+  /** Jobs this one waits for (resolved to ids at submit). */
+  dependsOn: readonly JobDependency[];
 }
 
 /** A stored job. Times are Unix milliseconds (0 = not reached). */
@@ -240,6 +244,7 @@ function buildJob(spec: JobSpec, run: JobRunFields): Job {
     env: spec.env ?? {},
     workingDir: spec.workingDir ?? spec.home,
     description: spec.description ?? '',
+    dependsOn: spec.dependsOn ?? [],
     id: run.id,
     uuid: run.uuid,
     state: run.state,

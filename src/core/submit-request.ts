@@ -25,4 +25,6 @@ export interface SubmitRequest {
   /** Absolute directory to start in; empty = the run user's home. */
   workingDir: string;
   description: string;
+  /** Jobs this one waits for: job id or uuid, and the proto's DependencyCondition number (0 = afterok). */
+  dependsOn: readonly { jobId: string; condition: number }[];
 }

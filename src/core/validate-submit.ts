@@ -6,7 +6,8 @@
 import { createHash } from 'node:crypto';
 import type { ClusterConfig, DaemonConfig, QueueConfig } from '../config/daemon-config.js';
 import { clusterNotFound, HpcqError, invalidParameter, queueNotFound } from './errors.js';
-import type { JobSpec } from './job.js';
+import type { DependencyCondition, JobDependency } from './dependency.js';
+import { JOB_UUID_PATTERN, type JobSpec } from './job.js';
 import { quoteValue } from './quote.js';
 import { assertMayRunAs, assertQueueAllows, assertRunnableAccount, type Principal } from './access-policy.js';
 import type { UserAccount, UserDirectory } from './ports.js';
@@ -34,6 +35,11 @@ export interface SubmitContext {
   users: UserDirectory;
   /** uid the daemon runs as: when not 0, jobs may run only as that same account. */
   daemonUid: number;
+  /**
+   * The id of the job a dependency names (numeric id or uuid), if the submitter may see it; throws
+   * ResourceNotFound.Job (field depends_on) otherwise.
+   */
+  findDependency?: (idOrUuid: string) => Promise<number>;
   nowMs: number;
 }
 
@@ -70,6 +76,7 @@ export async function validateSubmit(req: SubmitRequest, ctx: SubmitContext): Pr
   checkCommand(req.cmdLine, req.inputFile, req.argv);
   checkEnv(req.env);
   checkDescription(req.description);
+  const dependencyConditions = checkDependencies(req.dependsOn);
   const { limits: resourceLimits, canonical: resourceLimit } = parseResourceLimit(req.resourceLimit);
 
   const cluster = resolveCluster(req, ctx.config.clusters);
@@ -92,6 +99,11 @@ export async function validateSubmit(req: SubmitRequest, ctx: SubmitContext): Pr
   assertRunnableAccount(account, accessContext);
   assertMayRunAs(ctx.principal, account, accessContext);
   assertQueueAllows(queue, account);
+  const dependsOn: JobDependency[] = [];
+  for (const [i, dep] of req.dependsOn.entries()) {
+    if (!ctx.findDependency) throw invalidParameter('InvalidParameter.DependsOn', 'depends_on', 'dependencies cannot be resolved here');
+    dependsOn.push({ jobId: await ctx.findDependency(dep.jobId), condition: dependencyConditions[i]! });
+  }
   const stdoutPathTemplate = resolveRedirectPath('stdout_redirect_path', req.stdoutRedirectPath || '~/hpcq-%j.out', account.home);
   const stderrPathTemplate = resolveRedirectPath('stderr_redirect_path', req.stderrRedirectPath || '~/hpcq-%j.err', account.home);
 
@@ -123,6 +135,7 @@ export async function validateSubmit(req: SubmitRequest, ctx: SubmitContext): Pr
     env: req.env,
     workingDir: resolveWorkingDir(req.workingDir, account.home),
     description: req.description,
+    dependsOn,
   };
   // Only a client_token needs the fingerprint; hashing every request would cost the submit path.
   return { spec, queue, fingerprint: spec.clientToken === '' ? '' : fingerprintOf(spec) };
@@ -225,6 +238,26 @@ function checkEnv(env: Readonly<Record<string, string>>): void {
     bytes += name.length + Buffer.byteLength(value) + 2;
   }
   if (bytes > ENV_MAX_BYTES) throw invalidParameter('InvalidParameter.EnvTooLarge', 'env', `env must be at most ${ENV_MAX_BYTES} bytes in all, got ${bytes}`);
+}
+
+/** At most this many dependencies per job. */
+export const DEPENDENCIES_MAX = 64;
+/** DependencyCondition numbers of the proto, in order (0 = unspecified = afterok). */
+const CONDITION_OF_NUMBER: readonly DependencyCondition[] = ['afterok', 'afterok', 'afterany', 'afternotok', 'after'];
+
+/** Checks the form of depends_on; returns each entry's condition. The jobs are looked up later. */
+function checkDependencies(dependsOn: SubmitRequest['dependsOn']): DependencyCondition[] {
+  if (dependsOn.length > DEPENDENCIES_MAX) {
+    throw invalidParameter('InvalidParameter.DependsOnTooLong', 'depends_on', `depends_on may name at most ${DEPENDENCIES_MAX} jobs`);
+  }
+  return dependsOn.map((dep) => {
+    const condition = CONDITION_OF_NUMBER[dep.condition];
+    if (condition === undefined) throw invalidParameter('InvalidParameterValue.DependencyCondition', 'depends_on', `unknown dependency condition ${dep.condition}`);
+    if (!/^\d{1,15}$/.test(dep.jobId) && !JOB_UUID_PATTERN.test(dep.jobId)) {
+      throw invalidParameter('InvalidParameter.JobIdMalformed', 'depends_on', `depends_on job_id ${quoteValue(dep.jobId)} must be a numeric job id or an hpcjob-xxxxxxxx uuid`);
+    }
+    return condition;
+  });
 }
 
 function checkDescription(description: string): void {

@@ -30,6 +30,7 @@ import {
   type AccessContext,
   type Principal,
 } from '../core/access-policy.js';
+import { dependentStatus } from '../core/dependency.js';
 import { HpcqError, jobNotFound, StoreUnavailableError } from '../core/errors.js';
 import { isTerminal, JOB_UUID_PATTERN, transition, type Job, type JobEvent, type JobOutcome, type JobState } from '../core/job.js';
 import { LaunchError, type JobExecutor, type JobFilter, type JobPage, type JobStore, type JobTransition, type UserAccount, type UserDirectory } from '../core/ports.js';
@@ -72,6 +73,10 @@ export class JobEngine {
   private dispatchScheduled = false;
   /** Why the last dispatch pass could start nothing at all (the executor's launchBlocker), if so. */
   private launchBlocker: string | undefined;
+  /** Pending jobs whose dependencies are not all satisfied yet: dispatch passes them over. */
+  private readonly waitingForDependencies = new Set<number>();
+  /** Job id -> the pending jobs that depend on it, reviewed when it starts or ends. */
+  private readonly dependents = new Map<number, Set<number>>();
   private state: 'created' | 'starting' | 'started' | 'stopped' = 'created';
   private starting: Promise<void> | undefined;
   private readonly now: () => number;
@@ -95,6 +100,8 @@ export class JobEngine {
     const { jobs, quarantined } = await store.loadActiveJobs();
     for (const q of quarantined) log.error({ key: q.key, error: q.error }, 'job record could not be decoded; moved to quarantine');
     for (const job of jobs) this.active.set(job);
+    // Before anything can be dispatched: a dependent is held until its jobs are judged again.
+    for (const job of jobs) if (job.state === 'PENDING') this.followDependencies(job, false);
     await executor.start();
     const running = jobs.filter((j) => j.state === 'RUNNING');
     const notStarted: Job[] = [];
@@ -105,6 +112,8 @@ export class JobEngine {
     await executor.sweepOrphans(new Set(running.map((j) => j.id)));
     if (this.state !== 'starting') return;
     this.state = 'started';
+    // Parents may have ended while the daemon was down (or just before it stopped).
+    for (const id of this.waitingForDependencies) void this.reviewDependent(id);
     for (const job of notStarted) {
       log.warn({ jobId: job.id }, 'the daemon stopped after marking the job RUNNING but before its supervisor started it; it never ran, launching it now');
       this.beginLaunch(job.id, Promise.resolve());
@@ -153,6 +162,14 @@ export class JobEngine {
     this.assertStarted();
     const { spec, queue, fingerprint } = await validateSubmit(req, {
       principal,
+      findDependency: async (idOrUuid) => {
+        try {
+          return (await this.findVisibleJob(idOrUuid, principal)).id;
+        } catch (err) {
+          if (err instanceof HpcqError && err.code === 'ResourceNotFound.Job') throw new HpcqError(err.code, err.kind, err.message, 'depends_on');
+          throw err;
+        }
+      },
       config: this.config,
       users: this.deps.users,
       daemonUid: this.deps.daemonUid,
@@ -170,9 +187,11 @@ export class JobEngine {
       admitted = true;
     };
     try {
-      const result = await this.track(this.deps.store.createJob(spec, fingerprint, this.now(), 'Priority', admit));
+      const firstReason = spec.dependsOn.length > 0 ? 'Dependency' : 'Priority';
+      const result = await this.track(this.deps.store.createJob(spec, fingerprint, this.now(), firstReason, admit));
       if (result.created && this.state === 'started') {
         this.active.set(result.job);
+        this.followDependencies(result.job);
         this.scheduleDispatch();
       }
       return { job: this.active.get(result.job.id) ?? result.job, created: result.created };
@@ -282,7 +301,7 @@ export class JobEngine {
       running.push({ hpcqueueId: j.hpcqueueId, cores: j.cores, memoryLimitMb: j.memoryLimitMb, expectedEndMs: j.startTimeMs + j.timeLimitSeconds * 1000 });
     }
     const plan = planDispatch({
-      pending: this.active.pendingByQueue,
+      pending: this.waitingForDependencies.size === 0 ? this.active.pendingByQueue : this.pendingNotWaiting(),
       running,
       queues: this.queues,
       nodeCores: this.config.nodeCores,
@@ -404,6 +423,78 @@ export class JobEngine {
     this.cancelRequested.delete(jobId);
   }
 
+  // ---- dependencies ----------------------------------------------------------------------------
+
+  /**
+   * Holds a pending job with dependencies until they are satisfied: registered as a dependent of
+   * each job it names, then judged (now, or at start-up once dispatching may begin).
+   */
+  private followDependencies(job: Job, reviewNow = true): void {
+    if (job.dependsOn.length === 0) return;
+    this.waitingForDependencies.add(job.id);
+    for (const dep of job.dependsOn) {
+      let set = this.dependents.get(dep.jobId);
+      if (!set) this.dependents.set(dep.jobId, (set = new Set()));
+      set.add(job.id);
+    }
+    if (reviewNow) void this.reviewDependent(job.id);
+  }
+
+  /**
+   * Judges a pending dependent on the current states of the jobs it names: satisfied -> it may be
+   * dispatched; never -> it ends CANCELLED / DependencyNeverSatisfied (its own dependents follow,
+   * through applyTransitions); waiting -> nothing. Safe to call any number of times.
+   */
+  private async reviewDependent(jobId: number): Promise<void> {
+    try {
+      const job = this.active.get(jobId);
+      if (!job || job.state !== 'PENDING' || !this.waitingForDependencies.has(jobId)) return this.forgetDependent(jobId);
+      const states = new Map<number, JobState | undefined>();
+      for (const dep of job.dependsOn) {
+        states.set(dep.jobId, this.active.get(dep.jobId)?.state ?? (await this.deps.store.getJob(dep.jobId))?.state);
+      }
+      const verdict = dependentStatus(job.dependsOn, (id) => states.get(id));
+      // Re-read after the awaits: the job may have been cancelled or judged meanwhile.
+      const current = this.active.get(jobId);
+      if (!current || current.state !== 'PENDING' || !this.waitingForDependencies.has(jobId)) return;
+      if (verdict.status === 'satisfied') {
+        this.forgetDependent(jobId);
+        this.active.set({ ...current, reason: 'Priority' });
+        this.scheduleDispatch();
+      } else if (verdict.status === 'never') {
+        this.forgetDependent(jobId);
+        await this.applyTransitions([{ job: current, to: 'CANCELLED', reason: verdict.reason! }]);
+      }
+    } catch (err) {
+      // The job stays held; the next start-up judges it again.
+      this.deps.log.error({ err, jobId }, 'could not judge the dependencies of a job');
+    }
+  }
+
+  private forgetDependent(jobId: number): void {
+    this.waitingForDependencies.delete(jobId);
+    const job = this.active.get(jobId);
+    for (const dep of job?.dependsOn ?? []) {
+      const set = this.dependents.get(dep.jobId);
+      set?.delete(jobId);
+      if (set?.size === 0) this.dependents.delete(dep.jobId);
+    }
+  }
+
+  /** Each queue's pending jobs without those still waiting for their dependencies. */
+  private pendingNotWaiting(): ReadonlyMap<string, Iterable<Job>> {
+    const waiting = this.waitingForDependencies;
+    const view = new Map<string, Iterable<Job>>();
+    for (const [queue, jobs] of this.active.pendingByQueue) {
+      view.set(queue, {
+        *[Symbol.iterator]() {
+          for (const job of jobs) if (!waiting.has(job.id)) yield job;
+        },
+      });
+    }
+    return view;
+  }
+
   // ---- access ----------------------------------------------------------------------------------
 
   private accessContext(): AccessContext {
@@ -470,6 +561,14 @@ export class JobEngine {
     for (const t of transitions) {
       this.deps.log.info({ jobId: t.job.id, state: t.job.state, reason: t.event.reason || undefined }, 'job state changed');
       this.watches.publish(t.job, t.event);
+      if (t.previousState === 'PENDING') this.waitingForDependencies.delete(t.job.id);
+      // Its dependents are judged on its durable state only (a failed write changes nothing).
+      const waiting = this.dependents.get(t.job.id);
+      if (waiting) {
+        for (const child of [...waiting]) void this.reviewDependent(child);
+        // An ended job's state is final: every dependent has been judged on it for good.
+        if (isTerminal(t.job.state)) this.dependents.delete(t.job.id);
+      }
     }
     return transitions.map((t) => t.job);
   }

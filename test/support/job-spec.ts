@@ -31,6 +31,7 @@ export function testJobSpec(overrides: Partial<JobSpec> = {}): JobSpec {
     env: {},
     workingDir: '/home/alice',
     description: '',
+    dependsOn: [],
     ...overrides,
   };
 }

@@ -78,6 +78,7 @@ function job(overrides: Partial<Job> = {}): Job {
     envNames: [],
     workingDir: '/home/alice',
     description: '',
+    dependsOn: [],
     ...overrides,
   };
 }
@@ -374,6 +375,7 @@ describe('submit request', () => {
       env: { OMP_PROC_BIND: 'true' },
       workingDir: '/scratch/run',
       description: 'a run',
+      dependsOn: [],
     });
   });
 

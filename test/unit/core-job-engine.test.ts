@@ -152,6 +152,7 @@ function request(overrides: Partial<SubmitRequest> = {}): SubmitRequest {
     env: {},
     workingDir: '',
     description: '',
+    dependsOn: [],
     ...overrides,
   };
 }

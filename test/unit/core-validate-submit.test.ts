@@ -101,6 +101,7 @@ function request(overrides: Partial<SubmitRequest> = {}): SubmitRequest {
     env: {},
     workingDir: '',
     description: '',
+    dependsOn: [],
     ...overrides,
   };
 }

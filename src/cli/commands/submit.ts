@@ -1,5 +1,6 @@
 /** `hpcq submit`: one flag per SubmitJobRequest field; prints the EHPC response; --wait follows the job. */
 import type { Command } from 'commander';
+import { DependencyCondition, type Dependency } from '../../gen/hpcq/v1/job.js';
 import { SubmitJobResponse, type SubmitJobRequest } from '../../gen/hpcq/v1/job_service.js';
 import { action, addGlobalOptions, optionParser, type CommandContext } from '../context.js';
 import { UsageError } from '../errors.js';
@@ -33,6 +34,29 @@ interface SubmitOptions {
   export?: Record<string, string>;
   chdir?: string;
   description?: string;
+  dependency?: Dependency[];
+}
+
+const CONDITION_OF_NAME: Record<string, DependencyCondition> = {
+  afterok: DependencyCondition.DEPENDENCY_CONDITION_AFTER_OK,
+  afterany: DependencyCondition.DEPENDENCY_CONDITION_AFTER_ANY,
+  afternotok: DependencyCondition.DEPENDENCY_CONDITION_AFTER_NOT_OK,
+  after: DependencyCondition.DEPENDENCY_CONDITION_AFTER_START,
+};
+
+/** Slurm's --dependency: `afterok:12:13,afterany:14` (a bare `12` means afterok); repeatable. */
+export function parseDependency(value: string, previous: Dependency[] = []): Dependency[] {
+  const deps = [...previous];
+  for (const item of value.split(',')) {
+    const parts = item.split(':');
+    const [type, ...ids] = /^\d+$/.test(parts[0] ?? '') ? ['afterok', ...parts] : parts;
+    const condition = CONDITION_OF_NAME[type ?? ''];
+    if (condition === undefined || ids.length === 0 || ids.some((id) => !/^\d+$/.test(id))) {
+      throw new Error(`--dependency takes TYPE:ID[:ID...][,TYPE:ID...] with TYPE afterok, afterany, afternotok or after, got ${JSON.stringify(item)}`);
+    }
+    for (const jobId of ids) deps.push({ jobId, condition });
+  }
+  return deps;
 }
 
 /** --export NAME=value[,NAME=value]...; repeatable (Slurm's --export with explicit values). */
@@ -93,6 +117,7 @@ Examples:
     .option('--argv', 'run the trailing words as an argument vector, without a shell (argv[0] is looked up in PATH)')
     .option('--export <vars>', 'NAME=value[,NAME=value...]: variables added to the job\'s environment (repeatable)', optionParser(parseExport))
     .option('-D, --chdir <dir>', 'absolute directory the job starts in, entered as the run user (default: its home)')
+    .option('-d, --dependency <list>', 'wait for other jobs: afterok:ID[:ID...], afterany:, afternotok:, after: (Slurm syntax; comma-separated, repeatable)', optionParser(parseDependency))
     .option('--description <text>', 'free text kept with the job, at most 1024 characters')
     .option('--wait', 'follow the job until it ends and exit with its exit status (like sbatch --wait): 0 if COMPLETED, its exit code if it exited non-zero, 128+N if killed by signal N, else 1')
     .option('-q, --quiet', 'with --wait: do not print state changes on stderr')
@@ -130,6 +155,7 @@ export function buildSubmitRequest(opts: SubmitOptions, words: readonly string[]
     env: opts.export ?? {},
     workingDir: opts.chdir ?? '',
     description: opts.description ?? '',
+    dependsOn: opts.dependency ?? [],
   };
 }
 
