@@ -77,6 +77,17 @@ export function jobToProto(job: DomainJob): Job {
     workingDir: job.workingDir,
     description: job.description,
     dependsOn: job.dependsOn.map((d) => ({ jobId: String(d.jobId), condition: CONDITION_TO_PROTO[d.condition] })),
+    retry: job.retry ? { ...job.retry, exitCodes: [...job.retry.exitCodes] } : undefined,
+    attempt: job.attempt,
+    previousAttempts: job.previousAttempts.map((a) => ({
+      attempt: a.attempt,
+      state: stateToProto(a.state),
+      reason: a.reason,
+      exitCode: a.exitCode,
+      termSignal: a.termSignal,
+      startTime: time(a.startTimeMs),
+      endTime: time(a.endTimeMs),
+    })),
   };
 }
 

@@ -236,6 +236,9 @@ function generatedJob(id: number, active: boolean, random: () => number, uuidKey
     limitHit: state === 'TIMEOUT' ? 'time' : state === 'OUT_OF_MEMORY' ? 'memory' : '',
     ...(active ? {} : { usage: { userCpuUsec: 1_000_000, systemCpuUsec: 20_000, peakMemoryBytes: 1 << 28, wallTimeMs: 55_000 } }),
     eventCount: events.length,
+    attempt: 1,
+    previousAttempts: [],
+    eligibleAtMs: 0,
   };
   return { job, events };
 }

@@ -44,7 +44,8 @@ export function isTerminal(state: JobState): boolean {
 
 const ALLOWED: Record<JobState, readonly JobState[]> = {
   PENDING: ['RUNNING', 'CANCELLED'],
-  RUNNING: ['COMPLETED', 'FAILED', 'CANCELLED', 'TIMEOUT', 'OUT_OF_MEMORY', 'NODE_FAIL'],
+  // RUNNING -> PENDING: the attempt ended and the job's retry policy gives it another.
+  RUNNING: ['COMPLETED', 'FAILED', 'CANCELLED', 'TIMEOUT', 'OUT_OF_MEMORY', 'NODE_FAIL', 'PENDING'],
   COMPLETED: [],
   FAILED: [],
   CANCELLED: [],
@@ -58,6 +59,7 @@ export function canTransition(from: JobState, to: JobState): boolean {
 }
 
 import type { JobDependency } from './dependency.js';
+import type { RetryPolicy } from './retry.js';
 
 /** EHPC's lowercase job_status string for a state. */
 export function jobStatusString(state: JobState): string {
@@ -131,6 +133,8 @@ export interface JobSpec {
   description: string;
   /** Jobs this one waits for (resolved to ids at submit). */
   dependsOn: readonly JobDependency[];
+  /** Further attempts after a failed one; undefined = none. */
+  retry?: RetryPolicy;
 }
 
 /** A stored job. Times are Unix milliseconds (0 = not reached). */
@@ -154,6 +158,23 @@ export interface Job extends JobSpec {
   usage?: JobUsage;
   /** Number of events in the job's event log. */
   eventCount: number;
+  /** The attempt the job is on, from 1. */
+  attempt: number;
+  /** Attempts that ended before this one, oldest first. */
+  previousAttempts: readonly JobAttemptRecord[];
+  /** A retried job is not started before this time (its backoff); 0 = any time. */
+  eligibleAtMs: number;
+}
+
+/** How one attempt of a job ended (the job went on to another). */
+export interface JobAttemptRecord {
+  attempt: number;
+  state: JobState;
+  reason: string;
+  exitCode: number;
+  termSignal: number;
+  startTimeMs: number;
+  endTimeMs: number;
 }
 
 /** One stored state change. */
@@ -202,6 +223,9 @@ export function newPendingJob(spec: JobSpec, f: { id: number; uuid: string; reas
     enforcement: '',
     limitHit: '',
     eventCount: 1,
+    attempt: 1,
+    previousAttempts: [],
+    eligibleAtMs: 0,
   });
 }
 
@@ -259,7 +283,11 @@ function buildJob(spec: JobSpec, run: JobRunFields): Job {
     enforcement: run.enforcement,
     limitHit: run.limitHit,
     eventCount: run.eventCount,
+    attempt: run.attempt ?? 1,
+    previousAttempts: run.previousAttempts ?? [],
+    eligibleAtMs: run.eligibleAtMs ?? 0,
   };
+  if (spec.retry !== undefined) job.retry = spec.retry;
   if (run.usage !== undefined) job.usage = run.usage;
   return job;
 }

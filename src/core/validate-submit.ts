@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import type { ClusterConfig, DaemonConfig, QueueConfig } from '../config/daemon-config.js';
 import { clusterNotFound, HpcqError, invalidParameter, queueNotFound } from './errors.js';
 import type { DependencyCondition, JobDependency } from './dependency.js';
+import { MAX_RETRY_BACKOFF_SECONDS, MAX_RETRY_COUNT, type RetryPolicy } from './retry.js';
 import { JOB_UUID_PATTERN, type JobSpec } from './job.js';
 import { quoteValue } from './quote.js';
 import { assertMayRunAs, assertQueueAllows, assertRunnableAccount, type Principal } from './access-policy.js';
@@ -77,6 +78,7 @@ export async function validateSubmit(req: SubmitRequest, ctx: SubmitContext): Pr
   checkEnv(req.env);
   checkDescription(req.description);
   const dependencyConditions = checkDependencies(req.dependsOn);
+  const retry = checkRetry(req.retry);
   const { limits: resourceLimits, canonical: resourceLimit } = parseResourceLimit(req.resourceLimit);
 
   const cluster = resolveCluster(req, ctx.config.clusters);
@@ -136,6 +138,7 @@ export async function validateSubmit(req: SubmitRequest, ctx: SubmitContext): Pr
     workingDir: resolveWorkingDir(req.workingDir, account.home),
     description: req.description,
     dependsOn,
+    ...(retry ? { retry } : {}),
   };
   // Only a client_token needs the fingerprint; hashing every request would cost the submit path.
   return { spec, queue, fingerprint: spec.clientToken === '' ? '' : fingerprintOf(spec) };
@@ -238,6 +241,27 @@ function checkEnv(env: Readonly<Record<string, string>>): void {
     bytes += name.length + Buffer.byteLength(value) + 2;
   }
   if (bytes > ENV_MAX_BYTES) throw invalidParameter('InvalidParameter.EnvTooLarge', 'env', `env must be at most ${ENV_MAX_BYTES} bytes in all, got ${bytes}`);
+}
+
+/** The retry policy as the job keeps it; undefined when no further attempt was asked for. */
+function checkRetry(retry: SubmitRequest['retry']): RetryPolicy | undefined {
+  if (!retry || retry.maxRetryCount === 0) return undefined;
+  if (!Number.isInteger(retry.maxRetryCount) || retry.maxRetryCount < 0 || retry.maxRetryCount > MAX_RETRY_COUNT) {
+    throw invalidParameter('InvalidParameterValue.MaxRetryCount', 'retry.max_retry_count', `max_retry_count must be 0..${MAX_RETRY_COUNT}, got ${retry.maxRetryCount}`);
+  }
+  if (!Number.isInteger(retry.backoffSeconds) || retry.backoffSeconds < 0 || retry.backoffSeconds > MAX_RETRY_BACKOFF_SECONDS) {
+    throw invalidParameter('InvalidParameterValue.RetryBackoff', 'retry.backoff_seconds', `backoff_seconds must be 0..${MAX_RETRY_BACKOFF_SECONDS}, got ${retry.backoffSeconds}`);
+  }
+  if (retry.exitCodes.length > 255 || retry.exitCodes.some((c) => !Number.isInteger(c) || c < 1 || c > 255)) {
+    throw invalidParameter('InvalidParameterValue.RetryExitCodes', 'retry.exit_codes', 'exit_codes must be exit statuses 1..255');
+  }
+  return {
+    maxRetryCount: retry.maxRetryCount,
+    retryOnTimeout: retry.retryOnTimeout,
+    retryOnOutOfMemory: retry.retryOnOutOfMemory,
+    exitCodes: [...retry.exitCodes],
+    backoffSeconds: retry.backoffSeconds,
+  };
 }
 
 /** At most this many dependencies per job. */

@@ -31,6 +31,7 @@ import {
   type Principal,
 } from '../core/access-policy.js';
 import { dependentStatus } from '../core/dependency.js';
+import { shouldRetry } from '../core/retry.js';
 import { HpcqError, jobNotFound, StoreUnavailableError } from '../core/errors.js';
 import { isTerminal, JOB_UUID_PATTERN, transition, type Job, type JobEvent, type JobOutcome, type JobState } from '../core/job.js';
 import { LaunchError, type JobExecutor, type JobFilter, type JobPage, type JobStore, type JobTransition, type UserAccount, type UserDirectory } from '../core/ports.js';
@@ -73,6 +74,8 @@ export class JobEngine {
   private dispatchScheduled = false;
   /** Why the last dispatch pass could start nothing at all (the executor's launchBlocker), if so. */
   private launchBlocker: string | undefined;
+  /** Pending jobs waiting out a retry backoff (their eligibleAtMs): dispatch passes them over. */
+  private readonly backingOff = new Set<number>();
   /** Pending jobs whose dependencies are not all satisfied yet: dispatch passes them over. */
   private readonly waitingForDependencies = new Set<number>();
   /** Job id -> the pending jobs that depend on it, reviewed when it starts or ends. */
@@ -101,7 +104,11 @@ export class JobEngine {
     for (const q of quarantined) log.error({ key: q.key, error: q.error }, 'job record could not be decoded; moved to quarantine');
     for (const job of jobs) this.active.set(job);
     // Before anything can be dispatched: a dependent is held until its jobs are judged again.
-    for (const job of jobs) if (job.state === 'PENDING') this.followDependencies(job, false);
+    for (const job of jobs) {
+      if (job.state !== 'PENDING') continue;
+      this.followDependencies(job, false);
+      this.holdUntilEligible(job);
+    }
     await executor.start();
     const running = jobs.filter((j) => j.state === 'RUNNING');
     const notStarted: Job[] = [];
@@ -301,7 +308,7 @@ export class JobEngine {
       running.push({ hpcqueueId: j.hpcqueueId, cores: j.cores, memoryLimitMb: j.memoryLimitMb, expectedEndMs: j.startTimeMs + j.timeLimitSeconds * 1000 });
     }
     const plan = planDispatch({
-      pending: this.waitingForDependencies.size === 0 ? this.active.pendingByQueue : this.pendingNotWaiting(),
+      pending: this.waitingForDependencies.size === 0 && this.backingOff.size === 0 ? this.active.pendingByQueue : this.pendingNotWaiting(),
       running,
       queues: this.queues,
       nodeCores: this.config.nodeCores,
@@ -398,16 +405,20 @@ export class JobEngine {
     }
     const cancelledBy = this.cancelRequested.get(jobId);
     const reason = outcome.state === 'CANCELLED' && cancelledBy ? `Cancelled by ${cancelledBy}` : outcome.reason;
-    for (;;) {
-      try {
-        const stored = this.applyTransitions([
-          {
+    // A job someone asked to cancel is never given another attempt, whatever its last one did.
+    const change =
+      !cancelledBy && shouldRetry(job.retry, job.attempt, outcome)
+        ? nextAttempt(job, outcome)
+        : {
             job: { ...job, exitCode: outcome.exitCode, termSignal: outcome.termSignal, limitHit: outcome.limitHit, ...(outcome.usage ? { usage: outcome.usage } : {}) },
             to: outcome.state,
             reason,
             timeMs: outcome.endTimeMs,
-          },
-        ]);
+          };
+    for (;;) {
+      try {
+        const stored = this.applyTransitions([change]);
+        if (change.to === 'PENDING') this.holdUntilEligible(change.job);
         // Its processes are gone (the supervisor wrote the exit record after killing them all), so
         // its cores and memory are free now: the next job's RUNNING write can share this batch.
         // (The pass sees the job ended in memory; nothing it plans with changes once it is stored.)
@@ -481,18 +492,32 @@ export class JobEngine {
     }
   }
 
-  /** Each queue's pending jobs without those still waiting for their dependencies. */
+  /** Each queue's pending jobs without those still waiting for their dependencies or a retry backoff. */
   private pendingNotWaiting(): ReadonlyMap<string, Iterable<Job>> {
     const waiting = this.waitingForDependencies;
+    const backingOff = this.backingOff;
     const view = new Map<string, Iterable<Job>>();
     for (const [queue, jobs] of this.active.pendingByQueue) {
       view.set(queue, {
         *[Symbol.iterator]() {
-          for (const job of jobs) if (!waiting.has(job.id)) yield job;
+          for (const job of jobs) if (!waiting.has(job.id) && !backingOff.has(job.id)) yield job;
         },
       });
     }
     return view;
+  }
+
+  // ---- retries ---------------------------------------------------------------------------------
+
+  /** Keeps a retried job out of dispatch until its backoff has passed (survives restarts: eligibleAtMs is stored). */
+  private holdUntilEligible(job: Job): void {
+    const delayMs = job.eligibleAtMs - this.now();
+    if (delayMs <= 0) return;
+    this.backingOff.add(job.id);
+    setTimeout(() => {
+      this.backingOff.delete(job.id);
+      this.scheduleDispatch();
+    }, delayMs).unref();
   }
 
   // ---- access ----------------------------------------------------------------------------------
@@ -561,7 +586,10 @@ export class JobEngine {
     for (const t of transitions) {
       this.deps.log.info({ jobId: t.job.id, state: t.job.state, reason: t.event.reason || undefined }, 'job state changed');
       this.watches.publish(t.job, t.event);
-      if (t.previousState === 'PENDING') this.waitingForDependencies.delete(t.job.id);
+      if (t.previousState === 'PENDING') {
+        this.waitingForDependencies.delete(t.job.id);
+        this.backingOff.delete(t.job.id);
+      }
       // Its dependents are judged on its durable state only (a failed write changes nothing).
       const waiting = this.dependents.get(t.job.id);
       if (waiting) {
@@ -607,6 +635,35 @@ export class JobEngine {
     promise.then(remove, remove);
     return promise;
   }
+}
+
+/**
+ * The job going back to PENDING for its next attempt: the attempt that ended is kept in
+ * previousAttempts (its start, end, state and exit code), the run fields start afresh, and a
+ * backoff makes it eligible only later (shown in the reason).
+ */
+function nextAttempt(job: Job, outcome: JobOutcome): { job: Job; to: 'PENDING'; reason: string; timeMs: number } {
+  const policy = job.retry!;
+  const ended = outcome.exitCode !== 0 ? ` (exit ${outcome.exitCode})` : outcome.termSignal !== 0 ? ` (signal ${outcome.termSignal})` : '';
+  const { usage: _previousUsage, ...rest } = job;
+  const eligibleAtMs = policy.backoffSeconds > 0 ? outcome.endTimeMs + policy.backoffSeconds * 1000 : 0;
+  const next: Job = {
+    ...rest,
+    exitCode: 0,
+    termSignal: 0,
+    limitHit: '',
+    startTimeMs: 0,
+    endTimeMs: 0,
+    attempt: job.attempt + 1,
+    previousAttempts: [
+      ...job.previousAttempts,
+      { attempt: job.attempt, state: outcome.state, reason: outcome.reason, exitCode: outcome.exitCode, termSignal: outcome.termSignal, startTimeMs: job.startTimeMs, endTimeMs: outcome.endTimeMs },
+    ],
+    eligibleAtMs,
+  };
+  const what = `attempt ${job.attempt} ended ${outcome.state}${ended}; attempt ${job.attempt + 1} of ${policy.maxRetryCount + 1}`;
+  const reason = eligibleAtMs > 0 ? `RetryBackoff: ${what} from ${new Date(eligibleAtMs).toISOString()}` : `Retry: ${what}`;
+  return { job: next, to: 'PENDING', reason, timeMs: outcome.endTimeMs };
 }
 
 function queuesById(config: DaemonConfig): ReadonlyMap<string, QueueConfig> {

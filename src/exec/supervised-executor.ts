@@ -95,6 +95,8 @@ const RUN_INPUT_FILE = 'if [ -x "$1" ]; then exec "$1"; fi; exec /bin/sh "$1"';
 const MIN_FREE_BYTES_TO_LAUNCH = 1024 * 1024;
 
 export class SupervisedExecutor implements JobExecutor {
+  /** Jobs whose ended attempt is being handed over and released, by id (see launch). */
+  private readonly handingOver = new Map<number, Promise<void>>();
   /** Why jobs cannot start now: the run directory's filesystem is (nearly) full. */
   launchBlocker(): string | undefined {
     try {
@@ -178,6 +180,9 @@ export class SupervisedExecutor implements JobExecutor {
   }
 
   async launch(job: Job): Promise<void> {
+    // A retried job reuses its id, and so its cgroups and run files: the previous attempt's are
+    // released first (handOver), or their removal would hit the new attempt's.
+    await this.handingOver.get(job.id);
     const { limiter, runDir, log } = this.options;
     const entry: TrackedJob = { job, phase: 'launching', supervisorPid: 0, supervisorStartTicks: 0 };
     this.tracked.set(job.id, entry);
@@ -408,7 +413,20 @@ export class SupervisedExecutor implements JobExecutor {
   }
 
   /** Gives the outcome to the engine; once it is stored, kills leftovers and removes the job's traces. */
-  private async handOver(jobId: number, outcome: JobOutcome): Promise<void> {
+  private handOver(jobId: number, outcome: JobOutcome): Promise<void> {
+    const done = this.handOverNow(jobId, outcome);
+    const settled: Promise<void> = done.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.handingOver.set(jobId, settled);
+    void settled.then(() => {
+      if (this.handingOver.get(jobId) === settled) this.handingOver.delete(jobId);
+    });
+    return done;
+  }
+
+  private async handOverNow(jobId: number, outcome: JobOutcome): Promise<void> {
     await this.onEnded(jobId, outcome);
     await this.options.limiter
       .release(jobId)
@@ -477,5 +495,6 @@ function jobEnvironment(job: Job): Record<string, string> {
     HPCQ_CLUSTER: job.clusterId,
     HPCQ_CORES: String(job.cores),
     HPCQ_MEM_MB: String(job.memoryLimitMb),
+    HPCQ_ATTEMPT: String(job.attempt),
   };
 }

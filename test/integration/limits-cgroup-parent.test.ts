@@ -146,5 +146,8 @@ function testJob(enforcement: Job['enforcement']): Job {
     enforcement,
     limitHit: '',
     eventCount: 0,
+    attempt: 1,
+    previousAttempts: [],
+    eligibleAtMs: 0,
   };
 }

@@ -79,6 +79,9 @@ function job(overrides: Partial<Job> = {}): Job {
     workingDir: '/home/alice',
     description: '',
     dependsOn: [],
+    retry: undefined,
+    attempt: 1,
+    previousAttempts: [],
     ...overrides,
   };
 }

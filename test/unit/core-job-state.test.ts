@@ -17,7 +17,8 @@ import { testJobSpec } from '../support/job-spec.js';
 
 /**
  * The state machine as documented in src/core/job.ts and proto/hpcq/v1/job.proto, written out
- * independently of the implementation: PENDING -> RUNNING | CANCELLED; RUNNING -> any terminal state.
+ * independently of the implementation: PENDING -> RUNNING | CANCELLED; RUNNING -> any terminal state,
+ * or back to PENDING when its retry policy gives it another attempt.
  */
 const EXPECTED_ALLOWED: ReadonlyArray<readonly [JobState, JobState]> = [
   ['PENDING', 'RUNNING'],
@@ -28,6 +29,7 @@ const EXPECTED_ALLOWED: ReadonlyArray<readonly [JobState, JobState]> = [
   ['RUNNING', 'TIMEOUT'],
   ['RUNNING', 'OUT_OF_MEMORY'],
   ['RUNNING', 'NODE_FAIL'],
+  ['RUNNING', 'PENDING'],
 ];
 const EXPECTED_TERMINAL: readonly JobState[] = ['COMPLETED', 'FAILED', 'CANCELLED', 'TIMEOUT', 'OUT_OF_MEMORY', 'NODE_FAIL'];
 
@@ -67,6 +69,9 @@ function makeJob(overrides: Partial<Job> = {}): Job {
     limitHit: '',
     // The PENDING event written at submit.
     eventCount: 1,
+    attempt: 1,
+    previousAttempts: [],
+    eligibleAtMs: 0,
     ...overrides,
   };
 }
@@ -82,10 +87,10 @@ describe('job states', () => {
     }
   });
 
-  it('has exactly 8 allowed and 56 disallowed transitions out of 64 pairs', () => {
+  it('has exactly 9 allowed and 55 disallowed transitions out of 64 pairs', () => {
     expect(ALL_PAIRS).toHaveLength(64);
-    expect(ALLOWED_PAIRS).toHaveLength(8);
-    expect(DISALLOWED_PAIRS).toHaveLength(56);
+    expect(ALLOWED_PAIRS).toHaveLength(9);
+    expect(DISALLOWED_PAIRS).toHaveLength(55);
   });
 
   it.each(JOB_STATES.map((s) => [s, jobStatusString(s)] as const))('job_status of %s is %s (EHPC lowercase)', (state, status) => {
@@ -134,8 +139,8 @@ describe('terminal states are final', () => {
     }
   });
 
-  it('nothing can go back to PENDING', () => {
-    for (const from of JOB_STATES) expect(canTransition(from, 'PENDING'), from).toBe(false);
+  it('only a running job goes back to PENDING (a retry); an ended one never does', () => {
+    for (const from of JOB_STATES) expect(canTransition(from, 'PENDING'), from).toBe(from === 'RUNNING');
   });
 });
 
@@ -202,6 +207,9 @@ describe('newPendingJob / copyJob', () => {
       enforcement: '',
       limitHit: '',
       eventCount: 1,
+      attempt: 1,
+      previousAttempts: [],
+      eligibleAtMs: 0,
     });
     expect(job.resourceLimits).not.toBe(spec.resourceLimits);
   });

@@ -57,6 +57,9 @@ const job: Job = {
   enforcement: 'cgroup2',
   limitHit: '',
   eventCount: 2,
+  attempt: 1,
+  previousAttempts: [],
+  eligibleAtMs: 0,
 };
 
 describe('store keys', () => {
@@ -113,6 +116,12 @@ describe('store codec', () => {
     expect(decodeToken(encodeToken({ id: 42, fingerprint: 'fp' }))).toEqual({ id: 42, fingerprint: 'fp' });
     const tag = { clusterId: 'c', hpcqueueId: 'q', runUser: 'u', uuid: 'hpcjob-00000000', clientToken: '' };
     expect(decodeIndexTag(encodeIndexTag(tag))).toEqual(tag);
+  });
+
+  it('decodes a record written before attempts, argv, env, dependencies existed, with their defaults', () => {
+    const { attempt: _a, previousAttempts: _p, eligibleAtMs: _e, argv: _v, env: _n, workingDir: _w, description: _d, dependsOn: _o, ...older } = job;
+    const decoded = decodeJob(JSON.stringify({ v: 1, ...older }), 42);
+    expect(decoded).toMatchObject({ attempt: 1, previousAttempts: [], eligibleAtMs: 0, argv: [], env: {}, workingDir: job.home, description: '', dependsOn: [] });
   });
 
   it('decodes to exactly the Job fields, in one order whatever the stored order', () => {

@@ -156,6 +156,7 @@ export function buildSubmitRequest(opts: SubmitOptions, words: readonly string[]
     workingDir: opts.chdir ?? '',
     description: opts.description ?? '',
     dependsOn: opts.dependency ?? [],
+    retry: undefined,
   };
 }
 
