@@ -1,11 +1,11 @@
 /** The one place that maps between generated proto types and domain types. */
 import type { QueueConfig } from '../config/daemon-config.js';
-import { JOB_STATES, jobStatusString, type Job as DomainJob, type JobEvent as DomainJobEvent, type JobState as DomainJobState } from '../core/job.js';
+import { groupIdOf, isTerminal, JOB_STATES, jobStatusString, type Job as DomainJob, type JobEvent as DomainJobEvent, type JobState as DomainJobState } from '../core/job.js';
 import type { SubmitRequest } from '../core/submit-request.js';
 import { HpcqError } from '../core/errors.js';
 import { DependencyCondition, JobState, type Job, type JobEvent } from '../gen/hpcq/v1/job.js';
 import type { DependencyCondition as DomainDependencyCondition } from '../core/dependency.js';
-import type { SubmitJobRequest } from '../gen/hpcq/v1/job_service.js';
+import type { GetJobGroupResponse, SubmitJobRequest } from '../gen/hpcq/v1/job_service.js';
 import type { Queue } from '../gen/hpcq/v1/queue_service.js';
 
 /** The proto request has exactly the domain's fields, so it is passed on as is (no copy per submit). */
@@ -79,6 +79,8 @@ export function jobToProto(job: DomainJob): Job {
     dependsOn: job.dependsOn.map((d) => ({ jobId: String(d.jobId), condition: CONDITION_TO_PROTO[d.condition] })),
     retry: job.retry ? { ...job.retry, exitCodes: [...job.retry.exitCodes] } : undefined,
     attempt: job.attempt,
+    groupId: job.group ? groupIdOf(job.group.firstJobId) : '',
+    taskName: job.group?.taskName ?? '',
     previousAttempts: job.previousAttempts.map((a) => ({
       attempt: a.attempt,
       state: stateToProto(a.state),
@@ -129,5 +131,18 @@ export function queueToProto(q: QueueConfig, counts: { pending: number; running:
     allowedGroups: [...q.allowedGroups],
     allowedUsers: [...q.allowedUsers],
     usable,
+  };
+}
+
+/** A group's answer: its jobs in task order, whether all have ended, and counts by job_status. */
+export function groupToProto(groupId: string, jobs: readonly DomainJob[]): GetJobGroupResponse {
+  const counts: Record<string, number> = {};
+  for (const job of jobs) counts[jobStatusString(job.state)] = (counts[jobStatusString(job.state)] ?? 0) + 1;
+  return {
+    groupId,
+    name: jobs[0]?.group?.name ?? '',
+    tasks: jobs.map((job) => ({ taskName: job.group?.taskName ?? '', job: jobToProto(job) })),
+    finished: jobs.every((job) => isTerminal(job.state)),
+    counts,
   };
 }

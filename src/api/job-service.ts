@@ -7,17 +7,22 @@ import type { JobEngine } from '../engine/job-engine.js';
 import type {
   CancelJobRequest,
   CancelJobResponse,
+  GetJobGroupRequest,
+  GetJobGroupResponse,
   GetJobRequest,
   GetJobResponse,
   JobServiceServer,
   ListJobsRequest,
   ListJobsResponse,
+  SubmitJobGroupRequest,
+  SubmitJobGroupResponse,
   SubmitJobRequest,
   SubmitJobResponse,
   WatchJobRequest,
   WatchJobResponse,
 } from '../gen/hpcq/v1/job_service.js';
-import { eventToProto, jobToProto, stateFromProto, submitRequestFromProto } from './convert.js';
+import { eventToProto, groupToProto, jobToProto, stateFromProto, submitRequestFromProto } from './convert.js';
+import { groupIdOf } from '../core/job.js';
 import { serverStream, unary, type HandlerContext } from './handlers.js';
 
 const DEFAULT_PAGE_SIZE = 100;
@@ -30,6 +35,7 @@ export function createJobService(engine: JobEngine, config: () => DaemonConfig, 
       ctx,
       { method: 'SubmitJob', mutating: true, auditDetails: (req, res) => ({ jobId: res?.jobId, runUser: req.runUser || undefined }) },
       async (req, principal, audit) => {
+        if (req.taskName !== '') throw new HpcqError('InvalidParameter.TaskNameOutsideGroup', 'invalid', 'task_name names a task of a job group; use SubmitJobGroup', 'task_name');
         const { job } = await engine.submit(submitRequestFromProto(req), principal);
         audit.runUser = job.runUser;
         return { action: 'HpcJobSubmitJobResponse', jobStatus: 'pending', hpcjobUuid: job.uuid, jobId: String(job.id), retCode: 0 };
@@ -50,6 +56,22 @@ export function createJobService(engine: JobEngine, config: () => DaemonConfig, 
     cancelJob: unary<CancelJobRequest, CancelJobResponse>(ctx, { method: 'CancelJob', mutating: true, auditDetails: byJobId }, async (req, principal) => ({
       job: jobToProto(await engine.cancel(req.jobId, principal)),
     })),
+    submitJobGroup: unary<SubmitJobGroupRequest, SubmitJobGroupResponse>(
+      ctx,
+      { method: 'SubmitJobGroup', mutating: true, auditDetails: (_req, res) => ({ jobId: res?.groupId }) },
+      async (req, principal) => {
+        const { jobs } = await engine.submitGroup(
+          { name: req.name, tasks: req.tasks.map(submitRequestFromProto), dependences: req.dependences, clientToken: req.clientToken },
+          principal,
+        );
+        return {
+          groupId: groupIdOf(jobs[0]!.group!.firstJobId),
+          taskJobIds: Object.fromEntries(jobs.map((j) => [j.group!.taskName, String(j.id)])),
+          retCode: 0,
+        };
+      },
+    ),
+    getJobGroup: unary<GetJobGroupRequest, GetJobGroupResponse>(ctx, { method: 'GetJobGroup' }, async (req, principal) => groupToProto(req.groupId, await engine.getGroup(req.groupId, principal))),
     watchJob: serverStream<WatchJobRequest, WatchJobResponse>(ctx, { method: 'WatchJob', auditDetails: byJobId }, async (req, principal, call, signal) => {
       await engine.watch(
         req.jobId,

@@ -135,6 +135,21 @@ export interface JobSpec {
   dependsOn: readonly JobDependency[];
   /** Further attempts after a failed one; undefined = none. */
   retry?: RetryPolicy;
+  /** The job group this job is a task of (SubmitJobGroup); undefined otherwise. */
+  group?: JobGroupMembership;
+}
+
+/** A task's place in its group. The group's jobs have consecutive ids from `firstJobId`. */
+export interface JobGroupMembership {
+  firstJobId: number;
+  size: number;
+  name: string;
+  taskName: string;
+}
+
+/** The group id clients see for a group whose first job is `firstJobId`. */
+export function groupIdOf(firstJobId: number): string {
+  return `group-${firstJobId}`;
 }
 
 /** A stored job. Times are Unix milliseconds (0 = not reached). */
@@ -288,6 +303,7 @@ function buildJob(spec: JobSpec, run: JobRunFields): Job {
     eligibleAtMs: run.eligibleAtMs ?? 0,
   };
   if (spec.retry !== undefined) job.retry = spec.retry;
+  if (spec.group !== undefined) job.group = spec.group;
   if (run.usage !== undefined) job.usage = run.usage;
   return job;
 }

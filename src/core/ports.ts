@@ -70,6 +70,21 @@ export interface JobStore {
     reason: string,
     admit?: () => void,
   ): Promise<{ job: Job; created: boolean }>;
+  /**
+   * Stores the jobs of a group in one synced batch, with consecutive ids (all or nothing). In
+   * `specs`, a dependency with a negative jobId names a job of the same batch (-1 the first);
+   * `group` is filled in with the first id. The first spec's client token, if any, makes the
+   * batch idempotent like createJob: a repeat returns the first job of the stored group with
+   * created=false. `admit` runs as in createJob.
+   */
+  createJobs(
+    specs: readonly JobSpec[],
+    group: { name: string },
+    fingerprint: string,
+    nowMs: number,
+    reasons: readonly string[],
+    admit?: () => void,
+  ): Promise<{ first: Job; jobs?: Job[]; created: boolean }>;
   /** Persists state changes (record, index moves, events) in one synced batch. */
   saveTransitions(transitions: readonly JobTransition[]): Promise<void>;
   getJob(id: number): Promise<Job | undefined>;

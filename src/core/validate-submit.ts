@@ -25,7 +25,7 @@ export const DESCRIPTION_MAX = 1024;
 export const ARGV_MAX_ENTRIES = 4096;
 export const ENV_MAX_ENTRIES = 256;
 export const ENV_MAX_BYTES = 64 * 1024;
-const JOB_NAME_RE = /^[A-Za-z_-][A-Za-z0-9_-]*$/;
+export const JOB_NAME_RE = /^[A-Za-z_-][A-Za-z0-9_-]*$/;
 /** POSIX portable user names (plus the common trailing $ of machine accounts is not accepted). */
 const USER_NAME_RE = /^[a-z_][a-z0-9_.-]{0,31}$/i;
 

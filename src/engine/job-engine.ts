@@ -30,10 +30,13 @@ import {
   type AccessContext,
   type Principal,
 } from '../core/access-policy.js';
+import { createHash } from 'node:crypto';
 import { dependentStatus } from '../core/dependency.js';
+import { checkGroupShape } from '../core/job-group.js';
+import { quoteValue } from '../core/quote.js';
 import { shouldRetry } from '../core/retry.js';
 import { HpcqError, jobNotFound, StoreUnavailableError } from '../core/errors.js';
-import { isTerminal, JOB_UUID_PATTERN, transition, type Job, type JobEvent, type JobOutcome, type JobState } from '../core/job.js';
+import { isTerminal, JOB_UUID_PATTERN, transition, type Job, type JobEvent, type JobOutcome, type JobSpec, type JobState } from '../core/job.js';
 import { LaunchError, type JobExecutor, type JobFilter, type JobPage, type JobStore, type JobTransition, type UserAccount, type UserDirectory } from '../core/ports.js';
 import { planDispatch, type QueuePolicyView, type RunningJobView } from '../core/scheduler.js';
 import type { SubmitRequest } from '../core/submit-request.js';
@@ -169,14 +172,7 @@ export class JobEngine {
     this.assertStarted();
     const { spec, queue, fingerprint } = await validateSubmit(req, {
       principal,
-      findDependency: async (idOrUuid) => {
-        try {
-          return (await this.findVisibleJob(idOrUuid, principal)).id;
-        } catch (err) {
-          if (err instanceof HpcqError && err.code === 'ResourceNotFound.Job') throw new HpcqError(err.code, err.kind, err.message, 'depends_on');
-          throw err;
-        }
-      },
+      findDependency: (idOrUuid) => this.findDependencyId(idOrUuid, principal),
       config: this.config,
       users: this.deps.users,
       daemonUid: this.deps.daemonUid,
@@ -205,6 +201,95 @@ export class JobEngine {
     } finally {
       if (admitted) this.submitsInFlight.set(queue.hpcqueueId, (this.submitsInFlight.get(queue.hpcqueueId) ?? 1) - 1);
     }
+  }
+
+  /**
+   * Submits a DAG of jobs (Tencent Batch's Job.Tasks + Dependences): the shape and every task are
+   * validated first, every queue's max_pending is checked for all of its tasks at once, and the
+   * jobs are stored in one synced batch: all or nothing. A task waits for the tasks it depends on
+   * (afterok): when one fails, its dependents end DependencyNeverSatisfied; other branches go on.
+   */
+  async submitGroup(
+    req: { name: string; tasks: readonly SubmitRequest[]; dependences: readonly { startTask: string; endTask: string }[]; clientToken: string },
+    principal: Principal,
+  ): Promise<{ jobs: Job[]; created: boolean }> {
+    this.assertStarted();
+    const { parents } = checkGroupShape(req.name, req.tasks.map((t) => t.taskName), req.dependences);
+    if (req.clientToken.length > 64 || !/^[\x21-\x7e]*$/.test(req.clientToken)) {
+      throw new HpcqError('InvalidParameter.ClientTokenMalformed', 'invalid', 'client_token must be at most 64 printable ASCII characters', 'client_token');
+    }
+    const specs: JobSpec[] = [];
+    const perQueue = new Map<string, { queue: QueueConfig; count: number }>();
+    const fingerprints: string[] = [];
+    for (const [i, task] of req.tasks.entries()) {
+      let validated;
+      try {
+        validated = await validateSubmit(
+          { ...task, name: task.name || task.taskName, clientToken: `${i}` },
+          { principal, findDependency: (id) => this.findDependencyId(id, principal), config: this.config, users: this.deps.users, daemonUid: this.deps.daemonUid, nowMs: this.now() },
+        );
+      } catch (err) {
+        // Name the task the problem is in.
+        if (err instanceof HpcqError) throw new HpcqError(err.code, err.kind, `task ${task.taskName}: ${err.message}`, err.field ? `tasks.${i}.${err.field}` : `tasks.${i}`);
+        throw err;
+      }
+      const { spec, queue } = validated;
+      const internal = parents[i]!.map((p) => ({ jobId: -(p + 1), condition: 'afterok' as const }));
+      specs.push({
+        ...spec,
+        clientToken: i === 0 ? req.clientToken : '',
+        dependsOn: [...spec.dependsOn, ...internal],
+        group: { firstJobId: 0, size: 0, name: req.name, taskName: task.taskName },
+      });
+      fingerprints.push(validated.fingerprint);
+      const entry = perQueue.get(queue.hpcqueueId) ?? { queue, count: 0 };
+      entry.count++;
+      perQueue.set(queue.hpcqueueId, entry);
+    }
+    const fingerprint = req.clientToken === '' ? '' : createHash('sha256').update(JSON.stringify([req.name, req.dependences, fingerprints])).digest('base64url').slice(0, 32);
+    let admitted = false;
+    const admit = () => {
+      for (const { queue, count } of perQueue.values()) {
+        const inFlight = this.submitsInFlight.get(queue.hpcqueueId) ?? 0;
+        if (this.active.countsOf(queue.hpcqueueId).pending + inFlight + count > queue.maxPending) {
+          throw new HpcqError('LimitExceeded.JobQuota', 'exhausted', `queue ${queue.hpcqueueId} has no room for the group's ${count} jobs (max_pending ${queue.maxPending})`, 'tasks');
+        }
+      }
+      for (const { queue, count } of perQueue.values()) this.submitsInFlight.set(queue.hpcqueueId, (this.submitsInFlight.get(queue.hpcqueueId) ?? 0) + count);
+      admitted = true;
+    };
+    try {
+      const reasons = specs.map((spec) => (spec.dependsOn.length > 0 ? 'Dependency' : 'Priority'));
+      const result = await this.track(this.deps.store.createJobs(specs, { name: req.name }, fingerprint, this.now(), reasons, admit));
+      if (result.created && result.jobs && this.state === 'started') {
+        for (const job of result.jobs) this.active.set(job);
+        for (const job of result.jobs) this.followDependencies(job);
+        this.scheduleDispatch();
+      }
+      return { jobs: result.jobs ?? (await this.groupJobs(result.first)), created: result.created };
+    } finally {
+      if (admitted) for (const { queue, count } of perQueue.values()) this.submitsInFlight.set(queue.hpcqueueId, (this.submitsInFlight.get(queue.hpcqueueId) ?? count) - count);
+    }
+  }
+
+  /** The jobs of a group (group-<first job id>) the principal may see; NOT_FOUND if none. */
+  async getGroup(groupId: string, principal: Principal): Promise<Job[]> {
+    this.assertStarted();
+    const m = /^group-(\d{1,15})$/.exec(groupId);
+    if (!m) throw new HpcqError('InvalidParameter.GroupIdMalformed', 'invalid', 'group_id must be group-<number>', 'group_id');
+    const first = await this.findVisibleJob(m[1]!, principal).catch(() => undefined);
+    if (!first?.group || first.group.firstJobId !== first.id) throw new HpcqError('ResourceNotFound.JobGroup', 'not_found', `job group ${quoteValue(groupId)} does not exist`, 'group_id');
+    return this.groupJobs(first);
+  }
+
+  /** Every job still stored of the group whose first job is `first`, in task order. */
+  private async groupJobs(first: Job): Promise<Job[]> {
+    const jobs: Job[] = [];
+    for (let id = first.id; id < first.id + (first.group?.size ?? 1); id++) {
+      const job = id === first.id ? first : (this.active.get(id) ?? (await this.deps.store.getJob(id)));
+      if (job) jobs.push(this.active.get(job.id) ?? job);
+    }
+    return jobs;
   }
 
   async getJob(idOrUuid: string, principal: Principal): Promise<Job> {
@@ -435,6 +520,16 @@ export class JobEngine {
   }
 
   // ---- dependencies ----------------------------------------------------------------------------
+
+  /** The id of a job a dependency names, if `principal` may see it; else NOT_FOUND naming depends_on. */
+  private async findDependencyId(idOrUuid: string, principal: Principal): Promise<number> {
+    try {
+      return (await this.findVisibleJob(idOrUuid, principal)).id;
+    } catch (err) {
+      if (err instanceof HpcqError && err.code === 'ResourceNotFound.Job') throw new HpcqError(err.code, err.kind, err.message, 'depends_on');
+      throw err;
+    }
+  }
 
   /**
    * Holds a pending job with dependencies until they are satisfied: registered as a dependent of

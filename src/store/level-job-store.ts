@@ -207,6 +207,24 @@ export class LevelJobStore implements JobStore {
     });
   }
 
+  /** JobStore.createJobs: one synced batch for the whole group. */
+  createJobs(
+    specs: readonly JobSpec[],
+    group: { name: string },
+    fingerprint: string,
+    nowMs: number,
+    reasons: readonly string[],
+    admit?: () => void,
+  ): Promise<{ first: Job; jobs?: Job[]; created: boolean }> {
+    return this.track(true, async () => {
+      let jobs: Job[] | undefined;
+      const insert = async () => (jobs = await this.insertJobs(specs, group, fingerprint, nowMs, reasons, admit))[0]!;
+      if (specs[0]!.clientToken === '') return { first: await insert(), jobs: jobs!, created: true };
+      const { job, created } = await this.tokens.createOnce(specs[0]!, fingerprint, insert);
+      return created ? { first: job, jobs: jobs!, created } : { first: job, created };
+    });
+  }
+
   saveTransitions(transitions: readonly JobTransition[]): Promise<void> {
     return this.track(true, async () => {
       if (transitions.length > 0) await this.committer.write(transitions.flatMap(transitionOps));
@@ -414,6 +432,32 @@ export class LevelJobStore implements JobStore {
       if (err instanceof HpcqError) throw err;
       throw readFailure(err, this.location);
     }
+  }
+
+  private async insertJobs(
+    specs: readonly JobSpec[],
+    group: { name: string },
+    fingerprint: string,
+    nowMs: number,
+    reasons: readonly string[],
+    admit: (() => void) | undefined,
+  ): Promise<Job[]> {
+    this.assertNotFailed();
+    admit?.();
+    // Consecutive ids, taken in the same synchronous step as queueing the write (see insertJob).
+    const first = this.nextId;
+    this.nextId += specs.length;
+    const jobs = specs.map((spec, i) => {
+      const id = first + i;
+      const dependsOn = spec.dependsOn.map((d) => (d.jobId < 0 ? { ...d, jobId: first - d.jobId - 1 } : d));
+      const member = { firstJobId: first, size: specs.length, name: group.name, taskName: spec.group?.taskName ?? '' };
+      return newPendingJob({ ...spec, dependsOn, group: member }, { id, uuid: jobUuidFor(id, this.uuidKey), reason: reasons[i]!, submitTimeMs: nowMs });
+    });
+    const ops = jobs.flatMap((job, i) =>
+      createJobOps(job, { jobId: job.id, sequence: 1, state: 'PENDING', reason: reasons[i]!, timeMs: nowMs }, i === 0 ? fingerprint : ''),
+    );
+    await this.committer.write(ops);
+    return jobs;
   }
 
   private async insertJob(

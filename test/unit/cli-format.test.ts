@@ -82,6 +82,8 @@ function job(overrides: Partial<Job> = {}): Job {
     retry: undefined,
     attempt: 1,
     previousAttempts: [],
+    groupId: '',
+    taskName: '',
     ...overrides,
   };
 }
@@ -379,6 +381,8 @@ describe('submit request', () => {
       workingDir: '/scratch/run',
       description: 'a run',
       dependsOn: [],
+      retry: undefined,
+      taskName: '',
     });
   });
 

@@ -34,6 +34,24 @@ class MemoryStore implements JobStore {
     return { job, created: true };
   }
 
+  async createJobs(specs: readonly JobSpec[], group: { name: string }, _fingerprint: string, nowMs: number, reasons: readonly string[], admit?: () => void) {
+    admit?.();
+    const first = this.lastId + 1;
+    this.lastId += specs.length;
+    const jobs = specs.map((spec, i) => {
+      const id = first + i;
+      const dependsOn = spec.dependsOn.map((d) => (d.jobId < 0 ? { ...d, jobId: first - d.jobId - 1 } : d));
+      const member = { firstJobId: first, size: specs.length, name: group.name, taskName: spec.group?.taskName ?? '' };
+      return newPendingJob({ ...spec, dependsOn, group: member }, { id, uuid: `hpcjob-${id.toString(36).padStart(8, '0')}`, reason: reasons[i]!, submitTimeMs: nowMs });
+    });
+    await Promise.resolve();
+    for (const job of jobs) {
+      this.jobs.set(job.id, structuredClone(job));
+      this.events.set(job.id, [{ jobId: job.id, sequence: 1, state: 'PENDING', reason: job.reason, timeMs: nowMs }]);
+    }
+    return { first: jobs[0]!, jobs, created: true };
+  }
+
   async saveTransitions(transitions: readonly JobTransition[]): Promise<void> {
     await Promise.resolve();
     if (this.failRunningWrites && transitions.some((t) => t.job.state === 'RUNNING')) throw new StoreUnavailableError('disk full (test)', { diskFull: true });
@@ -153,6 +171,7 @@ function request(overrides: Partial<SubmitRequest> = {}): SubmitRequest {
     workingDir: '',
     description: '',
     dependsOn: [],
+    taskName: '',
     ...overrides,
   };
 }

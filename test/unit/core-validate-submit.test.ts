@@ -102,6 +102,7 @@ function request(overrides: Partial<SubmitRequest> = {}): SubmitRequest {
     workingDir: '',
     description: '',
     dependsOn: [],
+    taskName: '',
     ...overrides,
   };
 }
