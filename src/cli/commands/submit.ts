@@ -157,6 +157,7 @@ export function buildSubmitRequest(opts: SubmitOptions, words: readonly string[]
     description: opts.description ?? '',
     dependsOn: opts.dependency ?? [],
     retry: undefined,
+    taskName: '',
   };
 }
 
