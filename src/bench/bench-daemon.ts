@@ -149,7 +149,7 @@ export class BenchDaemon {
 
   submit(req: Partial<SubmitJobRequest>, client = this.client): Promise<{ jobId: string }> {
     return new Promise((resolve, reject) =>
-      client.submitJob({ ...EMPTY, ...req }, (err: ServiceError | null, res) => (err ? reject(err) : resolve(res))),
+      client.submitJob({ ...EMPTY_SUBMIT, ...req }, (err: ServiceError | null, res) => (err ? reject(err) : resolve(res))),
     );
   }
 
@@ -167,7 +167,7 @@ export class BenchDaemon {
    * generator's own protobuf work would otherwise take CPU from it. Errors still reject.
    */
   rawSubmitter(req: Partial<SubmitJobRequest>): { submit: () => Promise<void>; close: () => void } {
-    const bytes = Buffer.from(SubmitJobRequest.encode({ ...EMPTY, ...req }).finish());
+    const bytes = Buffer.from(SubmitJobRequest.encode({ ...EMPTY_SUBMIT, ...req }).finish());
     const client = new RawSubmitClient(this.address, credentials.createInsecure());
     return {
       submit: () => new Promise((resolve, reject) => client.submitJob(bytes, (err: ServiceError | null) => (err ? reject(err) : resolve()))),
@@ -201,7 +201,8 @@ const RawSubmitClient = makeGenericClientConstructor(
   close(): void;
 };
 
-const EMPTY: SubmitJobRequest = {
+/** A SubmitJobRequest with every field empty. */
+export const EMPTY_SUBMIT: SubmitJobRequest = {
   timestamp: '', clusterId: '', zone: '', runUser: '', name: '', cmdLine: '', inputFile: '', coreLimit: 0, memLimit: 0,
   timeLimit: 0, resourceLimit: '', hpcqueueId: '', schedulerQueueName: '', stdoutRedirectPath: '', stderrRedirectPath: '',
   priority: 0, submitType: 0, clientToken: '', argv: [], env: {}, workingDir: '', description: '', dependsOn: [], retry: undefined, taskName: '',

@@ -1,13 +1,14 @@
 /**
  * `npm run bench`: starts real daemons in temp dirs and prints the figures the issues ask for.
- * `npm run bench -- scale submit` runs only the named sections (submit, access, launch, restart,
- * dispatch, scale).
+ * `npm run bench -- scale submit` runs only the named sections (submit, access, launch, group,
+ * restart, dispatch, scale).
  * HPCQ_BENCH_SCALE_JOBS sets the size of the history for the scale run (default 1,000,000).
  */
 import { accessThroughput } from './access-bench.js';
 import { benchRunUser } from './bench-daemon.js';
 import { launchLatency, restartWithRunningJobs, submitThroughput } from './daemon-bench.js';
 import { dispatchPassCost } from './dispatch-bench.js';
+import { groupRun } from './group-bench.js';
 import { scaleRun } from './scale-bench.js';
 
 function line(label: string, value: string): void {
@@ -15,7 +16,7 @@ function line(label: string, value: string): void {
 }
 const f1 = (n: number) => n.toFixed(1);
 
-const SECTIONS = ['submit', 'access', 'launch', 'restart', 'dispatch', 'scale'] as const;
+const SECTIONS = ['submit', 'access', 'launch', 'group', 'restart', 'dispatch', 'scale'] as const;
 
 async function main(): Promise<void> {
   const asked = process.argv.slice(2);
@@ -27,6 +28,7 @@ async function main(): Promise<void> {
   if (run('submit')) await submitSection(runUser);
   if (run('access')) await accessSection(runUser);
   if (run('launch')) await launchSection(runUser);
+  if (run('group')) await groupSection(runUser);
   if (run('restart')) await restartSection(runUser);
   if (run('dispatch')) await dispatchSection();
   if (run('scale')) await scaleSection();
@@ -60,6 +62,16 @@ async function launchSection(runUser: string): Promise<void> {
     line(`  [${l.enforcement}] submit -> COMPLETED p50 (true)`, `${f1(l.submitToCompletedP50Ms)} ms`);
     line(`  [${l.enforcement}] 1,000 true jobs submitted at once, all done`, `${l.thousandJobsSeconds.toFixed(2)} s`);
     line(`  [${l.enforcement}] daemon peak RSS`, `${f1(l.peakRssMb)} MiB`);
+  }
+}
+
+async function groupSection(runUser: string): Promise<void> {
+  process.stdout.write('\n== Job groups: 1,000 `true` tasks as a chain and as a fan-out (one SubmitJobGroup each)\n');
+  for (const shape of ['chain', 'fan-out'] as const) {
+    const g = await groupRun(runUser, shape, 1000);
+    line(`  ${shape}: SubmitJobGroup latency`, `${f1(g.submitMs)} ms`);
+    line(`  ${shape}: all ${g.tasks} tasks done`, `${g.allDoneSeconds.toFixed(2)} s`);
+    line(`  ${shape}: daemon CPU per finished task`, `${g.daemonCpuMsPerTask.toFixed(2)} ms`);
   }
 }
 
