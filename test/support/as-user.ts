@@ -11,13 +11,13 @@ export interface Run {
   stderr: string;
 }
 
-/** Runs `argv` as `user` with its groups (no shell); never rejects on a non-zero exit. */
-export function runAs(user: string, argv: readonly string[], env: Record<string, string> = {}, timeoutMs = 45_000): Promise<Run> {
+/** Runs `argv` as `user` with its groups (no shell) in `cwd`; never rejects on a non-zero exit. */
+export function runAs(user: string, argv: readonly string[], env: Record<string, string> = {}, timeoutMs = 45_000, cwd = '/'): Promise<Run> {
   return new Promise((resolve, reject) => {
     execFile(
       'setpriv',
       ['--reuid', user, '--regid', user, '--init-groups', '--', ...argv],
-      { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: '/', ...env }, timeout: timeoutMs, cwd: '/' },
+      { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: '/', ...env }, timeout: timeoutMs, cwd },
       (err, stdout, stderr) => {
         if (err && typeof err.code !== 'number') return reject(new Error(`${argv.join(' ')} as ${user}: ${err.message}\n${stderr}`));
         resolve({ code: err ? (err.code as number) : 0, stdout, stderr });
@@ -26,9 +26,9 @@ export function runAs(user: string, argv: readonly string[], env: Record<string,
   });
 }
 
-/** Runs the hpcq CLI as `user` against `address` (HPCQ_ADDR); `env` adds e.g. HPCQ_TOKEN. */
-export function hpcqAs(user: string, address: string, args: readonly string[], env: Record<string, string> = {}): Promise<Run> {
-  return runAs(user, [process.execPath, CLI_MAIN, ...args], { HPCQ_ADDR: address, ...env });
+/** Runs the hpcq CLI as `user` against `address` (HPCQ_ADDR); `env` adds e.g. HPCQ_TOKEN; `cwd` is where it runs (default /). */
+export function hpcqAs(user: string, address: string, args: readonly string[], env: Record<string, string> = {}, cwd = '/'): Promise<Run> {
+  return runAs(user, [process.execPath, CLI_MAIN, ...args], { HPCQ_ADDR: address, ...env }, undefined, cwd);
 }
 
 /** `hpcq ... --json` as `user`, parsed; throws with stderr when it fails. */
