@@ -61,3 +61,12 @@ export function dependentStatus(
   }
   return { status: waiting ? 'waiting' : 'satisfied' };
 }
+
+/**
+ * In a batch of new jobs stored together (a job group), a dependency may name a job of the same
+ * batch before its id exists: jobId -1 is the batch's first job, -2 its second, and so on. This
+ * gives the real id once the batch's first id is known.
+ */
+export function resolveBatchDependency(dep: JobDependency, firstJobId: number): JobDependency {
+  return dep.jobId < 0 ? { ...dep, jobId: firstJobId - dep.jobId - 1 } : dep;
+}

@@ -26,6 +26,7 @@ import { ClientTokens } from './client-tokens.js';
 import { GroupCommitter, type GroupCommitStats } from './group-commit.js';
 import { decodeEvent, decodeJob } from './job-codec.js';
 import { createJobOps, transitionOps, type BatchOp } from './job-ops.js';
+import { resolveBatchDependency } from '../core/dependency.js';
 import { jobUuidFor, newUuidKey } from './job-uuid.js';
 import {
   JOB_PREFIX,
@@ -449,7 +450,7 @@ export class LevelJobStore implements JobStore {
     this.nextId += specs.length;
     const jobs = specs.map((spec, i) => {
       const id = first + i;
-      const dependsOn = spec.dependsOn.map((d) => (d.jobId < 0 ? { ...d, jobId: first - d.jobId - 1 } : d));
+      const dependsOn = spec.dependsOn.map((d) => resolveBatchDependency(d, first));
       const member = { firstJobId: first, size: specs.length, name: group.name, taskName: spec.group?.taskName ?? '' };
       return newPendingJob({ ...spec, dependsOn, group: member }, { id, uuid: jobUuidFor(id, this.uuidKey), reason: reasons[i]!, submitTimeMs: nowMs });
     });

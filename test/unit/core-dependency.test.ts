@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { dependencyStatus, dependentStatus, type DependencyCondition, type DependencyStatus } from '../../src/core/dependency.js';
+import { dependencyStatus, dependentStatus, resolveBatchDependency, type DependencyCondition, type DependencyStatus } from '../../src/core/dependency.js';
 import { JOB_STATES, type JobState } from '../../src/core/job.js';
 
 // The expected table, written out independently: Slurm's afterok / afterany / afternotok / after.
@@ -35,5 +35,13 @@ describe('dependentStatus', () => {
   });
   it('no dependencies: satisfied', () => {
     expect(dependentStatus([], stateOf)).toEqual({ status: 'satisfied' });
+  });
+});
+
+describe('resolveBatchDependency', () => {
+  it('turns -1, -2 ... into the ids of the batch\'s first, second ... job; leaves real ids alone', () => {
+    expect(resolveBatchDependency({ jobId: -1, condition: 'afterok' }, 40)).toEqual({ jobId: 40, condition: 'afterok' });
+    expect(resolveBatchDependency({ jobId: -3, condition: 'afterany' }, 40)).toEqual({ jobId: 42, condition: 'afterany' });
+    expect(resolveBatchDependency({ jobId: 7, condition: 'afterok' }, 40)).toEqual({ jobId: 7, condition: 'afterok' });
   });
 });

@@ -1,5 +1,6 @@
 // JobEngine against in-memory fakes of its ports: the use cases and dispatch, without a daemon.
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import { resolveBatchDependency } from '../../src/core/dependency.js';
 import { compileConfig } from '../../src/config/load-config.js';
 import type { DaemonConfig } from '../../src/config/daemon-config.js';
 import type { Principal } from '../../src/core/access-policy.js';
@@ -40,7 +41,7 @@ class MemoryStore implements JobStore {
     this.lastId += specs.length;
     const jobs = specs.map((spec, i) => {
       const id = first + i;
-      const dependsOn = spec.dependsOn.map((d) => (d.jobId < 0 ? { ...d, jobId: first - d.jobId - 1 } : d));
+      const dependsOn = spec.dependsOn.map((d) => resolveBatchDependency(d, first));
       const member = { firstJobId: first, size: specs.length, name: group.name, taskName: spec.group?.taskName ?? '' };
       return newPendingJob({ ...spec, dependsOn, group: member }, { id, uuid: `hpcjob-${id.toString(36).padStart(8, '0')}`, reason: reasons[i]!, submitTimeMs: nowMs });
     });
