@@ -10,9 +10,12 @@ import { AccessServiceClient, type CreateTokenResponse, type ReconfigureResponse
 import {
   JobServiceClient,
   type CancelJobResponse,
+  type GetJobGroupResponse,
   type GetJobResponse,
   type ListJobsRequest,
   type ListJobsResponse,
+  type SubmitJobGroupRequest,
+  type SubmitJobGroupResponse,
   type SubmitJobRequest,
   type SubmitJobResponse,
   type WatchJobResponse,
@@ -104,6 +107,14 @@ export class HpcqClient {
 
   cancelJob(jobId: string): Promise<CancelJobResponse> {
     return this.unary(this.jobs, this.jobs.cancelJob, { jobId });
+  }
+
+  submitJobGroup(request: SubmitJobGroupRequest): Promise<SubmitJobGroupResponse> {
+    return this.unary(this.jobs, this.jobs.submitJobGroup, request);
+  }
+
+  getJobGroup(groupId: string): Promise<GetJobGroupResponse> {
+    return this.unary(this.jobs, this.jobs.getJobGroup, { groupId });
   }
 
   listQueues(clusterId = ''): Promise<ListQueuesResponse> {

@@ -4,6 +4,7 @@ import { Command } from 'commander';
 import { registerAccess } from './commands/access.js';
 import { registerCancel } from './commands/cancel.js';
 import { registerDaemon } from './commands/daemon.js';
+import { registerGroup } from './commands/group.js';
 import { registerList } from './commands/list.js';
 import { registerQueues } from './commands/queues.js';
 import { registerStatus } from './commands/status.js';
@@ -52,6 +53,7 @@ export function buildProgram(): Command {
   registerList(program);
   registerCancel(program);
   registerWatch(program);
+  registerGroup(program);
   registerQueues(program);
   registerAccess(program);
   registerDaemon(program);

@@ -167,6 +167,7 @@ describe('what the job inherits from the daemon (R2 R3)', () => {
         'HPCQ_CLUSTER',
         'HPCQ_CORES',
         'HPCQ_MEM_MB',
+        'HPCQ_ATTEMPT',
       ].sort(),
     );
     expect(env).toMatchObject({
@@ -180,6 +181,7 @@ describe('what the job inherits from the daemon (R2 R3)', () => {
       HPCQ_CLUSTER: 'hpcq-test',
       HPCQ_CORES: '1',
       HPCQ_MEM_MB: '256',
+      HPCQ_ATTEMPT: '1',
       OMP_NUM_THREADS: '1',
     });
     expect(env.SHELL).toBe(execFileSync('getent', ['passwd', JOB_USER]).toString().trim().split(':')[6]);
