@@ -9,7 +9,7 @@
  * - TIMEOUT and OUT_OF_MEMORY only with retryOnTimeout / retryOnOutOfMemory: with the same limits
  *   a second try usually ends the same way, so by default they are final, like Slurm's.
  */
-import type { JobOutcome } from './job.js';
+import type { Job, JobOutcome } from './job.js';
 
 export interface RetryPolicy {
   /** Further attempts after the first, 0..MAX_RETRY_COUNT. */
@@ -42,3 +42,33 @@ export function shouldRetry(policy: RetryPolicy | undefined, attempt: number, ou
       return false;
   }
 }
+
+/**
+ * The job going back to PENDING for its next attempt: the attempt that ended is kept in
+ * previousAttempts (its start, end, state and exit code), the run fields start afresh, and a
+ * backoff makes it eligible only later (shown in the reason).
+ */
+export function nextAttempt(job: Job, outcome: JobOutcome): { job: Job; to: 'PENDING'; reason: string; timeMs: number } {
+  const policy = job.retry!;
+  const ended = outcome.exitCode !== 0 ? ` (exit ${outcome.exitCode})` : outcome.termSignal !== 0 ? ` (signal ${outcome.termSignal})` : '';
+  const { usage: _previousUsage, ...rest } = job;
+  const eligibleAtMs = policy.backoffSeconds > 0 ? outcome.endTimeMs + policy.backoffSeconds * 1000 : 0;
+  const next: Job = {
+    ...rest,
+    exitCode: 0,
+    termSignal: 0,
+    limitHit: '',
+    startTimeMs: 0,
+    endTimeMs: 0,
+    attempt: job.attempt + 1,
+    previousAttempts: [
+      ...job.previousAttempts,
+      { attempt: job.attempt, state: outcome.state, reason: outcome.reason, exitCode: outcome.exitCode, termSignal: outcome.termSignal, startTimeMs: job.startTimeMs, endTimeMs: outcome.endTimeMs },
+    ],
+    eligibleAtMs,
+  };
+  const what = `attempt ${job.attempt} ended ${outcome.state}${ended}; attempt ${job.attempt + 1} of ${policy.maxRetryCount + 1}`;
+  const reason = eligibleAtMs > 0 ? `RetryBackoff: ${what} from ${new Date(eligibleAtMs).toISOString()}` : `Retry: ${what}`;
+  return { job: next, to: 'PENDING', reason, timeMs: outcome.endTimeMs };
+}
+

@@ -31,10 +31,9 @@ import {
   type Principal,
 } from '../core/access-policy.js';
 import { createHash } from 'node:crypto';
-import { dependentStatus } from '../core/dependency.js';
 import { checkGroupShape } from '../core/job-group.js';
 import { quoteValue } from '../core/quote.js';
-import { shouldRetry } from '../core/retry.js';
+import { nextAttempt, shouldRetry } from '../core/retry.js';
 import { HpcqError, jobNotFound, StoreUnavailableError } from '../core/errors.js';
 import { isTerminal, JOB_UUID_PATTERN, transition, type Job, type JobEvent, type JobOutcome, type JobSpec, type JobState } from '../core/job.js';
 import { LaunchError, type JobExecutor, type JobFilter, type JobPage, type JobStore, type JobTransition, type UserAccount, type UserDirectory } from '../core/ports.js';
@@ -43,6 +42,7 @@ import type { SubmitRequest } from '../core/submit-request.js';
 import { validateSubmit } from '../core/validate-submit.js';
 import type { Logger } from '../logger.js';
 import { ActiveJobs } from './active-jobs.js';
+import { DependencyTracker } from './dependency-tracker.js';
 import { JobWatches } from './job-watches.js';
 
 export interface JobEngineDeps {
@@ -79,10 +79,8 @@ export class JobEngine {
   private launchBlocker: string | undefined;
   /** Pending jobs waiting out a retry backoff (their eligibleAtMs): dispatch passes them over. */
   private readonly backingOff = new Set<number>();
-  /** Pending jobs whose dependencies are not all satisfied yet: dispatch passes them over. */
-  private readonly waitingForDependencies = new Set<number>();
-  /** Job id -> the pending jobs that depend on it, reviewed when it starts or ends. */
-  private readonly dependents = new Map<number, Set<number>>();
+  /** Pending jobs held by their dependencies: dispatch passes them over. */
+  private readonly dependencies: DependencyTracker;
   private state: 'created' | 'starting' | 'started' | 'stopped' = 'created';
   private starting: Promise<void> | undefined;
   private readonly now: () => number;
@@ -91,6 +89,18 @@ export class JobEngine {
     this.now = deps.now ?? Date.now;
     this.config = deps.config;
     this.queues = queuesById(deps.config);
+    this.dependencies = new DependencyTracker({
+      activeJob: (id) => this.active.get(id),
+      storedJob: (id) => this.deps.store.getJob(id),
+      onSatisfied: (job) => {
+        this.active.set({ ...job, reason: 'Priority' });
+        this.scheduleDispatch();
+      },
+      onNeverSatisfied: async (job, reason) => {
+        await this.applyTransitions([{ job, to: 'CANCELLED', reason }]);
+      },
+      log: deps.log,
+    });
     deps.executor.onEnded = (jobId, outcome) => this.recordOutcome(jobId, outcome);
   }
 
@@ -109,7 +119,7 @@ export class JobEngine {
     // Before anything can be dispatched: a dependent is held until its jobs are judged again.
     for (const job of jobs) {
       if (job.state !== 'PENDING') continue;
-      this.followDependencies(job, false);
+      this.dependencies.follow(job, false);
       this.holdUntilEligible(job);
     }
     await executor.start();
@@ -123,7 +133,7 @@ export class JobEngine {
     if (this.state !== 'starting') return;
     this.state = 'started';
     // Parents may have ended while the daemon was down (or just before it stopped).
-    for (const id of this.waitingForDependencies) void this.reviewDependent(id);
+    this.dependencies.reviewAll();
     for (const job of notStarted) {
       log.warn({ jobId: job.id }, 'the daemon stopped after marking the job RUNNING but before its supervisor started it; it never ran, launching it now');
       this.beginLaunch(job.id, Promise.resolve());
@@ -194,7 +204,7 @@ export class JobEngine {
       const result = await this.track(this.deps.store.createJob(spec, fingerprint, this.now(), firstReason, admit));
       if (result.created && this.state === 'started') {
         this.active.set(result.job);
-        this.followDependencies(result.job);
+        this.dependencies.follow(result.job);
         this.scheduleDispatch();
       }
       return { job: this.active.get(result.job.id) ?? result.job, created: result.created };
@@ -263,7 +273,7 @@ export class JobEngine {
       const result = await this.track(this.deps.store.createJobs(specs, { name: req.name }, fingerprint, this.now(), reasons, admit));
       if (result.created && result.jobs && this.state === 'started') {
         for (const job of result.jobs) this.active.set(job);
-        for (const job of result.jobs) this.followDependencies(job);
+        for (const job of result.jobs) this.dependencies.follow(job);
         this.scheduleDispatch();
       }
       return { jobs: result.jobs ?? (await this.groupJobs(result.first)), created: result.created };
@@ -393,7 +403,7 @@ export class JobEngine {
       running.push({ hpcqueueId: j.hpcqueueId, cores: j.cores, memoryLimitMb: j.memoryLimitMb, expectedEndMs: j.startTimeMs + j.timeLimitSeconds * 1000 });
     }
     const plan = planDispatch({
-      pending: this.waitingForDependencies.size === 0 && this.backingOff.size === 0 ? this.active.pendingByQueue : this.pendingNotWaiting(),
+      pending: this.dependencies.size === 0 && this.backingOff.size === 0 ? this.active.pendingByQueue : this.pendingNotWaiting(),
       running,
       queues: this.queues,
       nodeCores: this.config.nodeCores,
@@ -531,71 +541,15 @@ export class JobEngine {
     }
   }
 
-  /**
-   * Holds a pending job with dependencies until they are satisfied: registered as a dependent of
-   * each job it names, then judged (now, or at start-up once dispatching may begin).
-   */
-  private followDependencies(job: Job, reviewNow = true): void {
-    if (job.dependsOn.length === 0) return;
-    this.waitingForDependencies.add(job.id);
-    for (const dep of job.dependsOn) {
-      let set = this.dependents.get(dep.jobId);
-      if (!set) this.dependents.set(dep.jobId, (set = new Set()));
-      set.add(job.id);
-    }
-    if (reviewNow) void this.reviewDependent(job.id);
-  }
-
-  /**
-   * Judges a pending dependent on the current states of the jobs it names: satisfied -> it may be
-   * dispatched; never -> it ends CANCELLED / DependencyNeverSatisfied (its own dependents follow,
-   * through applyTransitions); waiting -> nothing. Safe to call any number of times.
-   */
-  private async reviewDependent(jobId: number): Promise<void> {
-    try {
-      const job = this.active.get(jobId);
-      if (!job || job.state !== 'PENDING' || !this.waitingForDependencies.has(jobId)) return this.forgetDependent(jobId);
-      const states = new Map<number, JobState | undefined>();
-      for (const dep of job.dependsOn) {
-        states.set(dep.jobId, this.active.get(dep.jobId)?.state ?? (await this.deps.store.getJob(dep.jobId))?.state);
-      }
-      const verdict = dependentStatus(job.dependsOn, (id) => states.get(id));
-      // Re-read after the awaits: the job may have been cancelled or judged meanwhile.
-      const current = this.active.get(jobId);
-      if (!current || current.state !== 'PENDING' || !this.waitingForDependencies.has(jobId)) return;
-      if (verdict.status === 'satisfied') {
-        this.forgetDependent(jobId);
-        this.active.set({ ...current, reason: 'Priority' });
-        this.scheduleDispatch();
-      } else if (verdict.status === 'never') {
-        this.forgetDependent(jobId);
-        await this.applyTransitions([{ job: current, to: 'CANCELLED', reason: verdict.reason! }]);
-      }
-    } catch (err) {
-      // The job stays held; the next start-up judges it again.
-      this.deps.log.error({ err, jobId }, 'could not judge the dependencies of a job');
-    }
-  }
-
-  private forgetDependent(jobId: number): void {
-    this.waitingForDependencies.delete(jobId);
-    const job = this.active.get(jobId);
-    for (const dep of job?.dependsOn ?? []) {
-      const set = this.dependents.get(dep.jobId);
-      set?.delete(jobId);
-      if (set?.size === 0) this.dependents.delete(dep.jobId);
-    }
-  }
-
   /** Each queue's pending jobs without those still waiting for their dependencies or a retry backoff. */
   private pendingNotWaiting(): ReadonlyMap<string, Iterable<Job>> {
-    const waiting = this.waitingForDependencies;
+    const dependencies = this.dependencies;
     const backingOff = this.backingOff;
     const view = new Map<string, Iterable<Job>>();
     for (const [queue, jobs] of this.active.pendingByQueue) {
       view.set(queue, {
         *[Symbol.iterator]() {
-          for (const job of jobs) if (!waiting.has(job.id) && !backingOff.has(job.id)) yield job;
+          for (const job of jobs) if (!dependencies.isWaiting(job.id) && !backingOff.has(job.id)) yield job;
         },
       });
     }
@@ -681,17 +635,9 @@ export class JobEngine {
     for (const t of transitions) {
       this.deps.log.info({ jobId: t.job.id, state: t.job.state, reason: t.event.reason || undefined }, 'job state changed');
       this.watches.publish(t.job, t.event);
-      if (t.previousState === 'PENDING') {
-        this.waitingForDependencies.delete(t.job.id);
-        this.backingOff.delete(t.job.id);
-      }
-      // Its dependents are judged on its durable state only (a failed write changes nothing).
-      const waiting = this.dependents.get(t.job.id);
-      if (waiting) {
-        for (const child of [...waiting]) void this.reviewDependent(child);
-        // An ended job's state is final: every dependent has been judged on it for good.
-        if (isTerminal(t.job.state)) this.dependents.delete(t.job.id);
-      }
+      if (t.previousState === 'PENDING') this.backingOff.delete(t.job.id);
+      // Dependents are judged on a durable state only (a failed write changes nothing).
+      this.dependencies.jobChanged(t.job, t.previousState);
     }
     return transitions.map((t) => t.job);
   }
@@ -730,35 +676,6 @@ export class JobEngine {
     promise.then(remove, remove);
     return promise;
   }
-}
-
-/**
- * The job going back to PENDING for its next attempt: the attempt that ended is kept in
- * previousAttempts (its start, end, state and exit code), the run fields start afresh, and a
- * backoff makes it eligible only later (shown in the reason).
- */
-function nextAttempt(job: Job, outcome: JobOutcome): { job: Job; to: 'PENDING'; reason: string; timeMs: number } {
-  const policy = job.retry!;
-  const ended = outcome.exitCode !== 0 ? ` (exit ${outcome.exitCode})` : outcome.termSignal !== 0 ? ` (signal ${outcome.termSignal})` : '';
-  const { usage: _previousUsage, ...rest } = job;
-  const eligibleAtMs = policy.backoffSeconds > 0 ? outcome.endTimeMs + policy.backoffSeconds * 1000 : 0;
-  const next: Job = {
-    ...rest,
-    exitCode: 0,
-    termSignal: 0,
-    limitHit: '',
-    startTimeMs: 0,
-    endTimeMs: 0,
-    attempt: job.attempt + 1,
-    previousAttempts: [
-      ...job.previousAttempts,
-      { attempt: job.attempt, state: outcome.state, reason: outcome.reason, exitCode: outcome.exitCode, termSignal: outcome.termSignal, startTimeMs: job.startTimeMs, endTimeMs: outcome.endTimeMs },
-    ],
-    eligibleAtMs,
-  };
-  const what = `attempt ${job.attempt} ended ${outcome.state}${ended}; attempt ${job.attempt + 1} of ${policy.maxRetryCount + 1}`;
-  const reason = eligibleAtMs > 0 ? `RetryBackoff: ${what} from ${new Date(eligibleAtMs).toISOString()}` : `Retry: ${what}`;
-  return { job: next, to: 'PENDING', reason, timeMs: outcome.endTimeMs };
 }
 
 function queuesById(config: DaemonConfig): ReadonlyMap<string, QueueConfig> {
