@@ -202,6 +202,8 @@ function checkCommand(cmdLine: string, inputFile: string, argv: readonly string[
   if (argv.length > 0) {
     if (argv.length > ARGV_MAX_ENTRIES) throw invalidParameter('InvalidParameter.ArgvTooLong', 'argv', `argv must have at most ${ARGV_MAX_ENTRIES} entries`);
     if (argv[0] === '') throw invalidParameter('InvalidParameter.ArgvMalformed', 'argv', 'argv[0], the program, must not be empty');
+    // The program is started through env(1), which would take NAME=value as a variable, not a program.
+    if (argv[0]!.includes('=')) throw invalidParameter('InvalidParameter.ArgvMalformed', 'argv', "argv[0], the program, must not contain '='");
     let bytes = 0;
     for (const arg of argv) {
       if (arg.includes('\0')) throw invalidParameter('InvalidParameter.ArgvMalformed', 'argv', 'argv entries must not contain NUL');

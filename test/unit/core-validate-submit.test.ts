@@ -662,6 +662,7 @@ describe('validateSubmit: argv, env, working_dir, description', () => {
     ['cmd_line and argv', { cmdLine: 'true', argv: ['true'] }, 'InvalidParameter.InvalidParameterCombination', 'cmd_line'],
     ['input_file and argv', { cmdLine: '', inputFile: '/x.sh', argv: ['true'] }, 'InvalidParameter.InvalidParameterCombination', 'cmd_line'],
     ['an empty program', { cmdLine: '', argv: [''] }, 'InvalidParameter.ArgvMalformed', 'argv'],
+    ['a program name with =, which env(1) would take for a variable', { cmdLine: '', argv: ['A=b', 'true'] }, 'InvalidParameter.ArgvMalformed', 'argv'],
     ['NUL in an argument', { cmdLine: '', argv: ['echo', 'a\0b'] }, 'InvalidParameter.ArgvMalformed', 'argv'],
     ['argv over 64 KiB', { cmdLine: '', argv: ['echo', 'x'.repeat(70_000)] }, 'InvalidParameter.ArgvTooLong', 'argv'],
     ['an env name with a dash', { env: { 'A-B': '1' } }, 'InvalidParameter.EnvName', 'env'],
