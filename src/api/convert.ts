@@ -80,6 +80,10 @@ export function jobToProto(job: DomainJob): Job {
     retry: job.retry ? { ...job.retry, exitCodes: [...job.retry.exitCodes] } : undefined,
     attempt: job.attempt,
     groupId: job.group ? groupIdOf(job.group.firstJobId) : '',
+    array: job.array ? { ...job.array } : undefined,
+    instanceCounts: job.instanceCounts ? countsByStatus(job.instanceCounts) : {},
+    arrayJobId: job.arrayInstance ? String(job.arrayInstance.arrayJobId) : '',
+    arrayIndex: job.arrayInstance?.index ?? 0,
     taskName: job.group?.taskName ?? '',
     previousAttempts: job.previousAttempts.map((a) => ({
       attempt: a.attempt,
@@ -145,4 +149,11 @@ export function groupToProto(groupId: string, jobs: readonly DomainJob[]): GetJo
     finished: jobs.every((job) => isTerminal(job.state)),
     counts,
   };
+}
+
+/** Non-zero instance counts keyed by EHPC's job_status strings. */
+function countsByStatus(counts: Readonly<Record<DomainJobState, number>>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const state of JOB_STATES) if (counts[state] > 0) out[jobStatusString(state)] = counts[state];
+  return out;
 }

@@ -47,7 +47,7 @@ export function createJobService(engine: JobEngine, config: () => DaemonConfig, 
     listJobs: unary<ListJobsRequest, ListJobsResponse>(ctx, { method: 'ListJobs' }, async (req, principal) => {
       if (req.pageSize < 0) throw new HpcqError('InvalidParameterValue.Negative', 'invalid', 'page_size must not be negative', 'page_size');
       const pageSize = Math.min(req.pageSize || DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE);
-      const page = await engine.listJobs(listFilter(req, config()), principal, pageSize, decodePageToken(req.pageToken));
+      const page = await engine.listJobs(listFilter(req, config()), principal, pageSize, decodePageToken(req.pageToken), req.includeInstances);
       return {
         jobs: page.jobs.map(jobToProto),
         nextPageToken: page.nextBeforeId === undefined ? '' : encodePageToken(page.nextBeforeId),

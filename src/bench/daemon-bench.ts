@@ -152,7 +152,7 @@ export async function restartWithRunningJobs(runUser: string, count: number): Pr
 export async function cancelPending(daemon: BenchDaemon): Promise<void> {
   for (;;) {
     const page = await new Promise<{ jobs: { jobId: string }[] }>((resolve, reject) =>
-      daemon.client.listJobs({ clusterId: '', queue: '', states: [JobState.JOB_STATE_PENDING], runUser: '', pageSize: 1000, pageToken: '' }, (err, res) =>
+      daemon.client.listJobs({ clusterId: '', queue: '', states: [JobState.JOB_STATE_PENDING], runUser: '', pageSize: 1000, pageToken: '', includeInstances: true }, (err, res) =>
         err ? reject(err) : resolve(res),
       ),
     );

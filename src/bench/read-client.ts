@@ -31,7 +31,7 @@ function getJob(): Promise<unknown> {
 
 function listPage(i: number): Promise<unknown> {
   const filter = LIST_FILTERS[i % LIST_FILTERS.length]!;
-  const req: ListJobsRequest = { clusterId: '', queue: '', pageSize: 100, pageToken: '', ...filter };
+  const req: ListJobsRequest = { clusterId: '', queue: '', pageSize: 100, pageToken: '', includeInstances: false, ...filter };
   return new Promise((resolve, reject) => client.listJobs(req, (err, res) => (err ? reject(err) : resolve(res))));
 }
 

@@ -21,7 +21,7 @@ import { posix } from 'node:path';
 import type { Dependency } from '../gen/hpcq/v1/job.js';
 import { UsageError } from './errors.js';
 import { parseInteger, parseMemMiB } from './format.js';
-import { parseDependency, parseExport } from './submit-syntax.js';
+import { parseArraySpec, parseDependency, parseExport } from './submit-syntax.js';
 
 export type DirectiveKind = '#SBATCH' | '#HPCQ';
 
@@ -55,6 +55,7 @@ export interface ScriptOptions {
   export?: Record<string, string>;
   dependency?: Dependency[];
   description?: string;
+  array?: { count: number; parallelism: number };
 }
 
 interface OptionSpec {
@@ -233,10 +234,10 @@ export function parseSlurmTime(text: string): number {
 export function checkOutputPattern(path: string): string {
   for (const m of path.matchAll(/%(\d*)(.?)/gs)) {
     const [whole, width, letter] = m;
-    if (width === '' && letter !== '' && 'jxu%'.includes(letter!)) continue;
+    if (width === '' && letter !== '' && 'jxuaA%'.includes(letter!)) continue;
     const what = letter === '' ? 'a % at the end' : whole;
-    const meaning = width !== '' ? ' (zero-padding)' : letter === 'A' || letter === 'a' ? ' (job arrays)' : '';
-    throw new Error(`${what}${meaning} is not supported in a file name: hpcq expands only %j (job id), %x (job name), %u (user) and %%`);
+    const meaning = width !== '' ? ' (zero-padding)' : '';
+    throw new Error(`${what}${meaning} is not supported in a file name: hpcq expands only %j (job id), %x (job name), %u (user), %A (array job id), %a (array index) and %%`);
   }
   return path;
 }
@@ -346,7 +347,8 @@ export function directivesToOptions(directives: BatchDirectives, scriptName: str
         if (value.trim() !== '1') throw new UsageError(`${where} ${value} is not supported: an hpcq job is one task (give its cores with -c)`);
         break;
       case '--array':
-        throw new UsageError(`${scriptName} line ${d.line}: ${d.directive} --array is not supported yet: hpcq has no job arrays`);
+        out.array = parse(() => parseArraySpec(value));
+        break;
       default:
         throw new UsageError(`${where} is not supported by hpcq`);
     }

@@ -340,5 +340,6 @@ function taskRequest(v: TaskValues, timestamp: string, cwd: string): SubmitJobRe
     dependsOn: [],
     retry: v.retry === undefined ? undefined : { ...(v.retry as RetryPolicy), exitCodes: [...(v.retry as RetryPolicy).exitCodes] },
     taskName: str('task_name'),
+    array: undefined,
   };
 }

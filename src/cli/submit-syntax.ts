@@ -49,3 +49,16 @@ export function parseExitCodes(value: string, previous: number[] = []): number[]
   if (codes.length === 0) throw new Error(`--retry-exit-codes takes a comma-separated list of exit codes, got ${JSON.stringify(value)}`);
   return codes;
 }
+
+/**
+ * --array in Slurm's syntax, for hpcq's arrays of `count` instances indexed from 0: `N` (N
+ * instances), `0-M` (M+1 instances), each optionally with `%P` (at most P running at once).
+ * Other index sets (`1-10`, `0-9:2`, `1,3,5`) cannot be expressed and are refused.
+ */
+export function parseArraySpec(value: string): { count: number; parallelism: number } {
+  const m = /^(?:(\d+)|0-(\d+))(?:%(\d+))?$/.exec(value.trim());
+  if (!m) throw new Error(`--array takes N, 0-M or either with %P (instances are indexed from 0), got ${JSON.stringify(value)}`);
+  const count = m[1] !== undefined ? Number(m[1]) : Number(m[2]) + 1;
+  if (count < 1) throw new Error('--array needs at least one instance');
+  return { count, parallelism: m[3] !== undefined ? Number(m[3]) : 0 };
+}

@@ -39,6 +39,8 @@ export interface DaemonConfig {
   enforcement: EnforcementRequest;
   requireEnforcement: boolean;
   clockSkewSeconds: number;
+  /** Most instances of one array job. */
+  maxArrayCount: number;
   jobUmask: number;
   nodeCores: number;
   nodeMemMb: number;

@@ -176,6 +176,7 @@ function compileParsed(
     enforcement: file.enforcement,
     requireEnforcement: file.require_enforcement,
     clockSkewSeconds: file.clock_skew_seconds,
+    maxArrayCount: file.max_array_count,
     jobUmask: parseInt(file.job_umask, 8),
     nodeCores,
     nodeMemMb,

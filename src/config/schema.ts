@@ -125,6 +125,8 @@ export const configSchema = z.strictObject({
   require_enforcement: z.boolean().default(true),
   /** Largest accepted difference between a request's timestamp and the daemon's clock, seconds. Default 300. */
   clock_skew_seconds: z.number().int().min(1).default(300),
+  /** Most instances one array job may have (Slurm's MaxArraySize). Default 10000. */
+  max_array_count: z.number().int().min(1).max(1_000_000).default(10_000),
   /** umask of job processes, octal string. Default "0022". */
   job_umask: z.string().regex(/^0?[0-7]{3}$/).default('0022'),
   node: z

@@ -137,6 +137,23 @@ export interface JobSpec {
   retry?: RetryPolicy;
   /** The job group this job is a task of (SubmitJobGroup); undefined otherwise. */
   group?: JobGroupMembership;
+  /** On an array job: its instances (which are jobs of their own, with the next ids). */
+  array?: ArraySpec;
+  /** On an instance of an array job: which array, and its index there. */
+  arrayInstance?: ArrayInstance;
+}
+
+/** An array job's instances: `count` of them, at most `parallelism` running at once (0 = no cap). */
+export interface ArraySpec {
+  count: number;
+  parallelism: number;
+}
+
+/** An instance's place: the array job's id; instance i has id arrayJobId + 1 + i. */
+export interface ArrayInstance {
+  arrayJobId: number;
+  index: number;
+  count: number;
 }
 
 /** A task's place in its group. The group's jobs have consecutive ids from `firstJobId`. */
@@ -179,6 +196,8 @@ export interface Job extends JobSpec {
   previousAttempts: readonly JobAttemptRecord[];
   /** A retried job is not started before this time (its backoff); 0 = any time. */
   eligibleAtMs: number;
+  /** On an array job: its instances by state (live in memory; stored with each state change). */
+  instanceCounts?: Readonly<Record<JobState, number>>;
 }
 
 /** How one attempt of a job ended (the job went on to another). */
@@ -222,7 +241,7 @@ export type JobRunFields = Omit<Job, keyof JobSpec>;
  * per job on the submit path (measured), where the plain literal costs under 1 µs.
  */
 export function newPendingJob(spec: JobSpec, f: { id: number; uuid: string; reason: string; submitTimeMs: number }): Job {
-  const names = { id: f.id, name: spec.name, runUser: spec.runUser };
+  const names = { id: f.id, name: spec.name, runUser: spec.runUser, ...(spec.arrayInstance ? { arrayJobId: spec.arrayInstance.arrayJobId, arrayIndex: spec.arrayInstance.index } : {}) };
   return buildJob(spec, {
     id: f.id,
     uuid: f.uuid,
@@ -304,14 +323,20 @@ function buildJob(spec: JobSpec, run: JobRunFields): Job {
   };
   if (spec.retry !== undefined) job.retry = spec.retry;
   if (spec.group !== undefined) job.group = spec.group;
+  if (spec.array !== undefined) job.array = spec.array;
+  if (spec.arrayInstance !== undefined) job.arrayInstance = spec.arrayInstance;
   if (run.usage !== undefined) job.usage = run.usage;
+  if (run.instanceCounts !== undefined) job.instanceCounts = run.instanceCounts;
   return job;
 }
 
-/** Expands %j (job id), %x (job name), %u (user) and %% in a redirect path. */
-export function expandRedirectPath(template: string, job: { id: number; name: string; runUser: string }): string {
-  return template.replace(/%([jxu%])/g, (_m, c: string) =>
-    c === 'j' ? String(job.id) : c === 'x' ? job.name : c === 'u' ? job.runUser : '%',
+/**
+ * Expands %j (job id), %x (job name), %u (user), %A (array job id, else the job id), %a (array
+ * index, else 0) and %% in a redirect path, like Slurm.
+ */
+export function expandRedirectPath(template: string, job: { id: number; name: string; runUser: string; arrayJobId?: number; arrayIndex?: number }): string {
+  return template.replace(/%([jxuaA%])/g, (_m, c: string) =>
+    c === 'j' ? String(job.id) : c === 'x' ? job.name : c === 'u' ? job.runUser : c === 'A' ? String(job.arrayJobId ?? job.id) : c === 'a' ? String(job.arrayIndex ?? 0) : '%',
   );
 }
 

@@ -71,15 +71,15 @@ export interface JobStore {
     admit?: () => void,
   ): Promise<{ job: Job; created: boolean }>;
   /**
-   * Stores the jobs of a group in one synced batch, with consecutive ids (all or nothing). In
-   * `specs`, a dependency with a negative jobId names a job of the same batch (-1 the first);
-   * `group` is filled in with the first id. The first spec's client token, if any, makes the
+   * Stores new jobs (a group's tasks, or an array job and its instances) in one synced batch,
+   * with consecutive ids (all or nothing). In `specs`, negative ids name jobs of the same batch
+   * (-1 the first): see core/batch.ts; with `group`, each job gets its group membership. The first spec's client token, if any, makes the
    * batch idempotent like createJob: a repeat returns the first job of the stored group with
    * created=false. `admit` runs as in createJob.
    */
   createJobs(
     specs: readonly JobSpec[],
-    group: { name: string },
+    group: { name: string } | undefined,
     fingerprint: string,
     nowMs: number,
     reasons: readonly string[],

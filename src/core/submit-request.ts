@@ -27,6 +27,8 @@ export interface SubmitRequest {
   description: string;
   /** Jobs this one waits for: job id or uuid, and the proto's DependencyCondition number (0 = afterok). */
   dependsOn: readonly { jobId: string; condition: number }[];
+  /** Run this many instances of the job; undefined = one job. */
+  array?: { count: number; parallelism: number } | undefined;
   /** The task's name inside a job group; empty for a job on its own. */
   taskName: string;
   /** Retry policy as sent; undefined = none. */

@@ -30,7 +30,7 @@ export const JOB_NAME_RE = /^[A-Za-z_-][A-Za-z0-9_-]*$/;
 const USER_NAME_RE = /^[a-z_][a-z0-9_.-]{0,31}$/i;
 
 export interface SubmitContext {
-  config: Pick<DaemonConfig, 'clusters' | 'clockSkewSeconds' | 'access'>;
+  config: Pick<DaemonConfig, 'clusters' | 'clockSkewSeconds' | 'access' | 'maxArrayCount'>;
   /** Who submits: the run_user defaults to its account, and it must be allowed to run as it. */
   principal: Principal;
   users: UserDirectory;
@@ -79,6 +79,7 @@ export async function validateSubmit(req: SubmitRequest, ctx: SubmitContext): Pr
   checkDescription(req.description);
   const dependencyConditions = checkDependencies(req.dependsOn);
   const retry = checkRetry(req.retry);
+  const array = checkArray(req.array, ctx.config.maxArrayCount);
   const { limits: resourceLimits, canonical: resourceLimit } = parseResourceLimit(req.resourceLimit);
 
   const cluster = resolveCluster(req, ctx.config.clusters);
@@ -139,6 +140,7 @@ export async function validateSubmit(req: SubmitRequest, ctx: SubmitContext): Pr
     description: req.description,
     dependsOn,
     ...(retry ? { retry } : {}),
+    ...(array ? { array } : {}),
   };
   // Only a client_token needs the fingerprint; hashing every request would cost the submit path.
   return { spec, queue, fingerprint: spec.clientToken === '' ? '' : fingerprintOf(spec) };
@@ -266,6 +268,18 @@ function checkRetry(retry: SubmitRequest['retry']): RetryPolicy | undefined {
   };
 }
 
+/** The array spec as the job keeps it; undefined for a plain job. */
+function checkArray(array: SubmitRequest['array'], maxArrayCount: number): { count: number; parallelism: number } | undefined {
+  if (!array) return undefined;
+  if (!Number.isInteger(array.count) || array.count < 1 || array.count > maxArrayCount) {
+    throw invalidParameter('InvalidParameterValue.ArrayCount', 'array.count', `array.count must be 1..${maxArrayCount} (max_array_count), got ${array.count}`);
+  }
+  if (!Number.isInteger(array.parallelism) || array.parallelism < 0) {
+    throw invalidParameter('InvalidParameterValue.ArrayParallelism', 'array.parallelism', `array.parallelism must be 0 (no cap) or more, got ${array.parallelism}`);
+  }
+  return { count: array.count, parallelism: array.parallelism };
+}
+
 /** At most this many dependencies per job. */
 export const DEPENDENCIES_MAX = 64;
 /** DependencyCondition numbers of the proto, in order (0 = unspecified = afterok). */
@@ -345,7 +359,7 @@ async function resolveRunUser(runUser: string, ctx: SubmitContext): Promise<User
 /** Resolves `~/` to the user's home and checks the path; %j %x %u stay for the store to expand. */
 function resolveRedirectPath(field: string, path: string, home: string): string {
   if (hasControl(path)) throw invalidParameter('InvalidParameter.RedirectPathMalformed', field, `${field} must not contain NUL or newlines`);
-  if (path.replace(/%[jxu%]/g, '').includes('%')) throw invalidParameter('InvalidParameter.RedirectPathMalformed', field, `${field} may use only %j, %x, %u and %%`);
+  if (path.replace(/%[jxuaA%]/g, '').includes('%')) throw invalidParameter('InvalidParameter.RedirectPathMalformed', field, `${field} may use only %j, %x, %u, %A, %a and %%`);
   const resolved = path.startsWith('~/') ? `${home.replace(/\/+$/, '')}/${path.slice(2)}` : path;
   if (!resolved.startsWith('/')) throw invalidParameter('InvalidParameter.RedirectPathNotAbsolute', field, `${field} must be absolute or start with ~/`);
   if (resolved.split('/').some((part) => part === '..')) throw invalidParameter('InvalidParameter.RedirectPathTraversal', field, `${field} must not contain .. components`);

@@ -31,6 +31,7 @@ import {
   type Principal,
 } from '../core/access-policy.js';
 import { createHash } from 'node:crypto';
+import { arrayJobState, emptyCounts, INSTANCE_ID_PATTERN, type InstanceCounts } from '../core/array-job.js';
 import { checkGroupShape } from '../core/job-group.js';
 import { quoteValue } from '../core/quote.js';
 import { nextAttempt, shouldRetry } from '../core/retry.js';
@@ -81,6 +82,11 @@ export class JobEngine {
   private readonly backingOff = new Set<number>();
   /** Pending jobs held by their dependencies: dispatch passes them over. */
   private readonly dependencies: DependencyTracker;
+  /**
+   * Array jobs whose instances have not all ended: the array job itself (never in `active`: it
+   * does not run) and its instances' states, counted as their changes become durable.
+   */
+  private readonly arrays = new Map<number, { job: Job; counts: InstanceCounts; cancelledBy?: string }>();
   private state: 'created' | 'starting' | 'started' | 'stopped' = 'created';
   private starting: Promise<void> | undefined;
   private readonly now: () => number;
@@ -113,9 +119,14 @@ export class JobEngine {
 
   private async startNow(): Promise<void> {
     const { store, executor, log } = this.deps;
-    const { jobs, quarantined } = await store.loadActiveJobs();
+    const loaded = await store.loadActiveJobs();
+    const { quarantined } = loaded;
+    let jobs = loaded.jobs;
     for (const q of quarantined) log.error({ key: q.key, error: q.error }, 'job record could not be decoded; moved to quarantine');
+    const arrayJobs = jobs.filter((j) => j.array !== undefined);
+    jobs = jobs.filter((j) => j.array === undefined);
     for (const job of jobs) this.active.set(job);
+    await this.loadArrays(arrayJobs);
     // Before anything can be dispatched: a dependent is held until its jobs are judged again.
     for (const job of jobs) {
       if (job.state !== 'PENDING') continue;
@@ -134,6 +145,8 @@ export class JobEngine {
     this.state = 'started';
     // Parents may have ended while the daemon was down (or just before it stopped).
     this.dependencies.reviewAll();
+    // An array job whose last instance change was stored just before a crash follows it now.
+    for (const id of this.arrays.keys()) this.followArray(id);
     for (const job of notStarted) {
       log.warn({ jobId: job.id }, 'the daemon stopped after marking the job RUNNING but before its supervisor started it; it never ran, launching it now');
       this.beginLaunch(job.id, Promise.resolve());
@@ -188,6 +201,7 @@ export class JobEngine {
       daemonUid: this.deps.daemonUid,
       nowMs: this.now(),
     });
+    if (spec.array) return this.submitArray(spec, queue, fingerprint);
     // The quota is checked only for a job about to be created: a client_token retry of a stored job
     // gets its original answer even when the queue is full.
     let admitted = false;
@@ -308,14 +322,32 @@ export class JobEngine {
   }
 
   /** Lists the jobs `principal` may see that match `filter` (its run_user narrowed by the policy). */
-  async listJobs(filter: JobFilter, principal: Principal, pageSize: number, beforeId?: number): Promise<JobPage> {
+  async listJobs(filter: JobFilter, principal: Principal, pageSize: number, beforeId?: number, includeInstances = false): Promise<JobPage> {
     this.assertStarted();
     const requested = filter.runUser ? await this.deps.users.lookup(filter.runUser) : undefined;
     const scope = listScope(principal, filter.runUser ?? '', requested, this.accessContext());
     if (scope === 'nothing') return { jobs: [] };
-    const page = await this.deps.store.listJobs({ ...filter, ...scope }, pageSize, beforeId);
+    const page = includeInstances
+      ? await this.deps.store.listJobs({ ...filter, ...scope }, pageSize, beforeId)
+      : await this.listWithoutInstances({ ...filter, ...scope }, pageSize, beforeId);
     // The store may lag the in-memory state by an in-flight write; show the freshest view.
-    return { ...page, jobs: page.jobs.map((j) => this.active.get(j.id) ?? j) };
+    return { ...page, jobs: page.jobs.map((j) => this.active.get(j.id) ?? this.arrays.get(j.id)?.job ?? j) };
+  }
+
+  /** A page of jobs without array instances (an array is listed once, as its array job). */
+  private async listWithoutInstances(filter: JobFilter, pageSize: number, beforeId?: number): Promise<JobPage> {
+    const jobs: Job[] = [];
+    let next = beforeId;
+    // Bounded: a page after 20 store pages of instances may come back short (with a token to go on).
+    for (let round = 0; round < 20 && jobs.length < pageSize; round++) {
+      const page = await this.deps.store.listJobs(filter, pageSize, next);
+      for (const job of page.jobs) if (!job.arrayInstance && jobs.length < pageSize) jobs.push(job);
+      next = page.nextBeforeId;
+      if (next === undefined) break;
+    }
+    const last = jobs.at(-1);
+    // Go on after the last job returned, unless the store has nothing after it.
+    return next === undefined && jobs.length < pageSize ? { jobs } : { jobs, ...(last ? { nextBeforeId: last.id } : next !== undefined ? { nextBeforeId: next } : {}) };
   }
 
   /** Cancels a pending job at once; asks a running job's supervisor to end it (CANCELLED follows). */
@@ -326,6 +358,7 @@ export class JobEngine {
       throw new HpcqError('OperationDenied.JobNotOwned', 'permission', `${principal.name} may not cancel job ${found.id} of ${found.runUser}`, 'job_id');
     }
     const requestedBy = describePrincipal(principal);
+    if (found.array) return this.cancelArray(found, requestedBy);
     // Only PENDING and RUNNING jobs are active.
     const job = this.active.get(found.id);
     if (!job) throw new HpcqError('FailedOperation.JobAlreadyFinished', 'precondition', `job ${found.id} already ended (${found.state})`, 'job_id');
@@ -333,14 +366,18 @@ export class JobEngine {
       const [cancelled] = await this.applyTransitions([{ job, to: 'CANCELLED', reason: `Cancelled by ${requestedBy}` }]);
       return cancelled!;
     }
-    if (!this.cancelRequested.has(job.id)) {
-      this.cancelRequested.set(job.id, requestedBy);
-      const launch = this.launching.get(job.id);
-      if (launch) await launch;
-      const current = this.active.get(job.id);
-      if (current?.state === 'RUNNING') await this.deps.executor.cancel(current);
-    }
+    await this.cancelRunning(job, requestedBy);
     return this.freshest(job);
+  }
+
+  /** Asks a running job's supervisor to end it (once; CANCELLED follows when it has ended). */
+  private async cancelRunning(job: Job, requestedBy: string): Promise<void> {
+    if (this.cancelRequested.has(job.id)) return;
+    this.cancelRequested.set(job.id, requestedBy);
+    const launch = this.launching.get(job.id);
+    if (launch) await launch;
+    const current = this.active.get(job.id);
+    if (current?.state === 'RUNNING') await this.deps.executor.cancel(current);
   }
 
   /**
@@ -403,7 +440,7 @@ export class JobEngine {
       running.push({ hpcqueueId: j.hpcqueueId, cores: j.cores, memoryLimitMb: j.memoryLimitMb, expectedEndMs: j.startTimeMs + j.timeLimitSeconds * 1000 });
     }
     const plan = planDispatch({
-      pending: this.dependencies.size === 0 && this.backingOff.size === 0 ? this.active.pendingByQueue : this.pendingNotWaiting(),
+      pending: this.dependencies.size === 0 && this.backingOff.size === 0 && !this.hasCappedArrays() ? this.active.pendingByQueue : this.pendingNotWaiting(),
       running,
       queues: this.queues,
       nodeCores: this.config.nodeCores,
@@ -545,15 +582,142 @@ export class JobEngine {
   private pendingNotWaiting(): ReadonlyMap<string, Iterable<Job>> {
     const dependencies = this.dependencies;
     const backingOff = this.backingOff;
+    // Room left under each capped array's parallelism, counting what this pass may start.
+    const room = new Map<number, number>();
+    for (const [id, { job }] of this.arrays) if (job.array!.parallelism > 0) room.set(id, job.array!.parallelism);
+    if (room.size > 0) {
+      for (const job of this.active.running()) {
+        const arrayId = job.arrayInstance?.arrayJobId;
+        if (arrayId !== undefined && room.has(arrayId)) room.set(arrayId, room.get(arrayId)! - 1);
+      }
+    }
     const view = new Map<string, Iterable<Job>>();
     for (const [queue, jobs] of this.active.pendingByQueue) {
       view.set(queue, {
         *[Symbol.iterator]() {
-          for (const job of jobs) if (!dependencies.isWaiting(job.id) && !backingOff.has(job.id)) yield job;
+          for (const job of jobs) {
+            if (dependencies.isWaiting(job.id) || backingOff.has(job.id)) continue;
+            const arrayId = job.arrayInstance?.arrayJobId;
+            const left = arrayId === undefined ? undefined : room.get(arrayId);
+            if (left !== undefined) {
+              if (left <= 0) continue;
+              room.set(arrayId!, left - 1);
+            }
+            yield job;
+          }
         },
       });
     }
     return view;
+  }
+
+  // ---- arrays ----------------------------------------------------------------------------------
+
+  /**
+   * Submits an array job: the array job and its `count` instances (each a job of its own, with
+   * the next ids) in one synced batch; every instance counts against the queue's max_pending.
+   */
+  private async submitArray(spec: JobSpec, queue: QueueConfig, fingerprint: string): Promise<{ job: Job; created: boolean }> {
+    const { count } = spec.array!;
+    const instances: JobSpec[] = Array.from({ length: count }, (_, index) => {
+      const { array: _array, ...plain } = spec;
+      return { ...plain, clientToken: '', arrayInstance: { arrayJobId: -1, index, count } };
+    });
+    let admitted = false;
+    const admit = () => {
+      const inFlight = this.submitsInFlight.get(queue.hpcqueueId) ?? 0;
+      if (this.active.countsOf(queue.hpcqueueId).pending + inFlight + count > queue.maxPending) {
+        throw new HpcqError('LimitExceeded.JobQuota', 'exhausted', `queue ${queue.hpcqueueId} has no room for ${count} more pending jobs (max_pending ${queue.maxPending})`, 'array.count');
+      }
+      this.submitsInFlight.set(queue.hpcqueueId, inFlight + count);
+      admitted = true;
+    };
+    try {
+      const reasons = [`Array: ${count} instances`, ...instances.map((i) => (i.dependsOn.length > 0 ? 'Dependency' : 'Priority'))];
+      const result = await this.track(this.deps.store.createJobs([spec, ...instances], undefined, fingerprint, this.now(), reasons, admit));
+      if (result.created && result.jobs && this.state === 'started') {
+        const [arrayJob, ...created] = result.jobs;
+        const counts = emptyCounts();
+        counts.PENDING = count;
+        this.arrays.set(arrayJob!.id, { job: { ...arrayJob!, instanceCounts: { ...counts } }, counts });
+        for (const job of created) this.active.set(job);
+        for (const job of created) this.dependencies.follow(job);
+        this.scheduleDispatch();
+      }
+      return { job: this.arrays.get(result.first.id)?.job ?? result.first, created: result.created };
+    } finally {
+      if (admitted) this.submitsInFlight.set(queue.hpcqueueId, (this.submitsInFlight.get(queue.hpcqueueId) ?? count) - count);
+    }
+  }
+
+  /** Array jobs not ended at start-up: their instances counted from memory and, for ended ones, the store. */
+  private async loadArrays(arrayJobs: readonly Job[]): Promise<void> {
+    for (const job of arrayJobs) {
+      const counts = emptyCounts();
+      for (let id = job.id + 1; id <= job.id + job.array!.count; id++) {
+        // An instance purged or lost counts as cancelled: it will never run.
+        const state = this.active.get(id)?.state ?? (await this.deps.store.getJob(id))?.state ?? 'CANCELLED';
+        counts[state]++;
+      }
+      this.arrays.set(job.id, { job: { ...job, instanceCounts: { ...counts } }, counts });
+    }
+  }
+
+  /** Keeps an array job in `arrays` (it never runs, so never in `active`), any other job in `active`. */
+  private remember(job: Job): void {
+    if (!job.array) return this.active.set(job);
+    const entry = this.arrays.get(job.id);
+    if (entry) entry.job = { ...job, instanceCounts: { ...entry.counts } };
+  }
+
+  /** An instance's change is durable: count it, and move its array job on if its state follows. */
+  private instanceChanged(instance: Job, previousState: JobState): void {
+    const entry = this.arrays.get(instance.arrayInstance!.arrayJobId);
+    if (!entry) return;
+    entry.counts[previousState]--;
+    entry.counts[instance.state]++;
+    entry.job = { ...entry.job, instanceCounts: { ...entry.counts } };
+    this.followArray(entry.job.id);
+  }
+
+  /** Stores the array job's state when its instances' counts call for another. */
+  private followArray(arrayJobId: number): void {
+    const entry = this.arrays.get(arrayJobId);
+    if (!entry) return;
+    const { job, counts } = entry;
+    const next = arrayJobState(counts, job.array!.count, entry.cancelledBy !== undefined, job.state);
+    if (next === job.state) return;
+    const unfinished = job.array!.count - counts.COMPLETED;
+    const reason =
+      next === 'CANCELLED'
+        ? entry.cancelledBy ? `Cancelled by ${entry.cancelledBy}` : 'ArrayInstancesCancelled: no instance started'
+        : next === 'FAILED'
+          ? `ArrayInstancesFailed: ${unfinished} of ${job.array!.count} instances did not complete`
+          : '';
+    void this.track(this.applyTransitions([{ job, to: next, reason }])).catch((err: unknown) =>
+      this.deps.log.error({ err, jobId: arrayJobId }, 'could not store the state of an array job; it follows its instances again after a restart'),
+    );
+  }
+
+  /** Cancels an array: its pending instances at once, its running ones through their supervisors. */
+  private async cancelArray(arrayJob: Job, requestedBy: string): Promise<Job> {
+    const entry = this.arrays.get(arrayJob.id);
+    if (!entry) throw new HpcqError('FailedOperation.JobAlreadyFinished', 'precondition', `job ${arrayJob.id} already ended (${arrayJob.state})`, 'job_id');
+    entry.cancelledBy ??= requestedBy;
+    const instances: Job[] = [];
+    for (let id = arrayJob.id + 1; id <= arrayJob.id + arrayJob.array!.count; id++) {
+      const job = this.active.get(id);
+      if (job) instances.push(job);
+    }
+    const pending = instances.filter((j) => j.state === 'PENDING');
+    if (pending.length > 0) await this.applyTransitions(pending.map((job) => ({ job, to: 'CANCELLED' as const, reason: `Cancelled by ${requestedBy}` })));
+    await Promise.all(instances.filter((j) => j.state === 'RUNNING').map((j) => this.cancelRunning(j, requestedBy)));
+    return this.freshest(entry.job);
+  }
+
+  private hasCappedArrays(): boolean {
+    for (const { job } of this.arrays.values()) if (job.array!.parallelism > 0) return true;
+    return false;
   }
 
   // ---- retries ---------------------------------------------------------------------------------
@@ -624,12 +788,12 @@ export class JobEngine {
       const { job: next, event } = transition(job, to, reason, timeMs ?? this.now());
       return { job: next, previousState: job.state, event };
     });
-    for (const t of transitions) this.active.set(t.job);
+    for (const t of transitions) this.remember(t.job);
     try {
       await this.track(this.deps.store.saveTransitions(transitions));
     } catch (err) {
       // The batch is all-or-nothing: the store still holds the previous states, so memory must too.
-      for (const { job } of changes) this.active.set(job);
+      for (const { job } of changes) this.remember(job);
       throw err;
     }
     for (const t of transitions) {
@@ -638,6 +802,8 @@ export class JobEngine {
       if (t.previousState === 'PENDING') this.backingOff.delete(t.job.id);
       // Dependents are judged on a durable state only (a failed write changes nothing).
       this.dependencies.jobChanged(t.job, t.previousState);
+      if (t.job.arrayInstance) this.instanceChanged(t.job, t.previousState);
+      if (t.job.array && isTerminal(t.job.state)) this.arrays.delete(t.job.id);
     }
     return transitions.map((t) => t.job);
   }
@@ -647,14 +813,21 @@ export class JobEngine {
     let job: Job | undefined;
     if (/^\d{1,15}$/.test(idOrUuid)) {
       const id = Number(idOrUuid);
-      job = this.active.get(id) ?? (await this.deps.store.getJob(id));
+      job = this.active.get(id) ?? this.arrays.get(id)?.job ?? (await this.deps.store.getJob(id));
     } else if (JOB_UUID_PATTERN.test(idOrUuid)) {
       const stored = await this.deps.store.getJobByUuid(idOrUuid);
-      job = stored && (this.active.get(stored.id) ?? stored);
+      job = stored && (this.active.get(stored.id) ?? this.arrays.get(stored.id)?.job ?? stored);
+    } else if (INSTANCE_ID_PATTERN.test(idOrUuid)) {
+      const [, arrayId, index] = INSTANCE_ID_PATTERN.exec(idOrUuid)!;
+      const array = await this.findJob(arrayId!);
+      if (array.array && Number(index) < array.array.count) {
+        const id = array.id + 1 + Number(index);
+        job = this.active.get(id) ?? (await this.deps.store.getJob(id));
+      }
     } else if (idOrUuid === '') {
       throw new HpcqError('MissingParameter.JobId', 'invalid', 'job_id is required', 'job_id');
     } else {
-      throw new HpcqError('InvalidParameter.JobIdMalformed', 'invalid', 'job_id must be a numeric job id or an hpcjob-xxxxxxxx uuid', 'job_id');
+      throw new HpcqError('InvalidParameter.JobIdMalformed', 'invalid', 'job_id must be a numeric job id, <array job id>_<index> or an hpcjob-xxxxxxxx uuid', 'job_id');
     }
     if (!job) throw jobNotFound(idOrUuid);
     return job;
@@ -663,7 +836,7 @@ export class JobEngine {
   /** `job` as it is now: from memory while active, else as stored (a finished job is final as it is). */
   private async freshest(job: Job): Promise<Job> {
     if (isTerminal(job.state)) return job;
-    return this.active.get(job.id) ?? (await this.deps.store.getJob(job.id)) ?? job;
+    return this.active.get(job.id) ?? this.arrays.get(job.id)?.job ?? (await this.deps.store.getJob(job.id)) ?? job;
   }
 
   private assertStarted(): void {

@@ -496,5 +496,12 @@ function jobEnvironment(job: Job): Record<string, string> {
     HPCQ_CORES: String(job.cores),
     HPCQ_MEM_MB: String(job.memoryLimitMb),
     HPCQ_ATTEMPT: String(job.attempt),
+    ...(job.arrayInstance
+      ? {
+          HPCQ_ARRAY_JOB_ID: String(job.arrayInstance.arrayJobId),
+          HPCQ_ARRAY_INDEX: String(job.arrayInstance.index),
+          HPCQ_ARRAY_COUNT: String(job.arrayInstance.count),
+        }
+      : {}),
   };
 }

@@ -26,7 +26,7 @@ import { ClientTokens } from './client-tokens.js';
 import { GroupCommitter, type GroupCommitStats } from './group-commit.js';
 import { decodeEvent, decodeJob } from './job-codec.js';
 import { createJobOps, transitionOps, type BatchOp } from './job-ops.js';
-import { resolveBatchDependency } from '../core/dependency.js';
+import { resolveBatchSpec } from '../core/batch.js';
 import { jobUuidFor, newUuidKey } from './job-uuid.js';
 import {
   JOB_PREFIX,
@@ -211,7 +211,7 @@ export class LevelJobStore implements JobStore {
   /** JobStore.createJobs: one synced batch for the whole group. */
   createJobs(
     specs: readonly JobSpec[],
-    group: { name: string },
+    group: { name: string } | undefined,
     fingerprint: string,
     nowMs: number,
     reasons: readonly string[],
@@ -437,7 +437,7 @@ export class LevelJobStore implements JobStore {
 
   private async insertJobs(
     specs: readonly JobSpec[],
-    group: { name: string },
+    group: { name: string } | undefined,
     fingerprint: string,
     nowMs: number,
     reasons: readonly string[],
@@ -450,9 +450,7 @@ export class LevelJobStore implements JobStore {
     this.nextId += specs.length;
     const jobs = specs.map((spec, i) => {
       const id = first + i;
-      const dependsOn = spec.dependsOn.map((d) => resolveBatchDependency(d, first));
-      const member = { firstJobId: first, size: specs.length, name: group.name, taskName: spec.group?.taskName ?? '' };
-      return newPendingJob({ ...spec, dependsOn, group: member }, { id, uuid: jobUuidFor(id, this.uuidKey), reason: reasons[i]!, submitTimeMs: nowMs });
+      return newPendingJob(resolveBatchSpec(spec, first, specs.length, group), { id, uuid: jobUuidFor(id, this.uuidKey), reason: reasons[i]!, submitTimeMs: nowMs });
     });
     const ops = jobs.flatMap((job, i) =>
       createJobOps(job, { jobId: job.id, sequence: 1, state: 'PENDING', reason: reasons[i]!, timeMs: nowMs }, i === 0 ? fingerprint : ''),

@@ -94,7 +94,7 @@ describe('hpcq submit with a batch script', () => {
     expect(plain).toMatchObject({ jobStatus: 'completed', name: 'plain_run_sh', workingDir: dir });
   });
 
-  it('refuses an unsupported option by name and line, --array, and script arguments, submitting nothing', async () => {
+  it('refuses an unsupported option by name and line, an --array index set not from 0, and script arguments, submitting nothing', async () => {
     if (!ready()) return;
     d = await startDaemon();
     dir = makeJobUserDir('batch-refused');
@@ -109,12 +109,25 @@ describe('hpcq submit with a batch script', () => {
 
     const array = await hpcq(['submit', '--parsable', 'array.sh']);
     expect(array.code).toBe(2);
-    expect(array.stderr).toMatch(/^hpcq: InvalidUsage: array\.sh line 2: #SBATCH --array is not supported yet/);
+    expect(array.stderr).toMatch(/^hpcq: InvalidUsage: array\.sh line 2: #SBATCH --array: --array takes N, 0-M/);
 
     const args = await hpcq(['submit', 'ok.sh', 'one', 'two']);
     expect(args.code).toBe(2);
     expect(args.stderr).toMatch(/^hpcq: InvalidUsage: ok\.sh is a file, so it is submitted as a batch script, which takes no arguments/);
 
     expect((await listJobs(d)).jobs).toHaveLength(0);
+  });
+
+  it('#SBATCH --array=0-3%2 submits an array; %a names each instance\'s output', async () => {
+    if (!ready()) return;
+    d = await startDaemon();
+    dir = makeJobUserDir('batch-array');
+    writeScript(dir, 'parts.sh', ['#!/bin/sh', '#SBATCH --array=0-3%2', `#SBATCH -o ${dir}/part-%a.out`, 'echo "part $HPCQ_ARRAY_INDEX of $HPCQ_ARRAY_COUNT"']);
+    const run = await hpcq(['submit', '--parsable', 'parts.sh']);
+    expect(run.code, run.stderr).toBe(0);
+    const jobId = run.stdout.trim();
+    const array = await waitForEnd(d, jobId);
+    expect(array).toMatchObject({ jobStatus: 'completed', array: { count: 4, parallelism: 2 } });
+    expect(readFileSync(join(dir, 'part-3.out'), 'utf8')).toBe('part 3 of 4\n');
   });
 });

@@ -66,7 +66,7 @@ function rpc<Req, Res>(client: object, fn: Unary<Req, Res>, req: Req, md: Record
   return new Promise((resolve, reject) => fn.call(client, req, meta, { deadline: Date.now() + 15_000 }, (err, res) => (err ? reject(err) : resolve(res))));
 }
 
-const LIST_ALL: ListJobsRequest = { clusterId: '', queue: '', states: [], runUser: '', pageSize: 0, pageToken: '' };
+const LIST_ALL: ListJobsRequest = { clusterId: '', queue: '', states: [], runUser: '', pageSize: 0, pageToken: '', includeInstances: false };
 const quickJob: Partial<SubmitJobRequest> = { name: 'quick', cmdLine: 'true', stdoutRedirectPath: '/dev/null', stderrRedirectPath: '/dev/null' };
 
 /** A token for `user`, minted by root over the unix socket. */

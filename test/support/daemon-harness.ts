@@ -253,7 +253,7 @@ export function call<Req, Res>(
 export const emptySubmit: SubmitJobRequest = {
   timestamp: '', clusterId: '', zone: '', runUser: '', name: '', cmdLine: '', inputFile: '', coreLimit: 0, memLimit: 0,
   timeLimit: 0, resourceLimit: '', hpcqueueId: '', schedulerQueueName: '', stdoutRedirectPath: '', stderrRedirectPath: '',
-  priority: 0, submitType: 0, clientToken: '', argv: [], env: {}, workingDir: '', description: '', dependsOn: [], retry: undefined, taskName: '',
+  priority: 0, submitType: 0, clientToken: '', argv: [], env: {}, workingDir: '', description: '', dependsOn: [], retry: undefined, taskName: '', array: undefined,
 };
 
 export function submit(d: DaemonHandle, req: Partial<SubmitJobRequest>): Promise<SubmitJobResponse> {
@@ -271,7 +271,7 @@ export function cancelJob(d: DaemonHandle, jobId: string): Promise<CancelJobResp
 
 /** One page of ListJobs; unset filters are empty (all jobs, the server's default page size). */
 export function listJobs(d: DaemonHandle, req: Partial<ListJobsRequest> = {}): Promise<ListJobsResponse> {
-  return call<ListJobsRequest, ListJobsResponse>(d.jobs.listJobs, d.jobs, { clusterId: '', queue: '', states: [], runUser: '', pageSize: 0, pageToken: '', ...req });
+  return call<ListJobsRequest, ListJobsResponse>(d.jobs.listJobs, d.jobs, { clusterId: '', queue: '', states: [], runUser: '', pageSize: 0, pageToken: '', includeInstances: false, ...req });
 }
 
 /**

@@ -208,14 +208,16 @@ describe('directives as submit options', () => {
     expect(read(script('#SBATCH --export=ALL'))).toEqual({ export: {} });
     expect(read(script('#SBATCH --mem=512'))).toEqual({ memLimit: 512 });
     expect(read(script('#SBATCH --mem=1G --mem=100K'))).toEqual({ memLimit: 1 });
+    expect(read(script('#SBATCH --array=0-99%10 -o /x/%A_%a.out'))).toEqual({ array: { count: 100, parallelism: 10 }, stdout: '/x/%A_%a.out' });
+    expect(read(script('#SBATCH -a 5'))).toEqual({ array: { count: 5, parallelism: 0 } });
   });
 
   it.each([
     ['an unknown option, by line', script('#!/bin/sh', '#SBATCH -J x', '', '#SBATCH --gres=gpu:1'), 'run.sh line 4: #SBATCH --gres is not supported by hpcq'],
     ['an unknown short option', script('#HPCQ -A project'), 'run.sh line 1: #HPCQ -A is not supported by hpcq'],
     ['an unknown option without value', script('#SBATCH --exclusive'), 'run.sh line 1: #SBATCH --exclusive is not supported by hpcq'],
-    ['--array', script('#SBATCH -J x', '#SBATCH --array=1-3'), 'run.sh line 2: #SBATCH --array is not supported yet: hpcq has no job arrays'],
-    ['-a', script('#SBATCH -a 1-3%2'), 'run.sh line 1: #SBATCH --array is not supported yet: hpcq has no job arrays'],
+    ['an --array index set that does not start at 0', script('#SBATCH -J x', '#SBATCH --array=1-3'), /^run\.sh line 2: #SBATCH --array.*N, 0-M/],
+    ['an --array list', script('#SBATCH -a 1,3,5'), /^run\.sh line 1: #SBATCH -a: --array takes N, 0-M/],
     ['--requeue', script('#SBATCH --requeue'), 'run.sh line 1: #SBATCH --requeue is not supported by hpcq'],
     ['--no-requeue', script('#SBATCH --no-requeue'), 'run.sh line 1: #SBATCH --no-requeue is not supported by hpcq'],
     ['a value for a flag', script('#SBATCH --requeue=yes'), 'run.sh line 1: #SBATCH --requeue takes no value'],
@@ -229,7 +231,7 @@ describe('directives as submit options', () => {
     ['a bad core count', script('#SBATCH -c two'), /^run\.sh line 1: #SBATCH -c: invalid core count "two"/],
     ['a list of partitions', script('#SBATCH -p a,b'), /^run\.sh line 1: #SBATCH -p: a job goes to one queue/],
     ['an unknown % pattern', script('#SBATCH -o out-%N.txt'), /^run\.sh line 1: #SBATCH -o: %N is not supported in a file name: hpcq expands only %j/],
-    ['an array % pattern', script('#SBATCH --error=e-%A_%a'), /^run\.sh line 1: #SBATCH --error: %A \(job arrays\) is not supported/],
+    ['a zero-padded % pattern', script('#SBATCH --error=e-%4a'), /^run\.sh line 1: #SBATCH --error: %4a \(zero-padding\) is not supported/],
     ['an empty output', script("#SBATCH -o ''"), 'run.sh line 1: #SBATCH -o needs a file name'],
     ['a name without value in --export', script('#SBATCH --export=ALL,PATH'), /^run\.sh line 1: #SBATCH --export: "PATH" without a value is not supported/],
     ['ALL not first in --export', script('#SBATCH --export=A=1,ALL'), 'run.sh line 1: #SBATCH --export: ALL may only be the first item'],

@@ -84,6 +84,10 @@ function job(overrides: Partial<Job> = {}): Job {
     previousAttempts: [],
     groupId: '',
     taskName: '',
+    array: undefined,
+    instanceCounts: {},
+    arrayJobId: '',
+    arrayIndex: 0,
     ...overrides,
   };
 }
@@ -383,6 +387,7 @@ describe('submit request', () => {
       dependsOn: [],
       retry: undefined,
       taskName: '',
+      array: undefined,
     });
   });
 

@@ -36,6 +36,7 @@ function task(fields: Partial<SubmitJobRequest>): SubmitJobRequest {
     dependsOn: [],
     retry: undefined,
     taskName: '',
+    array: undefined,
     ...fields,
   };
 }

@@ -23,6 +23,7 @@ const EXPECTED_DEFAULT: DaemonConfig = {
   listen: ['unix:/run/hpcq/hpcqd.sock'],
   tls: undefined,
   access: DEFAULT_ACCESS,
+  maxArrayCount: 10_000,
   killGraceSeconds: 30,
   enforcement: 'auto',
   requireEnforcement: true,

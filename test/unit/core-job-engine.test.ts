@@ -1,6 +1,6 @@
 // JobEngine against in-memory fakes of its ports: the use cases and dispatch, without a daemon.
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { resolveBatchDependency } from '../../src/core/dependency.js';
+import { resolveBatchSpec } from '../../src/core/batch.js';
 import { compileConfig } from '../../src/config/load-config.js';
 import type { DaemonConfig } from '../../src/config/daemon-config.js';
 import type { Principal } from '../../src/core/access-policy.js';
@@ -35,15 +35,13 @@ class MemoryStore implements JobStore {
     return { job, created: true };
   }
 
-  async createJobs(specs: readonly JobSpec[], group: { name: string }, _fingerprint: string, nowMs: number, reasons: readonly string[], admit?: () => void) {
+  async createJobs(specs: readonly JobSpec[], group: { name: string } | undefined, _fingerprint: string, nowMs: number, reasons: readonly string[], admit?: () => void) {
     admit?.();
     const first = this.lastId + 1;
     this.lastId += specs.length;
     const jobs = specs.map((spec, i) => {
       const id = first + i;
-      const dependsOn = spec.dependsOn.map((d) => resolveBatchDependency(d, first));
-      const member = { firstJobId: first, size: specs.length, name: group.name, taskName: spec.group?.taskName ?? '' };
-      return newPendingJob({ ...spec, dependsOn, group: member }, { id, uuid: `hpcjob-${id.toString(36).padStart(8, '0')}`, reason: reasons[i]!, submitTimeMs: nowMs });
+      return newPendingJob(resolveBatchSpec(spec, first, specs.length, group), { id, uuid: `hpcjob-${id.toString(36).padStart(8, '0')}`, reason: reasons[i]!, submitTimeMs: nowMs });
     });
     await Promise.resolve();
     for (const job of jobs) {

@@ -251,7 +251,7 @@ const REJECTIONS: RejectionCase[] = [
   { title: 'stdout with newline', req: { stdoutRedirectPath: '/tmp/a\nb' }, code: 'InvalidParameter.RedirectPathMalformed', kind: INVALID, field: 'stdout_redirect_path' },
   { title: 'stderr with carriage return', req: { stderrRedirectPath: '/tmp/a\rb' }, code: 'InvalidParameter.RedirectPathMalformed', kind: INVALID, field: 'stderr_redirect_path' },
   { title: 'stdout with NUL', req: { stdoutRedirectPath: '/tmp/a\0b' }, code: 'InvalidParameter.RedirectPathMalformed', kind: INVALID, field: 'stdout_redirect_path' },
-  { title: 'stdout unknown %-escape', req: { stdoutRedirectPath: '/tmp/%A.out' }, code: 'InvalidParameter.RedirectPathMalformed', kind: INVALID, field: 'stdout_redirect_path' },
+  { title: 'stdout unknown %-escape', req: { stdoutRedirectPath: '/tmp/%t.out' }, code: 'InvalidParameter.RedirectPathMalformed', kind: INVALID, field: 'stdout_redirect_path' },
   { title: 'stderr dangling %', req: { stderrRedirectPath: '/tmp/err%' }, code: 'InvalidParameter.RedirectPathMalformed', kind: INVALID, field: 'stderr_redirect_path' },
   { title: 'stdout odd run of % at the end', req: { stdoutRedirectPath: '/tmp/a%%%' }, code: 'InvalidParameter.RedirectPathMalformed', kind: INVALID, field: 'stdout_redirect_path' },
   { title: 'stdout names a directory', req: { stdoutRedirectPath: '/tmp/out/' }, code: 'InvalidParameter.RedirectPathMalformed', kind: INVALID, field: 'stdout_redirect_path' },
@@ -288,7 +288,7 @@ describe('validateSubmit: every rejection names its code, kind and field', () =>
       ...CONFIG.clusters[0]!,
       queues: CONFIG.clusters[0]!.queues.map((q) => ({ ...q, isDefault: false })),
     };
-    const err = await rejection(request(), context({ config: { clusters: [noDefault], clockSkewSeconds: 300, access: CONFIG.access } }));
+    const err = await rejection(request(), context({ config: { clusters: [noDefault], clockSkewSeconds: 300, access: CONFIG.access, maxArrayCount: 10_000 } }));
     expect({ code: err.code, kind: err.kind, field: err.field }).toEqual({ code: 'ResourceNotFound.Queue', kind: 'not_found', field: 'hpcqueue_id' });
   });
 

@@ -29,6 +29,7 @@ export function registerList(program: Command): void {
     .option('--limit <n>', 'page size (server default 100, at most 1000)', optionParser((v) => parseInteger(v, 'limit')))
     .option('--all', 'follow next_page_token and list every matching job')
     .option('--page-token <token>', 'start at this page (the next_page_token of a previous page)')
+    .option('--instances', 'also list the instances of array jobs (an array is listed once by default)')
     .option('--no-header', 'do not print the header line');
   addGlobalOptions(cmd);
   cmd.action(
@@ -40,6 +41,7 @@ export function registerList(program: Command): void {
         runUser: (opts.user as string | undefined) ?? '',
         pageSize: (opts.limit as number | undefined) ?? 0,
         pageToken: (opts.pageToken as string | undefined) ?? '',
+        includeInstances: opts.instances === true,
       };
       const jobs: Job[] = [];
       let nextPageToken = '';

@@ -13,7 +13,7 @@ import { action, addGlobalOptions, optionParser, type CommandContext } from '../
 import { UsageError } from '../errors.js';
 import { commandLineFromWords, parseDuration, parseInteger, parseMemMiB, rfc3339, shellQuote } from '../format.js';
 import { protoJson } from '../proto-json.js';
-import { parseDependency, parseExitCodes, parseExport } from '../submit-syntax.js';
+import { parseArraySpec, parseDependency, parseExitCodes, parseExport } from '../submit-syntax.js';
 import { followJob } from './watch.js';
 
 export interface SubmitOptions {
@@ -45,6 +45,7 @@ export interface SubmitOptions {
   description?: string;
   dependency?: Dependency[];
   parsable?: boolean;
+  array?: { count: number; parallelism: number };
   maxRetries?: number;
   retryOnTimeout?: boolean;
   retryOnOom?: boolean;
@@ -142,6 +143,7 @@ Examples:
     .option('--retry-on-oom', 'with --max-retries: also retry an attempt that ran out of memory')
     .option('--retry-exit-codes <codes>', 'with --max-retries: retry a failed attempt only if it exited with one of these (comma-separated, repeatable)', optionParser(parseExitCodes))
     .option('--retry-backoff <duration>', 'with --max-retries: wait this long before each further attempt (seconds, 1m, 00:01:00)', optionParser(parseDuration))
+    .option('-a, --array <spec>', 'run N instances (Slurm syntax: N or 0-M, with %P for at most P at once); each sees HPCQ_ARRAY_INDEX', optionParser(parseArraySpec))
     .option('--parsable', 'print only the job id and a newline (like sbatch --parsable), not the JSON response')
     .option('--wait', 'follow the job until it ends and exit with its exit status (like sbatch --wait): 0 if COMPLETED, its exit code if it exited non-zero, 128+N if killed by signal N, else 1')
     .option('-q, --quiet', 'with --wait: do not print state changes on stderr')
@@ -236,6 +238,7 @@ export function buildSubmitRequest(opts: SubmitOptions, words: readonly string[]
     description: opts.description ?? '',
     dependsOn: opts.dependency ?? [],
     retry: retryPolicy(opts),
+    array: opts.array,
     // Only jobs of a group (SubmitJobGroup) have a task name.
     taskName: '',
   };
