@@ -1,10 +1,11 @@
 /**
  * `npm run bench`: starts real daemons in temp dirs and prints the figures the issues ask for.
  * `npm run bench -- scale submit` runs only the named sections (submit, access, launch, group,
- * restart, dispatch, scale).
+ * array, restart, dispatch, scale).
  * HPCQ_BENCH_SCALE_JOBS sets the size of the history for the scale run (default 1,000,000).
  */
 import { accessThroughput } from './access-bench.js';
+import { arrayRun } from './array-bench.js';
 import { benchRunUser } from './bench-daemon.js';
 import { launchLatency, restartWithRunningJobs, submitThroughput } from './daemon-bench.js';
 import { dispatchPassCost } from './dispatch-bench.js';
@@ -16,7 +17,7 @@ function line(label: string, value: string): void {
 }
 const f1 = (n: number) => n.toFixed(1);
 
-const SECTIONS = ['submit', 'access', 'launch', 'group', 'restart', 'dispatch', 'scale'] as const;
+const SECTIONS = ['submit', 'access', 'launch', 'group', 'array', 'restart', 'dispatch', 'scale'] as const;
 
 async function main(): Promise<void> {
   const asked = process.argv.slice(2);
@@ -29,6 +30,7 @@ async function main(): Promise<void> {
   if (run('access')) await accessSection(runUser);
   if (run('launch')) await launchSection(runUser);
   if (run('group')) await groupSection(runUser);
+  if (run('array')) await arraySection(runUser);
   if (run('restart')) await restartSection(runUser);
   if (run('dispatch')) await dispatchSection();
   if (run('scale')) await scaleSection();
@@ -63,6 +65,14 @@ async function launchSection(runUser: string): Promise<void> {
     line(`  [${l.enforcement}] 1,000 true jobs submitted at once, all done`, `${l.thousandJobsSeconds.toFixed(2)} s`);
     line(`  [${l.enforcement}] daemon peak RSS`, `${f1(l.peakRssMb)} MiB`);
   }
+}
+
+async function arraySection(runUser: string): Promise<void> {
+  process.stdout.write('\n== A 10,000-instance array of `true` (one SubmitJob)\n');
+  const a = await arrayRun(runUser, 10_000);
+  line('  SubmitJob latency (array job and every instance stored)', `${f1(a.submitMs)} ms`);
+  line(`  all ${a.instances.toLocaleString('en')} instances done`, `${a.allDoneSeconds.toFixed(2)} s`);
+  line('  daemon peak RSS', `${f1(a.peakRssMb)} MiB`);
 }
 
 async function groupSection(runUser: string): Promise<void> {
