@@ -38,7 +38,7 @@ import { nextAttempt, shouldRetry } from '../core/retry.js';
 import { HpcqError, jobNotFound, StoreUnavailableError } from '../core/errors.js';
 import { isTerminal, JOB_UUID_PATTERN, transition, type Job, type JobEvent, type JobOutcome, type JobSpec, type JobState } from '../core/job.js';
 import { LaunchError, type JobExecutor, type JobFilter, type JobPage, type JobStore, type JobTransition, type UserAccount, type UserDirectory } from '../core/ports.js';
-import { planDispatch, type QueuePolicyView, type RunningJobView } from '../core/scheduler.js';
+import { planDispatch, type RunningJobView } from '../core/scheduler.js';
 import type { SubmitRequest } from '../core/submit-request.js';
 import { validateSubmit } from '../core/validate-submit.js';
 import type { Logger } from '../logger.js';

@@ -7,21 +7,16 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { DependencyCondition, type Job } from '../../src/gen/hpcq/v1/job.js';
 import type { SubmitJobRequest } from '../../src/gen/hpcq/v1/job_service.js';
-import { cancelJob, getJob, listJobs, startDaemon, stopAll, submit, waitForEnd, waitForJob, type DaemonHandle } from '../support/daemon-harness.js';
-import { killJobsOf, linesOf, makeJobUserDir, removeJobUserDirs } from '../support/durability.js';
-import { ensureTestUsers, isRoot, JOB_USER, need } from '../support/privileged.js';
+import { cancelJob, getJob, listJobs, startDaemon, submit, waitForEnd, waitForJob } from '../support/daemon-harness.js';
+import { linesOf, makeJobUserDir } from '../support/durability.js';
+import { canRunJobs, cleanUpJobTests } from '../support/job-tests.js';
+import { JOB_USER } from '../support/privileged.js';
 
-const daemons: DaemonHandle[] = [];
-afterEach(async () => {
-  for (const d of daemons.splice(0)) await killJobsOf(d.stateDir);
-  await stopAll();
-  removeJobUserDirs();
-});
-
-const ready = () => need(isRoot && ensureTestUsers(), 'root and the test accounts');
+const daemons = cleanUpJobTests();
+const ready = canRunJobs;
 
 /** An array of JOB_USER whose instances run `cmd`, with outputs as <dir>/<name>-%a.out. */
 function arrayJob(dir: string, name: string, count: number, parallelism: number, cmd: string, more: Partial<SubmitJobRequest> = {}): Partial<SubmitJobRequest> {

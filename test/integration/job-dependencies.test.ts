@@ -8,25 +8,20 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { status } from '@grpc/grpc-js';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { DependencyCondition, type Job } from '../../src/gen/hpcq/v1/job.js';
 import type { SubmitJobRequest } from '../../src/gen/hpcq/v1/job_service.js';
 import { hpcqAs } from '../support/as-user.js';
-import { getJob, listJobs, rejection, startDaemon, stopAll, submit, waitForEnd, waitForJob, type DaemonHandle } from '../support/daemon-harness.js';
-import { killJobsOf, linesOf, makeJobUserDir, removeJobUserDirs } from '../support/durability.js';
-import { ensureTestUsers, isRoot, JOB_USER, need, OTHER_USER } from '../support/privileged.js';
+import { getJob, listJobs, rejection, startDaemon, submit, waitForEnd, waitForJob } from '../support/daemon-harness.js';
+import { linesOf, makeJobUserDir } from '../support/durability.js';
+import { canRunJobs, cleanUpJobTests } from '../support/job-tests.js';
+import { JOB_USER, OTHER_USER } from '../support/privileged.js';
 
 const { DEPENDENCY_CONDITION_AFTER_OK: AFTER_OK, DEPENDENCY_CONDITION_AFTER_ANY: AFTER_ANY, DEPENDENCY_CONDITION_AFTER_NOT_OK: AFTER_NOT_OK, DEPENDENCY_CONDITION_AFTER_START: AFTER_START } =
   DependencyCondition;
 
-const daemons: DaemonHandle[] = [];
-afterEach(async () => {
-  for (const d of daemons.splice(0)) await killJobsOf(d.stateDir);
-  await stopAll();
-  removeJobUserDirs();
-});
-
-const ready = () => need(isRoot && ensureTestUsers(), 'root and the test accounts');
+const daemons = cleanUpJobTests();
+const ready = canRunJobs;
 
 /** A job of JOB_USER that appends its name to `<dir>/runs` and then runs `cmd`. */
 function job(dir: string, name: string, cmd: string, more: Partial<SubmitJobRequest> = {}): Partial<SubmitJobRequest> {

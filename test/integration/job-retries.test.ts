@@ -5,21 +5,16 @@
  */
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { JobState, type Job, type RetryPolicy } from '../../src/gen/hpcq/v1/job.js';
 import type { SubmitJobRequest } from '../../src/gen/hpcq/v1/job_service.js';
-import { cancelJob, getJob, rejection, startDaemon, stopAll, submit, waitForEnd, waitForJob, type DaemonHandle } from '../support/daemon-harness.js';
-import { killJobsOf, linesOf, makeJobUserDir, removeJobUserDirs } from '../support/durability.js';
-import { ensureTestUsers, isRoot, JOB_USER, need } from '../support/privileged.js';
+import { cancelJob, getJob, rejection, startDaemon, submit, waitForEnd, waitForJob } from '../support/daemon-harness.js';
+import { linesOf, makeJobUserDir } from '../support/durability.js';
+import { canRunJobs, cleanUpJobTests } from '../support/job-tests.js';
+import { JOB_USER } from '../support/privileged.js';
 
-const daemons: DaemonHandle[] = [];
-afterEach(async () => {
-  for (const d of daemons.splice(0)) await killJobsOf(d.stateDir);
-  await stopAll();
-  removeJobUserDirs();
-});
-
-const ready = () => need(isRoot && ensureTestUsers(), 'root and the test accounts');
+const daemons = cleanUpJobTests();
+const ready = canRunJobs;
 const retry = (p: Partial<RetryPolicy>): RetryPolicy => ({ maxRetryCount: 0, retryOnTimeout: false, retryOnOutOfMemory: false, exitCodes: [], backoffSeconds: 0, ...p });
 
 /** A job of JOB_USER that appends `$HPCQ_ATTEMPT` to `<dir>/attempts`, then runs `cmd`. */
