@@ -9,7 +9,8 @@ import type { JobSpec } from './job.js';
 /** `spec` as stored at position i of a batch whose first id is `firstJobId`. */
 export function resolveBatchSpec(spec: JobSpec, firstJobId: number, batchSize: number, group: { name: string } | undefined): JobSpec {
   const resolved: JobSpec = { ...spec, dependsOn: spec.dependsOn.map((d) => resolveBatchDependency(d, firstJobId)) };
-  if (group) resolved.group = { firstJobId, size: batchSize, name: group.name, taskName: spec.group?.taskName ?? '' };
+  // The instances of an array task belong to their array, not to the group.
+  if (group && !spec.arrayInstance) resolved.group = { firstJobId, size: batchSize, name: group.name, taskName: spec.group?.taskName ?? '' };
   if (spec.arrayInstance && spec.arrayInstance.arrayJobId < 0) {
     resolved.arrayInstance = { ...spec.arrayInstance, arrayJobId: firstJobId - spec.arrayInstance.arrayJobId - 1 };
   }

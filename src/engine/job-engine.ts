@@ -243,6 +243,8 @@ export class JobEngine {
       throw new HpcqError('InvalidParameter.ClientTokenMalformed', 'invalid', 'client_token must be at most 64 printable ASCII characters', 'client_token');
     }
     const specs: JobSpec[] = [];
+    /** Where each task's job is in the batch (an array task's instances follow it). */
+    const position: number[] = [];
     const perQueue = new Map<string, { queue: QueueConfig; count: number }>();
     const fingerprints: string[] = [];
     for (const [i, task] of req.tasks.entries()) {
@@ -258,17 +260,22 @@ export class JobEngine {
         throw err;
       }
       const { spec, queue } = validated;
-      const internal = parents[i]!.map((p) => ({ jobId: -(p + 1), condition: 'afterok' as const }));
-      specs.push({
-        ...spec,
-        clientToken: i === 0 ? req.clientToken : '',
-        dependsOn: [...spec.dependsOn, ...internal],
-        group: { firstJobId: 0, size: 0, name: req.name, taskName: task.taskName },
-      });
       fingerprints.push(validated.fingerprint);
+      position.push(specs.length);
+      const taskSpec: JobSpec = { ...spec, clientToken: i === 0 ? req.clientToken : '', group: { firstJobId: 0, size: 0, name: req.name, taskName: task.taskName } };
+      specs.push(taskSpec);
+      // An array task's instances follow it in the batch (their array job id is its position).
+      if (spec.array) specs.push(...instanceSpecs(taskSpec, position[i]!));
       const entry = perQueue.get(queue.hpcqueueId) ?? { queue, count: 0 };
-      entry.count++;
+      entry.count += spec.array?.count ?? 1;
       perQueue.set(queue.hpcqueueId, entry);
+    }
+    // A task waits for the tasks it depends on (an array task: for the whole array), and so do
+    // its instances; the other tasks' positions are known only now.
+    for (const [i, pos] of position.entries()) {
+      const internal = parents[i]!.map((p) => ({ jobId: -(position[p]! + 1), condition: 'afterok' as const }));
+      const end = i + 1 < position.length ? position[i + 1]! : specs.length;
+      for (let k = pos; k < end; k++) specs[k] = { ...specs[k]!, dependsOn: [...specs[k]!.dependsOn, ...internal] };
     }
     const fingerprint = req.clientToken === '' ? '' : createHash('sha256').update(JSON.stringify([req.name, req.dependences, fingerprints])).digest('base64url').slice(0, 32);
     let admitted = false;
@@ -283,14 +290,11 @@ export class JobEngine {
       admitted = true;
     };
     try {
-      const reasons = specs.map((spec) => (spec.dependsOn.length > 0 ? 'Dependency' : 'Priority'));
+      const reasons = specs.map(firstReason);
       const result = await this.track(this.deps.store.createJobs(specs, { name: req.name }, fingerprint, this.now(), reasons, admit));
-      if (result.created && result.jobs && this.state === 'started') {
-        for (const job of result.jobs) this.active.set(job);
-        for (const job of result.jobs) this.dependencies.follow(job);
-        this.scheduleDispatch();
-      }
-      return { jobs: result.jobs ?? (await this.groupJobs(result.first)), created: result.created };
+      if (result.created && result.jobs && this.state === 'started') this.takeNewJobs(result.jobs);
+      const jobs = result.jobs ? result.jobs.filter((j) => !j.arrayInstance).map((j) => this.arrays.get(j.id)?.job ?? j) : await this.groupJobs(result.first);
+      return { jobs, created: result.created };
     } finally {
       if (admitted) for (const { queue, count } of perQueue.values()) this.submitsInFlight.set(queue.hpcqueueId, (this.submitsInFlight.get(queue.hpcqueueId) ?? count) - count);
     }
@@ -310,8 +314,9 @@ export class JobEngine {
   private async groupJobs(first: Job): Promise<Job[]> {
     const jobs: Job[] = [];
     for (let id = first.id; id < first.id + (first.group?.size ?? 1); id++) {
-      const job = id === first.id ? first : (this.active.get(id) ?? (await this.deps.store.getJob(id)));
-      if (job) jobs.push(this.active.get(job.id) ?? job);
+      const job = id === first.id ? first : (this.active.get(id) ?? this.arrays.get(id)?.job ?? (await this.deps.store.getJob(id)));
+      // An array task's instances are in the batch too; the group lists its tasks.
+      if (job && !job.arrayInstance) jobs.push(this.active.get(job.id) ?? this.arrays.get(job.id)?.job ?? job);
     }
     return jobs;
   }
@@ -619,10 +624,7 @@ export class JobEngine {
    */
   private async submitArray(spec: JobSpec, queue: QueueConfig, fingerprint: string): Promise<{ job: Job; created: boolean }> {
     const { count } = spec.array!;
-    const instances: JobSpec[] = Array.from({ length: count }, (_, index) => {
-      const { array: _array, ...plain } = spec;
-      return { ...plain, clientToken: '', arrayInstance: { arrayJobId: -1, index, count } };
-    });
+    const instances = instanceSpecs(spec, 0);
     let admitted = false;
     const admit = () => {
       const inFlight = this.submitsInFlight.get(queue.hpcqueueId) ?? 0;
@@ -633,21 +635,31 @@ export class JobEngine {
       admitted = true;
     };
     try {
-      const reasons = [`Array: ${count} instances`, ...instances.map((i) => (i.dependsOn.length > 0 ? 'Dependency' : 'Priority'))];
-      const result = await this.track(this.deps.store.createJobs([spec, ...instances], undefined, fingerprint, this.now(), reasons, admit));
-      if (result.created && result.jobs && this.state === 'started') {
-        const [arrayJob, ...created] = result.jobs;
-        const counts = emptyCounts();
-        counts.PENDING = count;
-        this.arrays.set(arrayJob!.id, { job: { ...arrayJob!, instanceCounts: { ...counts } }, counts });
-        for (const job of created) this.active.set(job);
-        for (const job of created) this.dependencies.follow(job);
-        this.scheduleDispatch();
-      }
+      const batch = [spec, ...instances];
+      const result = await this.track(this.deps.store.createJobs(batch, undefined, fingerprint, this.now(), batch.map(firstReason), admit));
+      if (result.created && result.jobs && this.state === 'started') this.takeNewJobs(result.jobs);
       return { job: this.arrays.get(result.first.id)?.job ?? result.first, created: result.created };
     } finally {
       if (admitted) this.submitsInFlight.set(queue.hpcqueueId, (this.submitsInFlight.get(queue.hpcqueueId) ?? count) - count);
     }
+  }
+
+  /**
+   * Takes jobs just stored into memory: array jobs into `arrays` (all their instances pending),
+   * the others into `active`, held by their dependencies if they have any; then dispatches.
+   */
+  private takeNewJobs(jobs: readonly Job[]): void {
+    for (const job of jobs) {
+      if (job.array) {
+        const counts = emptyCounts();
+        counts.PENDING = job.array.count;
+        this.arrays.set(job.id, { job: { ...job, instanceCounts: { ...counts } }, counts });
+      } else {
+        this.active.set(job);
+      }
+    }
+    for (const job of jobs) if (!job.array) this.dependencies.follow(job);
+    this.scheduleDispatch();
   }
 
   /** Array jobs not ended at start-up: their instances counted from memory and, for ended ones, the store. */
@@ -849,6 +861,22 @@ export class JobEngine {
     promise.then(remove, remove);
     return promise;
   }
+}
+
+/** The state a new job is stored with: an array job says how many instances it has. */
+function firstReason(spec: JobSpec): string {
+  if (spec.array) return `Array: ${spec.array.count} instances`;
+  return spec.dependsOn.length > 0 ? 'Dependency' : 'Priority';
+}
+
+/**
+ * The instances of an array job stored at batch position `arrayPosition`: jobs of their own, with
+ * the array job's request but no array of their own, no client token and no group membership.
+ */
+function instanceSpecs(arraySpec: JobSpec, arrayPosition: number): JobSpec[] {
+  const { array, group: _group, ...plain } = arraySpec;
+  const count = array!.count;
+  return Array.from({ length: count }, (_, index) => ({ ...plain, clientToken: '', arrayInstance: { arrayJobId: -(arrayPosition + 1), index, count } }));
 }
 
 function queuesById(config: DaemonConfig): ReadonlyMap<string, QueueConfig> {

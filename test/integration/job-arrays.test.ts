@@ -47,6 +47,26 @@ describe('array jobs', () => {
     expect(instance).toMatchObject({ arrayJobId: res.jobId, arrayIndex: 42, jobStatus: 'completed', stdoutPath: join(dir, 'par-42.out') });
   });
 
+  it("SAE ExecJob's shape: Command + CommandArgs (argv, no shell), Envs and Replicas", async () => {
+    if (!ready()) return;
+    const d = await startDaemon();
+    const dir = makeJobUserDir('array-sae');
+    const res = await submit(d, {
+      name: 'sae-example',
+      runUser: JOB_USER,
+      argv: ['printf', '%s %s of %s\\n', '$GREETING stays literal', '$HPCQ_ARRAY_INDEX', '3'],
+      env: { GREETING: 'hello' },
+      array: { count: 3, parallelism: 0 },
+      stdoutRedirectPath: `${dir}/sae-%a.out`,
+    });
+    expect((await waitForEnd(d, res.jobId)).jobStatus).toBe('completed');
+    // No shell: the words arrive as written, variables included.
+    expect(readFileSync(join(dir, 'sae-1.out'), 'utf8')).toBe('$GREETING stays literal $HPCQ_ARRAY_INDEX of 3\n');
+    const withEnv = await submit(d, { name: 'sae-env', runUser: JOB_USER, argv: ['sh', '-c', 'echo "$GREETING $HPCQ_ARRAY_INDEX"'], env: { GREETING: 'hello' }, array: { count: 2, parallelism: 0 }, stdoutRedirectPath: `${dir}/env-%a.out` });
+    expect((await waitForEnd(d, withEnv.jobId)).jobStatus).toBe('completed');
+    expect(readFileSync(join(dir, 'env-1.out'), 'utf8')).toBe('hello 1\n');
+  });
+
   it('a failing instance makes the array FAILED with the right counts while the others run', async () => {
     if (!ready()) return;
     const d = await startDaemon();

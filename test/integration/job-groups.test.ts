@@ -86,6 +86,26 @@ describe('job groups', () => {
     expect((await getGroup(d, branches.groupId)).counts).toEqual({ completed: 3, failed: 1, cancelled: 1 });
   });
 
+  it("BatchCompute's example: a DAG with an array task (instances, retries) and a task after the whole array", async () => {
+    if (!ready()) return;
+    const d = await startDaemon();
+    const dir = makeJobUserDir('group-batchcompute');
+    // Instance 1 of `split` fails its first attempt; its retry succeeds; `merge` waits for all three.
+    const split = task(dir, 'split', `echo "$HPCQ_ARRAY_INDEX.$HPCQ_ATTEMPT" >> ${dir}/parts; [ "$HPCQ_ARRAY_INDEX.$HPCQ_ATTEMPT" != 1.1 ]`, {
+      array: { count: 3, parallelism: 2 },
+      retry: { maxRetryCount: 1, retryOnTimeout: false, retryOnOutOfMemory: false, exitCodes: [], backoffSeconds: 0 },
+    });
+    const res = await submitGroup(d, { name: 'batchcompute-example', tasks: [task(dir, 'prepare'), split, task(dir, 'merge')], dependences: [edge('prepare', 'split'), edge('split', 'merge')] });
+    const ended = await waitForGroup(d, res);
+    expect(ended.get('split')).toMatchObject({ jobStatus: 'completed', array: { count: 3, parallelism: 2 }, instanceCounts: { completed: 3 } });
+    expect(ended.get('merge')!.jobStatus).toBe('completed');
+    expect(linesOf(join(dir, 'parts')).sort()).toEqual(['0.1', '1.1', '1.2', '2.1']);
+    expect(linesOf(join(dir, 'runs'))).toEqual(['prepare', 'split', 'split', 'split', 'split', 'merge']);
+    const group = await getGroup(d, res.groupId);
+    expect(group.tasks.map((t) => t.taskName)).toEqual(['prepare', 'split', 'merge']);
+    expect(group).toMatchObject({ finished: true, counts: { completed: 3 } });
+  });
+
   it('a loop, an unknown task or a full queue refuses the whole group and stores nothing', async () => {
     if (!ready()) return;
     const d = await startDaemon();

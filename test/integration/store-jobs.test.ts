@@ -276,3 +276,31 @@ describe('saveTransitions', () => {
     await store.close();
   });
 });
+
+describe('createJobs (job groups and arrays)', () => {
+  it('stores an array job and 1,000 instances in one synced batch, with consecutive ids and resolved references', async () => {
+    const store = await openStore();
+    const arraySpec = spec({ array: { count: 1000, parallelism: 5 } });
+    const { array: _array, ...plain } = arraySpec;
+    const instances: JobSpec[] = Array.from({ length: 1000 }, (_, index) => ({ ...plain, arrayInstance: { arrayJobId: -1, index, count: 1000 } }));
+    const before = store.stats().batches;
+    const { jobs, created } = await store.createJobs([arraySpec, ...instances], undefined, '', 5, ['Array', ...instances.map(() => 'Priority')]);
+    expect(store.stats().batches - before).toBe(1);
+    expect(created).toBe(true);
+    expect(jobs!.map((j) => j.id)).toEqual(Array.from({ length: 1001 }, (_, i) => jobs![0]!.id + i));
+    expect(jobs![0]).toMatchObject({ array: { count: 1000, parallelism: 5 } });
+    expect(jobs![1000]!.arrayInstance).toEqual({ arrayJobId: jobs![0]!.id, index: 999, count: 1000 });
+    expect(await store.getJob(jobs![500]!.id)).toEqual(jobs![500]);
+    await store.close();
+  });
+
+  it('a group gets its membership and its tasks\' references to each other resolved', async () => {
+    const store = await openStore();
+    const tasks: JobSpec[] = [spec({ group: { firstJobId: 0, size: 0, name: 'g', taskName: 'a' } }), spec({ group: { firstJobId: 0, size: 0, name: 'g', taskName: 'b' }, dependsOn: [{ jobId: -1, condition: 'afterok' }] })];
+    const { jobs } = await store.createJobs(tasks, { name: 'g' }, '', 5, ['Priority', 'Dependency']);
+    const [a, b] = jobs!;
+    expect(a!.group).toEqual({ firstJobId: a!.id, size: 2, name: 'g', taskName: 'a' });
+    expect(b!.dependsOn).toEqual([{ jobId: a!.id, condition: 'afterok' }]);
+    await store.close();
+  });
+});
