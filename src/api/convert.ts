@@ -84,6 +84,8 @@ export function jobToProto(job: DomainJob): Job {
     instanceCounts: job.instanceCounts ? countsByStatus(job.instanceCounts) : {},
     arrayJobId: job.arrayInstance ? String(job.arrayInstance.arrayJobId) : '',
     arrayIndex: job.arrayInstance?.index ?? 0,
+    beginTime: time(job.eligibleAtMs),
+    heldBy: job.heldBy,
     taskName: job.group?.taskName ?? '',
     previousAttempts: job.previousAttempts.map((a) => ({
       attempt: a.attempt,

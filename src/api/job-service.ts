@@ -7,6 +7,10 @@ import type { JobEngine } from '../engine/job-engine.js';
 import type {
   CancelJobRequest,
   CancelJobResponse,
+  HoldJobRequest,
+  HoldJobResponse,
+  ReleaseJobRequest,
+  ReleaseJobResponse,
   GetJobGroupRequest,
   GetJobGroupResponse,
   GetJobRequest,
@@ -72,6 +76,12 @@ export function createJobService(engine: JobEngine, config: () => DaemonConfig, 
       },
     ),
     getJobGroup: unary<GetJobGroupRequest, GetJobGroupResponse>(ctx, { method: 'GetJobGroup' }, async (req, principal) => groupToProto(req.groupId, await engine.getGroup(req.groupId, principal))),
+    holdJob: unary<HoldJobRequest, HoldJobResponse>(ctx, { method: 'HoldJob', mutating: true, auditDetails: byJobId }, async (req, principal) => ({
+      job: jobToProto(await engine.hold(req.jobId, principal)),
+    })),
+    releaseJob: unary<ReleaseJobRequest, ReleaseJobResponse>(ctx, { method: 'ReleaseJob', mutating: true, auditDetails: byJobId }, async (req, principal) => ({
+      job: jobToProto(await engine.release(req.jobId, principal)),
+    })),
     watchJob: serverStream<WatchJobRequest, WatchJobResponse>(ctx, { method: 'WatchJob', auditDetails: byJobId }, async (req, principal, call, signal) => {
       await engine.watch(
         req.jobId,

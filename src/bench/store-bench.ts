@@ -239,6 +239,7 @@ function generatedJob(id: number, active: boolean, random: () => number, uuidKey
     attempt: 1,
     previousAttempts: [],
     eligibleAtMs: 0,
+    heldBy: '',
   };
   return { job, events };
 }

@@ -12,6 +12,8 @@ import {
   type CancelJobResponse,
   type GetJobGroupResponse,
   type GetJobResponse,
+  type HoldJobResponse,
+  type ReleaseJobResponse,
   type ListJobsRequest,
   type ListJobsResponse,
   type SubmitJobGroupRequest,
@@ -107,6 +109,14 @@ export class HpcqClient {
 
   cancelJob(jobId: string): Promise<CancelJobResponse> {
     return this.unary(this.jobs, this.jobs.cancelJob, { jobId });
+  }
+
+  holdJob(jobId: string): Promise<HoldJobResponse> {
+    return this.unary(this.jobs, this.jobs.holdJob, { jobId });
+  }
+
+  releaseJob(jobId: string): Promise<ReleaseJobResponse> {
+    return this.unary(this.jobs, this.jobs.releaseJob, { jobId });
   }
 
   submitJobGroup(request: SubmitJobGroupRequest): Promise<SubmitJobGroupResponse> {

@@ -341,5 +341,7 @@ function taskRequest(v: TaskValues, timestamp: string, cwd: string): SubmitJobRe
     retry: v.retry === undefined ? undefined : { ...(v.retry as RetryPolicy), exitCodes: [...(v.retry as RetryPolicy).exitCodes] },
     taskName: str('task_name'),
     array: undefined,
+    beginTime: '',
+    hold: false,
   };
 }

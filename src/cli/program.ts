@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { registerAccess } from './commands/access.js';
 import { registerCancel } from './commands/cancel.js';
+import { registerHold } from './commands/hold.js';
 import { registerDaemon } from './commands/daemon.js';
 import { registerGroup } from './commands/group.js';
 import { registerList } from './commands/list.js';
@@ -52,6 +53,7 @@ export function buildProgram(): Command {
   registerStatus(program);
   registerList(program);
   registerCancel(program);
+  registerHold(program);
   registerWatch(program);
   registerGroup(program);
   registerQueues(program);

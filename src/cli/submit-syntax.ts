@@ -3,7 +3,7 @@
  * `#SBATCH` / `#HPCQ` directives of a batch script. Pure: no I/O.
  */
 import { DependencyCondition, type Dependency } from '../gen/hpcq/v1/job.js';
-import { parseInteger } from './format.js';
+import { parseDuration, parseInteger } from './format.js';
 
 const CONDITION_OF_NAME: Record<string, DependencyCondition> = {
   afterok: DependencyCondition.DEPENDENCY_CONDITION_AFTER_OK,
@@ -61,4 +61,13 @@ export function parseArraySpec(value: string): { count: number; parallelism: num
   const count = m[1] !== undefined ? Number(m[1]) : Number(m[2]) + 1;
   if (count < 1) throw new Error('--array needs at least one instance');
   return { count, parallelism: m[3] !== undefined ? Number(m[3]) : 0 };
+}
+
+/** --begin: an absolute time as the daemon takes it (RFC 3339 or Unix seconds), or now+<duration>. */
+export function parseBeginTime(value: string, nowMs: number = Date.now()): string {
+  const v = value.trim();
+  const relative = /^now\+(.+)$/i.exec(v);
+  if (relative) return new Date(nowMs + parseDuration(relative[1]!) * 1000).toISOString();
+  if (/^\d{9,11}$/.test(v) || !Number.isNaN(Date.parse(v))) return v;
+  throw new Error(`--begin takes RFC 3339 (2026-01-02T03:04:05Z), Unix seconds or now+<duration>, got ${JSON.stringify(value)}`);
 }

@@ -43,7 +43,8 @@ export function isTerminal(state: JobState): boolean {
 }
 
 const ALLOWED: Record<JobState, readonly JobState[]> = {
-  PENDING: ['RUNNING', 'CANCELLED'],
+  // PENDING -> PENDING: held or released (the change is kept in the event log).
+  PENDING: ['RUNNING', 'CANCELLED', 'PENDING'],
   // RUNNING -> PENDING: the attempt ended and the job's retry policy gives it another.
   RUNNING: ['COMPLETED', 'FAILED', 'CANCELLED', 'TIMEOUT', 'OUT_OF_MEMORY', 'NODE_FAIL', 'PENDING'],
   COMPLETED: [],
@@ -141,6 +142,10 @@ export interface JobSpec {
   array?: ArraySpec;
   /** On an instance of an array job: which array, and its index there. */
   arrayInstance?: ArrayInstance;
+  /** begin_time: not started before this (Unix ms); undefined = any time. */
+  beginAtMs?: number;
+  /** Held at submit (submit's hold), by a user or an admin. */
+  holdAtSubmit?: 'user' | 'admin';
 }
 
 /** An array job's instances: `count` of them, at most `parallelism` running at once (0 = no cap). */
@@ -194,8 +199,10 @@ export interface Job extends JobSpec {
   attempt: number;
   /** Attempts that ended before this one, oldest first. */
   previousAttempts: readonly JobAttemptRecord[];
-  /** A retried job is not started before this time (its backoff); 0 = any time. */
+  /** Not started before this time (begin_time, or a retry's backoff); 0 = any time. */
   eligibleAtMs: number;
+  /** Who holds the job back (HoldJob, or hold at submit): '' = nobody. */
+  heldBy: '' | 'user' | 'admin';
   /** On an array job: its instances by state (live in memory; stored with each state change). */
   instanceCounts?: Readonly<Record<JobState, number>>;
 }
@@ -259,7 +266,8 @@ export function newPendingJob(spec: JobSpec, f: { id: number; uuid: string; reas
     eventCount: 1,
     attempt: 1,
     previousAttempts: [],
-    eligibleAtMs: 0,
+    eligibleAtMs: spec.beginAtMs ?? 0,
+    heldBy: spec.holdAtSubmit ?? '',
   });
 }
 
@@ -320,11 +328,14 @@ function buildJob(spec: JobSpec, run: JobRunFields): Job {
     attempt: run.attempt ?? 1,
     previousAttempts: run.previousAttempts ?? [],
     eligibleAtMs: run.eligibleAtMs ?? 0,
+    heldBy: run.heldBy ?? '',
   };
   if (spec.retry !== undefined) job.retry = spec.retry;
   if (spec.group !== undefined) job.group = spec.group;
   if (spec.array !== undefined) job.array = spec.array;
   if (spec.arrayInstance !== undefined) job.arrayInstance = spec.arrayInstance;
+  if (spec.beginAtMs !== undefined) job.beginAtMs = spec.beginAtMs;
+  if (spec.holdAtSubmit !== undefined) job.holdAtSubmit = spec.holdAtSubmit;
   if (run.usage !== undefined) job.usage = run.usage;
   if (run.instanceCounts !== undefined) job.instanceCounts = run.instanceCounts;
   return job;

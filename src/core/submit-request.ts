@@ -29,6 +29,10 @@ export interface SubmitRequest {
   dependsOn: readonly { jobId: string; condition: number }[];
   /** Run this many instances of the job; undefined = one job. */
   array?: { count: number; parallelism: number } | undefined;
+  /** Not before this time (RFC 3339 or Unix seconds); empty = now. */
+  beginTime: string;
+  /** Store the job held. */
+  hold: boolean;
   /** The task's name inside a job group; empty for a job on its own. */
   taskName: string;
   /** Retry policy as sent; undefined = none. */

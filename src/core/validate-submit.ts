@@ -10,7 +10,7 @@ import type { DependencyCondition, JobDependency } from './dependency.js';
 import { MAX_RETRY_BACKOFF_SECONDS, MAX_RETRY_COUNT, type RetryPolicy } from './retry.js';
 import { JOB_UUID_PATTERN, type JobSpec } from './job.js';
 import { quoteValue } from './quote.js';
-import { assertMayRunAs, assertQueueAllows, assertRunnableAccount, type Principal } from './access-policy.js';
+import { assertMayRunAs, assertQueueAllows, assertRunnableAccount, isAdmin, type Principal } from './access-policy.js';
 import type { UserAccount, UserDirectory } from './ports.js';
 import { parseResourceLimit } from './resource-limit.js';
 import type { SubmitRequest } from './submit-request.js';
@@ -80,6 +80,7 @@ export async function validateSubmit(req: SubmitRequest, ctx: SubmitContext): Pr
   const dependencyConditions = checkDependencies(req.dependsOn);
   const retry = checkRetry(req.retry);
   const array = checkArray(req.array, ctx.config.maxArrayCount);
+  const beginAtMs = checkBeginTime(req.beginTime, ctx.nowMs);
   const { limits: resourceLimits, canonical: resourceLimit } = parseResourceLimit(req.resourceLimit);
 
   const cluster = resolveCluster(req, ctx.config.clusters);
@@ -141,6 +142,8 @@ export async function validateSubmit(req: SubmitRequest, ctx: SubmitContext): Pr
     dependsOn,
     ...(retry ? { retry } : {}),
     ...(array ? { array } : {}),
+    ...(beginAtMs !== undefined ? { beginAtMs } : {}),
+    ...(req.hold ? { holdAtSubmit: isAdmin(ctx.principal, accessContext) ? ('admin' as const) : ('user' as const) } : {}),
   };
   // Only a client_token needs the fingerprint; hashing every request would cost the submit path.
   return { spec, queue, fingerprint: spec.clientToken === '' ? '' : fingerprintOf(spec) };
@@ -266,6 +269,16 @@ function checkRetry(retry: SubmitRequest['retry']): RetryPolicy | undefined {
     exitCodes: [...retry.exitCodes],
     backoffSeconds: retry.backoffSeconds,
   };
+}
+
+/** begin_time as Unix ms; undefined when empty or already past (the job may start now). */
+function checkBeginTime(text: string, nowMs: number): number | undefined {
+  if (text === '') return undefined;
+  const ms = parseTimestamp(text);
+  if (ms === undefined) {
+    throw invalidParameter('InvalidParameterValue.BeginTime', 'begin_time', `begin_time ${quoteValue(text)} must be RFC 3339 (2026-01-02T03:04:05Z) or Unix seconds`);
+  }
+  return ms > nowMs ? ms : undefined;
 }
 
 /** The array spec as the job keeps it; undefined for a plain job. */

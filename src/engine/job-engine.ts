@@ -23,6 +23,7 @@
 import type { DaemonConfig, QueueConfig } from '../config/daemon-config.js';
 import {
   assertQueueAllows,
+  isAdmin,
   assertRunnableAccount,
   listScope,
   mayActOnJob,
@@ -78,6 +79,8 @@ export class JobEngine {
   private dispatchScheduled = false;
   /** Why the last dispatch pass could start nothing at all (the executor's launchBlocker), if so. */
   private launchBlocker: string | undefined;
+  /** Pending jobs someone holds (heldBy): dispatch passes them over until they are released. */
+  private readonly held = new Set<number>();
   /** Pending jobs waiting out a retry backoff (their eligibleAtMs): dispatch passes them over. */
   private readonly backingOff = new Set<number>();
   /** Pending jobs held by their dependencies: dispatch passes them over. */
@@ -125,7 +128,7 @@ export class JobEngine {
     for (const q of quarantined) log.error({ key: q.key, error: q.error }, 'job record could not be decoded; moved to quarantine');
     const arrayJobs = jobs.filter((j) => j.array !== undefined);
     jobs = jobs.filter((j) => j.array === undefined);
-    for (const job of jobs) this.active.set(job);
+    for (const job of jobs) this.remember(job);
     await this.loadArrays(arrayJobs);
     // Before anything can be dispatched: a dependent is held until its jobs are judged again.
     for (const job of jobs) {
@@ -214,13 +217,8 @@ export class JobEngine {
       admitted = true;
     };
     try {
-      const firstReason = spec.dependsOn.length > 0 ? 'Dependency' : 'Priority';
-      const result = await this.track(this.deps.store.createJob(spec, fingerprint, this.now(), firstReason, admit));
-      if (result.created && this.state === 'started') {
-        this.active.set(result.job);
-        this.dependencies.follow(result.job);
-        this.scheduleDispatch();
-      }
+      const result = await this.track(this.deps.store.createJob(spec, fingerprint, this.now(), firstReason(spec), admit));
+      if (result.created && this.state === 'started') this.takeNewJobs([result.job]);
       return { job: this.active.get(result.job.id) ?? result.job, created: result.created };
     } finally {
       if (admitted) this.submitsInFlight.set(queue.hpcqueueId, (this.submitsInFlight.get(queue.hpcqueueId) ?? 1) - 1);
@@ -445,7 +443,10 @@ export class JobEngine {
       running.push({ hpcqueueId: j.hpcqueueId, cores: j.cores, memoryLimitMb: j.memoryLimitMb, expectedEndMs: j.startTimeMs + j.timeLimitSeconds * 1000 });
     }
     const plan = planDispatch({
-      pending: this.dependencies.size === 0 && this.backingOff.size === 0 && !this.hasCappedArrays() ? this.active.pendingByQueue : this.pendingNotWaiting(),
+      pending:
+        this.dependencies.size === 0 && this.backingOff.size === 0 && this.held.size === 0 && !this.hasCappedArrays()
+          ? this.active.pendingByQueue
+          : this.pendingNotWaiting(),
       running,
       queues: this.queues,
       nodeCores: this.config.nodeCores,
@@ -587,6 +588,7 @@ export class JobEngine {
   private pendingNotWaiting(): ReadonlyMap<string, Iterable<Job>> {
     const dependencies = this.dependencies;
     const backingOff = this.backingOff;
+    const held = this.held;
     // Room left under each capped array's parallelism, counting what this pass may start.
     const room = new Map<number, number>();
     for (const [id, { job }] of this.arrays) if (job.array!.parallelism > 0) room.set(id, job.array!.parallelism);
@@ -601,7 +603,7 @@ export class JobEngine {
       view.set(queue, {
         *[Symbol.iterator]() {
           for (const job of jobs) {
-            if (dependencies.isWaiting(job.id) || backingOff.has(job.id)) continue;
+            if (dependencies.isWaiting(job.id) || backingOff.has(job.id) || held.has(job.id)) continue;
             const arrayId = job.arrayInstance?.arrayJobId;
             const left = arrayId === undefined ? undefined : room.get(arrayId);
             if (left !== undefined) {
@@ -655,10 +657,14 @@ export class JobEngine {
         counts.PENDING = job.array.count;
         this.arrays.set(job.id, { job: { ...job, instanceCounts: { ...counts } }, counts });
       } else {
-        this.active.set(job);
+        this.remember(job);
       }
     }
-    for (const job of jobs) if (!job.array) this.dependencies.follow(job);
+    for (const job of jobs) {
+      if (job.array) continue;
+      this.dependencies.follow(job);
+      this.holdUntilEligible(job);
+    }
     this.scheduleDispatch();
   }
 
@@ -677,7 +683,11 @@ export class JobEngine {
 
   /** Keeps an array job in `arrays` (it never runs, so never in `active`), any other job in `active`. */
   private remember(job: Job): void {
-    if (!job.array) return this.active.set(job);
+    if (!job.array) {
+      if (job.state === 'PENDING' && job.heldBy !== '') this.held.add(job.id);
+      else this.held.delete(job.id);
+      return this.active.set(job);
+    }
     const entry = this.arrays.get(job.id);
     if (entry) entry.job = { ...job, instanceCounts: { ...entry.counts } };
   }
@@ -730,6 +740,63 @@ export class JobEngine {
   private hasCappedArrays(): boolean {
     for (const { job } of this.arrays.values()) if (job.array!.parallelism > 0) return true;
     return false;
+  }
+
+  // ---- hold and release ------------------------------------------------------------------------
+
+  /**
+   * Holds a pending job (or every pending instance of an array) back from dispatch, as Slurm's
+   * scontrol hold: reason JobHeldUser, or JobHeldAdmin when an admin holds it.
+   */
+  async hold(idOrUuid: string, principal: Principal): Promise<Job> {
+    this.assertStarted();
+    const found = await this.findActable(idOrUuid, principal, 'hold');
+    const heldBy = isAdmin(principal, this.accessContext()) ? 'admin' : 'user';
+    const reason = heldBy === 'admin' ? 'JobHeldAdmin' : 'JobHeldUser';
+    const targets = this.pendingTargets(found).filter((j) => j.heldBy !== heldBy);
+    if (targets.length > 0) await this.applyTransitions(targets.map((job) => ({ job: { ...job, heldBy }, to: 'PENDING' as const, reason })));
+    return this.freshest(found);
+  }
+
+  /** Releases a held job (or an array's held instances); an admin's hold needs an admin. */
+  async release(idOrUuid: string, principal: Principal): Promise<Job> {
+    this.assertStarted();
+    const found = await this.findActable(idOrUuid, principal, 'release');
+    const admin = isAdmin(principal, this.accessContext());
+    const targets = this.pendingTargets(found).filter((j) => j.heldBy !== '');
+    if (targets.length === 0) throw new HpcqError('FailedOperation.JobNotHeld', 'precondition', `job ${found.id} is not held`, 'job_id');
+    if (!admin && targets.some((j) => j.heldBy === 'admin')) {
+      throw new HpcqError('OperationDenied.AdminHold', 'permission', `job ${found.id} was held by an admin; only an admin releases it`, 'job_id');
+    }
+    const now = this.now();
+    await this.applyTransitions(targets.map((job) => ({ job: { ...job, heldBy: '' as const }, to: 'PENDING' as const, reason: job.eligibleAtMs > now ? 'BeginTime' : 'Priority' })));
+    this.scheduleDispatch();
+    return this.freshest(found);
+  }
+
+  /** A job the principal may act on, for hold/release: NOT_FOUND if invisible, JobNotOwned if only visible. */
+  private async findActable(idOrUuid: string, principal: Principal, what: string): Promise<Job> {
+    const found = await this.findVisibleJob(idOrUuid, principal);
+    if (!mayActOnJob(principal, await this.accountOf(found), this.accessContext())) {
+      throw new HpcqError('OperationDenied.JobNotOwned', 'permission', `${principal.name} may not ${what} job ${found.id} of ${found.runUser}`, 'job_id');
+    }
+    return found;
+  }
+
+  /** The pending jobs a hold or release of `job` acts on: itself, or an array's pending instances. */
+  private pendingTargets(job: Job): Job[] {
+    if (job.array) {
+      const instances: Job[] = [];
+      for (let id = job.id + 1; id <= job.id + job.array.count; id++) {
+        const instance = this.active.get(id);
+        if (instance?.state === 'PENDING') instances.push(instance);
+      }
+      if (instances.length === 0) throw new HpcqError('FailedOperation.JobNotPending', 'precondition', `array job ${job.id} has no pending instances`, 'job_id');
+      return instances;
+    }
+    const current = this.active.get(job.id);
+    if (current?.state !== 'PENDING') throw new HpcqError('FailedOperation.JobNotPending', 'precondition', `job ${job.id} is ${(current ?? job).state}, not PENDING`, 'job_id');
+    return [current];
   }
 
   // ---- retries ---------------------------------------------------------------------------------
@@ -863,10 +930,12 @@ export class JobEngine {
   }
 }
 
-/** The state a new job is stored with: an array job says how many instances it has. */
+/** The reason a new job is stored with: why it waits, most binding first. */
 function firstReason(spec: JobSpec): string {
   if (spec.array) return `Array: ${spec.array.count} instances`;
-  return spec.dependsOn.length > 0 ? 'Dependency' : 'Priority';
+  if (spec.holdAtSubmit) return spec.holdAtSubmit === 'admin' ? 'JobHeldAdmin' : 'JobHeldUser';
+  if (spec.dependsOn.length > 0) return 'Dependency';
+  return spec.beginAtMs !== undefined ? 'BeginTime' : 'Priority';
 }
 
 /**

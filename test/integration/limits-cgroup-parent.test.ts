@@ -149,5 +149,6 @@ function testJob(enforcement: Job['enforcement']): Job {
     attempt: 1,
     previousAttempts: [],
     eligibleAtMs: 0,
+    heldBy: '',
   };
 }

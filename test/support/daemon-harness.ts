@@ -253,7 +253,7 @@ export function call<Req, Res>(
 export const emptySubmit: SubmitJobRequest = {
   timestamp: '', clusterId: '', zone: '', runUser: '', name: '', cmdLine: '', inputFile: '', coreLimit: 0, memLimit: 0,
   timeLimit: 0, resourceLimit: '', hpcqueueId: '', schedulerQueueName: '', stdoutRedirectPath: '', stderrRedirectPath: '',
-  priority: 0, submitType: 0, clientToken: '', argv: [], env: {}, workingDir: '', description: '', dependsOn: [], retry: undefined, taskName: '', array: undefined,
+  priority: 0, submitType: 0, clientToken: '', argv: [], env: {}, workingDir: '', description: '', dependsOn: [], retry: undefined, taskName: '', array: undefined, beginTime: '', hold: false,
 };
 
 export function submit(d: DaemonHandle, req: Partial<SubmitJobRequest>): Promise<SubmitJobResponse> {

@@ -88,6 +88,8 @@ function job(overrides: Partial<Job> = {}): Job {
     instanceCounts: {},
     arrayJobId: '',
     arrayIndex: 0,
+    beginTime: '',
+    heldBy: '',
     ...overrides,
   };
 }
@@ -388,6 +390,8 @@ describe('submit request', () => {
       retry: undefined,
       taskName: '',
       array: undefined,
+      beginTime: '',
+      hold: false,
     });
   });
 

@@ -37,6 +37,8 @@ function task(fields: Partial<SubmitJobRequest>): SubmitJobRequest {
     retry: undefined,
     taskName: '',
     array: undefined,
+    beginTime: '',
+    hold: false,
     ...fields,
   };
 }

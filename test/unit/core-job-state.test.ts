@@ -18,7 +18,8 @@ import { testJobSpec } from '../support/job-spec.js';
 /**
  * The state machine as documented in src/core/job.ts and proto/hpcq/v1/job.proto, written out
  * independently of the implementation: PENDING -> RUNNING | CANCELLED; RUNNING -> any terminal state,
- * or back to PENDING when its retry policy gives it another attempt.
+ * or back to PENDING when its retry policy gives it another attempt; PENDING -> PENDING when it is
+ * held or released.
  */
 const EXPECTED_ALLOWED: ReadonlyArray<readonly [JobState, JobState]> = [
   ['PENDING', 'RUNNING'],
@@ -30,6 +31,7 @@ const EXPECTED_ALLOWED: ReadonlyArray<readonly [JobState, JobState]> = [
   ['RUNNING', 'OUT_OF_MEMORY'],
   ['RUNNING', 'NODE_FAIL'],
   ['RUNNING', 'PENDING'],
+  ['PENDING', 'PENDING'],
 ];
 const EXPECTED_TERMINAL: readonly JobState[] = ['COMPLETED', 'FAILED', 'CANCELLED', 'TIMEOUT', 'OUT_OF_MEMORY', 'NODE_FAIL'];
 
@@ -72,6 +74,7 @@ function makeJob(overrides: Partial<Job> = {}): Job {
     attempt: 1,
     previousAttempts: [],
     eligibleAtMs: 0,
+    heldBy: '',
     ...overrides,
   };
 }
@@ -87,10 +90,10 @@ describe('job states', () => {
     }
   });
 
-  it('has exactly 9 allowed and 55 disallowed transitions out of 64 pairs', () => {
+  it('has exactly 10 allowed and 54 disallowed transitions out of 64 pairs', () => {
     expect(ALL_PAIRS).toHaveLength(64);
-    expect(ALLOWED_PAIRS).toHaveLength(9);
-    expect(DISALLOWED_PAIRS).toHaveLength(55);
+    expect(ALLOWED_PAIRS).toHaveLength(10);
+    expect(DISALLOWED_PAIRS).toHaveLength(54);
   });
 
   it.each(JOB_STATES.map((s) => [s, jobStatusString(s)] as const))('job_status of %s is %s (EHPC lowercase)', (state, status) => {
@@ -120,8 +123,8 @@ describe('canTransition / transition: disallowed pairs', () => {
     expect(job).toEqual(before);
   });
 
-  it('a state never transitions to itself', () => {
-    for (const state of JOB_STATES) expect(canTransition(state, state), state).toBe(false);
+  it('only a pending job "transitions" to itself (held or released); no other state does', () => {
+    for (const state of JOB_STATES) expect(canTransition(state, state), state).toBe(state === 'PENDING');
   });
 });
 
@@ -140,7 +143,7 @@ describe('terminal states are final', () => {
   });
 
   it('only a running job goes back to PENDING (a retry); an ended one never does', () => {
-    for (const from of JOB_STATES) expect(canTransition(from, 'PENDING'), from).toBe(from === 'RUNNING');
+    for (const from of JOB_STATES) expect(canTransition(from, 'PENDING'), from).toBe(from === 'RUNNING' || from === 'PENDING');
   });
 });
 
@@ -210,6 +213,7 @@ describe('newPendingJob / copyJob', () => {
       attempt: 1,
       previousAttempts: [],
       eligibleAtMs: 0,
+      heldBy: '',
     });
     expect(job.resourceLimits).not.toBe(spec.resourceLimits);
   });

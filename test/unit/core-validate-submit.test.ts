@@ -103,6 +103,8 @@ function request(overrides: Partial<SubmitRequest> = {}): SubmitRequest {
     description: '',
     dependsOn: [],
     taskName: '',
+    beginTime: '',
+    hold: false,
     ...overrides,
   };
 }

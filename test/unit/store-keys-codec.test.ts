@@ -60,6 +60,7 @@ const job: Job = {
   attempt: 1,
   previousAttempts: [],
   eligibleAtMs: 0,
+  heldBy: '',
 };
 
 describe('store keys', () => {

@@ -13,7 +13,7 @@ import { action, addGlobalOptions, optionParser, type CommandContext } from '../
 import { UsageError } from '../errors.js';
 import { commandLineFromWords, parseDuration, parseInteger, parseMemMiB, rfc3339, shellQuote } from '../format.js';
 import { protoJson } from '../proto-json.js';
-import { parseArraySpec, parseDependency, parseExitCodes, parseExport } from '../submit-syntax.js';
+import { parseArraySpec, parseBeginTime, parseDependency, parseExitCodes, parseExport } from '../submit-syntax.js';
 import { followJob } from './watch.js';
 
 export interface SubmitOptions {
@@ -46,6 +46,9 @@ export interface SubmitOptions {
   dependency?: Dependency[];
   parsable?: boolean;
   array?: { count: number; parallelism: number };
+  /** RFC 3339, Unix seconds, or now+<duration>. */
+  begin?: string;
+  hold?: boolean;
   maxRetries?: number;
   retryOnTimeout?: boolean;
   retryOnOom?: boolean;
@@ -144,6 +147,8 @@ Examples:
     .option('--retry-exit-codes <codes>', 'with --max-retries: retry a failed attempt only if it exited with one of these (comma-separated, repeatable)', optionParser(parseExitCodes))
     .option('--retry-backoff <duration>', 'with --max-retries: wait this long before each further attempt (seconds, 1m, 00:01:00)', optionParser(parseDuration))
     .option('-a, --array <spec>', 'run N instances (Slurm syntax: N or 0-M, with %P for at most P at once); each sees HPCQ_ARRAY_INDEX', optionParser(parseArraySpec))
+    .option('--begin <time>', 'do not start before this time: RFC 3339, Unix seconds, or now+<duration> (now+90s, now+2h)', optionParser((value: string) => parseBeginTime(value)))
+    .option('-H, --hold', 'submit the job held: it starts only after hpcq release (like sbatch -H)')
     .option('--parsable', 'print only the job id and a newline (like sbatch --parsable), not the JSON response')
     .option('--wait', 'follow the job until it ends and exit with its exit status (like sbatch --wait): 0 if COMPLETED, its exit code if it exited non-zero, 128+N if killed by signal N, else 1')
     .option('-q, --quiet', 'with --wait: do not print state changes on stderr')
@@ -239,6 +244,8 @@ export function buildSubmitRequest(opts: SubmitOptions, words: readonly string[]
     dependsOn: opts.dependency ?? [],
     retry: retryPolicy(opts),
     array: opts.array,
+    beginTime: opts.begin ?? '',
+    hold: opts.hold === true,
     // Only jobs of a group (SubmitJobGroup) have a task name.
     taskName: '',
   };
