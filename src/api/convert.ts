@@ -116,7 +116,7 @@ export function eventToProto(event: DomainJobEvent): JobEvent {
   };
 }
 
-export function queueToProto(q: QueueConfig, counts: { pending: number; running: number }, usable: boolean): Queue {
+export function queueToProto(q: QueueConfig, counts: { pending: number; running: number }, usable: boolean, state: string): Queue {
   return {
     clusterId: q.clusterId,
     zone: q.zone,
@@ -137,6 +137,7 @@ export function queueToProto(q: QueueConfig, counts: { pending: number; running:
     allowedGroups: [...q.allowedGroups],
     allowedUsers: [...q.allowedUsers],
     usable,
+    state,
   };
 }
 

@@ -4,7 +4,8 @@ import { isAdmin, queueAllows } from '../core/access-policy.js';
 import { clusterNotFound } from '../core/errors.js';
 import type { EnforcementMode } from '../core/job.js';
 import type { JobEngine } from '../engine/job-engine.js';
-import type { ListQueuesRequest, ListQueuesResponse, QueueServiceServer } from '../gen/hpcq/v1/queue_service.js';
+import type { ListQueuesRequest, ListQueuesResponse, QueueServiceServer, QueueStateRequest, QueueStateResponse } from '../gen/hpcq/v1/queue_service.js';
+import type { QueueState } from '../core/ports.js';
 import { queueToProto } from './convert.js';
 import { unary, type HandlerContext } from './handlers.js';
 
@@ -17,7 +18,7 @@ export function createQueueService(engine: JobEngine, config: () => DaemonConfig
       const used = engine.usedResources();
       const admin = isAdmin(principal, { access: current.access, daemonUid });
       return {
-        queues: clusters.flatMap((c) => c.queues.map((q) => queueToProto(q, engine.queueCounts(q.hpcqueueId), admin || queueAllows(q, principal.account)))),
+        queues: clusters.flatMap((c) => c.queues.map((q) => queueToProto(q, engine.queueCounts(q.hpcqueueId), admin || queueAllows(q, principal.account), engine.queueState(q.hpcqueueId)))),
         enforcement,
         nodeCores: current.nodeCores,
         nodeMemMb: current.nodeMemMb,
@@ -25,5 +26,16 @@ export function createQueueService(engine: JobEngine, config: () => DaemonConfig
         freeMemMb: current.nodeMemMb - used.memMb,
       };
     }),
+    drainQueue: setState('DrainQueue', 'draining'),
+    stopQueue: setState('StopQueue', 'stopped'),
+    resumeQueue: setState('ResumeQueue', 'open'),
   };
+
+  function setState(method: string, state: QueueState) {
+    return unary<QueueStateRequest, QueueStateResponse>(ctx, { method, mutating: true }, async (req, principal) => {
+      await engine.setQueueState(req.hpcqueueId, state, principal);
+      const q = config().clusters.flatMap((c) => c.queues).find((x) => x.hpcqueueId === req.hpcqueueId)!;
+      return { queue: queueToProto(q, engine.queueCounts(q.hpcqueueId), true, engine.queueState(q.hpcqueueId)) };
+    });
+  }
 }

@@ -22,7 +22,7 @@ import {
   type SubmitJobResponse,
   type WatchJobResponse,
 } from '../gen/hpcq/v1/job_service.js';
-import { QueueServiceClient, type ListQueuesResponse } from '../gen/hpcq/v1/queue_service.js';
+import { QueueServiceClient, type ListQueuesResponse, type QueueStateResponse } from '../gen/hpcq/v1/queue_service.js';
 
 type UnaryMethod<Req, Res> = (
   request: Req,
@@ -129,6 +129,12 @@ export class HpcqClient {
 
   listQueues(clusterId = ''): Promise<ListQueuesResponse> {
     return this.unary(this.queues, this.queues.listQueues, { clusterId });
+  }
+
+  /** DrainQueue, StopQueue or ResumeQueue. */
+  setQueueState(verb: 'drain' | 'stop' | 'resume', hpcqueueId: string): Promise<QueueStateResponse> {
+    const method = verb === 'drain' ? this.queues.drainQueue : verb === 'stop' ? this.queues.stopQueue : this.queues.resumeQueue;
+    return this.unary(this.queues, method, { hpcqueueId });
   }
 
   /**

@@ -7,7 +7,7 @@ import { registerHold } from './commands/hold.js';
 import { registerDaemon } from './commands/daemon.js';
 import { registerGroup } from './commands/group.js';
 import { registerList } from './commands/list.js';
-import { registerQueues } from './commands/queues.js';
+import { registerQueues, registerQueueState } from './commands/queues.js';
 import { registerStatus } from './commands/status.js';
 import { registerSubmit } from './commands/submit.js';
 import { registerWatch } from './commands/watch.js';
@@ -57,6 +57,7 @@ export function buildProgram(): Command {
   registerWatch(program);
   registerGroup(program);
   registerQueues(program);
+  registerQueueState(program);
   registerAccess(program);
   registerDaemon(program);
   return program;

@@ -4,6 +4,12 @@
  */
 import type { EnforcementMode, Job, JobEvent, JobOutcome, JobSpec, JobState } from './job.js';
 
+/**
+ * A queue's state, like a Slurm partition's: open; draining (DRAIN: takes no new jobs, starts
+ * those it holds); stopped (DOWN: takes jobs, starts none).
+ */
+export type QueueState = 'open' | 'draining' | 'stopped';
+
 /** A Unix account as the daemon needs it. */
 export interface UserAccount {
   name: string;
@@ -85,6 +91,10 @@ export interface JobStore {
     reasons: readonly string[],
     admit?: () => void,
   ): Promise<{ first: Job; jobs?: Job[]; created: boolean }>;
+  /** Stores a queue's state (open, draining, stopped), synced. */
+  saveQueueState(hpcqueueId: string, state: QueueState): Promise<void>;
+  /** Every stored queue state. */
+  loadQueueStates(): Promise<Map<string, QueueState>>;
   /** Persists state changes (record, index moves, events) in one synced batch. */
   saveTransitions(transitions: readonly JobTransition[]): Promise<void>;
   getJob(id: number): Promise<Job | undefined>;

@@ -38,7 +38,7 @@ import { quoteValue } from '../core/quote.js';
 import { nextAttempt, shouldRetry } from '../core/retry.js';
 import { HpcqError, jobNotFound, StoreUnavailableError } from '../core/errors.js';
 import { isTerminal, JOB_UUID_PATTERN, transition, type Job, type JobEvent, type JobOutcome, type JobSpec, type JobState } from '../core/job.js';
-import { LaunchError, type JobExecutor, type JobFilter, type JobPage, type JobStore, type JobTransition, type UserAccount, type UserDirectory } from '../core/ports.js';
+import { LaunchError, type JobExecutor, type JobFilter, type JobPage, type JobStore, type JobTransition, type QueueState, type UserAccount, type UserDirectory } from '../core/ports.js';
 import { planDispatch, type RunningJobView } from '../core/scheduler.js';
 import type { SubmitRequest } from '../core/submit-request.js';
 import { validateSubmit } from '../core/validate-submit.js';
@@ -79,6 +79,8 @@ export class JobEngine {
   private dispatchScheduled = false;
   /** Why the last dispatch pass could start nothing at all (the executor's launchBlocker), if so. */
   private launchBlocker: string | undefined;
+  /** Queues not open (draining or stopped), as stored; the others are open. */
+  private queueStates = new Map<string, QueueState>();
   /** Pending jobs someone holds (heldBy): dispatch passes them over until they are released. */
   private readonly held = new Set<number>();
   /** Pending jobs waiting out a retry backoff (their eligibleAtMs): dispatch passes them over. */
@@ -122,6 +124,7 @@ export class JobEngine {
 
   private async startNow(): Promise<void> {
     const { store, executor, log } = this.deps;
+    this.queueStates = await store.loadQueueStates();
     const loaded = await store.loadActiveJobs();
     const { quarantined } = loaded;
     let jobs = loaded.jobs;
@@ -204,6 +207,7 @@ export class JobEngine {
       daemonUid: this.deps.daemonUid,
       nowMs: this.now(),
     });
+    this.assertQueueTakesJobs(queue);
     if (spec.array) return this.submitArray(spec, queue, fingerprint);
     // The quota is checked only for a job about to be created: a client_token retry of a stored job
     // gets its original answer even when the queue is full.
@@ -258,6 +262,7 @@ export class JobEngine {
         throw err;
       }
       const { spec, queue } = validated;
+      this.assertQueueTakesJobs(queue);
       fingerprints.push(validated.fingerprint);
       position.push(specs.length);
       const taskSpec: JobSpec = { ...spec, clientToken: i === 0 ? req.clientToken : '', group: { firstJobId: 0, size: 0, name: req.name, taskName: task.taskName } };
@@ -443,10 +448,11 @@ export class JobEngine {
       running.push({ hpcqueueId: j.hpcqueueId, cores: j.cores, memoryLimitMb: j.memoryLimitMb, expectedEndMs: j.startTimeMs + j.timeLimitSeconds * 1000 });
     }
     const plan = planDispatch({
-      pending:
+      pending: this.withoutStoppedQueues(
         this.dependencies.size === 0 && this.backingOff.size === 0 && this.held.size === 0 && !this.hasCappedArrays()
           ? this.active.pendingByQueue
           : this.pendingNotWaiting(),
+      ),
       running,
       queues: this.queues,
       nodeCores: this.config.nodeCores,
@@ -686,6 +692,8 @@ export class JobEngine {
     if (!job.array) {
       if (job.state === 'PENDING' && job.heldBy !== '') this.held.add(job.id);
       else this.held.delete(job.id);
+      // A job queued in a stopped queue says so (dispatch does not look at that queue).
+      if (job.state === 'PENDING' && job.reason === 'Priority' && this.queueStates.get(job.hpcqueueId) === 'stopped') job = { ...job, reason: 'QueueStopped' };
       return this.active.set(job);
     }
     const entry = this.arrays.get(job.id);
@@ -740,6 +748,48 @@ export class JobEngine {
   private hasCappedArrays(): boolean {
     for (const { job } of this.arrays.values()) if (job.array!.parallelism > 0) return true;
     return false;
+  }
+
+  // ---- queue states ----------------------------------------------------------------------------
+
+  /** A queue's state: open unless drained or stopped. */
+  queueState(hpcqueueId: string): QueueState {
+    return this.queueStates.get(hpcqueueId) ?? 'open';
+  }
+
+  /**
+   * Drains (takes no new jobs, starts those it holds), stops (takes jobs, starts none) or resumes a
+   * queue, like Slurm's partition DRAIN / DOWN / UP. Stored, so it survives restarts. Admins only.
+   */
+  async setQueueState(hpcqueueId: string, state: QueueState, principal: Principal): Promise<QueueState> {
+    this.assertStarted();
+    if (!isAdmin(principal, this.accessContext())) {
+      throw new HpcqError('OperationDenied.AdminRequired', 'permission', `changing a queue's state needs an admin; ${principal.name} is not one`, 'hpcqueue_id');
+    }
+    if (!this.queues.has(hpcqueueId)) throw new HpcqError('ResourceNotFound.Queue', 'not_found', `queue ${quoteValue(hpcqueueId)} does not exist`, 'hpcqueue_id');
+    await this.track(this.deps.store.saveQueueState(hpcqueueId, state));
+    if (state === 'open') this.queueStates.delete(hpcqueueId);
+    else this.queueStates.set(hpcqueueId, state);
+    // A stopped queue's jobs say why they wait; resumed, they wait for the usual reasons again.
+    const reason = state === 'stopped' ? 'QueueStopped' : 'Priority';
+    for (const job of [...(this.active.pendingByQueue.get(hpcqueueId) ?? [])]) {
+      if (job.reason === 'QueueStopped' || state === 'stopped') this.active.set({ ...job, reason });
+    }
+    this.deps.log.info({ hpcqueueId, state }, 'queue state changed');
+    this.scheduleDispatch();
+    return state;
+  }
+
+  private assertQueueTakesJobs(queue: QueueConfig): void {
+    if (this.queueState(queue.hpcqueueId) === 'draining') {
+      throw new HpcqError('OperationDenied.QueueDraining', 'precondition', `queue ${queue.hpcqueueId} is draining: it takes no new jobs`, 'hpcqueue_id');
+    }
+  }
+
+  /** The pending view without stopped queues (nothing of theirs starts). */
+  private withoutStoppedQueues(pending: ReadonlyMap<string, Iterable<Job>>): ReadonlyMap<string, Iterable<Job>> {
+    if (![...this.queueStates.values()].includes('stopped')) return pending;
+    return new Map([...pending].filter(([queue]) => this.queueState(queue) !== 'stopped'));
   }
 
   // ---- hold and release ------------------------------------------------------------------------

@@ -38,6 +38,8 @@ export const META_LAYOUT_KEY = 'meta/layout';
 export const META_LAST_ID_KEY = 'meta/last-id';
 /** Key of the job id -> uuid permutation (hex), created with the database. */
 export const META_UUID_KEY = 'meta/uuid-key';
+/** A queue's stored state (open is stored too, so a resumed queue stays resumed). */
+export const QUEUE_STATE_PREFIX = 'meta/queue-state/';
 export const JOB_PREFIX = 'job/';
 const QUARANTINE_PREFIX = 'quarantine/';
 

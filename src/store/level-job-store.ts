@@ -21,7 +21,7 @@
  */
 import { HpcqError, StoreUnavailableError } from '../core/errors.js';
 import { newPendingJob, type Job, type JobEvent, type JobSpec } from '../core/job.js';
-import type { JobFilter, JobPage, JobStore, JobTransition, QuarantinedRecord } from '../core/ports.js';
+import type { JobFilter, JobPage, JobStore, JobTransition, QuarantinedRecord, QueueState } from '../core/ports.js';
 import { ClientTokens } from './client-tokens.js';
 import { GroupCommitter, type GroupCommitStats } from './group-commit.js';
 import { decodeEvent, decodeJob } from './job-codec.js';
@@ -33,6 +33,7 @@ import {
   LAYOUT_VERSION,
   META_LAST_ID_KEY,
   META_UUID_KEY,
+  QUEUE_STATE_PREFIX,
   META_LAYOUT_KEY,
   eventPrefix,
   idFromJobKey,
@@ -223,6 +224,21 @@ export class LevelJobStore implements JobStore {
       if (specs[0]!.clientToken === '') return { first: await insert(), jobs: jobs!, created: true };
       const { job, created } = await this.tokens.createOnce(specs[0]!, fingerprint, insert);
       return created ? { first: job, jobs: jobs!, created } : { first: job, created };
+    });
+  }
+
+  saveQueueState(hpcqueueId: string, state: QueueState): Promise<void> {
+    return this.track(true, () => this.committer.write([{ type: 'put', key: QUEUE_STATE_PREFIX + hpcqueueId, value: state }]));
+  }
+
+  loadQueueStates(): Promise<Map<string, QueueState>> {
+    return this.track(false, async () => {
+      const entries = await this.read((db) => db.iterator(prefixRange(QUEUE_STATE_PREFIX)).all());
+      const states = new Map<string, QueueState>();
+      for (const [key, value] of entries) {
+        if (value === 'open' || value === 'draining' || value === 'stopped') states.set(key.slice(QUEUE_STATE_PREFIX.length), value);
+      }
+      return states;
     });
   }
 

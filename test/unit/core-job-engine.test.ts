@@ -6,7 +6,7 @@ import type { DaemonConfig } from '../../src/config/daemon-config.js';
 import type { Principal } from '../../src/core/access-policy.js';
 import { HpcqError, StoreUnavailableError } from '../../src/core/errors.js';
 import { isTerminal, newPendingJob, type Job, type JobEvent, type JobOutcome, type JobSpec } from '../../src/core/job.js';
-import type { JobExecutor, JobFilter, JobPage, JobStore, JobTransition, ReattachResult, UserAccount, UserDirectory } from '../../src/core/ports.js';
+import type { JobExecutor, JobFilter, JobPage, JobStore, JobTransition, QueueState, ReattachResult, UserAccount, UserDirectory } from '../../src/core/ports.js';
 import type { SubmitRequest } from '../../src/core/submit-request.js';
 import { JobEngine } from '../../src/engine/job-engine.js';
 import { silentLogger } from '../../src/logger.js';
@@ -49,6 +49,16 @@ class MemoryStore implements JobStore {
       this.events.set(job.id, [{ jobId: job.id, sequence: 1, state: 'PENDING', reason: job.reason, timeMs: nowMs }]);
     }
     return { first: jobs[0]!, jobs, created: true };
+  }
+
+  readonly queueStates = new Map<string, QueueState>();
+
+  async saveQueueState(hpcqueueId: string, state: QueueState): Promise<void> {
+    this.queueStates.set(hpcqueueId, state);
+  }
+
+  async loadQueueStates(): Promise<Map<string, QueueState>> {
+    return new Map(this.queueStates);
   }
 
   async saveTransitions(transitions: readonly JobTransition[]): Promise<void> {

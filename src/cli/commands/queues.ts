@@ -1,6 +1,6 @@
 /** `hpcq queues`: the queues table (ListQueues) and the node line. */
 import type { Command } from 'commander';
-import { ListQueuesResponse } from '../../gen/hpcq/v1/queue_service.js';
+import { ListQueuesResponse, QueueStateResponse } from '../../gen/hpcq/v1/queue_service.js';
 import { action, addGlobalOptions } from '../context.js';
 import { renderQueues } from '../job-view.js';
 import { protoJson } from '../proto-json.js';
@@ -27,4 +27,26 @@ export function registerQueues(program: Command): void {
       return 0;
     }),
   );
+}
+
+/** `hpcq queue drain|stop|resume <hpcqueue_id>`: Slurm's partition DRAIN, DOWN and UP (admins). */
+export function registerQueueState(program: Command): void {
+  const queue = program.command('queue').summary('drain, stop or resume a queue (admins)');
+  const meaning = {
+    drain: 'take no new jobs; start those already queued (Slurm DRAIN)',
+    stop: 'take jobs but start none (Slurm DOWN); pending reason QueueStopped',
+    resume: 'open the queue again',
+  } as const;
+  for (const verb of ['drain', 'stop', 'resume'] as const) {
+    const cmd = queue.command(verb).summary(meaning[verb]).argument('<hpcqueue_id>', 'the queue');
+    addGlobalOptions(cmd);
+    cmd.action(
+      action(async (ctx, _opts, id: string) => {
+        const res = await ctx.client.setQueueState(verb, id);
+        if (ctx.json) ctx.printJson(protoJson(QueueStateResponse, res));
+        else ctx.out(`queue ${res.queue?.hpcqueueId}: ${res.queue?.state}\n`);
+        return 0;
+      }),
+    );
+  }
 }
