@@ -17,6 +17,9 @@ export interface QueueConfig {
   /** 0 = unlimited. */
   maxRunning: number;
   maxPending: number;
+  /** Per user; 0 = no cap. */
+  maxRunningPerUser: number;
+  maxPendingPerUser: number;
   /** Groups whose members may use the queue; with allowedUsers empty too, everyone may. */
   allowedGroups: readonly string[];
   allowedUsers: readonly string[];

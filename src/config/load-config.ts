@@ -156,6 +156,8 @@ function compileParsed(
           defaultTimeSeconds: q.default_time_seconds,
           maxRunning: q.max_running,
           maxPending: q.max_pending,
+          maxRunningPerUser: q.max_running_per_user,
+          maxPendingPerUser: q.max_pending_per_user,
           allowedGroups: Object.freeze([...q.allowed_groups]),
           allowedUsers: Object.freeze([...q.allowed_users]),
         }),

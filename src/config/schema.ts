@@ -89,6 +89,10 @@ export const queueSchema = z.strictObject({
   max_running: nonNegativeInt.default(0),
   /** Most jobs waiting in this queue; a submit beyond it fails with LimitExceeded.JobQuota. Default 100000. */
   max_pending: z.number().int().min(1).default(100_000),
+  /** Most jobs of one user running in this queue (Slurm MaxJobsPerUser); 0 = no cap. Default 0. */
+  max_running_per_user: nonNegativeInt.default(0),
+  /** Most jobs of one user waiting in this queue (Slurm MaxSubmitJobsPerUser; an array counts once); 0 = no cap. Default 0. */
+  max_pending_per_user: nonNegativeInt.default(0),
   /** Unix groups whose members may run jobs in this queue (Slurm's AllowGroups); empty = everyone. */
   allowed_groups: z.array(unixName).default([]),
   /** Unix users who may run jobs in this queue, besides allowed_groups; empty (with no groups) = everyone. */

@@ -71,6 +71,8 @@ export class JobEngine {
   private readonly launching = new Map<number, Promise<void>>();
   /** Running jobs a CancelJob asked to end, with who asked. */
   private readonly cancelRequested = new Map<number, string>();
+  /** Submits in flight per queue and user (`<queue>\0<user>`), counted against max_pending_per_user. */
+  private readonly userSubmitsInFlight = new Map<string, number>();
   /** Submits in flight per queue, counted against max_pending before they are stored. */
   private readonly submitsInFlight = new Map<string, number>();
   private readonly inFlight = new Set<Promise<unknown>>();
@@ -212,12 +214,15 @@ export class JobEngine {
     // The quota is checked only for a job about to be created: a client_token retry of a stored job
     // gets its original answer even when the queue is full.
     let admitted = false;
+    const userKey = `${queue.hpcqueueId}\0${spec.runUser}`;
     const admit = () => {
       const inFlight = this.submitsInFlight.get(queue.hpcqueueId) ?? 0;
       if (this.active.countsOf(queue.hpcqueueId).pending + inFlight >= queue.maxPending) {
         throw new HpcqError('LimitExceeded.JobQuota', 'exhausted', `queue ${queue.hpcqueueId} already holds its maximum of ${queue.maxPending} pending jobs`, 'hpcqueue_id');
       }
+      this.assertUserPendingRoom(queue, spec.runUser);
       this.submitsInFlight.set(queue.hpcqueueId, inFlight + 1);
+      this.userSubmitsInFlight.set(userKey, (this.userSubmitsInFlight.get(userKey) ?? 0) + 1);
       admitted = true;
     };
     try {
@@ -225,6 +230,7 @@ export class JobEngine {
       if (result.created && this.state === 'started') this.takeNewJobs([result.job]);
       return { job: this.active.get(result.job.id) ?? result.job, created: result.created };
     } finally {
+      if (admitted) this.userSubmitsInFlight.set(userKey, (this.userSubmitsInFlight.get(userKey) ?? 1) - 1);
       if (admitted) this.submitsInFlight.set(queue.hpcqueueId, (this.submitsInFlight.get(queue.hpcqueueId) ?? 1) - 1);
     }
   }
@@ -449,7 +455,7 @@ export class JobEngine {
     }
     const plan = planDispatch({
       pending: this.withoutStoppedQueues(
-        this.dependencies.size === 0 && this.backingOff.size === 0 && this.held.size === 0 && !this.hasCappedArrays()
+        this.dependencies.size === 0 && this.backingOff.size === 0 && this.held.size === 0 && !this.hasCappedArrays() && !this.hasPerUserRunningCaps()
           ? this.active.pendingByQueue
           : this.pendingNotWaiting(),
       ),
@@ -463,6 +469,10 @@ export class JobEngine {
     for (const [id, reason] of plan.waiting) {
       const job = this.active.get(id);
       if (job && job.state === 'PENDING' && job.reason !== reason) this.active.set({ ...job, reason });
+    }
+    for (const id of this.cappedByUser.splice(0)) {
+      const job = this.active.get(id);
+      if (job && job.state === 'PENDING' && job.reason !== 'QueueMaxRunningPerUser') this.active.set({ ...job, reason: 'QueueMaxRunningPerUser' });
     }
     if (plan.start.length === 0) return;
     // No room for the jobs' run records: starting them now would fail them for the daemon's own
@@ -595,6 +605,18 @@ export class JobEngine {
     const dependencies = this.dependencies;
     const backingOff = this.backingOff;
     const held = this.held;
+    // Room left under each queue's max_running_per_user, per user, counting this pass's starts.
+    const userRoom = new Map<string, number>();
+    const perUserCap = (job: Job) => this.queues.get(job.hpcqueueId)?.maxRunningPerUser ?? 0;
+    if (this.hasPerUserRunningCaps()) {
+      for (const job of this.active.running()) {
+        const cap = perUserCap(job);
+        if (cap === 0) continue;
+        const key = `${job.hpcqueueId}\0${job.runUser}`;
+        userRoom.set(key, (userRoom.get(key) ?? cap) - 1);
+      }
+    }
+    const cappedByUser = this.cappedByUser;
     // Room left under each capped array's parallelism, counting what this pass may start.
     const room = new Map<number, number>();
     for (const [id, { job }] of this.arrays) if (job.array!.parallelism > 0) room.set(id, job.array!.parallelism);
@@ -610,6 +632,17 @@ export class JobEngine {
         *[Symbol.iterator]() {
           for (const job of jobs) {
             if (dependencies.isWaiting(job.id) || backingOff.has(job.id) || held.has(job.id)) continue;
+            const cap = perUserCap(job);
+            if (cap > 0) {
+              const key = `${job.hpcqueueId}\0${job.runUser}`;
+              const left = userRoom.get(key) ?? cap;
+              if (left <= 0) {
+                // Shown as the reason after the pass (a bounded number of them).
+                if (cappedByUser.length < 1000) cappedByUser.push(job.id);
+                continue;
+              }
+              userRoom.set(key, left - 1);
+            }
             const arrayId = job.arrayInstance?.arrayJobId;
             const left = arrayId === undefined ? undefined : room.get(arrayId);
             if (left !== undefined) {
@@ -639,6 +672,8 @@ export class JobEngine {
       if (this.active.countsOf(queue.hpcqueueId).pending + inFlight + count > queue.maxPending) {
         throw new HpcqError('LimitExceeded.JobQuota', 'exhausted', `queue ${queue.hpcqueueId} has no room for ${count} more pending jobs (max_pending ${queue.maxPending})`, 'array.count');
       }
+      // An array is one job for its user's pending cap.
+      this.assertUserPendingRoom(queue, spec.runUser);
       this.submitsInFlight.set(queue.hpcqueueId, inFlight + count);
       admitted = true;
     };
@@ -743,6 +778,30 @@ export class JobEngine {
     if (pending.length > 0) await this.applyTransitions(pending.map((job) => ({ job, to: 'CANCELLED' as const, reason: `Cancelled by ${requestedBy}` })));
     await Promise.all(instances.filter((j) => j.state === 'RUNNING').map((j) => this.cancelRunning(j, requestedBy)));
     return this.freshest(entry.job);
+  }
+
+  /** Jobs a pass skipped for their user's max_running_per_user: their reason is set after it. */
+  private readonly cappedByUser: number[] = [];
+
+  private hasPerUserRunningCaps(): boolean {
+    for (const q of this.queues.values()) if (q.maxRunningPerUser > 0) return true;
+    return false;
+  }
+
+  /**
+   * Refuses a submit when its user already has max_pending_per_user jobs waiting in the queue
+   * (an array, with any instance still waiting, counts as one). Costs a walk of the queue's pending
+   * jobs, only for queues with that cap.
+   */
+  private assertUserPendingRoom(queue: QueueConfig, runUser: string): void {
+    const cap = queue.maxPendingPerUser;
+    if (cap === 0) return;
+    let pending = this.userSubmitsInFlight.get(`${queue.hpcqueueId}\0${runUser}`) ?? 0;
+    for (const job of this.active.pendingByQueue.get(queue.hpcqueueId) ?? []) if (job.runUser === runUser && !job.arrayInstance) pending++;
+    for (const { job, counts } of this.arrays.values()) if (job.hpcqueueId === queue.hpcqueueId && job.runUser === runUser && counts.PENDING > 0) pending++;
+    if (pending >= cap) {
+      throw new HpcqError('LimitExceeded.JobQuota', 'exhausted', `${runUser} already has ${pending} pending jobs in queue ${queue.hpcqueueId} (max_pending_per_user ${cap})`, 'run_user');
+    }
   }
 
   private hasCappedArrays(): boolean {
