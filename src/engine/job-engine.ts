@@ -45,6 +45,7 @@ import { validateSubmit } from '../core/validate-submit.js';
 import type { Logger } from '../logger.js';
 import { ActiveJobs } from './active-jobs.js';
 import { DependencyTracker } from './dependency-tracker.js';
+import { PendingRoom, type RoomRequest } from './pending-room.js';
 import { JobWatches } from './job-watches.js';
 
 export interface JobEngineDeps {
@@ -71,10 +72,11 @@ export class JobEngine {
   private readonly launching = new Map<number, Promise<void>>();
   /** Running jobs a CancelJob asked to end, with who asked. */
   private readonly cancelRequested = new Map<number, string>();
-  /** Submits in flight per queue and user (`<queue>\0<user>`), counted against max_pending_per_user. */
-  private readonly userSubmitsInFlight = new Map<string, number>();
-  /** Submits in flight per queue, counted against max_pending before they are stored. */
-  private readonly submitsInFlight = new Map<string, number>();
+  /** max_pending and max_pending_per_user, with the submits being stored counted. */
+  private readonly pendingRoom = new PendingRoom({
+    queuePending: (id) => this.active.countsOf(id).pending,
+    userPending: (id, user) => this.userPending(id, user),
+  });
   private readonly inFlight = new Set<Promise<unknown>>();
   /** Outcome writes in progress, per job: a later report waits for the earlier one, then sees it. */
   private readonly recording = new Map<number, Promise<void>>();
@@ -213,25 +215,16 @@ export class JobEngine {
     if (spec.array) return this.submitArray(spec, queue, fingerprint);
     // The quota is checked only for a job about to be created: a client_token retry of a stored job
     // gets its original answer even when the queue is full.
-    let admitted = false;
-    const userKey = `${queue.hpcqueueId}\0${spec.runUser}`;
+    let release: (() => void) | undefined;
     const admit = () => {
-      const inFlight = this.submitsInFlight.get(queue.hpcqueueId) ?? 0;
-      if (this.active.countsOf(queue.hpcqueueId).pending + inFlight >= queue.maxPending) {
-        throw new HpcqError('LimitExceeded.JobQuota', 'exhausted', `queue ${queue.hpcqueueId} already holds its maximum of ${queue.maxPending} pending jobs`, 'hpcqueue_id');
-      }
-      this.assertUserPendingRoom(queue, spec.runUser);
-      this.submitsInFlight.set(queue.hpcqueueId, inFlight + 1);
-      this.userSubmitsInFlight.set(userKey, (this.userSubmitsInFlight.get(userKey) ?? 0) + 1);
-      admitted = true;
+      release = this.pendingRoom.reserve([{ queue, runUser: spec.runUser, jobs: 1, userJobs: 1 }], 'hpcqueue_id');
     };
     try {
       const result = await this.track(this.deps.store.createJob(spec, fingerprint, this.now(), firstReason(spec), admit));
       if (result.created && this.state === 'started') this.takeNewJobs([result.job]);
       return { job: this.active.get(result.job.id) ?? result.job, created: result.created };
     } finally {
-      if (admitted) this.userSubmitsInFlight.set(userKey, (this.userSubmitsInFlight.get(userKey) ?? 1) - 1);
-      if (admitted) this.submitsInFlight.set(queue.hpcqueueId, (this.submitsInFlight.get(queue.hpcqueueId) ?? 1) - 1);
+      release?.();
     }
   }
 
@@ -253,7 +246,7 @@ export class JobEngine {
     const specs: JobSpec[] = [];
     /** Where each task's job is in the batch (an array task's instances follow it). */
     const position: number[] = [];
-    const perQueue = new Map<string, { queue: QueueConfig; count: number }>();
+    const room: RoomRequest[] = [];
     const fingerprints: string[] = [];
     for (const [i, task] of req.tasks.entries()) {
       let validated;
@@ -275,9 +268,7 @@ export class JobEngine {
       specs.push(taskSpec);
       // An array task's instances follow it in the batch (their array job id is its position).
       if (spec.array) specs.push(...instanceSpecs(taskSpec, position[i]!));
-      const entry = perQueue.get(queue.hpcqueueId) ?? { queue, count: 0 };
-      entry.count += spec.array?.count ?? 1;
-      perQueue.set(queue.hpcqueueId, entry);
+      room.push({ queue, runUser: spec.runUser, jobs: spec.array?.count ?? 1, userJobs: 1 });
     }
     // A task waits for the tasks it depends on (an array task: for the whole array), and so do
     // its instances; the other tasks' positions are known only now.
@@ -287,16 +278,9 @@ export class JobEngine {
       for (let k = pos; k < end; k++) specs[k] = { ...specs[k]!, dependsOn: [...specs[k]!.dependsOn, ...internal] };
     }
     const fingerprint = req.clientToken === '' ? '' : createHash('sha256').update(JSON.stringify([req.name, req.dependences, fingerprints])).digest('base64url').slice(0, 32);
-    let admitted = false;
+    let release: (() => void) | undefined;
     const admit = () => {
-      for (const { queue, count } of perQueue.values()) {
-        const inFlight = this.submitsInFlight.get(queue.hpcqueueId) ?? 0;
-        if (this.active.countsOf(queue.hpcqueueId).pending + inFlight + count > queue.maxPending) {
-          throw new HpcqError('LimitExceeded.JobQuota', 'exhausted', `queue ${queue.hpcqueueId} has no room for the group's ${count} jobs (max_pending ${queue.maxPending})`, 'tasks');
-        }
-      }
-      for (const { queue, count } of perQueue.values()) this.submitsInFlight.set(queue.hpcqueueId, (this.submitsInFlight.get(queue.hpcqueueId) ?? 0) + count);
-      admitted = true;
+      release = this.pendingRoom.reserve(room, 'tasks');
     };
     try {
       const reasons = specs.map(firstReason);
@@ -305,7 +289,7 @@ export class JobEngine {
       const jobs = result.jobs ? result.jobs.filter((j) => !j.arrayInstance).map((j) => this.arrays.get(j.id)?.job ?? j) : await this.groupJobs(result.first);
       return { jobs, created: result.created };
     } finally {
-      if (admitted) for (const { queue, count } of perQueue.values()) this.submitsInFlight.set(queue.hpcqueueId, (this.submitsInFlight.get(queue.hpcqueueId) ?? count) - count);
+      release?.();
     }
   }
 
@@ -666,16 +650,10 @@ export class JobEngine {
   private async submitArray(spec: JobSpec, queue: QueueConfig, fingerprint: string): Promise<{ job: Job; created: boolean }> {
     const { count } = spec.array!;
     const instances = instanceSpecs(spec, 0);
-    let admitted = false;
+    let release: (() => void) | undefined;
     const admit = () => {
-      const inFlight = this.submitsInFlight.get(queue.hpcqueueId) ?? 0;
-      if (this.active.countsOf(queue.hpcqueueId).pending + inFlight + count > queue.maxPending) {
-        throw new HpcqError('LimitExceeded.JobQuota', 'exhausted', `queue ${queue.hpcqueueId} has no room for ${count} more pending jobs (max_pending ${queue.maxPending})`, 'array.count');
-      }
-      // An array is one job for its user's pending cap.
-      this.assertUserPendingRoom(queue, spec.runUser);
-      this.submitsInFlight.set(queue.hpcqueueId, inFlight + count);
-      admitted = true;
+      // Its instances for the queue's cap; one job for its user's.
+      release = this.pendingRoom.reserve([{ queue, runUser: spec.runUser, jobs: count, userJobs: 1 }], 'array.count');
     };
     try {
       const batch = [spec, ...instances];
@@ -683,7 +661,7 @@ export class JobEngine {
       if (result.created && result.jobs && this.state === 'started') this.takeNewJobs(result.jobs);
       return { job: this.arrays.get(result.first.id)?.job ?? result.first, created: result.created };
     } finally {
-      if (admitted) this.submitsInFlight.set(queue.hpcqueueId, (this.submitsInFlight.get(queue.hpcqueueId) ?? count) - count);
+      release?.();
     }
   }
 
@@ -789,19 +767,14 @@ export class JobEngine {
   }
 
   /**
-   * Refuses a submit when its user already has max_pending_per_user jobs waiting in the queue
-   * (an array, with any instance still waiting, counts as one). Costs a walk of the queue's pending
-   * jobs, only for queues with that cap.
+   * A user's pending jobs in a queue (an array with instances still waiting counts once). A walk of
+   * the queue's pending jobs, made only for queues with max_pending_per_user.
    */
-  private assertUserPendingRoom(queue: QueueConfig, runUser: string): void {
-    const cap = queue.maxPendingPerUser;
-    if (cap === 0) return;
-    let pending = this.userSubmitsInFlight.get(`${queue.hpcqueueId}\0${runUser}`) ?? 0;
-    for (const job of this.active.pendingByQueue.get(queue.hpcqueueId) ?? []) if (job.runUser === runUser && !job.arrayInstance) pending++;
-    for (const { job, counts } of this.arrays.values()) if (job.hpcqueueId === queue.hpcqueueId && job.runUser === runUser && counts.PENDING > 0) pending++;
-    if (pending >= cap) {
-      throw new HpcqError('LimitExceeded.JobQuota', 'exhausted', `${runUser} already has ${pending} pending jobs in queue ${queue.hpcqueueId} (max_pending_per_user ${cap})`, 'run_user');
-    }
+  private userPending(hpcqueueId: string, runUser: string): number {
+    let pending = 0;
+    for (const job of this.active.pendingByQueue.get(hpcqueueId) ?? []) if (job.runUser === runUser && !job.arrayInstance) pending++;
+    for (const { job, counts } of this.arrays.values()) if (job.hpcqueueId === hpcqueueId && job.runUser === runUser && counts.PENDING > 0) pending++;
+    return pending;
   }
 
   private hasCappedArrays(): boolean {
