@@ -202,8 +202,4 @@ const RawSubmitClient = makeGenericClientConstructor(
 };
 
 /** A SubmitJobRequest with every field empty. */
-export const EMPTY_SUBMIT: SubmitJobRequest = {
-  timestamp: '', clusterId: '', zone: '', runUser: '', name: '', cmdLine: '', inputFile: '', coreLimit: 0, memLimit: 0,
-  timeLimit: 0, resourceLimit: '', hpcqueueId: '', schedulerQueueName: '', stdoutRedirectPath: '', stderrRedirectPath: '',
-  priority: 0, submitType: 0, clientToken: '', argv: [], env: {}, workingDir: '', description: '', dependsOn: [], retry: undefined, taskName: '', array: undefined, beginTime: '', hold: false,
-};
+export const EMPTY_SUBMIT: SubmitJobRequest = SubmitJobRequest.fromPartial({});

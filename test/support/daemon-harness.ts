@@ -25,6 +25,7 @@ import { QueueServiceClient, type ListQueuesRequest, type ListQueuesResponse } f
 import { JobState, type Job } from '../../src/gen/hpcq/v1/job.js';
 import { errorInfoOf } from '../../src/api/grpc-status.js';
 import { JOB_USER } from './privileged.js';
+import { submitRequest } from './submit-request.js';
 import { HPCQD_ENV, HPCQD_NODE_FLAGS } from '../../src/daemon/process-tuning.js';
 
 export const PACKAGE_ROOT = resolve(import.meta.dirname, '..', '..');
@@ -250,11 +251,7 @@ export function call<Req, Res>(
   return new Promise((res, rej) => fn.call(client, req, (err, r) => (err ? rej(err) : res(r))));
 }
 
-export const emptySubmit: SubmitJobRequest = {
-  timestamp: '', clusterId: '', zone: '', runUser: '', name: '', cmdLine: '', inputFile: '', coreLimit: 0, memLimit: 0,
-  timeLimit: 0, resourceLimit: '', hpcqueueId: '', schedulerQueueName: '', stdoutRedirectPath: '', stderrRedirectPath: '',
-  priority: 0, submitType: 0, clientToken: '', argv: [], env: {}, workingDir: '', description: '', dependsOn: [], retry: undefined, taskName: '', array: undefined, beginTime: '', hold: false,
-};
+export const emptySubmit: SubmitJobRequest = submitRequest();
 
 export function submit(d: DaemonHandle, req: Partial<SubmitJobRequest>): Promise<SubmitJobResponse> {
   return call(d.jobs.submitJob, d.jobs, { ...emptySubmit, ...req });

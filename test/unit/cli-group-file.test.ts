@@ -1,5 +1,6 @@
 /** The YAML group file of `hpcq group submit`: what it becomes as a SubmitJobGroupRequest, and what it refuses. */
 import { describe, expect, it } from 'vitest';
+import { submitRequest } from '../support/submit-request.js';
 import type { SubmitJobRequest } from '../../src/gen/hpcq/v1/job_service.js';
 import { UsageError } from '../../src/cli/errors.js';
 import { parseGroupFile } from '../../src/cli/group-file.js';
@@ -10,37 +11,7 @@ const parseText = (text: string) => parseGroupFile(text, { cwd: CWD, nowMs: NOW,
 
 /** A task as the parser builds it when the file gives only its name and command. */
 function task(fields: Partial<SubmitJobRequest>): SubmitJobRequest {
-  return {
-    timestamp: '2026-03-04T05:06:07Z',
-    clusterId: '',
-    zone: '',
-    runUser: '',
-    name: '',
-    cmdLine: '',
-    inputFile: '',
-    coreLimit: 0,
-    memLimit: 0,
-    timeLimit: 0,
-    resourceLimit: '',
-    hpcqueueId: '',
-    schedulerQueueName: '',
-    stdoutRedirectPath: '',
-    stderrRedirectPath: '',
-    priority: 0,
-    submitType: 1,
-    clientToken: '',
-    argv: [],
-    env: {},
-    workingDir: CWD,
-    description: '',
-    dependsOn: [],
-    retry: undefined,
-    taskName: '',
-    array: undefined,
-    beginTime: '',
-    hold: false,
-    ...fields,
-  };
+  return submitRequest({ timestamp: '2026-03-04T05:06:07Z', submitType: 1, workingDir: CWD, ...fields });
 }
 
 /** The error the text is refused with. */

@@ -1,5 +1,6 @@
 // JobEngine against in-memory fakes of its ports: the use cases and dispatch, without a daemon.
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import { submitRequest } from '../support/submit-request.js';
 import { resolveBatchSpec } from '../../src/core/batch.js';
 import { compileConfig } from '../../src/config/load-config.js';
 import type { DaemonConfig } from '../../src/config/daemon-config.js';
@@ -156,35 +157,7 @@ const AS_ALICE = localPrincipal(ALICE);
 const CANCELLED_BY_ADMIN = 'Cancelled by uid:0 (root)';
 
 function request(overrides: Partial<SubmitRequest> = {}): SubmitRequest {
-  return {
-    timestamp: '',
-    clusterId: '',
-    zone: '',
-    runUser: 'alice',
-    name: 'job',
-    cmdLine: 'true',
-    inputFile: '',
-    coreLimit: 0,
-    memLimit: 0,
-    timeLimit: 0,
-    resourceLimit: '',
-    hpcqueueId: '',
-    schedulerQueueName: '',
-    stdoutRedirectPath: '',
-    stderrRedirectPath: '',
-    priority: 0,
-    submitType: 0,
-    clientToken: '',
-    argv: [],
-    env: {},
-    workingDir: '',
-    description: '',
-    dependsOn: [],
-    taskName: '',
-    beginTime: '',
-    hold: false,
-    ...overrides,
-  };
+  return { ...submitRequest({ runUser: 'alice', name: 'job', cmdLine: 'true' }), ...overrides };
 }
 
 const engines: JobEngine[] = [];

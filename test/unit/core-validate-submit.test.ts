@@ -1,5 +1,6 @@
 import { status } from '@grpc/grpc-js';
 import { describe, it, expect } from 'vitest';
+import { submitRequest } from '../support/submit-request.js';
 import { toServiceError } from '../../src/api/grpc-status.js';
 import { compileConfig } from '../../src/config/load-config.js';
 import type { ClusterConfig, DaemonConfig } from '../../src/config/daemon-config.js';
@@ -78,35 +79,7 @@ const certificate = (name: string): Principal => ({ name, via: 'certificate', pe
 const ADMIN = local('root');
 
 function request(overrides: Partial<SubmitRequest> = {}): SubmitRequest {
-  return {
-    timestamp: '',
-    clusterId: 'hpcq-local',
-    zone: 'local',
-    runUser: 'alice',
-    name: 'job1',
-    cmdLine: 'echo hi',
-    inputFile: '',
-    coreLimit: 0,
-    memLimit: 0,
-    timeLimit: 0,
-    resourceLimit: '',
-    hpcqueueId: '',
-    schedulerQueueName: '',
-    stdoutRedirectPath: '',
-    stderrRedirectPath: '',
-    priority: 0,
-    submitType: 0,
-    clientToken: '',
-    argv: [],
-    env: {},
-    workingDir: '',
-    description: '',
-    dependsOn: [],
-    taskName: '',
-    beginTime: '',
-    hold: false,
-    ...overrides,
-  };
+  return { ...submitRequest({ clusterId: 'hpcq-local', zone: 'local', runUser: 'alice', name: 'job1', cmdLine: 'echo hi' }), ...overrides };
 }
 
 function context(overrides: Partial<SubmitContext> = {}): SubmitContext {
