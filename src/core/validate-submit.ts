@@ -164,7 +164,8 @@ function checkName(name: string): void {
   }
 }
 
-function checkClientToken(token: string): void {
+/** client_token: at most CLIENT_TOKEN_MAX printable ASCII characters (a submit's or a group's). */
+export function checkClientToken(token: string): void {
   if (token.length > CLIENT_TOKEN_MAX) {
     throw invalidParameter('InvalidParameter.ClientTokenTooLong', 'client_token', `client_token must be at most ${CLIENT_TOKEN_MAX} characters`);
   }

@@ -48,7 +48,8 @@ const RESTART_ONLY_SETTINGS: ReadonlyArray<readonly [string, (a: DaemonConfig, b
   ['job_umask', (a, b) => a.jobUmask === b.jobUmask],
   ['retention', (a, b) => a.retentionMaxAgeDays === b.retentionMaxAgeDays && a.retentionSchedule === b.retentionSchedule],
   ['access.audit_log', (a, b) => a.access.auditLogPath === b.access.auditLogPath],
-  ['access.rate_limit / tls paths', (a, b) => (a.tls === undefined) === (b.tls === undefined)],
+  // TLS files are reread on reload; turning TLS on or off changes the listeners.
+  ['tls (on or off)', (a, b) => (a.tls === undefined) === (b.tls === undefined)],
 ];
 
 /** How long in-flight RPCs get to finish on shutdown before they are cut. */

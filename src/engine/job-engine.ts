@@ -41,7 +41,7 @@ import { isTerminal, JOB_UUID_PATTERN, transition, type Job, type JobEvent, type
 import { LaunchError, type JobExecutor, type JobFilter, type JobPage, type JobStore, type JobTransition, type QueueState, type UserAccount, type UserDirectory } from '../core/ports.js';
 import { planDispatch, type RunningJobView } from '../core/scheduler.js';
 import type { SubmitRequest } from '../core/submit-request.js';
-import { validateSubmit } from '../core/validate-submit.js';
+import { checkClientToken, validateSubmit } from '../core/validate-submit.js';
 import type { Logger } from '../logger.js';
 import { ActiveJobs } from './active-jobs.js';
 import { DependencyTracker } from './dependency-tracker.js';
@@ -240,9 +240,7 @@ export class JobEngine {
   ): Promise<{ jobs: Job[]; created: boolean }> {
     this.assertStarted();
     const { parents } = checkGroupShape(req.name, req.tasks.map((t) => t.taskName), req.dependences);
-    if (req.clientToken.length > 64 || !/^[\x21-\x7e]*$/.test(req.clientToken)) {
-      throw new HpcqError('InvalidParameter.ClientTokenMalformed', 'invalid', 'client_token must be at most 64 printable ASCII characters', 'client_token');
-    }
+    checkClientToken(req.clientToken);
     const specs: JobSpec[] = [];
     /** Where each task's job is in the batch (an array task's instances follow it). */
     const position: number[] = [];
@@ -820,7 +818,9 @@ export class JobEngine {
 
   /** The pending view without stopped queues (nothing of theirs starts). */
   private withoutStoppedQueues(pending: ReadonlyMap<string, Iterable<Job>>): ReadonlyMap<string, Iterable<Job>> {
-    if (![...this.queueStates.values()].includes('stopped')) return pending;
+    let anyStopped = false;
+    for (const state of this.queueStates.values()) if (state === 'stopped') anyStopped = true;
+    if (!anyStopped) return pending;
     return new Map([...pending].filter(([queue]) => this.queueState(queue) !== 'stopped'));
   }
 
