@@ -538,7 +538,7 @@ function cgroup2Root(): string | undefined {
  * Starts a process of the job user that is NOT a descendant of the supervisor (nor in its session)
  * and ignores SIGTERM, inside `procsFiles`: only a cgroup-wide SIGKILL can end it.
  */
-function foreignMember(procsFiles: string[]): { pid: number; ended: Promise<NodeJS.Signals | null> } {
+async function foreignMember(procsFiles: string[]): Promise<{ pid: number; ended: Promise<NodeJS.Signals | null> }> {
   const child = spawn('/bin/sh', ['-c', "trap '' TERM; exec sleep 1000"], {
     uid: jobUid,
     gid: jobGid,
@@ -546,8 +546,17 @@ function foreignMember(procsFiles: string[]): { pid: number; ended: Promise<Node
     env: { HPCQ_TEST_RUN: RUN_MARK },
   });
   const ended = new Promise<NodeJS.Signals | null>((resolve) => child.once('exit', (_code, signal) => resolve(signal)));
+  // The shell must have run `trap` before the cancel's SIGTERM arrives, or SIGTERM ends it and the
+  // test proves nothing about the cgroup-wide kill: wait until the kernel shows TERM as ignored.
+  await waitFor('foreign member ignoring SIGTERM', () => (ignoresSigterm(child.pid!) ? true : undefined), 10_000);
   for (const file of procsFiles) writeFileSync(file, String(child.pid));
   return { pid: child.pid!, ended };
+}
+
+function ignoresSigterm(pid: number): boolean {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const mask = /^SigIgn:\s*([0-9a-f]+)$/m.exec(status)?.[1];
+  return mask !== undefined && (BigInt(`0x${mask}`) & (1n << 14n)) !== 0n;
 }
 
 describe('hpcq-supervisor with cgroups', () => {
@@ -578,7 +587,7 @@ describe('hpcq-supervisor with cgroups', () => {
       expect(cgroups.find((l) => /:freezer:/.test(l))).toMatch(new RegExp(`:freezer:.*/${name}$`));
       expect(cgroups.find((l) => /:memory:/.test(l))).toMatch(new RegExp(`:memory:.*/${name}$`));
       // Only the freezer can reach this one: not a descendant of the supervisor, not in its session.
-      const foreign = foreignMember([join(dirs[0]!, 'cgroup.procs')]);
+      const foreign = await foreignMember([join(dirs[0]!, 'cgroup.procs')]);
 
       expect(signalSupervisor(handle.supervisorPid, handle.supervisorStartTicks, 'cancel')).toBe(true);
       const record = await waitForExitFile(spec);
@@ -602,7 +611,7 @@ describe('hpcq-supervisor with cgroups', () => {
       if (!need(existsSync(join(dir, 'cgroup.kill')), 'cgroup.kill (Linux 5.14+)')) return ctx.skip();
       const procs = join(dir, 'cgroup.procs');
       // Joins before the job starts: only cgroup.kill can reach it (not a descendant, other session).
-      const foreign = foreignMember([procs]);
+      const foreign = await foreignMember([procs]);
       const pidsFile = join(box.outDir, 'leftovers');
       const { program, args } = fixture(box, 'forks-setsid-grandchild.sh', pidsFile);
       const spec = jobSpec(box, program, args, { cgroupProcs: [procs], kill: { kind: 'cgroup2', dir } });
