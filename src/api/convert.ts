@@ -2,6 +2,7 @@
 import type { QueueConfig } from '../config/daemon-config.js';
 import { groupIdOf, isTerminal, JOB_STATES, jobStatusString, type Job as DomainJob, type JobEvent as DomainJobEvent, type JobState as DomainJobState } from '../core/job.js';
 import type { SubmitRequest } from '../core/submit-request.js';
+import { scheduleIdText } from '../core/schedule.js';
 import { HpcqError } from '../core/errors.js';
 import { DependencyCondition, JobState, type Job, type JobEvent } from '../gen/hpcq/v1/job.js';
 import type { DependencyCondition as DomainDependencyCondition } from '../core/dependency.js';
@@ -86,6 +87,8 @@ export function jobToProto(job: DomainJob): Job {
     arrayIndex: job.arrayInstance?.index ?? 0,
     beginTime: time(job.eligibleAtMs),
     heldBy: job.heldBy,
+    scheduleId: job.schedule ? scheduleIdText(job.schedule.scheduleId) : '',
+    scheduleTickTime: time(job.schedule?.tickMs ?? 0),
     taskName: job.group?.taskName ?? '',
     previousAttempts: job.previousAttempts.map((a) => ({
       attempt: a.attempt,

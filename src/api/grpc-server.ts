@@ -22,6 +22,7 @@ import type { AccessConfig, TlsConfig } from '../config/daemon-config.js';
 import { AccessServiceService, type AccessServiceServer } from '../gen/hpcq/v1/access_service.js';
 import { JobServiceService, type JobServiceServer } from '../gen/hpcq/v1/job_service.js';
 import { QueueServiceService, type QueueServiceServer } from '../gen/hpcq/v1/queue_service.js';
+import { ScheduleServiceService, type ScheduleServiceServer } from '../gen/hpcq/v1/schedule_service.js';
 import type { Logger } from '../logger.js';
 import { tolerantDecoder } from './handlers.js';
 import { decodeSubmitJobRequest } from './submit-decoder.js';
@@ -32,7 +33,7 @@ const MAX_RECEIVE_BYTES = 1024 * 1024;
 const MAX_CONCURRENT_STREAMS = 1000;
 
 /** Health-checked names: the server as a whole ('') and each service. */
-const HEALTH_NAMES = ['', 'hpcq.v1.JobService', 'hpcq.v1.QueueService', 'hpcq.v1.AccessService'] as const;
+const HEALTH_NAMES = ['', 'hpcq.v1.JobService', 'hpcq.v1.QueueService', 'hpcq.v1.AccessService', 'hpcq.v1.ScheduleService'] as const;
 
 function protoDir(): string {
   // dist/api/ or src/api/ -> package root -> proto/
@@ -73,16 +74,17 @@ export class GrpcServer {
   ) {
     this.connections = new ConnectionRegistry(this.server.createConnectionInjector(ServerCredentials.createInsecure()), limits, audit, log);
     this.health.addToServer(this.server);
-    const definition = loadSync(['hpcq/v1/job_service.proto', 'hpcq/v1/queue_service.proto', 'hpcq/v1/access_service.proto'], { includeDirs: [protoDir()] });
+    const definition = loadSync(['hpcq/v1/job_service.proto', 'hpcq/v1/queue_service.proto', 'hpcq/v1/access_service.proto', 'hpcq/v1/schedule_service.proto'], { includeDirs: [protoDir()] });
     new ReflectionService(definition).addToServer(this.server);
   }
 
   /** Adds the hpcq services; every request decoder answers a malformed message with INVALID_ARGUMENT. */
-  addServices(services: { jobs: JobServiceServer; queues: QueueServiceServer; access: AccessServiceServer }): void {
+  addServices(services: { jobs: JobServiceServer; queues: QueueServiceServer; access: AccessServiceServer; schedules: ScheduleServiceServer }): void {
     const jobs = { ...JobServiceService, submitJob: { ...JobServiceService.submitJob, requestDeserialize: decodeSubmitJobRequest } };
     this.server.addService(tolerant(jobs), services.jobs as unknown as UntypedServiceImplementation);
     this.server.addService(tolerant(QueueServiceService), services.queues as unknown as UntypedServiceImplementation);
     this.server.addService(tolerant(AccessServiceService), services.access as unknown as UntypedServiceImplementation);
+    this.server.addService(tolerant(ScheduleServiceService), services.schedules as unknown as UntypedServiceImplementation);
   }
 
   get boundAddresses(): readonly string[] {
@@ -119,8 +121,8 @@ export class GrpcServer {
 
   private applyHealth(): void {
     for (const name of HEALTH_NAMES) {
-      // Only submits need the job store; queues, identity and tokens are served without it.
-      const serving = this.jobStoreWritable || (name !== '' && name !== 'hpcq.v1.JobService');
+      // Only submits (and ticks) need the job store; queues, identity and tokens are served without it.
+      const serving = this.jobStoreWritable || (name !== '' && name !== 'hpcq.v1.JobService' && name !== 'hpcq.v1.ScheduleService');
       this.health.setStatus(name, serving ? 'SERVING' : 'NOT_SERVING');
     }
   }

@@ -146,6 +146,8 @@ export interface JobSpec {
   beginAtMs?: number;
   /** Held at submit (submit's hold), by a user or an admin. */
   holdAtSubmit?: 'user' | 'admin';
+  /** The schedule that made the job and the tick it was made for (a trigger: its time). */
+  schedule?: { scheduleId: number; tickMs: number };
 }
 
 /** An array job's instances: `count` of them, at most `parallelism` running at once (0 = no cap). */
@@ -336,6 +338,7 @@ function buildJob(spec: JobSpec, run: JobRunFields): Job {
   if (spec.arrayInstance !== undefined) job.arrayInstance = spec.arrayInstance;
   if (spec.beginAtMs !== undefined) job.beginAtMs = spec.beginAtMs;
   if (spec.holdAtSubmit !== undefined) job.holdAtSubmit = spec.holdAtSubmit;
+  if (spec.schedule !== undefined) job.schedule = spec.schedule;
   if (run.usage !== undefined) job.usage = run.usage;
   if (run.instanceCounts !== undefined) job.instanceCounts = run.instanceCounts;
   return job;

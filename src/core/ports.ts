@@ -3,6 +3,7 @@
  * Adapters implement them (store/, exec/, system/); the core and engine import only these.
  */
 import type { EnforcementMode, Job, JobEvent, JobOutcome, JobSpec, JobState } from './job.js';
+import type { Schedule, ScheduleEvent } from './schedule.js';
 
 /**
  * A queue's state, like a Slurm partition's: open; draining (DRAIN: takes no new jobs, starts
@@ -55,6 +56,29 @@ export interface QuarantinedRecord {
   error: string;
 }
 
+/** A schedule's record with the events to append, written in one batch (with a tick's job, if any). */
+export interface ScheduleWrite {
+  schedule: Schedule;
+  events: readonly ScheduleEvent[];
+  /** On creation: the fingerprint its client token (if any) is stored with. */
+  created?: { fingerprint: string };
+}
+
+/** Durable schedules (ScheduleService); the same synced batches as the jobs. */
+export interface ScheduleStore {
+  /** Every schedule and the highest schedule id ever allocated. */
+  loadSchedules(): Promise<{ schedules: Schedule[]; lastId: number }>;
+  saveSchedule(write: ScheduleWrite): Promise<void>;
+  /** Removes the schedule, its history and its creation token. */
+  deleteSchedule(schedule: Schedule): Promise<void>;
+  /** The latest `limit` events of a schedule, oldest first. */
+  getScheduleEvents(id: number, limit: number): Promise<ScheduleEvent[]>;
+  /** The schedule a creation token names for `owner` (ownerKeyOf), with its request's fingerprint. */
+  findScheduleToken(schedule: Pick<Schedule, 'owner'>, clientToken: string): Promise<{ id: number; fingerprint: string } | undefined>;
+  /** The job a client token of `runUser` names, if any (TriggerSchedule's event_id). */
+  findJobByClientToken(runUser: string, clientToken: string): Promise<Job | undefined>;
+}
+
 /**
  * Durable job storage. Every write resolves only once it is synced to disk; concurrent writes
  * share one synced batch (group commit). A write is all-or-nothing.
@@ -67,7 +91,8 @@ export interface JobStore {
    * same fingerprint returns the original job with created=false; with another fingerprint throws
    * HpcqError IdempotentParameterMismatch. Concurrent calls with one token create one job.
    * `admit` runs synchronously just before a new job is queued for writing (never for a token hit);
-   * if it throws, nothing is written and createJob rejects with that error.
+   * if it throws, nothing is written and createJob rejects with that error. `attach` (a schedule's
+   * tick or trigger) gives schedule records written in the new job's batch (never for a token hit).
    */
   createJob(
     spec: JobSpec,
@@ -75,6 +100,7 @@ export interface JobStore {
     nowMs: number,
     reason: string,
     admit?: () => void,
+    attach?: (job: Job) => ScheduleWrite,
   ): Promise<{ job: Job; created: boolean }>;
   /**
    * Stores new jobs (a group's tasks, or an array job and its instances) in one synced batch,
@@ -90,6 +116,7 @@ export interface JobStore {
     nowMs: number,
     reasons: readonly string[],
     admit?: () => void,
+    attach?: (first: Job) => ScheduleWrite,
   ): Promise<{ first: Job; jobs?: Job[]; created: boolean }>;
   /** Stores a queue's state (open, draining, stopped), synced. */
   saveQueueState(hpcqueueId: string, state: QueueState): Promise<void>;

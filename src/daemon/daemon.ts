@@ -30,6 +30,8 @@ import type { DaemonConfig } from '../config/daemon-config.js';
 import { ConfigError } from '../config/load-config.js';
 import { HpcqError } from '../core/errors.js';
 import { JobEngine } from '../engine/job-engine.js';
+import { ScheduleRunner } from '../engine/schedule-runner.js';
+import { createScheduleService } from '../api/schedule-service.js';
 import { SupervisedExecutor } from '../exec/supervised-executor.js';
 import type { Logger } from '../logger.js';
 import { LevelJobStore } from '../store/level-job-store.js';
@@ -58,6 +60,7 @@ const RPC_DRAIN_DEADLINE_MS = 5000;
 export class Daemon {
   private store: LevelJobStore | undefined;
   private engine: JobEngine | undefined;
+  private schedules: ScheduleRunner | undefined;
   private server: GrpcServer | undefined;
   private housekeeping: Housekeeping | undefined;
   private storeHealth: StoreHealthWatch | undefined;
@@ -118,6 +121,9 @@ export class Daemon {
       this.engine = new JobEngine({ config, store: this.store, executor, users, log, daemonUid: this.uid });
       await this.engine.start();
       this.assertNotStopping();
+      this.schedules = new ScheduleRunner({ engine: this.engine, store: this.store, users, log, config: () => this.config, daemonUid: this.uid });
+      await this.schedules.start();
+      this.assertNotStopping();
       this.housekeeping = new Housekeeping(this.store, config.retentionMaxAgeDays, config.retentionSchedule, log);
       this.housekeeping.start();
       this.audit = AuditLog.open(config.access.auditLogPath, { logger: log });
@@ -136,6 +142,7 @@ export class Daemon {
         jobs: createJobService(this.engine, current, handlers),
         queues: createQueueService(this.engine, current, this.uid, detection.mode, handlers),
         access: createAccessService({ config: current, daemonUid: this.uid, users, tokens: this.tokens, reconfigure: () => this.reconfigure() }, handlers),
+        schedules: createScheduleService(this.schedules, this.engine, handlers),
       });
       this.server.setJobStoreWritable(this.store.health().mode === 'open');
       this.assertNotStopping();
@@ -188,7 +195,9 @@ export class Daemon {
     this.stopping ??= (async () => {
       this.server?.setNotServing();
       this.engine?.endWatches();
+      this.schedules?.watches.endAll();
       await this.server?.stop(RPC_DRAIN_DEADLINE_MS);
+      await this.schedules?.stop();
       await this.housekeeping?.stop();
       await this.engine?.stop();
       this.storeHealth?.stop();

@@ -38,7 +38,7 @@ import { quoteValue } from '../core/quote.js';
 import { nextAttempt, shouldRetry } from '../core/retry.js';
 import { HpcqError, jobNotFound, StoreUnavailableError } from '../core/errors.js';
 import { isTerminal, JOB_UUID_PATTERN, transition, type Job, type JobEvent, type JobOutcome, type JobSpec, type JobState } from '../core/job.js';
-import { LaunchError, type JobExecutor, type JobFilter, type JobPage, type JobStore, type JobTransition, type QueueState, type UserAccount, type UserDirectory } from '../core/ports.js';
+import { LaunchError, type JobExecutor, type JobFilter, type JobPage, type JobStore, type JobTransition, type QueueState, type ScheduleWrite, type UserAccount, type UserDirectory } from '../core/ports.js';
 import { planDispatch, type RunningJobView } from '../core/scheduler.js';
 import type { SubmitRequest } from '../core/submit-request.js';
 import { checkClientToken, validateSubmit } from '../core/validate-submit.js';
@@ -56,6 +56,19 @@ export interface JobEngineDeps {
   log: Logger;
   daemonUid: number;
   now?: () => number;
+}
+
+/**
+ * A submit made by a schedule (a tick or a trigger): the job carries the schedule, its client token
+ * and fingerprint are the schedule's (a trigger's event_id), and `attach` gives the schedule records
+ * stored in the job's own batch, so the job and the tick are durable together or not at all.
+ */
+export interface ScheduleOrigin {
+  scheduleId: number;
+  tickMs: number;
+  clientToken: string;
+  fingerprint: string;
+  attach: (job: Job) => ScheduleWrite;
 }
 
 /** Delay before retrying a state write that failed (disk full, store reopening). */
@@ -201,18 +214,17 @@ export class JobEngine {
     this.scheduleDispatch();
   }
 
-  async submit(req: SubmitRequest, principal: Principal): Promise<{ job: Job; created: boolean }> {
+  async submit(req: SubmitRequest, principal: Principal, origin?: ScheduleOrigin): Promise<{ job: Job; created: boolean }> {
     this.assertStarted();
-    const { spec, queue, fingerprint } = await validateSubmit(req, {
-      principal,
-      findDependency: (idOrUuid) => this.findDependencyId(idOrUuid, principal),
-      config: this.config,
-      users: this.deps.users,
-      daemonUid: this.deps.daemonUid,
-      nowMs: this.now(),
-    });
+    const validated = await this.validate(req, principal);
+    const { queue } = validated;
+    let { spec, fingerprint } = validated;
+    if (origin) {
+      spec = { ...spec, clientToken: origin.clientToken, schedule: { scheduleId: origin.scheduleId, tickMs: origin.tickMs } };
+      fingerprint = origin.fingerprint;
+    }
     this.assertQueueTakesJobs(queue);
-    if (spec.array) return this.submitArray(spec, queue, fingerprint);
+    if (spec.array) return this.submitArray(spec, queue, fingerprint, origin?.attach);
     // The quota is checked only for a job about to be created: a client_token retry of a stored job
     // gets its original answer even when the queue is full.
     let release: (() => void) | undefined;
@@ -220,12 +232,24 @@ export class JobEngine {
       release = this.pendingRoom.reserve([{ queue, runUser: spec.runUser, jobs: 1, userJobs: 1 }], 'hpcqueue_id');
     };
     try {
-      const result = await this.track(this.deps.store.createJob(spec, fingerprint, this.now(), firstReason(spec), admit));
+      const result = await this.track(this.deps.store.createJob(spec, fingerprint, this.now(), firstReason(spec), admit, origin?.attach));
       if (result.created && this.state === 'started') this.takeNewJobs([result.job]);
       return { job: this.active.get(result.job.id) ?? result.job, created: result.created };
     } finally {
       release?.();
     }
+  }
+
+  /** Validates a submit as `principal` would make it, storing nothing (a schedule's template). */
+  validate(req: SubmitRequest, principal: Principal): ReturnType<typeof validateSubmit> {
+    return validateSubmit(req, {
+      principal,
+      findDependency: (idOrUuid) => this.findDependencyId(idOrUuid, principal),
+      config: this.config,
+      users: this.deps.users,
+      daemonUid: this.deps.daemonUid,
+      nowMs: this.now(),
+    });
   }
 
   /**
@@ -645,7 +669,7 @@ export class JobEngine {
    * Submits an array job: the array job and its `count` instances (each a job of its own, with
    * the next ids) in one synced batch; every instance counts against the queue's max_pending.
    */
-  private async submitArray(spec: JobSpec, queue: QueueConfig, fingerprint: string): Promise<{ job: Job; created: boolean }> {
+  private async submitArray(spec: JobSpec, queue: QueueConfig, fingerprint: string, attach?: (first: Job) => ScheduleWrite): Promise<{ job: Job; created: boolean }> {
     const { count } = spec.array!;
     const instances = instanceSpecs(spec, 0);
     let release: (() => void) | undefined;
@@ -655,7 +679,7 @@ export class JobEngine {
     };
     try {
       const batch = [spec, ...instances];
-      const result = await this.track(this.deps.store.createJobs(batch, undefined, fingerprint, this.now(), batch.map(firstReason), admit));
+      const result = await this.track(this.deps.store.createJobs(batch, undefined, fingerprint, this.now(), batch.map(firstReason), admit, attach));
       if (result.created && result.jobs && this.state === 'started') this.takeNewJobs(result.jobs);
       return { job: this.arrays.get(result.first.id)?.job ?? result.first, created: result.created };
     } finally {
@@ -778,6 +802,38 @@ export class JobEngine {
   private hasCappedArrays(): boolean {
     for (const { job } of this.arrays.values()) if (job.array!.parallelism > 0) return true;
     return false;
+  }
+
+  // ---- schedules -------------------------------------------------------------------------------
+
+  /** Told once a job made by a schedule (not an array instance) has durably ended. */
+  onScheduledJobEnded: ((job: Job) => void) | undefined;
+
+  /** The active (pending or running) jobs made by schedules, array jobs included, instances not. */
+  activeScheduledJobs(): Job[] {
+    const jobs: Job[] = [];
+    for (const { job } of this.arrays.values()) if (job.schedule) jobs.push(job);
+    for (const queue of this.active.pendingByQueue.values()) for (const job of queue) if (job.schedule && !job.arrayInstance) jobs.push(job);
+    for (const job of this.active.running()) if (job.schedule && !job.arrayInstance) jobs.push(job);
+    return jobs;
+  }
+
+  /** Whether the job is pending or running (an array: while any instance has not ended). */
+  isActive(jobId: number): boolean {
+    return this.active.get(jobId) !== undefined || this.arrays.has(jobId);
+  }
+
+  /** Cancels a job for a schedule's REPLACE policy (no caller to check: the schedule made it). */
+  async cancelFor(jobId: number, requestedBy: string): Promise<void> {
+    this.assertStarted();
+    const array = this.arrays.get(jobId);
+    if (array) {
+      await this.cancelArray(array.job, requestedBy);
+      return;
+    }
+    const job = this.active.get(jobId);
+    if (job?.state === 'PENDING') await this.applyTransitions([{ job, to: 'CANCELLED', reason: `Cancelled by ${requestedBy}` }]);
+    else if (job?.state === 'RUNNING') await this.cancelRunning(job, requestedBy);
   }
 
   // ---- queue states ----------------------------------------------------------------------------
@@ -965,6 +1021,7 @@ export class JobEngine {
       this.dependencies.jobChanged(t.job, t.previousState);
       if (t.job.arrayInstance) this.instanceChanged(t.job, t.previousState);
       if (t.job.array && isTerminal(t.job.state)) this.arrays.delete(t.job.id);
+      if (t.job.schedule && !t.job.arrayInstance && isTerminal(t.job.state)) this.onScheduledJobEnded?.(t.job);
     }
     return transitions.map((t) => t.job);
   }

@@ -18,6 +18,10 @@
  *   ix/u/<runUser>/<state>/<id>        per-user index
  *   ix/e/<endTimeMs>/<id>              end-time index (terminal jobs only)
  *   quarantine/<original key>          a record that could not be decoded, moved aside as-is
+ *   meta/last-schedule-id              highest schedule id ever allocated (decimal)
+ *   sched/<id>                         a schedule (schedule-codec.ts)
+ *   sched-ev/<id>/<seq>                one event of a schedule's history (the latest 1,000 kept)
+ *   sched-tok/<owner>/<clientToken>    -> schedule id (idempotent CreateSchedule)
  *
  * Index values carry an IndexTag (job-codec.ts) so list filters and clean-ups can work from the
  * index alone, without the record.
@@ -160,4 +164,29 @@ export function prefixRange(prefix: string): { gte: string; lt: string } {
 
 export function quarantineKey(originalKey: string): string {
   return QUARANTINE_PREFIX + originalKey;
+}
+
+export const META_LAST_SCHEDULE_ID_KEY = 'meta/last-schedule-id';
+export const SCHEDULE_PREFIX = 'sched/';
+
+export function scheduleKey(id: number): string {
+  return SCHEDULE_PREFIX + encodeNumber(id);
+}
+
+/** The schedule id in a `sched/<id>` key, or undefined if the key is not one. */
+export function idFromScheduleKey(key: string): number | undefined {
+  const rest = key.startsWith(SCHEDULE_PREFIX) ? key.slice(SCHEDULE_PREFIX.length) : '';
+  return /^\d{16}$/.test(rest) ? Number(rest) : undefined;
+}
+
+export function scheduleEventPrefix(id: number): string {
+  return `sched-ev/${encodeNumber(id)}/`;
+}
+
+export function scheduleEventKey(id: number, sequence: number): string {
+  return scheduleEventPrefix(id) + encodeNumber(sequence);
+}
+
+export function scheduleTokenKey(owner: string, clientToken: string): string {
+  return `sched-tok/${part(owner)}/${part(clientToken)}`;
 }

@@ -21,10 +21,11 @@
  */
 import { HpcqError, StoreUnavailableError } from '../core/errors.js';
 import { newPendingJob, type Job, type JobEvent, type JobSpec } from '../core/job.js';
-import type { JobFilter, JobPage, JobStore, JobTransition, QuarantinedRecord, QueueState } from '../core/ports.js';
+import type { JobFilter, JobPage, JobStore, JobTransition, QuarantinedRecord, QueueState, ScheduleStore, ScheduleWrite } from '../core/ports.js';
+import type { Schedule, ScheduleEvent } from '../core/schedule.js';
 import { ClientTokens } from './client-tokens.js';
 import { GroupCommitter, type GroupCommitStats } from './group-commit.js';
-import { decodeEvent, decodeJob } from './job-codec.js';
+import { decodeEvent, decodeJob, decodeToken } from './job-codec.js';
 import { createJobOps, transitionOps, type BatchOp } from './job-ops.js';
 import { resolveBatchSpec } from '../core/batch.js';
 import { jobUuidFor, newUuidKey } from './job-uuid.js';
@@ -35,7 +36,14 @@ import {
   META_UUID_KEY,
   QUEUE_STATE_PREFIX,
   META_LAYOUT_KEY,
+  META_LAST_SCHEDULE_ID_KEY,
+  SCHEDULE_PREFIX,
   eventPrefix,
+  idFromScheduleKey,
+  scheduleEventPrefix,
+  scheduleKey,
+  scheduleTokenKey,
+  tokenKey,
   idFromJobKey,
   jobKey,
   prefixRange,
@@ -48,6 +56,7 @@ import { hasRoomToRecover, openLevel, type LevelTuning, type StringLevel } from 
 import { planPurge } from './purge.js';
 import { StoreOpenError, corruptDatabase, corruptRecord, readFailure, writeFailure } from './store-errors.js';
 import { writeOps } from './write-ops.js';
+import { decodeSchedule, decodeScheduleEvent, decodeScheduleToken, ownerKeyOf, scheduleWriteOps } from './schedule-records.js';
 
 /**
  * What the store logs through: mode changes (a pino logger fits). Quarantined records are not
@@ -99,7 +108,7 @@ const ALLOWED_MODES: Record<StoreMode, readonly StoreMode[]> = {
   closed: [],
 };
 
-export class LevelJobStore implements JobStore {
+export class LevelJobStore implements JobStore, ScheduleStore {
   private mode: StoreMode = 'new';
   private db: StringLevel | undefined;
   private reopening: Promise<void> | undefined;
@@ -201,9 +210,10 @@ export class LevelJobStore implements JobStore {
     nowMs: number,
     reason: string,
     admit?: () => void,
+    attach?: (job: Job) => ScheduleWrite,
   ): Promise<{ job: Job; created: boolean }> {
     return this.track(true, async () => {
-      const insert = () => this.insertJob(spec, fingerprint, nowMs, reason, admit);
+      const insert = () => this.insertJob(spec, fingerprint, nowMs, reason, admit, attach);
       if (spec.clientToken === '') return { job: await insert(), created: true };
       return this.tokens.createOnce(spec, fingerprint, insert);
     });
@@ -217,10 +227,11 @@ export class LevelJobStore implements JobStore {
     nowMs: number,
     reasons: readonly string[],
     admit?: () => void,
+    attach?: (first: Job) => ScheduleWrite,
   ): Promise<{ first: Job; jobs?: Job[]; created: boolean }> {
     return this.track(true, async () => {
       let jobs: Job[] | undefined;
-      const insert = async () => (jobs = await this.insertJobs(specs, group, fingerprint, nowMs, reasons, admit))[0]!;
+      const insert = async () => (jobs = await this.insertJobs(specs, group, fingerprint, nowMs, reasons, admit, attach))[0]!;
       if (specs[0]!.clientToken === '') return { first: await insert(), jobs: jobs!, created: true };
       const { job, created } = await this.tokens.createOnce(specs[0]!, fingerprint, insert);
       return created ? { first: job, jobs: jobs!, created } : { first: job, created };
@@ -239,6 +250,79 @@ export class LevelJobStore implements JobStore {
         if (value === 'open' || value === 'draining' || value === 'stopped') states.set(key.slice(QUEUE_STATE_PREFIX.length), value);
       }
       return states;
+    });
+  }
+
+  // ---- schedules (ScheduleStore) ----
+
+  loadSchedules(): Promise<{ schedules: Schedule[]; lastId: number }> {
+    return this.track(false, async () => {
+      const entries = await this.read((db) => db.iterator(prefixRange(SCHEDULE_PREFIX)).all());
+      const schedules: Schedule[] = [];
+      for (const [key, raw] of entries) {
+        const id = idFromScheduleKey(key);
+        if (id === undefined) continue;
+        try {
+          schedules.push(decodeSchedule(raw, id));
+        } catch (err) {
+          throw corruptRecord(key, err);
+        }
+      }
+      const counter = Number((await this.read((db) => db.get(META_LAST_SCHEDULE_ID_KEY))) ?? 0);
+      return { schedules, lastId: Math.max(Number.isSafeInteger(counter) ? counter : 0, ...schedules.map((s) => s.id)) };
+    });
+  }
+
+  saveSchedule(write: ScheduleWrite): Promise<void> {
+    return this.track(true, () => this.committer.write(scheduleWriteOps(write)));
+  }
+
+  deleteSchedule(schedule: Schedule): Promise<void> {
+    return this.track(true, async () => {
+      const eventKeys = await this.read((db) => db.keys(prefixRange(scheduleEventPrefix(schedule.id))).all());
+      const ops: BatchOp[] = [{ type: 'del', key: scheduleKey(schedule.id) }, ...eventKeys.map((key) => ({ type: 'del' as const, key }))];
+      if (schedule.clientToken !== '') ops.push({ type: 'del', key: scheduleTokenKey(ownerKeyOf(schedule), schedule.clientToken) });
+      await this.committer.write(ops);
+    });
+  }
+
+  getScheduleEvents(id: number, limit: number): Promise<ScheduleEvent[]> {
+    return this.track(false, async () => {
+      if (limit <= 0) return [];
+      const prefix = scheduleEventPrefix(id);
+      const entries = await this.read((db) => db.iterator({ ...prefixRange(prefix), reverse: true, limit }).all());
+      return entries.reverse().map(([key, raw]) => {
+        try {
+          return decodeScheduleEvent(raw, id, Number(key.slice(prefix.length)));
+        } catch (err) {
+          throw corruptRecord(key, err);
+        }
+      });
+    });
+  }
+
+  findScheduleToken(schedule: Pick<Schedule, 'owner'>, clientToken: string): Promise<{ id: number; fingerprint: string } | undefined> {
+    return this.track(false, async () => {
+      const key = scheduleTokenKey(ownerKeyOf(schedule), clientToken);
+      const raw: string | undefined = await this.read((db) => db.get(key));
+      if (raw === undefined) return undefined;
+      try {
+        return decodeScheduleToken(raw);
+      } catch (err) {
+        throw corruptRecord(key, err);
+      }
+    });
+  }
+
+  findJobByClientToken(runUser: string, clientToken: string): Promise<Job | undefined> {
+    return this.track(false, async () => {
+      const raw: string | undefined = await this.read((db) => db.get(tokenKey(runUser, clientToken)));
+      if (raw === undefined) return undefined;
+      try {
+        return await this.getJobNow(decodeToken(raw).id);
+      } catch (err) {
+        throw err instanceof HpcqError ? err : corruptRecord(tokenKey(runUser, clientToken), err);
+      }
     });
   }
 
@@ -458,6 +542,7 @@ export class LevelJobStore implements JobStore {
     nowMs: number,
     reasons: readonly string[],
     admit: (() => void) | undefined,
+    attach: ((first: Job) => ScheduleWrite) | undefined,
   ): Promise<Job[]> {
     this.assertNotFailed();
     admit?.();
@@ -471,6 +556,7 @@ export class LevelJobStore implements JobStore {
     const ops = jobs.flatMap((job, i) =>
       createJobOps(job, { jobId: job.id, sequence: 1, state: 'PENDING', reason: reasons[i]!, timeMs: nowMs }, i === 0 ? fingerprint : ''),
     );
+    if (attach) ops.push(...scheduleWriteOps(attach(jobs[0]!)));
     await this.committer.write(ops);
     return jobs;
   }
@@ -481,6 +567,7 @@ export class LevelJobStore implements JobStore {
     nowMs: number,
     reason: string,
     admit: (() => void) | undefined,
+    attach?: (job: Job) => ScheduleWrite,
   ): Promise<Job> {
     // The mode may have changed while a client token was read: no admission for a doomed write.
     this.assertNotFailed();
@@ -490,7 +577,9 @@ export class LevelJobStore implements JobStore {
     const id = this.nextId++;
     const job = newPendingJob(spec, { id, uuid: jobUuidFor(id, this.uuidKey), reason, submitTimeMs: nowMs });
     const event: JobEvent = { jobId: id, sequence: 1, state: 'PENDING', reason, timeMs: nowMs };
-    await this.committer.write(createJobOps(job, event, fingerprint));
+    const ops = createJobOps(job, event, fingerprint);
+    if (attach) ops.push(...scheduleWriteOps(attach(job)));
+    await this.committer.write(ops);
     return job;
   }
 }

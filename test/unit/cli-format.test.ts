@@ -90,6 +90,8 @@ function job(overrides: Partial<Job> = {}): Job {
     arrayIndex: 0,
     beginTime: '',
     heldBy: '',
+    scheduleId: '',
+    scheduleTickTime: '',
     ...overrides,
   };
 }
