@@ -1,16 +1,21 @@
 /**
  * The one configuration load path: embedded defaults -> file (HPCQ_CONFIG or --config) ->
  * environment (HPCQ_STATE_DIR, HPCQ_LISTEN) -> command-line flags; validated once, every problem
- * reported together, then compiled and frozen.
+ * reported together (as `file:line:col: key.path: message`), then compiled and frozen.
  */
 import { readFileSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
-import { parse as parseYaml } from 'yaml';
+import { LineCounter, parseDocument } from 'yaml';
 import type { AccessConfig, ClusterConfig, DaemonConfig, QueueConfig, TlsConfig } from './daemon-config.js';
 import { defaultSocketPath, defaultStateDir } from './default-state-dir.js';
-import { clusterSchema, configSchema, queueSchema, type ConfigFile } from './schema.js';
+import { formatProblems, formatSyntaxError, locator, schemaProblems, type KeyPath, type Locate, type Problem } from './problems.js';
+import { repairForChecks } from './repair.js';
+import { configSchema, type ConfigFile } from './schema.js';
 
-/** Thrown when the configuration is invalid; `problems` lists every one found. */
+/**
+ * Thrown when the configuration is invalid; `problems` lists every one found, each
+ * `file:line:col: key.path: message` when the file has the key, else `key.path: message`.
+ */
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';
   constructor(
@@ -37,6 +42,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, flags: ConfigOverrides, host:
   const path = flags.configPath ?? env.HPCQ_CONFIG;
   let raw: unknown = {};
   let source = 'embedded default';
+  let locate: Locate | undefined;
   if (path) {
     source = path;
     let text: string;
@@ -45,77 +51,70 @@ export function loadConfig(env: NodeJS.ProcessEnv, flags: ConfigOverrides, host:
     } catch (err) {
       throw new ConfigError(source, [`cannot read: ${(err as Error).message}`]);
     }
+    // The document, not just its value: problems point at the line and column to edit.
+    const lines = new LineCounter();
+    const doc = parseDocument(text, { lineCounter: lines });
+    if (doc.errors.length > 0) throw new ConfigError(source, doc.errors.map((err) => formatSyntaxError(err, source)));
     try {
-      raw = parseYaml(text) ?? {};
+      raw = doc.toJS() ?? {};
     } catch (err) {
       throw new ConfigError(source, [`not valid YAML/JSON: ${(err as Error).message}`]);
     }
+    locate = locator(doc, lines);
   }
   return compileConfig(raw, source, {
     stateDir: flags.stateDir ?? env.HPCQ_STATE_DIR,
     listen: flags.listen ?? env.HPCQ_LISTEN,
-  }, host, env);
+  }, host, env, locate);
 }
 
+type Overrides = { stateDir?: string | undefined; listen?: string | undefined };
+
+/**
+ * Validates and compiles a parsed file. Schema problems (unknown keys, wrong types) and
+ * cross-field problems come in one ConfigError; `locate` (from loadConfig) adds file positions.
+ */
 export function compileConfig(
   raw: unknown,
   source: string,
-  overrides: { stateDir?: string | undefined; listen?: string | undefined },
+  overrides: Overrides,
   host: HostFacts,
   env: NodeJS.ProcessEnv = {},
+  locate?: Locate,
 ): DaemonConfig {
+  const problems: Problem[] = [];
   const parsed = configSchema.safeParse(raw);
-  if (!parsed.success) {
-    const problems = parsed.error.issues.map((i) => `${i.path.length ? i.path.join('.') : '(top level)'}: ${i.message}`);
-    // Report the cross-field problems of the parts that did parse too: every problem at once.
-    const lenient = lenientParse(raw);
-    try {
-      if (lenient) compileParsed(lenient, source, overrides, host, env);
-    } catch (err) {
-      if (err instanceof ConfigError) problems.push(...err.problems.filter((p) => !problems.includes(p)));
+  let config: DaemonConfig | undefined;
+  if (parsed.success) {
+    config = compileParsed(parsed.data, overrides, host, env, problems);
+  } else {
+    problems.push(...schemaProblems(parsed.error.issues, raw, configSchema));
+    const repaired = repairForChecks(configSchema, raw);
+    if (repaired) {
+      const checks: Problem[] = [];
+      compileParsed(repaired.data, overrides, host, env, checks);
+      for (const p of checks) {
+        const path = repaired.toFilePath(p.path);
+        if (!repaired.touchesRepair(path)) problems.push({ ...p, path });
+      }
     }
-    throw new ConfigError(source, problems);
   }
-  return compileParsed(parsed.data, source, overrides, host, env);
+  if (config && problems.length === 0) return config;
+  throw new ConfigError(source, formatProblems(problems, source, locate));
 }
 
-/** The file with every invalid queue, cluster or top-level key dropped, for cross-field checks. */
-function lenientParse(raw: unknown): ConfigFile | undefined {
-  if (typeof raw !== 'object' || raw === null) return undefined;
-  const { clusters, ...top } = raw as Record<string, unknown>;
-  const keptTop: Record<string, unknown> = {};
-  for (const [key, value] of Object.entries(top)) {
-    if (configSchema.safeParse({ [key]: value }).success) keptTop[key] = value;
-  }
-  const keptClusters = Array.isArray(clusters)
-    ? clusters.flatMap((c: unknown) => {
-        if (typeof c !== 'object' || c === null) return [];
-        const queues = Array.isArray((c as { queues?: unknown }).queues) ? (c as { queues: unknown[] }).queues : [];
-        const good = queues.filter((q) => queueSchema.safeParse(q).success);
-        const cluster = { ...(c as object), queues: good };
-        return good.length > 0 && clusterSchema.safeParse(cluster).success ? [cluster] : [];
-      })
-    : undefined;
-  const candidate = keptClusters && keptClusters.length > 0 ? { ...keptTop, clusters: keptClusters } : keptTop;
-  const result = configSchema.safeParse(candidate);
-  return result.success ? result.data : undefined;
-}
-
-function compileParsed(
-  file: ConfigFile,
-  source: string,
-  overrides: { stateDir?: string | undefined; listen?: string | undefined },
-  host: HostFacts,
-  env: NodeJS.ProcessEnv,
-): DaemonConfig {
-  const problems: string[] = [];
+/** Compiles a file the schema accepted, adding its cross-field problems to `problems`. */
+function compileParsed(file: ConfigFile, overrides: Overrides, host: HostFacts, env: NodeJS.ProcessEnv, problems: Problem[]): DaemonConfig {
+  const problem = (path: KeyPath, message: string, notInFile = false) => problems.push({ path, message, notInFile });
 
   const stateDir = overrides.stateDir || file.state_dir || defaultStateDir(host.uid, env);
-  if (!isAbsolute(stateDir)) problems.push(`state_dir: must be an absolute path, got ${JSON.stringify(stateDir)}`);
+  if (!isAbsolute(stateDir)) problem(['state_dir'], `must be an absolute path, got ${JSON.stringify(stateDir)}`, Boolean(overrides.stateDir));
   const listen = overrides.listen ? [overrides.listen] : (file.listen ?? [`unix:${defaultSocketPath(stateDir, host.uid)}`]);
-  const tls = compileTls(file.tls, problems);
-  for (const [i, address] of listen.entries()) problems.push(...checkListenAddress(address, tls !== undefined).map((p) => `listen.${i}: ${p}`));
-  const access = compileAccess(file.access, stateDir, problems);
+  const tls = compileTls(file.tls, problem);
+  for (const [i, address] of listen.entries()) {
+    for (const p of checkListenAddress(address, tls !== undefined)) problem(['listen', i], p, Boolean(overrides.listen));
+  }
+  const access = compileAccess(file.access, stateDir, problem);
 
   const nodeCores = file.node.cores || host.cores;
   const nodeMemMb = file.node.mem_mb || Math.max(256, host.memoryMb - file.node.reserved_mem_mb);
@@ -123,23 +122,23 @@ function compileParsed(
   const clusters: ClusterConfig[] = [];
   const queueIds = new Set<string>();
   for (const [ci, c] of file.clusters.entries()) {
-    const at = `clusters.${ci}`;
-    if (clusters.some((x) => x.clusterId === c.cluster_id)) problems.push(`${at}.cluster_id: duplicate cluster ${c.cluster_id}`);
+    const at = ['clusters', ci];
+    if (clusters.some((x) => x.clusterId === c.cluster_id)) problem([...at, 'cluster_id'], `duplicate cluster ${c.cluster_id}`);
     const names = new Set<string>();
     const queues: QueueConfig[] = [];
     for (const [qi, q] of c.queues.entries()) {
-      const qat = `${at}.queues.${qi}`;
-      if (queueIds.has(q.hpcqueue_id)) problems.push(`${qat}.hpcqueue_id: duplicate queue id ${q.hpcqueue_id}`);
-      if (names.has(q.scheduler_queue_name)) problems.push(`${qat}.scheduler_queue_name: duplicate queue name ${q.scheduler_queue_name} in cluster ${c.cluster_id}`);
+      const qat = [...at, 'queues', qi];
+      if (queueIds.has(q.hpcqueue_id)) problem([...qat, 'hpcqueue_id'], `duplicate queue id ${q.hpcqueue_id}`);
+      if (names.has(q.scheduler_queue_name)) problem([...qat, 'scheduler_queue_name'], `duplicate queue name ${q.scheduler_queue_name} in cluster ${c.cluster_id}`);
       queueIds.add(q.hpcqueue_id);
       names.add(q.scheduler_queue_name);
       const maxCores = q.max_cores || nodeCores;
       const maxMemMb = q.max_mem_mb || nodeMemMb;
-      if (q.default_cores > maxCores) problems.push(`${qat}.default_cores: ${q.default_cores} exceeds max_cores ${maxCores}`);
-      if (q.default_mem_mb > maxMemMb) problems.push(`${qat}.default_mem_mb: ${q.default_mem_mb} exceeds max_mem_mb ${maxMemMb}`);
-      if (q.default_time_seconds > q.max_time_seconds) problems.push(`${qat}.default_time_seconds: ${q.default_time_seconds} exceeds max_time_seconds ${q.max_time_seconds}`);
-      if (maxCores > nodeCores) problems.push(`${qat}.max_cores: ${maxCores} exceeds the node's ${nodeCores} allocatable cores; such a job could never start`);
-      if (maxMemMb > nodeMemMb) problems.push(`${qat}.max_mem_mb: ${maxMemMb} exceeds the node's ${nodeMemMb} MiB allocatable memory; such a job could never start`);
+      if (q.default_cores > maxCores) problem([...qat, 'default_cores'], `${q.default_cores} exceeds max_cores ${maxCores}`);
+      if (q.default_mem_mb > maxMemMb) problem([...qat, 'default_mem_mb'], `${q.default_mem_mb} exceeds max_mem_mb ${maxMemMb}`);
+      if (q.default_time_seconds > q.max_time_seconds) problem([...qat, 'default_time_seconds'], `${q.default_time_seconds} exceeds max_time_seconds ${q.max_time_seconds}`);
+      if (maxCores > nodeCores) problem([...qat, 'max_cores'], `${maxCores} exceeds the node's ${nodeCores} allocatable cores; such a job could never start`);
+      if (maxMemMb > nodeMemMb) problem([...qat, 'max_mem_mb'], `${maxMemMb} exceeds the node's ${nodeMemMb} MiB allocatable memory; such a job could never start`);
       queues.push(
         Object.freeze({
           clusterId: c.cluster_id,
@@ -164,11 +163,10 @@ function compileParsed(
       );
     }
     const defaults = queues.filter((q) => q.isDefault).length;
-    if (defaults !== 1) problems.push(`${at}.queues: exactly one queue must have default: true, found ${defaults}`);
+    if (defaults !== 1) problem([...at, 'queues'], `exactly one queue must have default: true, found ${defaults}`);
     clusters.push(Object.freeze({ clusterId: c.cluster_id, zone: c.zone, queues: Object.freeze(queues) }));
   }
 
-  if (problems.length > 0) throw new ConfigError(source, problems);
   return Object.freeze({
     stateDir,
     listen: Object.freeze(listen),
@@ -188,7 +186,6 @@ function compileParsed(
   });
 }
 
-
 /**
  * Problems with one listen address; empty if it is fine. TCP needs TLS, loopback included: every
  * local user can reach loopback, and TCP carries no uid.
@@ -206,30 +203,33 @@ export function checkListenAddress(address: string, hasTls: boolean): string[] {
   return [];
 }
 
-function compileTls(tls: ConfigFile['tls'], problems: string[]): TlsConfig | undefined {
+type AddProblem = (path: KeyPath, message: string, notInFile?: boolean) => void;
+
+function compileTls(tls: ConfigFile['tls'], problem: AddProblem): TlsConfig | undefined {
   for (const key of ['cert_file', 'key_file', 'client_ca_file'] as const) {
     const path = tls[key];
-    if (path !== undefined && !isAbsolute(path)) problems.push(`tls.${key}: must be an absolute path, got ${JSON.stringify(path)}`);
+    if (path !== undefined && !isAbsolute(path)) problem(['tls', key], `must be an absolute path, got ${JSON.stringify(path)}`);
   }
   if (tls.cert_file === undefined && tls.key_file === undefined) {
-    if (tls.client_ca_file !== undefined) problems.push('tls.client_ca_file: needs tls.cert_file and tls.key_file');
+    if (tls.client_ca_file !== undefined) problem(['tls', 'client_ca_file'], 'needs tls.cert_file and tls.key_file');
     return undefined;
   }
   if (tls.cert_file === undefined || tls.key_file === undefined) {
-    problems.push(`tls.${tls.cert_file === undefined ? 'cert_file' : 'key_file'}: tls.cert_file and tls.key_file go together`);
+    problem(['tls', tls.cert_file === undefined ? 'cert_file' : 'key_file'], 'tls.cert_file and tls.key_file go together');
     return undefined;
   }
   return Object.freeze({ certFile: tls.cert_file, keyFile: tls.key_file, clientCaFile: tls.client_ca_file });
 }
 
-function compileAccess(access: ConfigFile['access'], stateDir: string, problems: string[]): AccessConfig {
+function compileAccess(access: ConfigFile['access'], stateDir: string, problem: AddProblem): AccessConfig {
   const names = new Set<string>();
   for (const [i, p] of access.principals.entries()) {
-    if (names.has(p.name)) problems.push(`access.principals.${i}.name: duplicate principal ${JSON.stringify(p.name)}`);
+    if (names.has(p.name)) problem(['access', 'principals', i, 'name'], `duplicate principal ${JSON.stringify(p.name)}`);
     names.add(p.name);
   }
   const auditLogPath = access.audit_log ?? join(stateDir, 'audit.log');
-  if (!isAbsolute(auditLogPath)) problems.push(`access.audit_log: must be an absolute path, got ${JSON.stringify(auditLogPath)}`);
+  // Derived from state_dir when not given: then the file has no audit_log to point at.
+  if (!isAbsolute(auditLogPath)) problem(['access', 'audit_log'], `must be an absolute path, got ${JSON.stringify(auditLogPath)}`, access.audit_log === undefined);
   return Object.freeze({
     adminGroups: Object.freeze([...access.admin_groups]),
     minUid: access.min_uid,

@@ -2,11 +2,44 @@
  * The configuration file's schema. Every key has its default here: these defaults ARE the embedded
  * default configuration (config/hpcqd.yaml spells out the same values; a test keeps them equal).
  * Keys are snake_case like the EHPC API; load-config.ts (compileConfig) turns the parsed file into
- * the frozen, camelCase `DaemonConfig` the rest of the daemon uses.
+ * the frozen, camelCase `DaemonConfig` the rest of the daemon uses, and config-file.ts turns it back.
+ * Keys in seconds, days or MiB also take strings with units (`30m`, `2d`, `16G`).
  */
 import { z } from 'zod';
+import { parseDuration, parseMemMiB } from '../core/units.js';
 
 const nonNegativeInt = z.number().int().min(0);
+
+/**
+ * A key in a unit (seconds, days, MiB) that also takes a string with units, read by the CLI's own
+ * parser so that `30m`, `2d` or `16G` mean the same in the file as on the command line. The parsed
+ * value is the plain number: the rest of the daemon never sees a unit.
+ */
+function withUnits(parseText: (text: string) => number, number: z.ZodNumber) {
+  return z.preprocess((value, ctx) => {
+    if (typeof value !== 'string') return value;
+    try {
+      return parseText(value);
+    } catch (err) {
+      ctx.addIssue({ code: 'custom', message: (err as Error).message, input: value });
+      return z.NEVER;
+    }
+  }, number);
+}
+/** A number schema whose wrong-type message names the accepted forms (range messages stay zod's). */
+const numberOf = (forms: string) => z.number({ error: (issue) => (issue.code === 'invalid_type' ? `expected ${forms}` : undefined) });
+/** Whole seconds: a number, or a duration such as `30m`. */
+const seconds = (min: number, max = Number.MAX_SAFE_INTEGER) =>
+  withUnits(parseDuration, numberOf('seconds (3600) or a duration with units (90s, 30m, 12h, 2d)').int().min(min).max(max));
+/** Whole MiB: a number, or a size with a K/M/G/T suffix such as `16G` (binary units, rounded up to MiB). */
+const mebibytes = (min: number) => withUnits(parseMemMiB, numberOf('MiB (1024) or a size with units (512M, 16G, 1T)').int().min(min));
+/** Whole days: a number, or a duration that is a whole number of days (`30d`, `720h`). */
+const days = withUnits((text) => {
+  const s = parseDuration(text);
+  if (s % 86_400 !== 0) throw new Error(`${JSON.stringify(text)} is not a whole number of days`);
+  return s / 86_400;
+}, numberOf('days (30) or a duration with units (30d, 720h)').int().min(0));
+
 /** A Unix user or group name (POSIX portable, as useradd accepts). */
 const unixName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_.-]{0,31}$/, 'a Unix user or group name');
 
@@ -49,7 +82,7 @@ export const accessSchema = z.strictObject({
   /** Concurrent calls and watches per principal. Default 256. */
   max_streams_per_principal: z.number().int().min(1).default(256),
   /** A connection that has not completed its first call within this many seconds is closed (slowloris). Default 10. */
-  first_request_timeout_seconds: z.number().int().min(1).max(600).default(10),
+  first_request_timeout_seconds: seconds(1, 600).default(10),
   /** Audit log path (JSON lines); default <state_dir>/audit.log. */
   audit_log: z.string().optional(),
 });
@@ -78,13 +111,13 @@ export const queueSchema = z.strictObject({
   /** Cores a job gets when it asks for 0. Default 1. */
   default_cores: z.number().int().min(1).default(1),
   /** Per-job maximum memory in MiB; 0 = the node's allocatable memory. */
-  max_mem_mb: nonNegativeInt.default(0),
+  max_mem_mb: mebibytes(0).default(0),
   /** Memory a job gets when it asks for 0, MiB. Default 1024. */
-  default_mem_mb: z.number().int().min(1).default(1024),
+  default_mem_mb: mebibytes(1).default(1024),
   /** Per-job maximum wall time, seconds. Default 7 days. */
-  max_time_seconds: z.number().int().min(1).default(7 * 24 * 3600),
+  max_time_seconds: seconds(1).default(7 * 24 * 3600),
   /** Wall time a job gets when it asks for 0, seconds. Default 1 hour. */
-  default_time_seconds: z.number().int().min(1).default(3600),
+  default_time_seconds: seconds(1).default(3600),
   /** Most jobs of this queue running at once; 0 = no limit but the node's. */
   max_running: nonNegativeInt.default(0),
   /** Most jobs waiting in this queue; a submit beyond it fails with LimitExceeded.JobQuota. Default 100000. */
@@ -119,7 +152,7 @@ export const configSchema = z.strictObject({
   tls: tlsSchema.prefault({}),
   access: accessSchema.prefault({}),
   /** Seconds between SIGTERM and SIGKILL on time limit and cancel (Slurm's KillWait). Default 30. */
-  kill_grace_seconds: z.number().int().min(0).max(3600).default(30),
+  kill_grace_seconds: seconds(0, 3600).default(30),
   /** How limits are enforced: auto picks cgroup2, then cgroup1, then rlimit. Default auto. */
   enforcement: z.enum(['auto', 'cgroup2', 'cgroup1', 'rlimit']).default('auto'),
   /**
@@ -128,7 +161,7 @@ export const configSchema = z.strictObject({
    */
   require_enforcement: z.boolean().default(true),
   /** Largest accepted difference between a request's timestamp and the daemon's clock, seconds. Default 300. */
-  clock_skew_seconds: z.number().int().min(1).default(300),
+  clock_skew_seconds: seconds(1).default(300),
   /** Most instances one array job may have (Slurm's MaxArraySize). Default 10000. */
   max_array_count: z.number().int().min(1).max(1_000_000).default(10_000),
   /** umask of job processes, octal string. Default "0022". */
@@ -138,15 +171,15 @@ export const configSchema = z.strictObject({
       /** Allocatable cores; 0 = detected (all online CPUs). */
       cores: nonNegativeInt.default(0),
       /** Allocatable memory in MiB; 0 = detected (total memory minus reserved_mem_mb). */
-      mem_mb: nonNegativeInt.default(0),
+      mem_mb: mebibytes(0).default(0),
       /** Memory kept for the system when mem_mb is detected, MiB. Default 512. */
-      reserved_mem_mb: nonNegativeInt.default(512),
+      reserved_mem_mb: mebibytes(0).default(512),
     })
     .prefault({}),
   retention: z
     .strictObject({
       /** Finished jobs older than this are purged with their events. 0 = keep forever. Default 30. */
-      finished_job_max_age_days: nonNegativeInt.default(30),
+      finished_job_max_age_days: days.default(30),
       /** node-cron schedule of the purge. Default hourly at minute 17. */
       schedule: z.string().default('17 * * * *'),
     })

@@ -5,6 +5,7 @@
  */
 import { availableParallelism, totalmem } from 'node:os';
 import { Command } from 'commander';
+import { printConfig } from '../config/config-file.js';
 import { ConfigError, loadConfig } from '../config/load-config.js';
 import { selectEnforcement } from './enforcement.js';
 import { createLogger } from '../logger.js';
@@ -19,7 +20,7 @@ export async function runDaemon(argv: readonly string[]): Promise<void> {
     .option('-c, --config <path>', 'configuration file (YAML or JSON); default: embedded, or $HPCQ_CONFIG')
     .option('--state-dir <dir>', 'state directory; default from config, or $HPCQ_STATE_DIR')
     .option('--listen <address>', 'gRPC address unix:/abs/path.sock or host:port; or $HPCQ_LISTEN')
-    .option('--check', 'validate the configuration, report how limits would be enforced, and exit')
+    .option('--check', 'validate the configuration, print it as in effect (YAML), report how limits would be enforced, and exit')
     .parse(argv, { from: 'user' });
   const flags = program.opts<{ config?: string; stateDir?: string; listen?: string; check?: boolean }>();
   const uid = process.getuid?.() ?? 0;
@@ -51,8 +52,11 @@ export async function runDaemon(argv: readonly string[]): Promise<void> {
 
   if (flags.check) {
     const detection = await selectEnforcement(config.enforcement, config.requireEnforcement, uid, config.stateDir);
+    // Two YAML documents: the effective configuration in the file's own keys (it loads back to the
+    // same configuration), then the enforcement report as JSON.
     process.stdout.write(
-      `${JSON.stringify({ ok: detection.ok, enforcement: detection.mode, reasons: detection.reasons, config }, null, 2)}\n`,
+      `# effective configuration: defaults, file, environment and flags applied\n${printConfig(config)}---\n` +
+        `${JSON.stringify({ ok: detection.ok, enforcement: detection.mode, reasons: detection.reasons }, null, 2)}\n`,
     );
     process.exit(detection.ok ? 0 : 1);
   }

@@ -316,13 +316,13 @@ describe('hpcqd --check', () => {
     const hybrid = hasCgroupV1 && !cgroup2HasControllers();
     const auto = check(limitsConfig());
     expect(auto.status, auto.stderr).toBe(0);
-    const report = JSON.parse(auto.stdout) as { ok: boolean; enforcement: string; reasons: string[] };
+    const report = JSON.parse(auto.stdout.split('\n---\n').at(-1)!) as { ok: boolean; enforcement: string; reasons: string[] };
     expect(report.ok).toBe(true);
     expect(report.enforcement).toBe(hybrid ? 'cgroup1' : 'cgroup2');
 
     const refused = check(limitsConfig(hybrid ? 'cgroup2' : 'cgroup1'));
     expect(refused.status).toBe(1);
-    const why = JSON.parse(refused.stdout) as { ok: boolean; enforcement: string; reasons: string[] };
+    const why = JSON.parse(refused.stdout.split('\n---\n').at(-1)!) as { ok: boolean; enforcement: string; reasons: string[] };
     expect(why.ok).toBe(false);
     expect(why.enforcement).toBe(hybrid ? 'cgroup2' : 'cgroup1');
     if (hybrid) expect(why.reasons.join('\n')).toMatch(/lacks the cpu, memory, pids controller\(s\).*hybrid layout/);

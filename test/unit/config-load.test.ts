@@ -91,6 +91,8 @@ afterEach(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
+const escapeRegExp = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
 function writeConfig(name: string, text: string): string {
   const path = join(dir, name);
   writeFileSync(path, text);
@@ -295,24 +297,29 @@ describe('loadConfig: file, environment, flags', () => {
     expect(err.message).toContain(path);
   });
 
-  it('malformed YAML is a ConfigError', () => {
+  it('malformed YAML is a ConfigError with the line and column of each syntax error', () => {
     const path = writeConfig('bad.yaml', 'node: [1, 2\nclusters: {\n');
     const err = configError(() => loadConfig({ HPCQ_CONFIG: path }, {}, HOST));
     expect(err.source).toBe(path);
-    expect(err.problems).toEqual([expect.stringMatching(/^not valid YAML\/JSON: /)]);
+    expect(err.problems).toEqual([
+      `${path}:2:1: not valid YAML/JSON: Flow sequence in block collection must be sufficiently indented and end with a ]`,
+      `${path}:3:1: not valid YAML/JSON: Flow map in block collection must be sufficiently indented and end with a }`,
+    ]);
   });
 
   it('a file that is not a mapping is a ConfigError', () => {
     const path = writeConfig('list.yaml', '- a\n- b\n');
-    expect(configError(() => loadConfig({ HPCQ_CONFIG: path }, {}, HOST)).problems).toEqual([expect.stringMatching(/^\(top level\): /)]);
+    expect(configError(() => loadConfig({ HPCQ_CONFIG: path }, {}, HOST)).problems).toEqual([`${path}:1:1: (top level): Invalid input: expected object, received array`]);
+    expect(problemsOf(['a'])).toEqual([expect.stringMatching(/^\(top level\): /)]);
   });
 });
 
 describe('each problem is reported with its path', () => {
   it.each([
-    ['unknown top-level key', { bogus: 1 }, /^\(top level\): .*"bogus"/],
-    ['unknown key in node', { node: { cpus: 4 } }, /^node: .*"cpus"/],
-    ['unknown key in a queue', oneCluster([q('a', { default: true, max_cpus: 1 })]), /^clusters\.0\.queues\.0: .*"max_cpus"/],
+    ['unknown top-level key', { bogus: 1 }, /^bogus: unknown key; expected one of state_dir, listen, tls, access, kill_grace_seconds, /],
+    ['unknown key in node', { node: { cpus: 4 } }, /^node\.cpus: unknown key; expected one of cores, mem_mb, reserved_mem_mb$/],
+    ['unknown key in a queue', oneCluster([q('a', { default: true, max_cpus: 1 })]), /^clusters\.0\.queues\.0\.max_cpus: unknown key; expected one of hpcqueue_id, /],
+    ['misspelt key in a queue', oneCluster([q('a', { default: true, max_runing: 1 })]), /^clusters\.0\.queues\.0\.max_runing: unknown key; did you mean "max_running"\?$/],
     ['bad type', { kill_grace_seconds: 'thirty' }, /^kill_grace_seconds: /],
     ['out of range', { kill_grace_seconds: 3601 }, /^kill_grace_seconds: /],
     ['non-integer', { clock_skew_seconds: 1.5 }, /^clock_skew_seconds: /],
@@ -352,10 +359,10 @@ describe('each problem is reported with its path', () => {
     ['relative tls.cert_file', { tls: { ...TLS, cert_file: 'server.crt' } }, /^tls\.cert_file: must be an absolute path, got "server\.crt"$/],
     ['relative tls.key_file', { tls: { ...TLS, key_file: 'tls/server.key' } }, /^tls\.key_file: must be an absolute path, got "tls\/server\.key"$/],
     ['relative tls.client_ca_file', { tls: { ...TLS, client_ca_file: 'ca.crt' } }, /^tls\.client_ca_file: must be an absolute path, got "ca\.crt"$/],
-    ['unknown key under tls', { tls: { ...TLS, ca_file: '/x' } }, /^tls: .*"ca_file"/],
-    ['unknown key under access', { access: { admin_group: ['wheel'] } }, /^access: .*"admin_group"/],
-    ['unknown key under access.rate_limit', { access: { rate_limit: { per_second: 5 } } }, /^access\.rate_limit: .*"per_second"/],
-    ['unknown key in a principal', { access: { principals: [{ name: 'p', run_user: ['alice'] }] } }, /^access\.principals\.0: .*"run_user"/],
+    ['unknown key under tls', { tls: { ...TLS, ca_file: '/x' } }, /^tls\.ca_file: unknown key; did you mean "client_ca_file"\?$/],
+    ['unknown key under access', { access: { admin_group: ['wheel'] } }, /^access\.admin_group: unknown key; did you mean "admin_groups"\?$/],
+    ['unknown key under access.rate_limit', { access: { rate_limit: { per_second: 5 } } }, /^access\.rate_limit\.per_second: unknown key; did you mean "submits_per_second"\?$/],
+    ['unknown key in a principal', { access: { principals: [{ name: 'p', run_user: ['alice'] }] } }, /^access\.principals\.0\.run_user: unknown key; did you mean "run_users"\?$/],
     [
       'duplicate principal names',
       { access: { principals: [{ name: 'spiffe://example.org/portal', run_users: ['alice'] }, { name: 'ops', admin: true }, { name: 'spiffe://example.org/portal', admin: true }] } },
@@ -368,7 +375,8 @@ describe('each problem is reported with its path', () => {
     ['unknown job_visibility', { access: { job_visibility: 'some' } }, /^access\.job_visibility: /],
     ['relative access.audit_log', { access: { audit_log: 'audit.log' } }, /^access\.audit_log: must be an absolute path, got "audit\.log"$/],
     ['a bad allowed_groups entry', oneCluster([q('a', { default: true, allowed_groups: ['-x y'] })]), /^clusters\.0\.queues\.0\.allowed_groups\.0: /],
-    ['allow_remote_tcp (removed)', { allow_remote_tcp: true }, /^\(top level\): .*"allow_remote_tcp"/],
+    ['allow_remote_tcp (removed)', { allow_remote_tcp: true }, /^allow_remote_tcp: unknown key; expected one of /],
+    ['a missing required key', oneCluster([{ hpcqueue_id: 'a', default: true }]), /^clusters\.0\.queues\.0\.scheduler_queue_name: required key is missing$/],
     ['relative state_dir', { state_dir: 'var/hpcq', listen: ['unix:/run/hpcq.sock'] }, /^state_dir: must be an absolute path, got "var\/hpcq"$/],
     ['relative unix socket', { listen: ['unix:hpcqd.sock'] }, /^listen\.0: unix socket path must be absolute/],
     ['listen that is neither unix: nor host:port', { listen: ['unix:/ok.sock', 'localhost'] }, /^listen\.1: expected unix:\/abs\/path\.sock or host:port/],
@@ -418,7 +426,7 @@ describe('several problems are reported together', () => {
     const problems = problemsOf({ bogus: true, kill_grace_seconds: 'thirty', enforcement: 'docker', node: { cores: -1 } });
     expect(problems).toEqual(
       expect.arrayContaining([
-        expect.stringMatching(/"bogus"/),
+        expect.stringMatching(/^bogus: unknown key/),
         expect.stringMatching(/^kill_grace_seconds: /),
         expect.stringMatching(/^enforcement: /),
         expect.stringMatching(/^node\.cores: /),
@@ -449,17 +457,18 @@ describe('several problems are reported together', () => {
     );
     const err = configError(() => loadConfig({ HPCQ_CONFIG: path }, {}, HOST));
     expect(err.source).toBe(path);
-    expect(err.problems).toEqual(
-      expect.arrayContaining([
-        expect.stringMatching(/"unknown_key"/),
-        expect.stringMatching(/^kill_grace_seconds: /),
-        expect.stringMatching(/^clusters\.0\.queues\.1\.hpcqueue_id: duplicate queue id a/),
-        expect.stringMatching(/^clusters\.0\.queues: exactly one queue must have default: true, found 2/),
-        expect.stringMatching(/^clusters\.0\.queues\.1\.default_cores: 2 exceeds max_cores 1/),
-        expect.stringMatching(/^listen\.0: TCP address 0\.0\.0\.0:50051 needs TLS/),
-        expect.stringMatching(/^state_dir: must be an absolute path/),
-      ]),
-    );
+    // In file order, each at its line and column.
+    expect(err.problems).toEqual([
+      // Derived from the relative state_dir, so not in the file: no position, first.
+      'access.audit_log: must be an absolute path, got "relative/state/audit.log"',
+      `${path}:1:12: state_dir: must be an absolute path, got "relative/state"`,
+      expect.stringMatching(new RegExp(`^${escapeRegExp(path)}:2:10: listen\\.0: TCP address 0\\.0\\.0\\.0:50051 needs TLS`)),
+      `${path}:3:1: unknown_key: unknown key; expected one of state_dir, listen, tls, access, kill_grace_seconds, enforcement, require_enforcement, clock_skew_seconds, max_array_count, job_umask, node, retention, clusters`,
+      expect.stringMatching(new RegExp(`^${escapeRegExp(path)}:4:21: kill_grace_seconds: invalid duration "thirty": use seconds \\(3600\\), units`)),
+      `${path}:9:7: clusters.0.queues: exactly one queue must have default: true, found 2`,
+      `${path}:10:24: clusters.0.queues.1.hpcqueue_id: duplicate queue id a`,
+      `${path}:10:96: clusters.0.queues.1.default_cores: 2 exceeds max_cores 1`,
+    ]);
   });
 });
 
