@@ -6,12 +6,12 @@
 import { join } from 'node:path';
 import { status } from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
-import { ConcurrencyPolicy, ScheduleEventKind } from '../../src/gen/hpcq/v1/schedule_service.js';
+import { ConcurrencyPolicy, ScheduleEventKind, type WatchScheduleResponse } from '../../src/gen/hpcq/v1/schedule_service.js';
 import { getJob, rejection, startDaemon, waitForEnd, waitForJob } from '../support/daemon-harness.js';
 import { linesOf, makeJobUserDir } from '../support/durability.js';
 import { canRunJobs, cleanUpJobTests } from '../support/job-tests.js';
 import { JOB_USER } from '../support/privileged.js';
-import { createSchedule, deleteSchedule, eventsOf, EVERY_SECOND, getSchedule, jobsOf, listSchedules, triggerSchedule, updateSchedule } from '../support/schedules.js';
+import { createSchedule, deleteSchedule, eventsOf, EVERY_SECOND, getSchedule, jobsOf, listSchedules, scheduleClient, triggerSchedule, updateSchedule } from '../support/schedules.js';
 
 const daemons = cleanUpJobTests();
 const ready = canRunJobs;
@@ -147,6 +147,30 @@ describe('schedules', () => {
     const a = await triggerSchedule(d, { scheduleId: s.scheduleId });
     const b = await triggerSchedule(d, { scheduleId: s.scheduleId });
     expect(a.jobId).not.toBe(b.jobId);
+  });
+
+  it('WatchSchedule streams the schedule, its history, then each tick as it is stored; deletion ends the stream', async () => {
+    if (!ready()) return;
+    const d = await startDaemon();
+    const dir = makeJobUserDir('watch');
+    const s = await createSchedule(d, { name: 'watched', cron: EVERY_SECOND, job: template(dir) });
+    await waitUntil(async () => ((await jobsOf(d, s.scheduleId)).length >= 1 ? true : undefined));
+    const stream = scheduleClient(d).watchSchedule({ scheduleId: s.scheduleId, includeHistory: true });
+    const messages: WatchScheduleResponse[] = [];
+    const ended = new Promise<void>((resolve, reject) => {
+      stream.on('data', (m: WatchScheduleResponse) => messages.push(m));
+      stream.on('end', resolve);
+      stream.on('error', reject);
+    });
+    await waitUntil(async () => (messages.filter((m) => m.event?.kind === FIRED).length >= 3 ? true : undefined));
+    await deleteSchedule(d, s.scheduleId);
+    await ended;
+    expect(messages[0]!.event).toBeUndefined();
+    expect(messages[0]!.schedule).toMatchObject({ scheduleId: s.scheduleId });
+    const sequences = messages.slice(1).map((m) => Number(m.event!.sequence));
+    // The history first, then live events: every sequence once, in order, from 1.
+    expect(sequences).toEqual(sequences.map((_, i) => i + 1));
+    for (const m of messages.slice(1)) expect(m.event!.jobId).not.toBe('');
   });
 
   it('refuses a bad cron, zone, deadline or template by field, storing nothing', async () => {
