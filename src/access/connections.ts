@@ -60,6 +60,11 @@ export class ConnectionRegistry {
   /** Open connections per uid (`uid:<n>`) or remote address (`addr:<ip>`), and in total. */
   private readonly perKey = new Map<string, number>();
   private open = 0;
+
+  /** Connections open now (metrics). */
+  get openConnections(): number {
+    return this.open;
+  }
   private readonly servers: { server: NetServer; socketPath?: string; inode?: number }[] = [];
   private nextId = 0;
   /** Addresses actually bound (a TCP port 0 resolves to the chosen port). */

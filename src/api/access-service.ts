@@ -1,4 +1,4 @@
-/** hpcq.v1.AccessService: who the caller is, tokens for remote programs, configuration reload. */
+/** hpcq.v1.AccessService: who the caller is, tokens for remote programs, configuration reload, log level. */
 import type { TokenAuthority } from '../access/token-authority.js';
 import type { DaemonConfig } from '../config/daemon-config.js';
 import { assertRunnableAccount, isAdmin, queueAllows, ruleOf, type Principal } from '../core/access-policy.js';
@@ -10,9 +10,12 @@ import type {
   CreateTokenResponse,
   ReconfigureRequest,
   ReconfigureResponse,
+  SetLogLevelRequest,
+  SetLogLevelResponse,
   WhoAmIRequest,
   WhoAmIResponse,
 } from '../gen/hpcq/v1/access_service.js';
+import { isLogLevel, LOG_LEVELS, type LogLevel } from '../observability/log-level.js';
 import { unary, type HandlerContext } from './handlers.js';
 
 /** A token's validity when the request names none, seconds. */
@@ -25,6 +28,8 @@ export interface AccessServiceDeps {
   tokens: TokenAuthority;
   /** Rereads the configuration; resolves with the settings that need a restart, throws if the file is invalid. */
   reconfigure: () => Promise<string[]>;
+  /** The daemon's log level now, and a way to change it. */
+  logLevel: { readonly level: string; set(level: LogLevel): { level: string; previous: string } };
 }
 
 export function createAccessService(deps: AccessServiceDeps, ctx: HandlerContext): AccessServiceServer {
@@ -75,6 +80,12 @@ export function createAccessService(deps: AccessServiceDeps, ctx: HandlerContext
     reconfigure: unary<ReconfigureRequest, ReconfigureResponse>(ctx, { method: 'Reconfigure', mutating: true }, async (_req, principal) => {
       requireAdmin(principal, 'Reconfigure');
       return { restartRequired: await deps.reconfigure() };
+    }),
+    setLogLevel: unary<SetLogLevelRequest, SetLogLevelResponse>(ctx, { method: 'SetLogLevel', mutating: true }, async (req, principal) => {
+      requireAdmin(principal, 'SetLogLevel');
+      if (req.level === '') return { level: deps.logLevel.level, previous: deps.logLevel.level };
+      if (!isLogLevel(req.level)) throw invalidParameter('InvalidParameterValue.LogLevel', 'level', `level must be one of ${LOG_LEVELS.join(', ')}`);
+      return deps.logLevel.set(req.level);
     }),
   };
 }

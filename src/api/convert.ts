@@ -3,6 +3,7 @@ import type { QueueConfig } from '../config/daemon-config.js';
 import { groupIdOf, isTerminal, JOB_STATES, jobStatusString, type Job as DomainJob, type JobEvent as DomainJobEvent, type JobState as DomainJobState } from '../core/job.js';
 import type { SubmitRequest } from '../core/submit-request.js';
 import { scheduleIdText } from '../core/schedule.js';
+import type { PartitionInfo } from '../core/ports.js';
 import { HpcqError } from '../core/errors.js';
 import { DependencyCondition, JobState, type Job, type JobEvent } from '../gen/hpcq/v1/job.js';
 import type { DependencyCondition as DomainDependencyCondition } from '../core/dependency.js';
@@ -119,7 +120,8 @@ export function eventToProto(event: DomainJobEvent): JobEvent {
   };
 }
 
-export function queueToProto(q: QueueConfig, counts: { pending: number; running: number }, usable: boolean, state: string): Queue {
+export function queueToProto(q: QueueConfig, counts: { pending: number; running: number }, usable: boolean, state: string, backend: { kind: string; partition?: PartitionInfo | undefined } = { kind: 'local' }): Queue {
+  const p = backend.partition;
   return {
     clusterId: q.clusterId,
     zone: q.zone,
@@ -141,6 +143,12 @@ export function queueToProto(q: QueueConfig, counts: { pending: number; running:
     allowedUsers: [...q.allowedUsers],
     usable,
     state,
+    backend: backend.kind,
+    partitionState: p?.state ?? '',
+    partitionNodes: p?.nodes ?? 0,
+    partitionCpus: p?.cpus ?? 0,
+    partitionIdleCpus: p?.idleCpus ?? 0,
+    partitionNote: p?.note ?? '',
   };
 }
 

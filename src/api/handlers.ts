@@ -2,7 +2,8 @@
  * Adapts async functions to grpc-js handlers once, so that a handler cannot answer twice, every
  * call passes the access gate first (the handler receives the principal; it never reads metadata
  * or certificates itself), every error goes through the one status table, and the audit line is
- * written when the call ends.
+ * written when the call ends. The observer (metrics and the request log line) hears of every call
+ * that ends, accepted or refused.
  */
 import type { sendUnaryData, ServerUnaryCall, ServerWritableStream } from '@grpc/grpc-js';
 import type { AccessGate } from '../access/access-gate.js';
@@ -15,6 +16,15 @@ import { toServiceError } from './grpc-status.js';
 export interface HandlerContext {
   gate: AccessGate;
   log: Logger;
+  observer?: RequestObserver;
+}
+
+/** Told of every call: how it ended, and which server streams (watches) are open. Must not throw. */
+export interface RequestObserver {
+  /** `err` undefined: accepted. `principal` undefined: refused before the caller was known. */
+  ended(method: string, principal: Principal | undefined, err: unknown, details: AuditNote): void;
+  streamOpened(method: string): void;
+  streamClosed(method: string): void;
 }
 
 export interface MethodOptions<Req, Res> {
@@ -52,11 +62,15 @@ export function unary<Req, Res>(
     };
     run().then(
       (res) => {
-        ctx.gate.recordResult(principal!, options.method, options.mutating ?? false, undefined, details(res));
+        const noted = details(res);
+        ctx.gate.recordResult(principal!, options.method, options.mutating ?? false, undefined, noted);
+        ctx.observer?.ended(options.method, principal, undefined, noted);
         callback(null, res);
       },
       (err: unknown) => {
-        if (principal) ctx.gate.recordResult(principal, options.method, options.mutating ?? false, err, details(undefined));
+        const noted = details(undefined);
+        if (principal) ctx.gate.recordResult(principal, options.method, options.mutating ?? false, err, noted);
+        ctx.observer?.ended(options.method, principal, err, noted);
         callback(toServiceError(err, ctx.log, options.method));
       },
     );
@@ -76,16 +90,23 @@ export function serverStream<Req, Res>(
     const run = async (): Promise<void> => {
       const admission = await ctx.gate.admit(call, options.method);
       principal = admission.principal;
+      ctx.observer?.streamOpened(options.method);
       try {
         await fn(checkDecoded(call.request), admission.principal, call, abort.signal);
       } finally {
+        ctx.observer?.streamClosed(options.method);
         admission.release();
       }
     };
+    const details = () => options.auditDetails?.(call.request, undefined) ?? {};
     run().then(
-      () => call.end(),
+      () => {
+        ctx.observer?.ended(options.method, principal, undefined, details());
+        call.end();
+      },
       (err: unknown) => {
-        if (principal) ctx.gate.recordResult(principal, options.method, options.mutating ?? false, err, options.auditDetails?.(call.request, undefined));
+        if (principal) ctx.gate.recordResult(principal, options.method, options.mutating ?? false, err, details());
+        ctx.observer?.ended(options.method, principal, err, details());
         if (!abort.signal.aborted) call.emit('error', toServiceError(err, ctx.log, options.method));
       },
     );

@@ -18,7 +18,16 @@ export function createQueueService(engine: JobEngine, config: () => DaemonConfig
       const used = engine.usedResources();
       const admin = isAdmin(principal, { access: current.access, daemonUid });
       return {
-        queues: clusters.flatMap((c) => c.queues.map((q) => queueToProto(q, engine.queueCounts(q.hpcqueueId), admin || queueAllows(q, principal.account), engine.queueState(q.hpcqueueId)))),
+        queues: await Promise.all(
+          clusters.flatMap((c) =>
+            c.queues.map(async (q) =>
+              queueToProto(q, engine.queueCounts(q.hpcqueueId), admin || queueAllows(q, principal.account), engine.queueState(q.hpcqueueId), {
+                kind: c.backend,
+                partition: await engine.partitionOf(q.hpcqueueId),
+              }),
+            ),
+          ),
+        ),
         enforcement,
         nodeCores: current.nodeCores,
         nodeMemMb: current.nodeMemMb,

@@ -123,6 +123,12 @@ export class BenchDaemon {
     return { anon: kb('RssAnon') / 1024, file: kb('RssFile') / 1024 };
   }
 
+  /** User + system CPU time of the daemon so far, ms (from /proc/<pid>/stat, in clock ticks of 10 ms). */
+  cpuMs(): number {
+    const fields = readFileSync(`/proc/${this.pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return (Number(fields[11]) + Number(fields[12])) * 10;
+  }
+
   rssMb(): number {
     const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${this.pid}/status`, 'utf8'));
     return m ? Number(m[1]) / 1024 : 0;

@@ -5,7 +5,6 @@
  * task (dispatch, dependency reviews, launches and outcomes together).
  */
 import { availableParallelism } from 'node:os';
-import { readFileSync } from 'node:fs';
 import type { SubmitJobGroupRequest, SubmitJobGroupResponse, SubmitJobRequest } from '../gen/hpcq/v1/job_service.js';
 import { BenchDaemon, benchConfig, EMPTY_SUBMIT } from './bench-daemon.js';
 
@@ -27,21 +26,15 @@ export async function groupRun(runUser: string, shape: GroupFigures['shape'], ta
       dependences: names.slice(1).map((endTask, i) => ({ startTask: shape === 'chain' ? names[i]! : names[0]!, endTask })),
       clientToken: '',
     };
-    const cpu0 = daemonCpuMs(daemon.pid);
+    const cpu0 = daemon.cpuMs();
     const t0 = performance.now();
     const res = await new Promise<SubmitJobGroupResponse>((resolve, reject) => daemon.client.submitJobGroup(request, (err, r) => (err ? reject(err) : resolve(r))));
     const submitMs = performance.now() - t0;
     // The last task of a chain ends last; in a fan-out, wait for every task.
     const ids = shape === 'chain' ? [res.taskJobIds[names[tasks - 1]!]!] : Object.values(res.taskJobIds);
     for (const id of ids) await daemon.waitFor(id, ['completed', 'failed', 'cancelled', 'node_fail']);
-    return { shape, tasks, submitMs, allDoneSeconds: (performance.now() - t0) / 1000, daemonCpuMsPerTask: (daemonCpuMs(daemon.pid) - cpu0) / tasks };
+    return { shape, tasks, submitMs, allDoneSeconds: (performance.now() - t0) / 1000, daemonCpuMsPerTask: (daemon.cpuMs() - cpu0) / tasks };
   } finally {
     await daemon.close();
   }
-}
-
-/** User + system CPU time of a process so far, ms (from /proc/<pid>/stat, in clock ticks of 10 ms). */
-function daemonCpuMs(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(fields[11]) + Number(fields[12])) * 10;
 }

@@ -1,23 +1,28 @@
 /**
  * `npm run bench`: starts real daemons in temp dirs and prints the figures the issues ask for.
  * `npm run bench -- scale submit` runs only the named sections (submit, access, launch, group,
- * array, restart, dispatch, scale).
- * HPCQ_BENCH_SCALE_JOBS sets the size of the history for the scale run (default 1,000,000).
+ * array, schedule, restart, dispatch, scale, metrics, cli).
+ * HPCQ_BENCH_SCALE_JOBS sets the size of the history for the scale run (default 1,000,000);
+ * HPCQ_BENCH_METRICS_ROUNDS the number of off/on pairs of the metrics run (default 2).
  */
 import { accessThroughput } from './access-bench.js';
 import { arrayRun } from './array-bench.js';
 import { benchRunUser } from './bench-daemon.js';
+import { cliStartup } from './cli-start-bench.js';
 import { launchLatency, restartWithRunningJobs, submitThroughput } from './daemon-bench.js';
 import { dispatchPassCost } from './dispatch-bench.js';
 import { groupRun } from './group-bench.js';
+import { metricsOverhead } from './metrics-bench.js';
 import { scaleRun } from './scale-bench.js';
+import { dispatchWithWaiting, scheduleTicks } from './schedule-bench.js';
+import { slurmRun } from './slurm-bench.js';
 
 function line(label: string, value: string): void {
   process.stdout.write(`${label.padEnd(58)} ${value}\n`);
 }
 const f1 = (n: number) => n.toFixed(1);
 
-const SECTIONS = ['submit', 'access', 'launch', 'group', 'array', 'restart', 'dispatch', 'scale'] as const;
+const SECTIONS = ['submit', 'access', 'launch', 'group', 'array', 'schedule', 'restart', 'dispatch', 'scale', 'metrics', 'cli', 'slurm'] as const;
 
 async function main(): Promise<void> {
   const asked = process.argv.slice(2);
@@ -31,9 +36,13 @@ async function main(): Promise<void> {
   if (run('launch')) await launchSection(runUser);
   if (run('group')) await groupSection(runUser);
   if (run('array')) await arraySection(runUser);
+  if (run('schedule')) await scheduleSection(runUser);
   if (run('restart')) await restartSection(runUser);
   if (run('dispatch')) await dispatchSection();
   if (run('scale')) await scaleSection();
+  if (run('metrics')) await metricsSection(runUser);
+  if (run('cli')) await cliSection();
+  if (run('slurm')) await slurmSection(runUser);
 }
 
 async function submitSection(runUser: string): Promise<void> {
@@ -75,6 +84,27 @@ async function arraySection(runUser: string): Promise<void> {
   line('  daemon peak RSS', `${f1(a.peakRssMb)} MiB`);
 }
 
+async function slurmSection(runUser: string): Promise<void> {
+  process.stdout.write('\n== 1,000 `true` jobs on a single-node Slurm: sbatch directly, then through hpcq (backend: slurm)\n');
+  const s = await slurmRun(runUser, 1000);
+  line('  sbatch directly: submits/s, all done', `${Math.round(s.direct.submitsPerSecond)} /s, ${s.direct.makespanSeconds.toFixed(1)} s`);
+  line('  through hpcq: submits/s, all done', `${Math.round(s.viaHpcq.submitsPerSecond)} /s, ${s.viaHpcq.makespanSeconds.toFixed(1)} s (${((s.viaHpcq.makespanSeconds / s.direct.makespanSeconds - 1) * 100).toFixed(0)}% makespan)`);
+  line('  daemon CPU per job through hpcq', `${s.daemonCpuMsPerJob.toFixed(1)} ms`);
+  line('  daemon CPU per poll cycle, 10,000 active jobs', `${s.pollCpuMsPer10k.toFixed(1)} ms`);
+}
+
+async function scheduleSection(runUser: string): Promise<void> {
+  process.stdout.write('\n== 1,000 schedules ticking every second (queue stopped: the ticks alone)\n');
+  const s = await scheduleTicks(runUser, 1000, 20);
+  line(`  ${s.ticks.toLocaleString('en')} ticks in ${s.seconds} s: lateness p50 / p99`, `${s.latenessP50Ms.toFixed(0)} / ${s.latenessP99Ms.toFixed(0)} ms`);
+  line('  daemon CPU while ticking', `${(s.cpuShare * 100).toFixed(0)}% of a core (${s.cpuMsPerTick.toFixed(2)} ms per tick)`);
+  process.stdout.write('\n== Dispatch with held and future jobs pending (half held, half begin_time a day ahead)\n');
+  for (const waiting of [0, 100_000]) {
+    const w = await dispatchWithWaiting(runUser, waiting, 200);
+    line(`  ${waiting.toLocaleString('en')} waiting: true job submit -> COMPLETED p50 / p99`, `${f1(w.submitToCompletedP50Ms)} / ${f1(w.submitToCompletedP99Ms)} ms (daemon CPU ${f1(w.daemonCpuMsPerJob)} ms per job)`);
+  }
+}
+
 async function groupSection(runUser: string): Promise<void> {
   process.stdout.write('\n== Job groups: 1,000 `true` tasks as a chain and as a fan-out (one SubmitJobGroup each)\n');
   for (const shape of ['chain', 'fan-out'] as const) {
@@ -109,6 +139,24 @@ async function scaleSection(): Promise<void> {
   line('  RSS after the reads: own (anon) + mapped files', `${f1(sc.rssAnonAfterReadsMb)} + ${f1(sc.rssFileAfterReadsMb)} MiB`);
   line('  GetJob p50 / p99 / p99.9 (20,000 random ids, client warmed up)', `${sc.getJobP50Ms.toFixed(2)} / ${sc.getJobP99Ms.toFixed(2)} / ${sc.getJobP999Ms.toFixed(2)} ms`);
   line('  ListJobs page of 100 by state / user p50 / p99', `${sc.listPageP50Ms.toFixed(2)} / ${sc.listPageP99Ms.toFixed(2)} ms`);
+}
+
+async function metricsSection(runUser: string): Promise<void> {
+  const rounds = Number(process.env.HPCQ_BENCH_METRICS_ROUNDS ?? 2);
+  process.stdout.write(`\n== Durable SubmitJob with metrics off and on (64 clients, 20,000 submits; alternating, ${rounds} of each; /metrics scraped every second)\n`);
+  const m = await metricsOverhead(runUser, 64, 20_000, rounds);
+  const runs = (jobsPerSecond: number[], cpuUs: number[]) => jobsPerSecond.map((v, i) => `${Math.round(v)} jobs/s (${cpuUs[i]!.toFixed(0)} us CPU/submit)`).join(', ');
+  line('  metrics off, each run', runs(m.off, m.offCpuUs));
+  line('  metrics on, each run', `${runs(m.on, m.onCpuUs)}; ${m.scrapes} scrapes`);
+  line('  cost of metrics (mean throughput)', `${m.costPercent.toFixed(1)}%`);
+}
+
+async function cliSection(): Promise<void> {
+  process.stdout.write('\n== hpcq start-up as an installed command (scripts/install-service.sh into a temp prefix; spawn to exit)\n');
+  const c = await cliStartup(20);
+  if (!c) return line('  skipped', 'installing needs root');
+  line(`  hpcq --version p50 / p99 (${c.runs} runs)`, `${f1(c.versionP50Ms)} / ${f1(c.versionP99Ms)} ms  (node -e 0: ${f1(c.nodeP50Ms)} ms)`);
+  line(`  hpcq list, one ListJobs on the unix socket, p50 / p99 (${c.runs} runs)`, `${f1(c.listP50Ms)} / ${f1(c.listP99Ms)} ms`);
 }
 
 main().then(

@@ -240,6 +240,8 @@ function generatedJob(id: number, active: boolean, random: () => number, uuidKey
     previousAttempts: [],
     eligibleAtMs: 0,
     heldBy: '',
+    backendJobId: '',
+    backendSubmitting: false,
   };
   return { job, events };
 }

@@ -1,15 +1,17 @@
 /**
- * A thin promisified client of hpcqd's public gRPC API (the generated JobService, QueueService and
- * AccessService clients), with an optional per-call deadline. On a unix socket the daemon knows
- * the caller by its uid; to a TCP address the client speaks TLS (with a client certificate for
- * mutual TLS) and may send a token as `authorization: Bearer`.
+ * A thin promisified client of hpcqd's public gRPC API (the generated JobService, QueueService,
+ * AccessService and ScheduleService clients), with an optional per-call deadline. On a unix
+ * socket the daemon knows the caller by its uid; to a TCP address the client speaks TLS (with a
+ * client certificate for mutual TLS) and may send a token as `authorization: Bearer`.
  */
 import { readFileSync } from 'node:fs';
 import { credentials, Metadata, type CallOptions, type ChannelCredentials, type ClientUnaryCall, type ServiceError } from '@grpc/grpc-js';
-import { AccessServiceClient, type CreateTokenResponse, type ReconfigureResponse, type WhoAmIResponse } from '../gen/hpcq/v1/access_service.js';
+import { AccessServiceClient, type CreateTokenResponse, type ReconfigureResponse, type WhoAmIResponse, type SetLogLevelResponse } from '../gen/hpcq/v1/access_service.js';
 import {
   JobServiceClient,
   type CancelJobResponse,
+  type CancelJobsRequest,
+  type CancelJobsResponse,
   type GetJobGroupResponse,
   type GetJobResponse,
   type HoldJobResponse,
@@ -23,6 +25,16 @@ import {
   type WatchJobResponse,
 } from '../gen/hpcq/v1/job_service.js';
 import { QueueServiceClient, type ListQueuesResponse, type QueueStateResponse } from '../gen/hpcq/v1/queue_service.js';
+import {
+  ScheduleServiceClient,
+  type CreateScheduleRequest,
+  type DeleteScheduleResponse,
+  type ListSchedulesResponse,
+  type Schedule,
+  type TriggerScheduleRequest,
+  type UpdateScheduleRequest,
+  type WatchScheduleResponse,
+} from '../gen/hpcq/v1/schedule_service.js';
 
 type UnaryMethod<Req, Res> = (
   request: Req,
@@ -46,6 +58,7 @@ export class HpcqClient {
   private jobService: InstanceType<typeof JobServiceClient> | undefined;
   private queueService: InstanceType<typeof QueueServiceClient> | undefined;
   private accessService: InstanceType<typeof AccessServiceClient> | undefined;
+  private scheduleService: InstanceType<typeof ScheduleServiceClient> | undefined;
   private readonly channelCredentials: ChannelCredentials;
   private readonly token: string | undefined;
 
@@ -79,6 +92,11 @@ export class HpcqClient {
     return this.accessService;
   }
 
+  private get schedules(): InstanceType<typeof ScheduleServiceClient> {
+    this.scheduleService ??= new ScheduleServiceClient(this.address, this.channelCredentials);
+    return this.scheduleService;
+  }
+
   private metadata(): Metadata {
     const metadata = new Metadata();
     if (this.token) metadata.set('authorization', `Bearer ${this.token}`);
@@ -109,6 +127,11 @@ export class HpcqClient {
 
   cancelJob(jobId: string): Promise<CancelJobResponse> {
     return this.unary(this.jobs, this.jobs.cancelJob, { jobId });
+  }
+
+  /** CancelJobs: the jobs named and those matching the filters, chosen and cancelled in one step. */
+  cancelJobs(request: CancelJobsRequest): Promise<CancelJobsResponse> {
+    return this.unary(this.jobs, this.jobs.cancelJobs, request);
   }
 
   holdJob(jobId: string): Promise<HoldJobResponse> {
@@ -168,9 +191,55 @@ export class HpcqClient {
     return this.unary(this.access, this.access.reconfigure, {});
   }
 
+  /** Sets the daemon's log level ('' = only read it); admins. */
+  setLogLevel(level: string): Promise<SetLogLevelResponse> {
+    return this.unary(this.access, this.access.setLogLevel, { level });
+  }
+
+  createSchedule(request: CreateScheduleRequest): Promise<Schedule> {
+    return this.unary(this.schedules, this.schedules.createSchedule, request);
+  }
+
+  getSchedule(scheduleId: string, eventCount = 0): Promise<Schedule> {
+    return this.unary(this.schedules, this.schedules.getSchedule, { scheduleId, eventCount });
+  }
+
+  listSchedules(pageToken = ''): Promise<ListSchedulesResponse> {
+    return this.unary(this.schedules, this.schedules.listSchedules, { pageSize: 0, pageToken });
+  }
+
+  updateSchedule(request: UpdateScheduleRequest): Promise<Schedule> {
+    return this.unary(this.schedules, this.schedules.updateSchedule, request);
+  }
+
+  deleteSchedule(scheduleId: string): Promise<DeleteScheduleResponse> {
+    return this.unary(this.schedules, this.schedules.deleteSchedule, { scheduleId });
+  }
+
+  triggerSchedule(request: TriggerScheduleRequest): Promise<SubmitJobResponse> {
+    return this.unary(this.schedules, this.schedules.triggerSchedule, request);
+  }
+
+  /** Follows WatchSchedule: the schedule now, then one message per event; ends when it is deleted. */
+  async *watchSchedule(scheduleId: string, includeHistory: boolean, timeoutMs?: number): AsyncGenerator<WatchScheduleResponse> {
+    const stream = this.schedules.watchSchedule({ scheduleId, includeHistory }, this.metadata(), this.callOptions(timeoutMs));
+    let finished = false;
+    try {
+      for await (const message of stream) yield message as WatchScheduleResponse;
+      finished = true;
+    } finally {
+      if (!finished) {
+        // As in watchJob: the consumer stopped early, so its CANCELLED error is expected.
+        stream.on('error', () => {});
+        stream.cancel();
+      }
+    }
+  }
+
   close(): void {
     this.jobService?.close();
     this.queueService?.close();
     this.accessService?.close();
+    this.scheduleService?.close();
   }
 }

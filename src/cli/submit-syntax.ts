@@ -3,7 +3,8 @@
  * `#SBATCH` / `#HPCQ` directives of a batch script. Pure: no I/O.
  */
 import { DependencyCondition, type Dependency } from '../gen/hpcq/v1/job.js';
-import { parseDuration, parseInteger } from './format.js';
+import { UsageError } from './errors.js';
+import { parseDuration, parseInteger, parseMemMiB } from './format.js';
 
 const CONDITION_OF_NAME: Record<string, DependencyCondition> = {
   afterok: DependencyCondition.DEPENDENCY_CONDITION_AFTER_OK,
@@ -70,4 +71,52 @@ export function parseBeginTime(value: string, nowMs: number = Date.now()): strin
   if (relative) return new Date(nowMs + parseDuration(relative[1]!) * 1000).toISOString();
   if (/^\d{9,11}$/.test(v) || !Number.isNaN(Date.parse(v))) return v;
   throw new Error(`--begin takes RFC 3339 (2026-01-02T03:04:05Z), Unix seconds or now+<duration>, got ${JSON.stringify(value)}`);
+}
+
+/** sbatch --mem: MiB or a K/M/G/T size; 0 (Slurm: all of the node's memory) is refused. */
+export function parseSlurmMem(value: string): number {
+  const mib = parseMemMiB(value);
+  if (mib === 0) throw new Error("--mem=0 (all of the node's memory) is not supported: give a size");
+  return mib;
+}
+
+/** sbatch -c: a core count of at least 1. */
+export function parseCores(value: string): number {
+  const n = parseInteger(value, 'core count');
+  if (n < 1) throw new Error(`the core count must be at least 1, got ${n}`);
+  return n;
+}
+
+/** The submit options that sbatch names differently from EHPC, both ways. */
+export interface SbatchNamedOptions {
+  /** -t/--time, already read in Slurm's units: seconds. */
+  time?: number;
+  mem?: number;
+  cpusPerTask?: number;
+  partition?: string;
+  timeLimit?: number;
+  memLimit?: number;
+  coreLimit?: number;
+  queue?: string;
+}
+
+/**
+ * The sbatch-named flags (-t, --mem, -c, -p) set the same fields as the EHPC ones (--time-limit,
+ * --mem-limit, --core-limit, --queue), each read in its own units; giving both of a pair is a mistake.
+ */
+export function withSlurmFlags<T extends SbatchNamedOptions>(opts: T): T {
+  const pairs = [
+    ['time', 'timeLimit', '-t/--time', '--time-limit'],
+    ['mem', 'memLimit', '--mem', '--mem-limit'],
+    ['cpusPerTask', 'coreLimit', '-c/--cpus-per-task', '--core-limit'],
+    ['partition', 'queue', '-p/--partition', '--queue'],
+  ] as const;
+  const out: Record<string, unknown> = { ...(opts as Record<string, unknown>) };
+  for (const [slurm, ehpc, slurmFlag, ehpcFlag] of pairs) {
+    if (opts[slurm] === undefined) continue;
+    if (opts[ehpc] !== undefined) throw new UsageError(`give ${slurmFlag} or ${ehpcFlag}, not both`, ehpc);
+    out[ehpc] = opts[slurm];
+    delete out[slurm];
+  }
+  return out as unknown as T;
 }

@@ -40,7 +40,24 @@ export function toConfigFile(config: DaemonConfig): ConfigFileInput {
     // detection, which a non-zero mem_mb replaces, so it is left out.
     node: { cores: config.nodeCores, mem_mb: config.nodeMemMb },
     retention: { finished_job_max_age_days: config.retentionMaxAgeDays, schedule: config.retentionSchedule },
-    clusters: config.clusters.map((c) => ({ cluster_id: c.clusterId, zone: c.zone, queues: c.queues.map(toQueueFile) })),
+    // Always written, '' when off: the printed file names every key.
+    metrics_listen: config.metricsListen ?? '',
+    clusters: config.clusters.map((c) => ({
+      cluster_id: c.clusterId,
+      zone: c.zone,
+      backend: c.backend,
+      ...(c.slurm
+        ? {
+            slurm: {
+              ...(c.slurm.binDir !== undefined ? { bin_dir: c.slurm.binDir } : {}),
+              ...(c.slurm.conf !== undefined ? { conf: c.slurm.conf } : {}),
+              poll_interval_seconds: c.slurm.pollIntervalSeconds,
+              command_timeout_seconds: c.slurm.commandTimeoutSeconds,
+            },
+          }
+        : {}),
+      queues: c.queues.map(toQueueFile),
+    })),
   };
 }
 

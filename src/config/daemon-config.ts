@@ -28,7 +28,17 @@ export interface QueueConfig {
 export interface ClusterConfig {
   clusterId: string;
   zone: string;
+  /** local: this node runs the jobs; slurm: Slurm does (partition = scheduler_queue_name). */
+  backend: 'local' | 'slurm';
+  slurm?: SlurmConfig;
   queues: readonly QueueConfig[];
+}
+
+export interface SlurmConfig {
+  binDir?: string;
+  conf?: string;
+  pollIntervalSeconds: number;
+  commandTimeoutSeconds: number;
 }
 
 export interface DaemonConfig {
@@ -37,6 +47,8 @@ export interface DaemonConfig {
   listen: readonly string[];
   /** TLS for TCP listeners; undefined when only unix sockets are configured. */
   tls: TlsConfig | undefined;
+  /** host:port serving /metrics (plain HTTP); absent = no metrics. */
+  metricsListen?: string;
   access: AccessConfig;
   killGraceSeconds: number;
   enforcement: EnforcementRequest;

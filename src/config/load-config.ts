@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
 import { LineCounter, parseDocument } from 'yaml';
-import type { AccessConfig, ClusterConfig, DaemonConfig, QueueConfig, TlsConfig } from './daemon-config.js';
+import type { AccessConfig, ClusterConfig, DaemonConfig, QueueConfig, SlurmConfig, TlsConfig } from './daemon-config.js';
 import { defaultSocketPath, defaultStateDir } from './default-state-dir.js';
 import { formatProblems, formatSyntaxError, locator, schemaProblems, type KeyPath, type Locate, type Problem } from './problems.js';
 import { repairForChecks } from './repair.js';
@@ -115,6 +115,8 @@ function compileParsed(file: ConfigFile, overrides: Overrides, host: HostFacts, 
     for (const p of checkListenAddress(address, tls !== undefined)) problem(['listen', i], p, Boolean(overrides.listen));
   }
   const access = compileAccess(file.access, stateDir, problem);
+  const metricsListen = file.metrics_listen || undefined;
+  if (metricsListen !== undefined && !isHostPort(metricsListen)) problem(['metrics_listen'], `expected host:port (port 0-65535), e.g. 127.0.0.1:9464, got ${JSON.stringify(metricsListen)}`);
 
   const nodeCores = file.node.cores || host.cores;
   const nodeMemMb = file.node.mem_mb || Math.max(256, host.memoryMb - file.node.reserved_mem_mb);
@@ -164,13 +166,17 @@ function compileParsed(file: ConfigFile, overrides: Overrides, host: HostFacts, 
     }
     const defaults = queues.filter((q) => q.isDefault).length;
     if (defaults !== 1) problem([...at, 'queues'], `exactly one queue must have default: true, found ${defaults}`);
-    clusters.push(Object.freeze({ clusterId: c.cluster_id, zone: c.zone, queues: Object.freeze(queues) }));
+    if (c.slurm && c.backend !== 'slurm') problem([...at, 'slurm'], 'slurm settings need backend: slurm');
+    const slurm = c.backend === 'slurm' ? slurmConfigOf(c.slurm) : undefined;
+    clusters.push(Object.freeze({ clusterId: c.cluster_id, zone: c.zone, backend: c.backend, ...(slurm ? { slurm } : {}), queues: Object.freeze(queues) }));
   }
 
   return Object.freeze({
     stateDir,
     listen: Object.freeze(listen),
     tls,
+    // Only when on: a configuration without metrics has no such key.
+    ...(metricsListen !== undefined && { metricsListen }),
     access,
     killGraceSeconds: file.kill_grace_seconds,
     enforcement: file.enforcement,
@@ -195,12 +201,17 @@ export function checkListenAddress(address: string, hasTls: boolean): string[] {
     const path = address.slice('unix:'.length);
     return isAbsolute(path) ? [] : [`unix socket path must be absolute: ${address}`];
   }
-  const m = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(address);
-  if (!m || Number(m[2]) > 65535) return [`expected unix:/abs/path.sock or host:port (port 0-65535), got ${JSON.stringify(address)}`];
+  if (!isHostPort(address)) return [`expected unix:/abs/path.sock or host:port (port 0-65535), got ${JSON.stringify(address)}`];
   if (!hasTls) {
     return [`TCP address ${address} needs TLS: set tls.cert_file and tls.key_file (plaintext TCP carries no identity, so it is refused, loopback included)`];
   }
   return [];
+}
+
+/** `host:port` or `[v6]:port`, port 0-65535. */
+function isHostPort(address: string): boolean {
+  const m = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(address);
+  return m !== null && Number(m[2]) <= 65535;
 }
 
 type AddProblem = (path: KeyPath, message: string, notInFile?: boolean) => void;
@@ -242,5 +253,15 @@ function compileAccess(access: ConfigFile['access'], stateDir: string, problem: 
     maxStreamsPerPrincipal: access.max_streams_per_principal,
     firstRequestTimeoutMs: access.first_request_timeout_seconds * 1000,
     auditLogPath,
+  });
+}
+
+/** A Slurm cluster's settings, defaults filled in (also when the slurm key is absent). */
+function slurmConfigOf(file: { bin_dir?: string | undefined; conf?: string | undefined; poll_interval_seconds: number; command_timeout_seconds: number } | undefined): SlurmConfig {
+  return Object.freeze({
+    ...(file?.bin_dir !== undefined ? { binDir: file.bin_dir } : {}),
+    ...(file?.conf !== undefined ? { conf: file.conf } : {}),
+    pollIntervalSeconds: file?.poll_interval_seconds ?? 2,
+    commandTimeoutSeconds: file?.command_timeout_seconds ?? 30,
   });
 }

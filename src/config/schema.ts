@@ -132,11 +132,26 @@ export const queueSchema = z.strictObject({
   allowed_users: z.array(unixName).default([]),
 });
 
+/** How hpcqd reaches a Slurm cluster (backend: slurm), from a login or controller node with munge. */
+export const slurmSchema = z.strictObject({
+  /** Directory of sbatch, squeue, scancel, scontrol and sacct; default: found on PATH. */
+  bin_dir: z.string().optional(),
+  /** The cluster's slurm.conf (SLURM_CONF for the commands); default: Slurm's own default. */
+  conf: z.string().optional(),
+  /** Seconds between two squeue polls of the cluster's jobs. Default 2. */
+  poll_interval_seconds: seconds(1, 3600).default(2),
+  /** Deadline of one Slurm command, seconds. Default 30. */
+  command_timeout_seconds: seconds(1, 600).default(30),
+});
+
 export const clusterSchema = z.strictObject({
   /** EHPC cluster id. */
   cluster_id: z.string().regex(/^[A-Za-z][A-Za-z0-9_-]{0,63}$/, 'letters, digits, - and _, starting with a letter'),
   /** Zone the cluster lives in; a submit naming another zone fails with InvalidZone.MismatchRegion. */
   zone: z.string().min(1).max(64),
+  /** Who runs the cluster's jobs: local (this node, under hpcq's supervisors) or slurm. Default local. */
+  backend: z.enum(['local', 'slurm']).default('local'),
+  slurm: slurmSchema.optional(),
   queues: z.array(queueSchema).min(1),
 });
 
@@ -184,6 +199,8 @@ export const configSchema = z.strictObject({
       schedule: z.string().default('17 * * * *'),
     })
     .prefault({}),
+  /** Prometheus metrics over plain HTTP at http://<host:port>/metrics; empty or absent = off. Default off. */
+  metrics_listen: z.string().optional(),
   /** Default: one cluster with a normal (default) and a debug queue; unlisted keys take the queue defaults above. */
   clusters: z.array(clusterSchema).min(1).prefault([
     {

@@ -205,6 +205,13 @@ export interface Job extends JobSpec {
   eligibleAtMs: number;
   /** Who holds the job back (HoldJob, or hold at submit): '' = nobody. */
   heldBy: '' | 'user' | 'admin';
+  /**
+   * On a cluster run by another scheduler (Slurm): the current attempt's job id there ('' = not
+   * handed yet), and whether it is being handed (stored before sbatch runs, so that after a crash the
+   * attempt is looked for there before it is submitted again).
+   */
+  backendJobId: string;
+  backendSubmitting: boolean;
   /** On an array job: its instances by state (live in memory; stored with each state change). */
   instanceCounts?: Readonly<Record<JobState, number>>;
 }
@@ -270,6 +277,8 @@ export function newPendingJob(spec: JobSpec, f: { id: number; uuid: string; reas
     previousAttempts: [],
     eligibleAtMs: spec.beginAtMs ?? 0,
     heldBy: spec.holdAtSubmit ?? '',
+    backendJobId: '',
+    backendSubmitting: false,
   });
 }
 
@@ -331,6 +340,8 @@ function buildJob(spec: JobSpec, run: JobRunFields): Job {
     previousAttempts: run.previousAttempts ?? [],
     eligibleAtMs: run.eligibleAtMs ?? 0,
     heldBy: run.heldBy ?? '',
+    backendJobId: run.backendJobId ?? '',
+    backendSubmitting: run.backendSubmitting ?? false,
   };
   if (spec.retry !== undefined) job.retry = spec.retry;
   if (spec.group !== undefined) job.group = spec.group;

@@ -51,6 +51,28 @@ export interface JobPage {
   nextBeforeId?: number;
 }
 
+/**
+ * A time window on when jobs ended (sacct -S/-E): from `fromMs` (inclusive) to `toMs` (exclusive);
+ * a side left out is open.
+ */
+export interface EndWindow {
+  fromMs?: number;
+  toMs?: number;
+}
+
+/** Where a listing by end time goes on: the jobs that come after this one (ended earlier, or at the same time with a lower id). */
+export interface EndCursor {
+  endTimeMs: number;
+  id: number;
+}
+
+export interface EndedJobPage {
+  /** The latest end first; jobs ending in the same millisecond, the highest id first. */
+  jobs: Job[];
+  /** Pass as `after` to get the next page; undefined on the last page. */
+  next?: EndCursor;
+}
+
 export interface QuarantinedRecord {
   key: string;
   error: string;
@@ -128,6 +150,11 @@ export interface JobStore {
   getJobByUuid(uuid: string): Promise<Job | undefined>;
   /** Served from indexes; the cost depends on the page, not on the history. */
   listJobs(filter: JobFilter, pageSize: number, beforeId?: number): Promise<JobPage>;
+  /**
+   * Finished jobs that ended in `window` and match `filter`, the latest end first, from the
+   * end-time index: the cost depends on the window's page, not on the history.
+   */
+  listEndedJobs(filter: JobFilter, window: EndWindow, pageSize: number, after?: EndCursor): Promise<EndedJobPage>;
   /** The job's state changes, oldest first. */
   getEvents(jobId: number): Promise<JobEvent[]>;
   /**
@@ -188,4 +215,44 @@ export type ReattachResult = 'attached' | 'not-started';
 /** Thrown by JobExecutor.launch when a job could not be started. */
 export class LaunchError extends Error {
   override readonly name = 'LaunchError';
+}
+
+/** What a cluster's scheduler says about a job it was handed (BackendReport), in hpcq's terms. */
+export type BackendReport =
+  | { kind: 'pending'; reason: string }
+  | { kind: 'running'; timeMs: number }
+  | { kind: 'ended'; outcome: JobOutcome };
+
+/**
+ * A cluster whose jobs another scheduler runs (Slurm): the seam under the engine. The engine keeps
+ * each job and hands every attempt that may start to the backend, which reports what became of it.
+ */
+export interface ClusterBackend {
+  readonly kind: 'slurm';
+  /**
+   * Hands one attempt to the scheduler as the job's user; resolves with its id there. With
+   * `mayExist` (an earlier try may have reached the scheduler) the attempt is looked for first.
+   */
+  submit(job: Job, mayExist: boolean): Promise<string>;
+  /** Follows a handed attempt: onReport hears of its changes, and of its end exactly once. */
+  track(job: Job, backendId: string): void;
+  untrack(jobId: number): void;
+  /** Cancels as the job's user, or as root for an admin. */
+  cancel(job: Job, backendId: string, asAdmin: boolean): Promise<'cancelled' | 'already-ended'>;
+  /** Why the scheduler cannot be reached now; undefined when it answers. */
+  unavailable(): string | undefined;
+  /** A partition (queue) as the scheduler reports it now. */
+  partition(name: string): Promise<PartitionInfo>;
+  start(): void;
+  stop(): Promise<void>;
+  onReport: (jobId: number, report: BackendReport) => void;
+}
+
+/** A scheduler's partition: its state (up, down, drain, inact; "unavailable" with a note), nodes and CPUs. */
+export interface PartitionInfo {
+  state: string;
+  nodes: number;
+  cpus: number;
+  idleCpus: number;
+  note: string;
 }

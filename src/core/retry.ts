@@ -66,6 +66,9 @@ export function nextAttempt(job: Job, outcome: JobOutcome): { job: Job; to: 'PEN
       { attempt: job.attempt, state: outcome.state, reason: outcome.reason, exitCode: outcome.exitCode, termSignal: outcome.termSignal, startTimeMs: job.startTimeMs, endTimeMs: outcome.endTimeMs },
     ],
     eligibleAtMs,
+    // A new attempt is a new job for a cluster's scheduler.
+    backendJobId: '',
+    backendSubmitting: false,
   };
   const what = `attempt ${job.attempt} ended ${outcome.state}${ended}; attempt ${job.attempt + 1} of ${policy.maxRetryCount + 1}`;
   const reason = eligibleAtMs > 0 ? `RetryBackoff: ${what} from ${new Date(eligibleAtMs).toISOString()}` : `Retry: ${what}`;

@@ -8,15 +8,15 @@
  *   fails here, before it touches anything; LevelDB's LOCK backs this up) -> database opened ->
  *   enforcement detected -> engine started
  *   (active jobs loaded, running jobs re-attached) -> housekeeping -> audit log and token key
- *   opened -> gRPC serving.
+ *   opened -> metrics served (metrics_listen) -> gRPC serving.
  * - running. While the store refuses writes, health says so (store-health.ts). reconfigure()
  *   (SIGHUP, AccessService.Reconfigure) applies a reread configuration: access policy, queue limits,
  *   new queues, the TLS certificate; a file with errors changes nothing.
  * - stopping (stop()): as below; the audit log is closed after the last RPC.
- * - stopping (stop()): health NOT_SERVING -> open WatchJob streams ended (UNAVAILABLE: they last
- *   as long as their job and would only hold up the drain) -> in-flight RPCs drained (deadline) ->
- *   dispatching stopped, launches in progress finished, running jobs left to their supervisors ->
- *   state flushed -> database closed last. Idempotent; a second call returns the same promise.
+ * - stopping (stop()): health NOT_SERVING -> metrics server closed -> open WatchJob streams ended
+ *   (UNAVAILABLE: they last as long as their job and would only hold up the drain) -> in-flight
+ *   RPCs drained (deadline) -> dispatching stopped, launches in progress finished, running jobs
+ *   left to their supervisors -> state flushed -> database closed last. Idempotent; a second call returns the same promise.
  *   A stop() during start() makes start() fail once the step in progress is done.
  */
 import { AccessGate } from '../access/access-gate.js';
@@ -31,9 +31,17 @@ import { ConfigError } from '../config/load-config.js';
 import { HpcqError } from '../core/errors.js';
 import { JobEngine } from '../engine/job-engine.js';
 import { ScheduleRunner } from '../engine/schedule-runner.js';
+import { createClusterBackends } from '../backend/cluster-backends.js';
 import { createScheduleService } from '../api/schedule-service.js';
 import { SupervisedExecutor } from '../exec/supervised-executor.js';
 import type { Logger } from '../logger.js';
+import { LogLevelControl } from '../observability/log-level.js';
+import { isLaunchFailure, transitionLogFields } from '../observability/log-lines.js';
+import { DaemonMetrics } from '../observability/metrics.js';
+import { MetricsServer } from '../observability/metrics-server.js';
+import { RequestLog } from '../observability/request-observer.js';
+import { TimedExecutor, timeStoreWrites } from '../observability/timed-ports.js';
+import type { Job, JobEvent, JobState } from '../core/job.js';
 import { LevelJobStore } from '../store/level-job-store.js';
 import { GetentUserDirectory } from '../system/getent-user-directory.js';
 import { selectEnforcement, type EnforcementSelection } from './enforcement.js';
@@ -50,6 +58,7 @@ const RESTART_ONLY_SETTINGS: ReadonlyArray<readonly [string, (a: DaemonConfig, b
   ['job_umask', (a, b) => a.jobUmask === b.jobUmask],
   ['retention', (a, b) => a.retentionMaxAgeDays === b.retentionMaxAgeDays && a.retentionSchedule === b.retentionSchedule],
   ['access.audit_log', (a, b) => a.access.auditLogPath === b.access.auditLogPath],
+  ['metrics_listen', (a, b) => a.metricsListen === b.metricsListen],
   // TLS files are reread on reload; turning TLS on or off changes the listeners.
   ['tls (on or off)', (a, b) => (a.tls === undefined) === (b.tls === undefined)],
 ];
@@ -69,6 +78,8 @@ export class Daemon {
   private audit: AuditLog | undefined;
   private tokens: TokenAuthority | undefined;
   private reconfiguring: Promise<string[]> | undefined;
+  private metrics: DaemonMetrics | undefined;
+  private metricsServer: MetricsServer | undefined;
   enforcement: EnforcementSelection | undefined;
 
   constructor(
@@ -77,6 +88,8 @@ export class Daemon {
     private readonly uid = process.getuid?.() ?? 0,
     /** Rereads the configuration from where it came (file, environment, flags); throws ConfigError. */
     private readonly reloadConfig: () => DaemonConfig = () => config,
+    /** The log level while running (SIGUSR2 and SetLogLevel change it). */
+    readonly logLevel = new LogLevelControl(log),
   ) {}
 
   /** The configuration in force. */
@@ -86,6 +99,11 @@ export class Daemon {
 
   get addresses(): readonly string[] {
     return this.server?.boundAddresses ?? [];
+  }
+
+  /** host:port serving /metrics (a port 0 resolved), if metrics are on. */
+  get metricsAddress(): string | undefined {
+    return this.metricsServer?.address;
   }
 
   async start(): Promise<void> {
@@ -110,15 +128,30 @@ export class Daemon {
       if (!detection.ok) throw new Error(`cannot enforce job limits (enforcement: ${detection.mode}): ${detection.reasons.join('; ')}`);
       if (detection.mode === 'rlimit') log.warn({ reasons: detection.reasons }, 'enforcing limits with rlimits only: memory is per process (RLIMIT_AS), CPU is time not cores, escaped processes are not tracked');
       else log.info({ enforcement: detection.mode, reasons: detection.reasons }, 'limit enforcement selected');
-      const executor = new SupervisedExecutor({
+      const supervised = new SupervisedExecutor({
         runDir: paths.run,
         limiter: detection.limiter,
         killGraceSeconds: config.killGraceSeconds,
         jobUmask: config.jobUmask,
         log,
       });
+      // With metrics off nothing is timed: the ports are the plain ones.
+      const metrics = config.metricsListen === undefined ? undefined : this.createMetrics();
+      this.metrics = metrics;
+      const executor = metrics ? new TimedExecutor(supervised, (ms) => metrics.launched(ms)) : supervised;
+      const store = metrics ? timeStoreWrites(this.store, (op, ms) => metrics.storeWrite(op, ms)) : this.store;
       const users = new GetentUserDirectory();
-      this.engine = new JobEngine({ config, store: this.store, executor, users, log, daemonUid: this.uid });
+      this.engine = new JobEngine({
+        config,
+        store,
+        executor,
+        users,
+        log,
+        daemonUid: this.uid,
+        onTransition: (job, previousState, event) => this.jobChanged(job, previousState, event),
+        onDispatchPass: (ms, started) => this.dispatchPassed(ms, started),
+        backends: createClusterBackends(config, users, log),
+      });
       await this.engine.start();
       this.assertNotStopping();
       this.schedules = new ScheduleRunner({ engine: this.engine, store: this.store, users, log, config: () => this.config, daemonUid: this.uid });
@@ -136,15 +169,19 @@ export class Daemon {
         audit: this.audit,
         context: () => ({ access: this.config.access, daemonUid: this.uid }),
       });
-      const handlers = { gate, log };
+      const handlers = { gate, log, observer: new RequestLog(log, metrics) };
       const current = () => this.config;
       this.server.addServices({
         jobs: createJobService(this.engine, current, handlers),
         queues: createQueueService(this.engine, current, this.uid, detection.mode, handlers),
-        access: createAccessService({ config: current, daemonUid: this.uid, users, tokens: this.tokens, reconfigure: () => this.reconfigure() }, handlers),
+        access: createAccessService({ config: current, daemonUid: this.uid, users, tokens: this.tokens, reconfigure: () => this.reconfigure(), logLevel: this.logLevel }, handlers),
         schedules: createScheduleService(this.schedules, this.engine, handlers),
       });
       this.server.setJobStoreWritable(this.store.health().mode === 'open');
+      if (metrics) {
+        this.metricsServer = new MetricsServer(config.metricsListen!, metrics, log);
+        await this.metricsServer.start();
+      }
       this.assertNotStopping();
       await this.server.start();
     } catch (err) {
@@ -187,6 +224,43 @@ export class Daemon {
     return restartRequired;
   }
 
+  /** Metrics read from the running parts when scraped (zeros for a part not started yet). */
+  private createMetrics(): DaemonMetrics {
+    return new DaemonMetrics({
+      queueIds: () => this.config.clusters.flatMap((c) => c.queues.map((q) => q.hpcqueueId)),
+      queueCounts: (id) => this.engine?.queueCounts(id) ?? { pending: 0, running: 0 },
+      node: () => ({ cores: this.config.nodeCores, memMb: this.config.nodeMemMb }),
+      used: () => this.engine?.usedResources() ?? { cores: 0, memMb: 0 },
+      storeStats: () => this.store!.stats(),
+      // ConnectionRegistry keeps the count for its caps but has no getter for it yet.
+      openConnections: () => this.server?.connections.openConnections ?? 0,
+    });
+  }
+
+  /** Every durable state change: one log line (a launch failure as a warning) and the outcome metrics. */
+  private jobChanged(job: Job, previousState: JobState, event: JobEvent): void {
+    this.metrics?.transition(job, previousState, event);
+    const fields = transitionLogFields(job, previousState, event);
+    if (isLaunchFailure(job, event)) this.log.warn(fields, 'job launch failed');
+    else this.log.info(fields, 'job state changed');
+  }
+
+  /** Every dispatch pass: its time in the metrics; with debug on, a line (the jobs it started follow as state changes). */
+  private dispatchPassed(ms: number, started: number): void {
+    this.metrics?.dispatchPass(ms, started);
+    if (!this.log.isLevelEnabled('debug') || !this.engine) return;
+    let pending = 0;
+    let running = 0;
+    for (const c of this.config.clusters) {
+      for (const q of c.queues) {
+        const counts = this.engine.queueCounts(q.hpcqueueId);
+        pending += counts.pending;
+        running += counts.running;
+      }
+    }
+    this.log.debug({ passMs: Math.round(ms * 1000) / 1000, started, pending, running }, 'dispatch pass');
+  }
+
   private assertNotStopping(): void {
     if (this.stopping) throw new Error('hpcqd was asked to stop while starting');
   }
@@ -194,6 +268,7 @@ export class Daemon {
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       this.server?.setNotServing();
+      await this.metricsServer?.stop();
       this.engine?.endWatches();
       this.schedules?.watches.endAll();
       await this.server?.stop(RPC_DRAIN_DEADLINE_MS);

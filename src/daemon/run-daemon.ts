@@ -1,7 +1,8 @@
 /**
  * Runs hpcqd: parses flags, loads the configuration, starts the daemon and owns the
  * signals: the first SIGTERM/SIGINT stops gracefully, a second one (or a stuck shutdown) forces;
- * SIGHUP rereads the configuration.
+ * SIGHUP rereads the configuration; SIGUSR2 toggles the log level between debug and the level
+ * it started with.
  */
 import { availableParallelism, totalmem } from 'node:os';
 import { Command } from 'commander';
@@ -9,6 +10,7 @@ import { printConfig } from '../config/config-file.js';
 import { ConfigError, loadConfig } from '../config/load-config.js';
 import { selectEnforcement } from './enforcement.js';
 import { createLogger } from '../logger.js';
+import { LogLevelControl } from '../observability/log-level.js';
 import { Daemon } from './daemon.js';
 
 /** A graceful stop that takes longer than this is forced. */
@@ -25,6 +27,9 @@ export async function runDaemon(argv: readonly string[]): Promise<void> {
   const flags = program.opts<{ config?: string; stateDir?: string; listen?: string; check?: boolean }>();
   const uid = process.getuid?.() ?? 0;
   const log = createLogger();
+  const logLevel = new LogLevelControl(log);
+  // Its default action would end the process; it is safe to take at any time.
+  process.on('SIGUSR2', () => logLevel.toggleDebug());
 
   // Until the daemon serves, a SIGHUP (whose default action would end the process) is only noted.
   let daemon: Daemon | undefined;
@@ -61,7 +66,7 @@ export async function runDaemon(argv: readonly string[]): Promise<void> {
     process.exit(detection.ok ? 0 : 1);
   }
 
-  const running = new Daemon(config, log, uid, load);
+  const running = new Daemon(config, log, uid, load, logLevel);
   let signals = 0;
   const onSignal = (signal: NodeJS.Signals) => {
     signals++;
@@ -95,5 +100,5 @@ export async function runDaemon(argv: readonly string[]): Promise<void> {
     process.exit(1);
   }
   // Let launchers and tests know the daemon is serving (one line, machine-readable).
-  process.stdout.write(`${JSON.stringify({ event: 'ready', pid: process.pid, addresses: running.addresses, enforcement: running.enforcement?.mode })}\n`);
+  process.stdout.write(`${JSON.stringify({ event: 'ready', pid: process.pid, addresses: running.addresses, metrics: running.metricsAddress, enforcement: running.enforcement?.mode })}\n`);
 }

@@ -38,7 +38,24 @@ import { quoteValue } from '../core/quote.js';
 import { nextAttempt, shouldRetry } from '../core/retry.js';
 import { HpcqError, jobNotFound, StoreUnavailableError } from '../core/errors.js';
 import { isTerminal, JOB_UUID_PATTERN, transition, type Job, type JobEvent, type JobOutcome, type JobSpec, type JobState } from '../core/job.js';
-import { LaunchError, type JobExecutor, type JobFilter, type JobPage, type JobStore, type JobTransition, type QueueState, type ScheduleWrite, type UserAccount, type UserDirectory } from '../core/ports.js';
+import {
+  LaunchError,
+  type BackendReport,
+  type ClusterBackend,
+  type EndCursor,
+  type EndedJobPage,
+  type EndWindow,
+  type JobExecutor,
+  type JobFilter,
+  type JobPage,
+  type JobStore,
+  type JobTransition,
+  type PartitionInfo,
+  type QueueState,
+  type ScheduleWrite,
+  type UserAccount,
+  type UserDirectory,
+} from '../core/ports.js';
 import { planDispatch, type RunningJobView } from '../core/scheduler.js';
 import type { SubmitRequest } from '../core/submit-request.js';
 import { checkClientToken, validateSubmit } from '../core/validate-submit.js';
@@ -56,7 +73,18 @@ export interface JobEngineDeps {
   log: Logger;
   daemonUid: number;
   now?: () => number;
+  /** Told of every state change once it is durable (metrics, logs). Must not throw or block. */
+  onTransition?: (job: Job, previousState: JobState, event: JobEvent) => void;
+  /** Told how long each dispatch pass took and how many jobs it started (metrics). */
+  onDispatchPass?: (ms: number, started: number) => void;
+  /** Clusters another scheduler runs (Slurm), by cluster_id; the others run on this node. */
+  backends?: ReadonlyMap<string, ClusterBackend>;
 }
+
+/** Most attempts handed to cluster backends in one dispatch pass (each is an sbatch). */
+const HAND_PER_PASS = 64;
+/** Delay before handing again an attempt whose submission failed (scheduler unreachable). */
+const BACKEND_RETRY_MS = 2000;
 
 /**
  * A submit made by a schedule (a tick or a trigger): the job carries the schedule, its client token
@@ -75,7 +103,20 @@ export interface ScheduleOrigin {
 const WRITE_RETRY_MS = 1000;
 
 export class JobEngine {
-  private readonly active = new ActiveJobs();
+  /**
+   * Held, future and dependent jobs are parked: out of the dispatch order until they may start; so
+   * are jobs handed to a cluster's scheduler. Jobs another scheduler runs hold none of this node.
+   */
+  private readonly active = new ActiveJobs(
+    (job) => job.heldBy !== '' || this.backingOff.has(job.id) || this.dependencies.isWaiting(job.id) || this.handed.has(job.id),
+    (job) => this.backendOf(job) === undefined,
+  );
+  /** Pending jobs handed (or being handed) to their cluster's scheduler. */
+  private readonly handed = new Set<number>();
+  /** A pass is due once an unreachable scheduler may answer again. */
+  private backendRetryScheduled = false;
+  /** Reports of a backend about one job, applied one after another. */
+  private readonly backendReports = new Map<number, Promise<void>>();
   /** The configuration in force; replaced by reconfigure(). */
   private config: DaemonConfig;
   /** Every queue by hpcqueue_id; a QueueConfig carries the priority and max_running the scheduler reads. */
@@ -85,6 +126,8 @@ export class JobEngine {
   private readonly launching = new Map<number, Promise<void>>();
   /** Running jobs a CancelJob asked to end, with who asked. */
   private readonly cancelRequested = new Map<number, string>();
+  /** Of those, the ones an admin asked to end (scancel as root on a Slurm cluster). */
+  private readonly cancelAsAdmin = new Set<number>();
   /** max_pending and max_pending_per_user, with the submits being stored counted. */
   private readonly pendingRoom = new PendingRoom({
     queuePending: (id) => this.active.countsOf(id).pending,
@@ -130,6 +173,7 @@ export class JobEngine {
       log: deps.log,
     });
     deps.executor.onEnded = (jobId, outcome) => this.recordOutcome(jobId, outcome);
+    for (const backend of deps.backends?.values() ?? []) backend.onReport = (jobId, report) => this.backendReported(jobId, report);
   }
 
   start(): Promise<void> {
@@ -155,9 +199,12 @@ export class JobEngine {
       if (job.state !== 'PENDING') continue;
       this.dependencies.follow(job, false);
       this.holdUntilEligible(job);
+      this.active.refresh(job.id);
     }
     await executor.start();
-    const running = jobs.filter((j) => j.state === 'RUNNING');
+    // Jobs another scheduler runs are its: tracked again, never re-attached or launched here.
+    for (const job of jobs) this.followRemote(job);
+    const running = jobs.filter((j) => j.state === 'RUNNING' && this.backendOf(j) === undefined);
     const notStarted: Job[] = [];
     for (const job of running) {
       if (this.state !== 'starting') return;
@@ -166,6 +213,7 @@ export class JobEngine {
     await executor.sweepOrphans(new Set(running.map((j) => j.id)));
     if (this.state !== 'starting') return;
     this.state = 'started';
+    for (const backend of this.deps.backends?.values() ?? []) backend.start();
     // Parents may have ended while the daemon was down (or just before it stopped).
     this.dependencies.reviewAll();
     // An array job whose last instance change was stored just before a crash follows it now.
@@ -185,6 +233,7 @@ export class JobEngine {
     if (this.state === 'stopped') return;
     this.state = 'stopped';
     await this.starting?.catch(() => undefined);
+    for (const backend of this.deps.backends?.values() ?? []) await backend.stop();
     while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
     await this.deps.executor.stop();
   }
@@ -224,6 +273,7 @@ export class JobEngine {
       fingerprint = origin.fingerprint;
     }
     this.assertQueueTakesJobs(queue);
+    this.assertBackendTakes(spec);
     if (spec.array) return this.submitArray(spec, queue, fingerprint, origin?.attach);
     // The quota is checked only for a job about to be created: a client_token retry of a stored job
     // gets its original answer even when the queue is full.
@@ -378,10 +428,15 @@ export class JobEngine {
       throw new HpcqError('OperationDenied.JobNotOwned', 'permission', `${principal.name} may not cancel job ${found.id} of ${found.runUser}`, 'job_id');
     }
     const requestedBy = describePrincipal(principal);
-    if (found.array) return this.cancelArray(found, requestedBy);
+    const asAdmin = isAdmin(principal, this.accessContext());
+    if (found.array) return this.cancelArray(found, requestedBy, asAdmin);
     // Only PENDING and RUNNING jobs are active.
     const job = this.active.get(found.id);
     if (!job) throw new HpcqError('FailedOperation.JobAlreadyFinished', 'precondition', `job ${found.id} already ended (${found.state})`, 'job_id');
+    if (this.isWithBackend(job)) {
+      await this.cancelRemote(job, requestedBy, asAdmin);
+      return this.freshest(job);
+    }
     if (job.state === 'PENDING') {
       const [cancelled] = await this.applyTransitions([{ job, to: 'CANCELLED', reason: `Cancelled by ${requestedBy}` }]);
       return cancelled!;
@@ -439,7 +494,9 @@ export class JobEngine {
       this.dispatchScheduled = false;
       if (this.state !== 'started') return;
       try {
-        this.dispatch();
+        const t0 = performance.now();
+        const started = this.dispatch();
+        this.deps.onDispatchPass?.(performance.now() - t0, started);
       } catch (err) {
         this.deps.log.error({ err }, 'dispatch failed');
       }
@@ -451,20 +508,20 @@ export class JobEngine {
    * The plan reads the pending jobs from the front of each queue's order and examines a bounded
    * number of them (see scheduler.ts); only those get a new reason, the others keep theirs.
    */
-  private dispatch(): void {
-    if (this.active.pendingTotal === 0) return;
+  /** Returns how many jobs the pass started. */
+  private dispatch(): number {
+    if (this.active.pendingTotal === 0) return 0;
+    const remote = this.remoteQueueIds();
+    if (remote.size > 0) this.handToBackends(remote);
     // Planned even when the node is full: the pass then examines only the job next in line (so it
     // shows Resources) and the first job of each queue at max_running.
     const running: RunningJobView[] = [];
     for (const j of this.active.running()) {
+      if (remote.has(j.hpcqueueId)) continue;
       running.push({ hpcqueueId: j.hpcqueueId, cores: j.cores, memoryLimitMb: j.memoryLimitMb, expectedEndMs: j.startTimeMs + j.timeLimitSeconds * 1000 });
     }
     const plan = planDispatch({
-      pending: this.withoutStoppedQueues(
-        this.dependencies.size === 0 && this.backingOff.size === 0 && this.held.size === 0 && !this.hasCappedArrays() && !this.hasPerUserRunningCaps()
-          ? this.active.pendingByQueue
-          : this.pendingNotWaiting(),
-      ),
+      pending: this.withoutQueues(this.pendingView(), remote),
       running,
       queues: this.queues,
       nodeCores: this.config.nodeCores,
@@ -480,7 +537,7 @@ export class JobEngine {
       const job = this.active.get(id);
       if (job && job.state === 'PENDING' && job.reason !== 'QueueMaxRunningPerUser') this.active.set({ ...job, reason: 'QueueMaxRunningPerUser' });
     }
-    if (plan.start.length === 0) return;
+    if (plan.start.length === 0) return 0;
     // No room for the jobs' run records: starting them now would fail them for the daemon's own
     // lack of disk. They wait until there is room again (checked every WRITE_RETRY_MS). Asked only
     // when a job is about to start: a statfs per pass would cost every submit.
@@ -492,11 +549,12 @@ export class JobEngine {
     }
     if (blocker !== undefined) {
       setTimeout(() => this.scheduleDispatch(), WRITE_RETRY_MS).unref();
-      return;
+      return 0;
     }
     const starting = plan.start.map((id) => ({ ...this.active.get(id)!, enforcement: this.deps.executor.enforcement }));
     const stored = this.applyTransitions(starting.map((job) => ({ job, to: 'RUNNING' as const, reason: '' })));
     for (const job of starting) this.beginLaunch(job.id, stored);
+    return starting.length;
   }
 
   /** Launches the job once its RUNNING state is stored (`stored` resolves); tracked for stop(). */
@@ -592,6 +650,7 @@ export class JobEngine {
       }
     }
     this.cancelRequested.delete(jobId);
+    this.cancelAsAdmin.delete(jobId);
   }
 
   // ---- dependencies ----------------------------------------------------------------------------
@@ -614,8 +673,10 @@ export class JobEngine {
     // Room left under each queue's max_running_per_user, per user, counting this pass's starts.
     const userRoom = new Map<string, number>();
     const perUserCap = (job: Job) => this.queues.get(job.hpcqueueId)?.maxRunningPerUser ?? 0;
+    // Jobs handed to a cluster's scheduler hold their room there as running jobs do here.
+    const holding = () => [...this.active.running(), ...[...this.handed].map((id) => this.active.get(id)).filter((j): j is Job => j !== undefined)];
     if (this.hasPerUserRunningCaps()) {
-      for (const job of this.active.running()) {
+      for (const job of holding()) {
         const cap = perUserCap(job);
         if (cap === 0) continue;
         const key = `${job.hpcqueueId}\0${job.runUser}`;
@@ -627,7 +688,7 @@ export class JobEngine {
     const room = new Map<number, number>();
     for (const [id, { job }] of this.arrays) if (job.array!.parallelism > 0) room.set(id, job.array!.parallelism);
     if (room.size > 0) {
-      for (const job of this.active.running()) {
+      for (const job of holding()) {
         const arrayId = job.arrayInstance?.arrayJobId;
         if (arrayId !== undefined && room.has(arrayId)) room.set(arrayId, room.get(arrayId)! - 1);
       }
@@ -705,6 +766,7 @@ export class JobEngine {
       if (job.array) continue;
       this.dependencies.follow(job);
       this.holdUntilEligible(job);
+      this.active.refresh(job.id);
     }
     this.scheduleDispatch();
   }
@@ -765,7 +827,7 @@ export class JobEngine {
   }
 
   /** Cancels an array: its pending instances at once, its running ones through their supervisors. */
-  private async cancelArray(arrayJob: Job, requestedBy: string): Promise<Job> {
+  private async cancelArray(arrayJob: Job, requestedBy: string, asAdmin: boolean): Promise<Job> {
     const entry = this.arrays.get(arrayJob.id);
     if (!entry) throw new HpcqError('FailedOperation.JobAlreadyFinished', 'precondition', `job ${arrayJob.id} already ended (${arrayJob.state})`, 'job_id');
     entry.cancelledBy ??= requestedBy;
@@ -774,9 +836,11 @@ export class JobEngine {
       const job = this.active.get(id);
       if (job) instances.push(job);
     }
-    const pending = instances.filter((j) => j.state === 'PENDING');
+    const remote = instances.filter((j) => this.isWithBackend(j));
+    const pending = instances.filter((j) => j.state === 'PENDING' && !remote.includes(j));
     if (pending.length > 0) await this.applyTransitions(pending.map((job) => ({ job, to: 'CANCELLED' as const, reason: `Cancelled by ${requestedBy}` })));
-    await Promise.all(instances.filter((j) => j.state === 'RUNNING').map((j) => this.cancelRunning(j, requestedBy)));
+    await Promise.all(remote.map((j) => this.cancelRemote(j, requestedBy, asAdmin)));
+    await Promise.all(instances.filter((j) => j.state === 'RUNNING' && !remote.includes(j)).map((j) => this.cancelRunning(j, requestedBy)));
     return this.freshest(entry.job);
   }
 
@@ -790,11 +854,11 @@ export class JobEngine {
 
   /**
    * A user's pending jobs in a queue (an array with instances still waiting counts once). A walk of
-   * the queue's pending jobs, made only for queues with max_pending_per_user.
+   * every pending job (parked ones too), made only for queues with max_pending_per_user.
    */
   private userPending(hpcqueueId: string, runUser: string): number {
     let pending = 0;
-    for (const job of this.active.pendingByQueue.get(hpcqueueId) ?? []) if (job.runUser === runUser && !job.arrayInstance) pending++;
+    for (const job of this.active.pending()) if (job.hpcqueueId === hpcqueueId && job.runUser === runUser && !job.arrayInstance) pending++;
     for (const { job, counts } of this.arrays.values()) if (job.hpcqueueId === hpcqueueId && job.runUser === runUser && counts.PENDING > 0) pending++;
     return pending;
   }
@@ -813,7 +877,7 @@ export class JobEngine {
   activeScheduledJobs(): Job[] {
     const jobs: Job[] = [];
     for (const { job } of this.arrays.values()) if (job.schedule) jobs.push(job);
-    for (const queue of this.active.pendingByQueue.values()) for (const job of queue) if (job.schedule && !job.arrayInstance) jobs.push(job);
+    for (const job of this.active.pending()) if (job.schedule && !job.arrayInstance) jobs.push(job);
     for (const job of this.active.running()) if (job.schedule && !job.arrayInstance) jobs.push(job);
     return jobs;
   }
@@ -828,12 +892,197 @@ export class JobEngine {
     this.assertStarted();
     const array = this.arrays.get(jobId);
     if (array) {
-      await this.cancelArray(array.job, requestedBy);
+      await this.cancelArray(array.job, requestedBy, true);
       return;
     }
     const job = this.active.get(jobId);
-    if (job?.state === 'PENDING') await this.applyTransitions([{ job, to: 'CANCELLED', reason: `Cancelled by ${requestedBy}` }]);
+    if (job && this.isWithBackend(job)) await this.cancelRemote(job, requestedBy, true);
+    else if (job?.state === 'PENDING') await this.applyTransitions([{ job, to: 'CANCELLED', reason: `Cancelled by ${requestedBy}` }]);
     else if (job?.state === 'RUNNING') await this.cancelRunning(job, requestedBy);
+  }
+
+  // ---- clusters another scheduler runs (Slurm) -------------------------------------------------
+
+  private backendOf(job: Pick<Job, 'clusterId'>): ClusterBackend | undefined {
+    return this.deps.backends?.get(job.clusterId);
+  }
+
+  /** The partition behind a queue of a cluster another scheduler runs; undefined for a local queue. */
+  async partitionOf(hpcqueueId: string): Promise<PartitionInfo | undefined> {
+    const queue = this.queues.get(hpcqueueId);
+    const backend = queue && this.deps.backends?.get(queue.clusterId);
+    return backend ? backend.partition(queue.schedulerQueueName) : undefined;
+  }
+
+  /** Whether the job's cluster scheduler has (or may have) the job: cancels go through it. */
+  private isWithBackend(job: Job): boolean {
+    return this.backendOf(job) !== undefined && (this.handed.has(job.id) || job.backendSubmitting || job.backendJobId !== '' || job.state === 'RUNNING');
+  }
+
+  /** The queues of clusters another scheduler runs. */
+  private remoteQueueIds(): ReadonlySet<string> {
+    const ids = new Set<string>();
+    if (!this.deps.backends?.size) return ids;
+    for (const q of this.queues.values()) if (this.deps.backends.has(q.clusterId)) ids.add(q.hpcqueueId);
+    return ids;
+  }
+
+  /** A cluster's scheduler enforces cores, memory and time; resource_limit keys it cannot are refused. */
+  private assertBackendTakes(spec: JobSpec): void {
+    if (this.backendOf(spec) && spec.resourceLimit !== '') {
+      throw new HpcqError(
+        'InvalidParameter.ResourceLimitUnsupported',
+        'invalid',
+        `cluster ${spec.clusterId} is run by Slurm, which does not enforce resource_limit ${quoteValue(spec.resourceLimit)}; leave it empty there`,
+        'resource_limit',
+      );
+    }
+  }
+
+  /** At start-up: a job handed before the restart is followed again (or handed again, looking first). */
+  private followRemote(job: Job): void {
+    const backend = this.backendOf(job);
+    if (!backend || isTerminal(job.state) || job.array) return;
+    if (job.backendJobId !== '') {
+      if (job.state === 'PENDING') this.handed.add(job.id);
+      this.active.refresh(job.id);
+      backend.track(job, job.backendJobId);
+    }
+    // backendSubmitting without an id: the next pass hands it again, looking for it first.
+  }
+
+  /** Hands the pending jobs of remote queues that may start to their schedulers (bounded per pass). */
+  private handToBackends(remote: ReadonlySet<string>): void {
+    let budget = HAND_PER_PASS;
+    const view = this.withoutQueues(this.pendingView(), new Set([...this.queues.keys()].filter((id) => !remote.has(id))));
+    for (const [queueId, jobs] of view) {
+      const queue = this.queues.get(queueId)!;
+      const backend = this.deps.backends!.get(queue.clusterId)!;
+      const down = backend.unavailable();
+      if (down !== undefined) {
+        // Nothing is handed while the scheduler does not answer; the jobs say why they wait.
+        const reason = `SlurmUnavailable: ${down}`;
+        const waiting = [...limit(jobs, 1000)].filter((j) => j.reason !== reason);
+        for (const job of waiting) this.active.set({ ...job, reason });
+        if (!this.backendRetryScheduled) {
+          this.backendRetryScheduled = true;
+          setTimeout(() => {
+            this.backendRetryScheduled = false;
+            this.scheduleDispatch();
+          }, BACKEND_RETRY_MS).unref();
+        }
+        continue;
+      }
+      let room = queue.maxRunning > 0 ? queue.maxRunning - this.active.countsOf(queueId).running - this.handedIn(queueId) : Infinity;
+      const hand: Job[] = [];
+      for (const job of jobs) {
+        if (budget <= 0 || room <= 0) break;
+        hand.push(job);
+        budget--;
+        room--;
+      }
+      // Parked before the first await, so the next pass does not hand them again.
+      for (const job of hand) {
+        this.handed.add(job.id);
+        this.active.refresh(job.id);
+        void this.track(this.handToBackend(job.id, backend));
+      }
+      if (budget <= 0) {
+        this.scheduleDispatch();
+        return;
+      }
+    }
+  }
+
+  private handedIn(queueId: string): number {
+    let n = 0;
+    for (const id of this.handed) if (this.active.get(id)?.hpcqueueId === queueId) n++;
+    return n;
+  }
+
+  /**
+   * One attempt to its cluster's scheduler: "submitting" is stored first, so that after a crash or
+   * a failed sbatch the attempt is looked for before it is submitted again; then the scheduler's id.
+   */
+  private async handToBackend(jobId: number, backend: ClusterBackend): Promise<void> {
+    let job = this.active.get(jobId);
+    if (!job || job.state !== 'PENDING') return void this.handed.delete(jobId);
+    const mayExist = job.backendSubmitting;
+    let backendId: string;
+    try {
+      if (!mayExist) [job] = await this.applyTransitions([{ job: { ...job, backendSubmitting: true }, to: 'PENDING', reason: 'SlurmSubmitting' }]);
+      backendId = await backend.submit(job!, mayExist);
+    } catch (err) {
+      const why = (err as Error).message;
+      this.deps.log.warn({ jobId, err: why }, 'could not hand the job to its cluster scheduler; trying again');
+      const current = this.active.get(jobId);
+      if (current?.state === 'PENDING') this.active.set({ ...current, reason: `SlurmUnavailable: ${why}` });
+      setTimeout(() => {
+        this.handed.delete(jobId);
+        this.active.refresh(jobId);
+        this.scheduleDispatch();
+      }, BACKEND_RETRY_MS).unref();
+      return;
+    }
+    const current = this.active.get(jobId);
+    if (!current || current.state !== 'PENDING') return void this.handed.delete(jobId);
+    const [stored] = await this.applyTransitions([{ job: { ...current, backendJobId: backendId, backendSubmitting: false }, to: 'PENDING', reason: `Slurm: submitted as job ${backendId}` }]);
+    backend.track(stored!, backendId);
+    const cancelledBy = this.cancelRequested.get(jobId);
+    if (cancelledBy !== undefined) await this.cancelRemote(stored!, cancelledBy, this.cancelAsAdmin.has(jobId));
+  }
+
+  /** A backend's report, applied after the job's earlier ones. */
+  private backendReported(jobId: number, report: BackendReport): void {
+    const previous = this.backendReports.get(jobId) ?? Promise.resolve();
+    const next = previous
+      .then(() => this.applyBackendReport(jobId, report))
+      .catch((err: unknown) => this.deps.log.error({ err, jobId }, 'could not apply what the cluster scheduler reported'));
+    this.backendReports.set(jobId, next);
+    void this.track(next.finally(() => this.backendReports.get(jobId) === next && this.backendReports.delete(jobId)));
+  }
+
+  private async applyBackendReport(jobId: number, report: BackendReport): Promise<void> {
+    const job = this.active.get(jobId);
+    if (!job) return;
+    if (report.kind === 'pending') {
+      if (job.state === 'PENDING' && job.reason !== report.reason) this.active.set({ ...job, reason: report.reason });
+      return;
+    }
+    if (job.state === 'PENDING') {
+      this.handed.delete(jobId);
+      const cancelled = report.kind === 'ended' && report.outcome.state === 'CANCELLED';
+      if (cancelled) {
+        const by = this.cancelRequested.get(jobId);
+        this.cancelRequested.delete(jobId);
+        this.cancelAsAdmin.delete(jobId);
+        await this.applyTransitions([{ job, to: 'CANCELLED', reason: by ? `Cancelled by ${by}` : report.outcome.reason, timeMs: report.outcome.endTimeMs }]);
+        return;
+      }
+      await this.applyTransitions([{ job, to: 'RUNNING', reason: '', timeMs: report.kind === 'running' ? report.timeMs : report.outcome.endTimeMs }]);
+    }
+    if (report.kind === 'ended') await this.recordOutcome(jobId, report.outcome);
+  }
+
+  /**
+   * Cancels a job its cluster's scheduler has (or is being given): scancel as the user (as root for
+   * an admin). A pending job that Slurm confirms cancelled ends CANCELLED at once; a running one
+   * when the scheduler reports its end.
+   */
+  private async cancelRemote(job: Job, requestedBy: string, asAdmin: boolean): Promise<void> {
+    const backend = this.backendOf(job)!;
+    this.cancelRequested.set(job.id, requestedBy);
+    if (asAdmin) this.cancelAsAdmin.add(job.id);
+    if (job.backendJobId === '') return; // Being handed: cancelled once it has its id.
+    const result = await backend.cancel(job, job.backendJobId, asAdmin);
+    const current = this.active.get(job.id);
+    if (result === 'cancelled' && current?.state === 'PENDING') {
+      backend.untrack(job.id);
+      this.handed.delete(job.id);
+      this.cancelRequested.delete(job.id);
+      this.cancelAsAdmin.delete(job.id);
+      await this.applyTransitions([{ job: current, to: 'CANCELLED', reason: `Cancelled by ${requestedBy}` }]);
+    }
   }
 
   // ---- queue states ----------------------------------------------------------------------------
@@ -872,12 +1121,17 @@ export class JobEngine {
     }
   }
 
-  /** The pending view without stopped queues (nothing of theirs starts). */
-  private withoutStoppedQueues(pending: ReadonlyMap<string, Iterable<Job>>): ReadonlyMap<string, Iterable<Job>> {
+  /** Each queue's pending jobs that may start now, in dispatch order. */
+  private pendingView(): ReadonlyMap<string, Iterable<Job>> {
+    return !this.hasCappedArrays() && !this.hasPerUserRunningCaps() ? this.active.pendingByQueue : this.pendingNotWaiting();
+  }
+
+  /** The pending view without stopped queues (nothing of theirs starts) and without `excluded`. */
+  private withoutQueues(pending: ReadonlyMap<string, Iterable<Job>>, excluded: ReadonlySet<string>): ReadonlyMap<string, Iterable<Job>> {
     let anyStopped = false;
     for (const state of this.queueStates.values()) if (state === 'stopped') anyStopped = true;
-    if (!anyStopped) return pending;
-    return new Map([...pending].filter(([queue]) => this.queueState(queue) !== 'stopped'));
+    if (!anyStopped && excluded.size === 0) return pending;
+    return new Map([...pending].filter(([queue]) => this.queueState(queue) !== 'stopped' && !excluded.has(queue)));
   }
 
   // ---- hold and release ------------------------------------------------------------------------
@@ -891,7 +1145,11 @@ export class JobEngine {
     const found = await this.findActable(idOrUuid, principal, 'hold');
     const heldBy = isAdmin(principal, this.accessContext()) ? 'admin' : 'user';
     const reason = heldBy === 'admin' ? 'JobHeldAdmin' : 'JobHeldUser';
-    const targets = this.pendingTargets(found).filter((j) => j.heldBy !== heldBy);
+    const pending = this.pendingTargets(found);
+    const targets = pending.filter((j) => j.heldBy !== heldBy && !this.isWithBackend(j));
+    if (pending.every((j) => this.isWithBackend(j))) {
+      throw new HpcqError('FailedOperation.JobWithScheduler', 'precondition', `job ${found.id} is already with its cluster's scheduler (Slurm); cancel it instead`, 'job_id');
+    }
     if (targets.length > 0) await this.applyTransitions(targets.map((job) => ({ job: { ...job, heldBy }, to: 'PENDING' as const, reason })));
     return this.freshest(found);
   }
@@ -944,8 +1202,10 @@ export class JobEngine {
     const delayMs = job.eligibleAtMs - this.now();
     if (delayMs <= 0) return;
     this.backingOff.add(job.id);
+    this.active.refresh(job.id);
     setTimeout(() => {
       this.backingOff.delete(job.id);
+      this.active.refresh(job.id);
       this.scheduleDispatch();
     }, delayMs).unref();
   }
@@ -994,6 +1254,189 @@ export class JobEngine {
     }
   }
 
+  // ---- history: finished jobs by end time (ListJobs with end_after / end_before) ----------------
+
+  /**
+   * The finished jobs `principal` may see that ended in `window` and match `filter`, the latest end
+   * first (sacct -S/-E). Scoped like listJobs; array instances are left out unless asked for.
+   */
+  async listEndedJobs(filter: JobFilter, window: EndWindow, principal: Principal, pageSize: number, after?: EndCursor, includeInstances = false): Promise<EndedJobPage> {
+    this.assertStarted();
+    const requested = filter.runUser ? await this.deps.users.lookup(filter.runUser) : undefined;
+    const scope = listScope(principal, filter.runUser ?? '', requested, this.accessContext());
+    if (scope === 'nothing') return { jobs: [] };
+    const scoped = { ...filter, ...scope };
+    if (includeInstances) return this.deps.store.listEndedJobs(scoped, window, pageSize, after);
+    // As listWithoutInstances: bounded, so a page after many store pages of instances may come back short.
+    const jobs: Job[] = [];
+    let next = after;
+    for (let round = 0; round < 20 && jobs.length < pageSize; round++) {
+      const page = await this.deps.store.listEndedJobs(scoped, window, pageSize, next);
+      for (const job of page.jobs) if (!job.arrayInstance && jobs.length < pageSize) jobs.push(job);
+      next = page.next;
+      if (next === undefined) break;
+    }
+    const last = jobs.at(-1);
+    if (next === undefined && jobs.length < pageSize) return { jobs };
+    return { jobs, ...(last ? { next: { endTimeMs: last.endTimeMs, id: last.id } } : next !== undefined ? { next } : {}) };
+  }
+
+  // ---- cancelling many jobs at once (CancelJobs: scancel with several ids or with filters) --------
+
+  /**
+   * Cancels the jobs named in `selection.jobIds` and every active job matching all its filters. The
+   * ids and the run users' accounts are looked up first; then, without yielding to the event loop,
+   * the jobs are chosen from memory and every pending one is cancelled in one applyTransitions
+   * batch (which updates memory before its first await), so no dispatch pass can start any of them
+   * in between. Running jobs are then asked to end, and jobs with a cluster's scheduler are
+   * cancelled there, exactly as cancel() does. A job the caller may not see is never matched; one
+   * it may see but not act on, or a named one that cannot be cancelled, is a failure entry.
+   */
+  async cancelMany(selection: CancelSelection, principal: Principal): Promise<CancelManyResult> {
+    this.assertStarted();
+    const { jobIds, states = [] } = selection;
+    const hasFilter = Boolean(selection.runUser || selection.name || selection.hpcqueueId || selection.clusterId);
+    if (jobIds.length === 0 && !hasFilter) {
+      throw new HpcqError('InvalidParameter.NoJobsSelected', 'invalid', 'name jobs in job_ids or give run_user, name, queue or cluster_id: CancelJobs never cancels every job', 'job_ids');
+    }
+    const inactive = states.find((st) => st !== 'PENDING' && st !== 'RUNNING');
+    if (inactive !== undefined) throw new HpcqError('InvalidParameterValue.JobState', 'invalid', `only PENDING and RUNNING jobs can be cancelled, not ${inactive}`, 'states');
+    const failures: CancelManyResult['failures'] = [];
+    const fail = (jobId: string, error: HpcqError) => failures.push({ jobId, error });
+    // Named jobs: found (and their visibility checked) before the selection; store reads are async.
+    const named: Array<{ asked: string; job: Job }> = [];
+    for (const asked of jobIds) {
+      try {
+        named.push({ asked, job: await this.findVisibleJob(asked, principal) });
+      } catch (err) {
+        if (!(err instanceof HpcqError)) throw err;
+        fail(asked, err);
+      }
+    }
+    // Accounts decide visibility and ownership; NSS lookups are async, so they are made before the
+    // synchronous selection (again for run users that appeared meanwhile, a bounded number of times).
+    const accounts = new Map<string, UserAccount | undefined>();
+    for (let round = 0; round < 3; round++) {
+      const missing = new Set<string>();
+      for (const job of this.cancelCandidates(named.map((n) => n.job), hasFilter)) if (!accounts.has(job.runUser)) missing.add(job.runUser);
+      if (missing.size === 0) break;
+      await Promise.all([...missing].map(async (user) => accounts.set(user, await this.deps.users.lookup(user).catch(() => undefined))));
+    }
+    // ---- from here to the first await: no dispatch pass can run ----
+    const ctx = this.accessContext();
+    const requestedBy = describePrincipal(principal);
+    const asAdmin = isAdmin(principal, ctx);
+    const matches = (job: Job): string | undefined => {
+      if (selection.runUser && job.runUser !== selection.runUser) return `its run user is ${job.runUser}`;
+      if (selection.name && job.name !== selection.name) return `its name is ${job.name}`;
+      if (selection.hpcqueueId && job.hpcqueueId !== selection.hpcqueueId) return `its queue is ${job.hpcqueueId}`;
+      if (selection.clusterId && job.clusterId !== selection.clusterId) return `its cluster is ${job.clusterId}`;
+      if (states.length > 0 && !states.includes(job.state)) return `it is ${job.state}`;
+      return undefined;
+    };
+    const targets: Job[] = [];
+    const chosen = new Set<number>();
+    const take = (job: Job, asked: string, isNamed: boolean) => {
+      if (chosen.has(job.id)) return;
+      const looked = accounts.get(job.runUser);
+      const account = looked && looked.uid === job.uid ? looked : { name: job.runUser, uid: job.uid, gid: job.gid, home: job.home, shell: job.shell, groups: [] };
+      if (!isNamed && !mayViewJob(principal, account, ctx)) return;
+      chosen.add(job.id);
+      if (!mayActOnJob(principal, account, ctx)) {
+        fail(asked, new HpcqError('OperationDenied.JobNotOwned', 'permission', `${principal.name} may not cancel job ${job.id} of ${job.runUser}`, 'job_id'));
+        return;
+      }
+      targets.push(job);
+    };
+    for (const { asked, job: found } of named) {
+      const job = found.array ? this.arrays.get(found.id)?.job : this.active.get(found.id);
+      if (!job) {
+        fail(asked, new HpcqError('FailedOperation.JobAlreadyFinished', 'precondition', `job ${found.id} already ended (${found.state})`, 'job_id'));
+        continue;
+      }
+      const mismatch = matches(job);
+      if (mismatch !== undefined) {
+        fail(asked, new HpcqError('FailedOperation.JobNotMatched', 'precondition', `job ${job.id} does not match the filters: ${mismatch}`, 'job_id'));
+        continue;
+      }
+      take(job, asked, true);
+    }
+    if (hasFilter) {
+      const found = [...this.cancelCandidates([], true)].filter((job) => matches(job) === undefined).sort((a, b) => a.id - b.id);
+      for (const job of found) take(job, String(job.id), false);
+    }
+    // Every pending job in one batch; running ones through their supervisors; remote ones via their scheduler.
+    const batch: Array<{ job: Job; to: JobState; reason: string }> = [];
+    /** The target (a job, or the array an instance is of) each part of the work cancels. */
+    const batchTargets: number[] = [];
+    const asks: Array<{ targetId: number; jobId: number; done: Promise<unknown> }> = [];
+    const handled = new Set<number>();
+    const reason = `Cancelled by ${requestedBy}`;
+    const cancelOne = (job: Job, targetId: number) => {
+      // A named instance of a named (or matched) array is cancelled once.
+      if (handled.has(job.id)) return;
+      handled.add(job.id);
+      if (this.isWithBackend(job)) asks.push({ targetId, jobId: job.id, done: this.cancelRemote(job, requestedBy, asAdmin) });
+      else if (job.state === 'PENDING') {
+        batch.push({ job, to: 'CANCELLED', reason });
+        batchTargets.push(targetId);
+      } else if (job.state === 'RUNNING') asks.push({ targetId, jobId: job.id, done: this.cancelRunning(job, requestedBy) });
+    };
+    for (const job of targets) {
+      const entry = job.array ? this.arrays.get(job.id) : undefined;
+      if (!entry) {
+        cancelOne(job, job.id);
+        continue;
+      }
+      // As cancelArray: the array job follows its instances and ends CANCELLED.
+      entry.cancelledBy ??= requestedBy;
+      for (let id = job.id + 1; id <= job.id + job.array!.count; id++) {
+        const instance = this.active.get(id);
+        if (instance) cancelOne(instance, job.id);
+      }
+    }
+    const stored = batch.length > 0 ? this.applyTransitions(batch) : Promise.resolve([]);
+    // ---- the selection is in effect: awaiting is safe from here on ----
+    const storeError = await stored.then(
+      () => undefined,
+      (err: unknown) => err,
+    );
+    const failed = new Map<number, HpcqError>();
+    if (storeError !== undefined) {
+      if (!(storeError instanceof HpcqError)) throw storeError;
+      for (const id of batchTargets) failed.set(id, storeError);
+    }
+    for (const { targetId, jobId, done } of asks) {
+      await done.catch((err: unknown) => {
+        if (!(err instanceof HpcqError)) this.deps.log.error({ err, jobId }, 'cancelling a job of a CancelJobs request failed');
+        const why = err instanceof HpcqError ? err : new HpcqError('FailedOperation.CancelFailed', 'internal', `job ${jobId} could not be cancelled; see the hpcqd log`, 'job_id');
+        if (!failed.has(targetId)) failed.set(targetId, why);
+      });
+    }
+    const jobs: Job[] = [];
+    for (const job of targets) {
+      const why = failed.get(job.id);
+      if (why) fail(String(job.id), why);
+      else jobs.push(await this.freshest(job));
+    }
+    return { jobs, failures };
+  }
+
+  /**
+   * The active jobs CancelJobs may choose from, freshest views: the named ones and, with filters,
+   * every pending or running job and array job (an array's instances go with it, not on their own).
+   */
+  private *cancelCandidates(named: readonly Job[], everyActive: boolean): Generator<Job> {
+    for (const job of named) {
+      const current = job.array ? this.arrays.get(job.id)?.job : this.active.get(job.id);
+      if (current) yield current;
+    }
+    if (!everyActive) return;
+    for (const { job } of this.arrays.values()) yield job;
+    for (const job of this.active.pending()) if (!job.arrayInstance) yield job;
+    for (const job of this.active.running()) if (!job.arrayInstance) yield job;
+  }
+
   // ---- helpers ---------------------------------------------------------------------------------
 
   /**
@@ -1014,7 +1457,6 @@ export class JobEngine {
       throw err;
     }
     for (const t of transitions) {
-      this.deps.log.info({ jobId: t.job.id, state: t.job.state, reason: t.event.reason || undefined }, 'job state changed');
       this.watches.publish(t.job, t.event);
       if (t.previousState === 'PENDING') this.backingOff.delete(t.job.id);
       // Dependents are judged on a durable state only (a failed write changes nothing).
@@ -1022,6 +1464,7 @@ export class JobEngine {
       if (t.job.arrayInstance) this.instanceChanged(t.job, t.previousState);
       if (t.job.array && isTerminal(t.job.state)) this.arrays.delete(t.job.id);
       if (t.job.schedule && !t.job.arrayInstance && isTerminal(t.job.state)) this.onScheduledJobEnded?.(t.job);
+      this.deps.onTransition?.(t.job, t.previousState, t.event);
     }
     return transitions.map((t) => t.job);
   }
@@ -1069,6 +1512,25 @@ export class JobEngine {
   }
 }
 
+/** What CancelJobs cancels: jobs by id, and/or every active job matching all the filters given. */
+export interface CancelSelection {
+  /** job_id, <array job id>_<index> or hpcjob uuid of each named job. */
+  jobIds: readonly string[];
+  runUser?: string;
+  name?: string;
+  /** PENDING and/or RUNNING; empty = both. */
+  states?: readonly JobState[];
+  hpcqueueId?: string;
+  clusterId?: string;
+}
+
+export interface CancelManyResult {
+  /** The jobs whose cancel was accepted, as they are now. */
+  jobs: Job[];
+  /** Named or matched jobs that were not cancelled, with why (the error a CancelJob would give). */
+  failures: Array<{ jobId: string; error: HpcqError }>;
+}
+
 /** The reason a new job is stored with: why it waits, most binding first. */
 function firstReason(spec: JobSpec): string {
   if (spec.array) return `Array: ${spec.array.count} instances`;
@@ -1094,4 +1556,13 @@ function queuesById(config: DaemonConfig): ReadonlyMap<string, QueueConfig> {
 /** How a cancel reason names who asked: `uid:1001 (alice)` or the certificate subject. */
 function describePrincipal(principal: Principal): string {
   return principal.account && principal.via !== 'certificate' ? `${principal.name} (${principal.account.name})` : principal.name;
+}
+
+/** The first `n` items of an iterable. */
+function* limit<T>(items: Iterable<T>, n: number): Generator<T> {
+  if (n <= 0) return;
+  for (const item of items) {
+    yield item;
+    if (--n <= 0) return;
+  }
 }

@@ -34,7 +34,7 @@
  * run directory (for supervisors re-attached after a restart); a slow liveness sweep catches a
  * supervisor that was killed without writing its exit file.
  */
-import { statfsSync, watch, type FSWatcher } from 'node:fs';
+import { mkdirSync, statSync, statfsSync, watch, type FSWatcher } from 'node:fs';
 import { basename } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { decideOutcome } from '../core/outcome.js';
@@ -125,6 +125,8 @@ export class SupervisedExecutor implements JobExecutor {
   /** Supervisor processes of this run directory alive when start() ran, by job id. */
   private supervisorsAtStart = new Map<number, ProcessIdentity>();
   private readonly executable: string;
+  /** Inode of the run directory being watched: another one means it was removed and made again. */
+  private watchedRunDirIno = 0;
 
   constructor(private readonly options: SupervisedExecutorOptions) {
     this.enforcement = options.limiter.mode;
@@ -136,11 +138,7 @@ export class SupervisedExecutor implements JobExecutor {
     this.markedBootId = readBootMarker(this.options.runDir);
     // Taken before any run file is read (reattach): see the header.
     this.supervisorsAtStart = findSupervisorProcesses(this.options.runDir, process.getuid?.() ?? 0, basename(this.executable));
-    this.watcher = watch(this.options.runDir, (_event, filename) => {
-      const file = typeof filename === 'string' ? parseRunFileName(filename) : undefined;
-      if (file?.kind === 'exit' && !file.temporary) this.finishIfEnded(file.jobId);
-    });
-    this.watcher.on('error', (err) => this.options.log.error({ err }, 'run directory watch failed'));
+    this.watchRunDir();
     this.sweepTimer = setInterval(() => this.sweepLiveness(), LIVENESS_SWEEP_MS);
     this.sweepTimer.unref();
   }
@@ -183,6 +181,11 @@ export class SupervisedExecutor implements JobExecutor {
     // A retried job reuses its id, and so its cgroups and run files: the previous attempt's are
     // released first (handOver), or their removal would hit the new attempt's.
     await this.handingOver.get(job.id);
+    try {
+      this.ensureRunDir();
+    } catch (err) {
+      throw new LaunchError(`the run directory ${this.options.runDir} is missing and cannot be made: ${(err as Error).message}`);
+    }
     const { limiter, runDir, log } = this.options;
     const entry: TrackedJob = { job, phase: 'launching', supervisorPid: 0, supervisorStartTicks: 0 };
     this.tracked.set(job.id, entry);
@@ -440,7 +443,41 @@ export class SupervisedExecutor implements JobExecutor {
    * Catches what the events missed: a supervisor that died without an exit file, an exit-file
    * event lost by fs.watch, and a finish that failed (e.g. the store was unavailable) to retry.
    */
+  /** Watches the run directory for exit records (a new watch when the directory was recreated). */
+  private watchRunDir(): void {
+    this.watcher?.close();
+    this.watcher = watch(this.options.runDir, (_event, filename) => {
+      const file = typeof filename === 'string' ? parseRunFileName(filename) : undefined;
+      if (file?.kind === 'exit' && !file.temporary) this.finishIfEnded(file.jobId);
+    });
+    this.watcher.on('error', (err) => this.options.log.error({ err }, 'run directory watch failed'));
+    this.watchedRunDirIno = statSync(this.options.runDir).ino;
+  }
+
+  /**
+   * The run directory is the daemon's to keep: if someone removed it (or replaced it), it is made
+   * again, 0700, and watched again, so launches go on and supervisors (which recreate it too when
+   * they write a record) report their jobs' true outcomes.
+   */
+  private ensureRunDir(): void {
+    if (this.stopped) return;
+    let ino: number | undefined;
+    try {
+      ino = statSync(this.options.runDir).ino;
+    } catch {
+      mkdirSync(this.options.runDir, { recursive: true, mode: 0o700 });
+      this.options.log.warn({ runDir: this.options.runDir }, 'the run directory had been removed; made it again');
+      ino = statSync(this.options.runDir).ino;
+    }
+    if (ino !== this.watchedRunDirIno) this.watchRunDir();
+  }
+
   private sweepLiveness(): void {
+    try {
+      this.ensureRunDir();
+    } catch (err) {
+      this.options.log.error({ err }, 'cannot make the run directory again');
+    }
     for (const [jobId, entry] of this.tracked) {
       if (entry.phase !== 'attached' || entry.finishing) continue;
       if (entry.lostReason !== undefined) this.finishLost(jobId, entry.lostReason);

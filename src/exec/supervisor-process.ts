@@ -247,7 +247,11 @@ export function spawnSupervisor(spec: SupervisorSpec, options: SpawnSupervisorOp
     let child: ChildProcess;
     try {
       // No environment: the supervisor needs none and passes the job only its --env entries.
-      child = spawn(executable, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: {}, cwd: '/' });
+      // Only what identifies the supervisor is on its command line (readable by every user in
+      // /proc); the job's user, paths, environment and command go through stdin.
+      child = spawn(executable, [...args.slice(0, 4), '--args-from-stdin'], { detached: true, stdio: ['pipe', 'pipe', 'pipe'], env: {}, cwd: '/' });
+      child.stdin!.on('error', () => undefined);
+      child.stdin!.end(Buffer.from(args.slice(4).map((a) => `${a}\0`).join('')));
     } catch (err) {
       reject(new LaunchError(`cannot start the job supervisor ${executable}: ${(err as Error).message}`));
       return;

@@ -363,6 +363,10 @@ static int write_run_file(const char *suffix, const char *content) {
         return -1;
     }
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+    /* Someone removed the run directory: it is the daemon's (under its 0700 state directory), so
+     * it is made again rather than the job's outcome lost. */
+    if (fd < 0 && errno == ENOENT && (mkdir(opt.run_dir, 0700) == 0 || errno == EEXIST))
+        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
     if (fd < 0) return -1;
     if (write_all(fd, content, strlen(content)) < 0) {
         int saved = errno;
@@ -419,6 +423,24 @@ static void __attribute__((noreturn, format(printf, 3, 4))) child_fail(int errfd
     _exit(127);
 }
 
+
+/* Opens a job's output file (as the user, in the child) without ever blocking, and refuses anything
+ * but a regular file or /dev/null: a FIFO, socket or device there could wedge or misdirect the job. */
+static int open_output(int errfd, const char *what, const char *path) {
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, 0666);
+    if (fd < 0 && errno == ENXIO) child_fail(errfd, 0, "%s %s is a FIFO or socket, not a regular file", what, path);
+    if (fd < 0) child_fail(errfd, errno, "open %s %s", what, path);
+    struct stat st;
+    if (fstat(fd, &st) < 0) child_fail(errfd, errno, "fstat %s %s", what, path);
+    if (!S_ISREG(st.st_mode) && strcmp(path, "/dev/null") != 0) {
+        const char *kind = S_ISFIFO(st.st_mode) ? "a FIFO" : S_ISSOCK(st.st_mode) ? "a socket" : S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) ? "a device" : S_ISDIR(st.st_mode) ? "a directory" : "not a regular file";
+        child_fail(errfd, 0, "%s %s is %s, not a regular file", what, path, kind);
+    }
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) < 0) child_fail(errfd, errno, "fcntl %s %s", what, path);
+    return fd;
+}
+
 static void __attribute__((noreturn)) run_child(int errfd) {
     /* a. Own session and process group: signals meant for the supervisor's group miss the job, and
      * the job can be signalled as one group. Default signal handling, like any fresh process. */
@@ -466,15 +488,12 @@ static void __attribute__((noreturn)) run_child(int errfd) {
     umask(opt.umask);
 
     /* f. Open the outputs as the user: a symlink in a parent directory can then only lead where the
-     * user may write anyway, and O_NOFOLLOW refuses a symlink as the last component (ELOOP). */
-    const int oflags = O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC;
-    int out = open(opt.out_path, oflags, 0666);
-    if (out < 0) child_fail(errfd, errno, "open stdout %s", opt.out_path);
+     * user may write anyway, and O_NOFOLLOW refuses a symlink as the last component (ELOOP).
+     * O_NONBLOCK: a FIFO without a reader would otherwise block this open for ever (and with it
+     * the launch); only regular files (and /dev/null) are taken as outputs. */
+    int out = open_output(errfd, "stdout", opt.out_path);
     int err = out;
-    if (strcmp(opt.out_path, opt.err_path) != 0) {
-        err = open(opt.err_path, oflags, 0666);
-        if (err < 0) child_fail(errfd, errno, "open stderr %s", opt.err_path);
-    }
+    if (strcmp(opt.out_path, opt.err_path) != 0) err = open_output(errfd, "stderr", opt.err_path);
     int in = open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (in < 0) child_fail(errfd, errno, "open /dev/null");
     if (dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0) child_fail(errfd, errno, "dup2");
@@ -687,6 +706,48 @@ static int wait_signal(const sigset_t *set, long long timeout_ms) {
 
 /* ---------- main ---------- */
 
+/* The daemon passes everything about the job (user, paths, environment, command) on stdin, NUL
+ * separated, after `--job-id N --run-dir D --args-from-stdin`: /proc/<pid>/cmdline is readable by
+ * every local user, so the command line carries only what identifies a supervisor. Returns the
+ * full argument vector, as if it had all been given on the command line. */
+#define MAX_STDIN_ARGS (4 << 20)
+static char **args_from_stdin(int *argc, char **argv) {
+    if (*argc != 6 || strcmp(argv[5], "--args-from-stdin") != 0) return argv;
+    size_t cap = 65536, len = 0;
+    char *buf = malloc(cap);
+    if (!buf) usage("out of memory");
+    for (;;) {
+        if (len == cap) {
+            if (cap >= MAX_STDIN_ARGS) usage("arguments on stdin exceed %d bytes", MAX_STDIN_ARGS);
+            cap *= 2;
+            buf = realloc(buf, cap);
+            if (!buf) usage("out of memory");
+        }
+        ssize_t n = read(0, buf + len, cap - len);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) usage("reading arguments from stdin: %s", strerror(errno));
+        if (n == 0) break;
+        len += (size_t)n;
+    }
+    if (len == 0 || buf[len - 1] != '\0') usage("arguments on stdin must end with a NUL");
+    int extra = 0;
+    for (size_t i = 0; i < len; i++) extra += buf[i] == '\0';
+    char **all = calloc((size_t)(5 + extra + 1), sizeof(char *));
+    if (!all) usage("out of memory");
+    for (int i = 0; i < 5; i++) all[i] = argv[i];
+    int k = 5;
+    for (size_t i = 0; i < len; k++) {
+        all[k] = buf + i;
+        i += strlen(buf + i) + 1;
+    }
+    all[k] = NULL;
+    *argc = k;
+    /* stdin has done its work; the job gets /dev/null of its own later. */
+    int devnull = open("/dev/null", O_RDONLY);
+    if (devnull >= 0 && devnull != 0) dup2(devnull, 0), close(devnull);
+    return all;
+}
+
 int main(int argc, char **argv) {
     /* 1. The daemon's LevelDB files are opened without O_CLOEXEC and leak into us; close all.
      * Then make sure 0, 1 and 2 exist, so no file we open later lands on them by accident. */
@@ -697,6 +758,7 @@ int main(int argc, char **argv) {
             if (n >= 0 && n != fd) dup2(n, fd), close(n);
         }
     }
+    argv = args_from_stdin(&argc, argv);
     parse_args(argc, argv);
 
     /* Stray signals (the daemon's process group, a terminal hangup, a closed handshake pipe) must

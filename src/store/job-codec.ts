@@ -15,7 +15,7 @@ export class RecordDecodeError extends Error {
 
 const STATE_SET: ReadonlySet<string> = new Set(JOB_STATES);
 
-function parseObject(raw: string, what: string): Record<string, unknown> {
+export function parseObject(raw: string, what: string): Record<string, unknown> {
   let value: unknown;
   try {
     value = JSON.parse(raw);

@@ -21,7 +21,7 @@
  */
 import { HpcqError, StoreUnavailableError } from '../core/errors.js';
 import { newPendingJob, type Job, type JobEvent, type JobSpec } from '../core/job.js';
-import type { JobFilter, JobPage, JobStore, JobTransition, QuarantinedRecord, QueueState, ScheduleStore, ScheduleWrite } from '../core/ports.js';
+import type { EndCursor, EndedJobPage, EndWindow, JobFilter, JobPage, JobStore, JobTransition, QuarantinedRecord, QueueState, ScheduleStore, ScheduleWrite } from '../core/ports.js';
 import type { Schedule, ScheduleEvent } from '../core/schedule.js';
 import { ClientTokens } from './client-tokens.js';
 import { GroupCommitter, type GroupCommitStats } from './group-commit.js';
@@ -50,7 +50,7 @@ import {
   sequenceFromEventKey,
   uuidKey,
 } from './keys.js';
-import { listJobsPage } from './list-jobs.js';
+import { listEndedJobsPage, listJobsPage } from './list-jobs.js';
 import { readActiveJobs } from './load-active.js';
 import { hasRoomToRecover, openLevel, type LevelTuning, type StringLevel } from './open-level.js';
 import { planPurge } from './purge.js';
@@ -356,6 +356,10 @@ export class LevelJobStore implements JobStore, ScheduleStore {
 
   listJobs(filter: JobFilter, pageSize: number, beforeId?: number): Promise<JobPage> {
     return this.track(false, () => this.read((db) => listJobsPage(db, filter, pageSize, beforeId, this.listScanLimit)));
+  }
+
+  listEndedJobs(filter: JobFilter, window: EndWindow, pageSize: number, after?: EndCursor): Promise<EndedJobPage> {
+    return this.track(false, () => this.read((db) => listEndedJobsPage(db, filter, window, pageSize, after, this.listScanLimit)));
   }
 
   getEvents(jobId: number): Promise<JobEvent[]> {

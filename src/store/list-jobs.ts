@@ -12,13 +12,20 @@
  * reject. `scanLimit` bounds the entries examined per call: if it is reached the page is returned
  * short (even empty) with `nextBeforeId` set, and the caller continues from there.
  * Everything is read from one snapshot, so a page is consistent even while jobs change state.
+ *
+ * Finished jobs in a time window (listEndedJobsPage, for sacct-like history) are read from the
+ * end-time index instead: one reverse range scan between the window's ends, the latest end first;
+ * dimensions are checked on the entry's tag and the state on the record, under the same scanLimit.
  */
-import { JOB_STATES, type Job, type JobState } from '../core/job.js';
-import type { JobFilter, JobPage } from '../core/ports.js';
+import { isTerminal, JOB_STATES, type Job, type JobState } from '../core/job.js';
+import type { EndCursor, EndedJobPage, EndWindow, JobFilter, JobPage } from '../core/ports.js';
 import { decodeIndexTag, decodeJob, type IndexTag } from './job-codec.js';
 import {
+  END_INDEX_PREFIX,
   JOB_PREFIX,
   dimensionIndexPrefix,
+  endIndexBefore,
+  endIndexKey,
   idFromIndexKey,
   idFromJobKey,
   idRange,
@@ -218,4 +225,83 @@ export async function listJobsPage(
   } finally {
     await snapshot.close();
   }
+}
+
+// ---- by end time --------------------------------------------------------------------------------
+
+/** The end time in an end-time index key, `ix/e/<endTimeMs>/<id>` (see keys.ts endIndexKey). */
+function endTimeOfIndexKey(key: string): number {
+  return Number(key.slice(END_INDEX_PREFIX.length, key.indexOf('/', END_INDEX_PREFIX.length)));
+}
+
+/** Whether an index entry's tag passes the dimension filters; an undecodable tag lets the record decide. */
+function tagPasses(rawTag: string, dims: Array<[IndexDimension, string]>): boolean {
+  let tag: IndexTag;
+  try {
+    tag = decodeIndexTag(rawTag);
+  } catch {
+    return true;
+  }
+  return dims.every(([d, value]) => tag[TAG_FIELD[d]] === value);
+}
+
+/**
+ * One page of finished jobs that ended in `window` and match `filter`, the latest end first,
+ * continuing after `after` if given. `scanLimit` bounds the index entries examined (raised to
+ * pageSize + 1 if lower): when it is reached the page comes back short with `next` set.
+ */
+export async function listEndedJobsPage(
+  db: StringLevel,
+  filter: JobFilter,
+  window: EndWindow,
+  pageSize: number,
+  after: EndCursor | undefined,
+  scanLimit: number,
+): Promise<EndedJobPage> {
+  const size = Math.max(1, Math.floor(Number.isFinite(pageSize) ? pageSize : 1));
+  // Only finished jobs have an end time (and an entry in this index).
+  const states = wantedStates(filter).filter(isTerminal);
+  if (states.length === 0) return { jobs: [] };
+  const dims = dimensionFilters(filter);
+  const gte = window.fromMs === undefined ? END_INDEX_PREFIX : endIndexBefore(window.fromMs);
+  let lt = window.toMs === undefined ? `${END_INDEX_PREFIX}~` : endIndexBefore(window.toMs);
+  if (after !== undefined) {
+    const from = endIndexKey(after.endTimeMs, after.id);
+    if (from < lt) lt = from;
+  }
+  if (gte >= lt) return { jobs: [] };
+  const limit = Math.max(scanLimit, size + 1);
+  const snapshot = db.snapshot();
+  const cursor = new IndexCursor(db.iterator<string, string>({ gte, lt, reverse: true, snapshot }), Math.min(MAX_CHUNK, size + 1));
+  let jobs: Job[] = [];
+  let scanned = 0;
+  let lastScanned: EndCursor | undefined;
+  let exhausted = false;
+  try {
+    while (jobs.length <= size && scanned < limit && !exhausted) {
+      // Candidates from the index, then their records (which alone know the state), a chunk at a time.
+      const ids: number[] = [];
+      while (ids.length < size + 1 - jobs.length && scanned < limit) {
+        if (!(await cursor.ready())) {
+          exhausted = true;
+          break;
+        }
+        const [key, rawTag] = cursor.head() as [string, string];
+        cursor.advance();
+        scanned += 1;
+        lastScanned = { endTimeMs: endTimeOfIndexKey(key), id: idFromIndexKey(key) };
+        if (dims.length === 0 || tagPasses(rawTag, dims)) ids.push(lastScanned.id);
+      }
+      jobs.push(...(await readPage(db, snapshot, ids, states, dims)));
+    }
+  } finally {
+    await cursor.close();
+    await snapshot.close();
+  }
+  if (jobs.length > size) {
+    jobs = jobs.slice(0, size);
+    const last = jobs[size - 1]!;
+    return { jobs, next: { endTimeMs: last.endTimeMs, id: last.id } };
+  }
+  return exhausted || lastScanned === undefined ? { jobs } : { jobs, next: lastScanned };
 }

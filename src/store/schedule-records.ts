@@ -5,9 +5,10 @@
 import type { Schedule, ScheduleEvent, ScheduleEventKind } from '../core/schedule.js';
 import type { ScheduleWrite } from '../core/ports.js';
 import type { BatchOp } from './job-ops.js';
-import { RecordDecodeError } from './job-codec.js';
+import { RecordDecodeError, parseObject } from './job-codec.js';
 import { META_LAST_SCHEDULE_ID_KEY, scheduleEventKey, scheduleKey, scheduleTokenKey } from './keys.js';
 
+/** Schema version of schedule records and events (the same as job records': job-codec.ts parseObject checks it). */
 const RECORD_VERSION = 1;
 /** Events kept per schedule: each write of event n deletes event n - KEPT_EVENTS. */
 export const KEPT_EVENTS = 1000;
@@ -37,7 +38,7 @@ export function scheduleWriteOps(write: ScheduleWrite): BatchOp[] {
 }
 
 export function decodeSchedule(raw: string, expectedId: number): Schedule {
-  const obj = parse(raw, `schedule ${expectedId}`);
+  const obj = parseObject(raw, `schedule ${expectedId}`);
   if (obj.id !== expectedId) throw new RecordDecodeError(`schedule record has id ${JSON.stringify(obj.id)}, expected ${expectedId}`);
   for (const f of ['name', 'cron', 'timeZone', 'policy', 'runUser', 'clientToken'] as const) {
     if (typeof obj[f] !== 'string') throw new RecordDecodeError(`schedule ${expectedId}: field ${f} is not a string`);
@@ -53,7 +54,7 @@ export function decodeSchedule(raw: string, expectedId: number): Schedule {
 }
 
 export function decodeScheduleEvent(raw: string, scheduleId: number, sequence: number): ScheduleEvent {
-  const obj = parse(raw, `event ${sequence} of schedule ${scheduleId}`);
+  const obj = parseObject(raw, `event ${sequence} of schedule ${scheduleId}`);
   if (typeof obj.kind !== 'string' || !EVENT_KINDS.has(obj.kind) || typeof obj.tickMs !== 'number' || typeof obj.timeMs !== 'number') {
     throw new RecordDecodeError(`event ${sequence} of schedule ${scheduleId} is malformed`);
   }
@@ -65,17 +66,4 @@ export function decodeScheduleToken(raw: string): { id: number; fingerprint: str
   const obj = JSON.parse(raw) as { id?: unknown; fingerprint?: unknown };
   if (typeof obj.id !== 'number' || typeof obj.fingerprint !== 'string') throw new RecordDecodeError('schedule token entry is malformed');
   return { id: obj.id, fingerprint: obj.fingerprint };
-}
-
-function parse(raw: string, what: string): Record<string, unknown> {
-  let value: unknown;
-  try {
-    value = JSON.parse(raw);
-  } catch (err) {
-    throw new RecordDecodeError(`${what} is not valid JSON: ${(err as Error).message}`);
-  }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new RecordDecodeError(`${what} is not a JSON object`);
-  const obj = value as Record<string, unknown>;
-  if (obj.v !== RECORD_VERSION) throw new RecordDecodeError(`${what} has unsupported schema version ${JSON.stringify(obj.v)}`);
-  return obj;
 }

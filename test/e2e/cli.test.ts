@@ -194,7 +194,9 @@ describe('hpcq CLI against a real daemon', () => {
         .slice(1)
         .map((l) => l.trim().split(/\s+/)[0]);
 
-    const all = await run(['list']);
+    // Like squeue, list shows pending and running jobs by default; -t all shows every state.
+    expect(ids((await run(['list'])).stdout)).toEqual([]);
+    const all = await run(['list', '-t', 'all']);
     expect(all.code, all.stderr).toBe(0);
     expect(all.stdout.split('\n')[0]!.trim().split(/\s+/)).toEqual(['JOBID', 'NAME', 'USER', 'QUEUE', 'STATE', 'TIME', 'CPUS', 'MEM', 'CPUTIME', 'MAXMEM', 'REASON/EXIT']);
     expect(ids(all.stdout)).toEqual([c.job_id, b.job_id, a.job_id]);
@@ -204,22 +206,22 @@ describe('hpcq CLI against a real daemon', () => {
     expect(ids((await run(['list', '--state', 'completed'])).stdout)).toEqual([c.job_id, a.job_id]);
     expect(ids((await run(['list', '--state', 'FAILED', '--state', 'pending'])).stdout)).toEqual([b.job_id]);
     expect(ids((await run(['list', '--state', 'running,pending'])).stdout)).toEqual([]);
-    expect(ids((await run(['list', '--queue', 'debug'])).stdout)).toEqual([c.job_id]);
-    expect(ids((await run(['list', '--queue', 'hpcq-normal', '--cluster-id', 'hpcq-test'])).stdout)).toEqual([b.job_id, a.job_id]);
-    expect(ids((await run(['list', '--user', RUN_USER])).stdout)).toHaveLength(3);
+    expect(ids((await run(['list', '-t', 'all', '--queue', 'debug'])).stdout)).toEqual([c.job_id]);
+    expect(ids((await run(['list', '-t', 'all', '--queue', 'hpcq-normal', '--cluster-id', 'hpcq-test'])).stdout)).toEqual([b.job_id, a.job_id]);
+    expect(ids((await run(['list', '-t', 'all', '--user', RUN_USER])).stdout)).toHaveLength(3);
     expect(ids((await run(['squeue', '--user', 'nobody-here'])).stdout)).toEqual([]);
 
-    const page = await run(['list', '--limit', '1']);
+    const page = await run(['list', '-t', 'all', '--limit', '1']);
     expect(ids(page.stdout)).toEqual([c.job_id]);
-    expect(page.stderr).toMatch(/--all/);
+    expect(page.stderr).toMatch(/--page-token \S+, or leave out --limit/);
     const everything = await run(['list', '--limit', '1', '--all']);
     expect(ids(everything.stdout)).toEqual([c.job_id, b.job_id, a.job_id]);
     expect(everything.stderr).toBe('');
 
-    const onePage = JSON.parse((await run(['list', '--json', '--limit', '2'])).stdout) as { jobs: JobJson[]; next_page_token: string };
+    const onePage = JSON.parse((await run(['list', '-t', 'all', '--json', '--limit', '2'])).stdout) as { jobs: JobJson[]; next_page_token: string };
     expect(onePage.jobs.map((j) => j.job_id)).toEqual([c.job_id, b.job_id]);
     expect(onePage.next_page_token).not.toBe('');
-    const next = JSON.parse((await run(['list', '--json', '--limit', '2', '--page-token', onePage.next_page_token])).stdout) as { jobs: JobJson[] };
+    const next = JSON.parse((await run(['list', '-t', 'all', '--json', '--limit', '2', '--page-token', onePage.next_page_token])).stdout) as { jobs: JobJson[] };
     expect(next.jobs.map((j) => j.job_id)).toEqual([a.job_id]);
     const allJson = JSON.parse((await run(['--json', 'list', '--limit', '1', '--all'])).stdout) as { jobs: JobJson[]; next_page_token: string };
     expect(allJson.jobs.map((j) => j.job_id)).toEqual([c.job_id, b.job_id, a.job_id]);

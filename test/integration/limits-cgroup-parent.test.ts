@@ -150,5 +150,7 @@ function testJob(enforcement: Job['enforcement']): Job {
     previousAttempts: [],
     eligibleAtMs: 0,
     heldBy: '',
+    backendJobId: '',
+    backendSubmitting: false,
   };
 }

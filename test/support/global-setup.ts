@@ -4,11 +4,14 @@ import { execFileSync } from 'node:child_process';
 import { chmodSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { ensureTestUsers, isRoot, JOB_USER } from './privileged.js';
+import { prepareSharedSlurm } from './slurm-cluster.js';
 
 const PACKAGE_ROOT = resolve(import.meta.dirname, '..', '..');
 
-export default function setup(): void {
+export default function setup(): () => Promise<void> {
   if (ensureTestUsers() && isRoot) letTestUsersReachCheckout();
+  // Started only if a test file asks for it (sharedSlurmCluster); stopped after the run.
+  return prepareSharedSlurm();
 }
 
 /**

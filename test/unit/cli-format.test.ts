@@ -256,7 +256,7 @@ describe('tables and key/value views', () => {
   it('renders the queues table and node line', () => {
     const text = renderQueues({
       queues: [
-        { clusterId: 'c', zone: 'z', hpcqueueId: 'hpcq-normal', schedulerQueueName: 'normal', isDefault: true, priority: 10, maxCores: 4, defaultCores: 1, maxMemMb: 4096, defaultMemMb: 256, maxTimeSeconds: 3600, defaultTimeSeconds: 600, maxRunning: 0, maxPending: 3, pendingCount: 2, runningCount: 1, allowedGroups: [], allowedUsers: [], usable: true, state: 'open' },
+        { clusterId: 'c', zone: 'z', hpcqueueId: 'hpcq-normal', schedulerQueueName: 'normal', isDefault: true, priority: 10, maxCores: 4, defaultCores: 1, maxMemMb: 4096, defaultMemMb: 256, maxTimeSeconds: 3600, defaultTimeSeconds: 600, maxRunning: 0, maxPending: 3, pendingCount: 2, runningCount: 1, allowedGroups: [], allowedUsers: [], usable: true, state: 'open', backend: 'local', partitionState: '', partitionNodes: 0, partitionCpus: 0, partitionIdleCpus: 0, partitionNote: '' },
       ],
       enforcement: 'rlimit',
       nodeCores: 4,

@@ -37,6 +37,7 @@ const EXPECTED_DEFAULT: DaemonConfig = {
     {
       clusterId: 'hpcq-local',
       zone: 'local',
+      backend: 'local',
       queues: [
         {
           clusterId: 'hpcq-local',
@@ -463,7 +464,7 @@ describe('several problems are reported together', () => {
       'access.audit_log: must be an absolute path, got "relative/state/audit.log"',
       `${path}:1:12: state_dir: must be an absolute path, got "relative/state"`,
       expect.stringMatching(new RegExp(`^${escapeRegExp(path)}:2:10: listen\\.0: TCP address 0\\.0\\.0\\.0:50051 needs TLS`)),
-      `${path}:3:1: unknown_key: unknown key; expected one of state_dir, listen, tls, access, kill_grace_seconds, enforcement, require_enforcement, clock_skew_seconds, max_array_count, job_umask, node, retention, clusters`,
+      `${path}:3:1: unknown_key: unknown key; expected one of state_dir, listen, tls, access, kill_grace_seconds, enforcement, require_enforcement, clock_skew_seconds, max_array_count, job_umask, node, retention, metrics_listen, clusters`,
       expect.stringMatching(new RegExp(`^${escapeRegExp(path)}:4:21: kill_grace_seconds: invalid duration "thirty": use seconds \\(3600\\), units`)),
       `${path}:9:7: clusters.0.queues: exactly one queue must have default: true, found 2`,
       `${path}:10:24: clusters.0.queues.1.hpcqueue_id: duplicate queue id a`,

@@ -7,7 +7,7 @@ import type { DaemonConfig } from '../../src/config/daemon-config.js';
 import type { Principal } from '../../src/core/access-policy.js';
 import { HpcqError, StoreUnavailableError } from '../../src/core/errors.js';
 import { isTerminal, newPendingJob, type Job, type JobEvent, type JobOutcome, type JobSpec } from '../../src/core/job.js';
-import type { JobExecutor, JobFilter, JobPage, JobStore, JobTransition, QueueState, ReattachResult, UserAccount, UserDirectory } from '../../src/core/ports.js';
+import type { EndCursor, EndedJobPage, EndWindow, JobExecutor, JobFilter, JobPage, JobStore, JobTransition, QueueState, ReattachResult, UserAccount, UserDirectory } from '../../src/core/ports.js';
 import type { SubmitRequest } from '../../src/core/submit-request.js';
 import { JobEngine } from '../../src/engine/job-engine.js';
 import { silentLogger } from '../../src/logger.js';
@@ -92,6 +92,14 @@ class MemoryStore implements JobStore {
     return { jobs: [...this.jobs.values()].filter(matches).reverse().slice(0, pageSize).map((j) => structuredClone(j)) };
   }
 
+  async listEndedJobs(filter: JobFilter, window: EndWindow, pageSize: number, after?: EndCursor): Promise<EndedJobPage> {
+    const inWindow = (j: Job) => isTerminal(j.state) && j.endTimeMs >= (window.fromMs ?? 0) && (window.toMs === undefined || j.endTimeMs < window.toMs);
+    const beyond = (j: Job) => after === undefined || j.endTimeMs < after.endTimeMs || (j.endTimeMs === after.endTimeMs && j.id < after.id);
+    const jobs = (await this.listJobs(filter, Number.MAX_SAFE_INTEGER)).jobs.filter((j) => inWindow(j) && beyond(j)).sort((a, b) => b.endTimeMs - a.endTimeMs || b.id - a.id);
+    const page = jobs.slice(0, pageSize);
+    return jobs.length > pageSize ? { jobs: page, next: { endTimeMs: page.at(-1)!.endTimeMs, id: page.at(-1)!.id } } : { jobs: page };
+  }
+
   async getEvents(jobId: number): Promise<JobEvent[]> {
     return structuredClone(this.events.get(jobId) ?? []);
   }
@@ -121,8 +129,12 @@ class FakeExecutor implements JobExecutor {
   async launch(job: Job): Promise<void> {
     this.launched.push(job.id);
   }
+  /** Awaited on each cancel, e.g. to end the job at once as a quick supervisor would. */
+  onCancel: ((job: Job) => Promise<void>) | undefined;
+
   async cancel(job: Job): Promise<void> {
     this.cancelled.push(job.id);
+    await this.onCancel?.(job);
   }
   async reattach(): Promise<ReattachResult> {
     return 'attached';
@@ -523,5 +535,102 @@ describe('JobEngine access control', () => {
     expect(engine.queueCounts('r')).toEqual({ pending: 0, running: 0 });
     expect(() => engine.reconfigure(twoQueues([q]))).not.toThrow();
     expect(await failure(engine.submit(request({ hpcqueueId: 'r' }), ADMIN))).toMatchObject({ code: 'ResourceNotFound.Queue' });
+  });
+});
+
+describe('JobEngine.cancelMany (CancelJobs)', () => {
+  /** Records the size of every batch of transitions the store is given. */
+  function countBatches(store: MemoryStore): number[] {
+    const sizes: number[] = [];
+    const save = store.saveTransitions.bind(store);
+    store.saveTransitions = (transitions) => {
+      sizes.push(transitions.length);
+      return save(transitions);
+    };
+    return sizes;
+  }
+
+  it('cancels a running and a pending job together: the pending one never starts, even when the running one ends at once', async () => {
+    const { store, executor, engine } = await started(oneQueueConfig(1));
+    const running = (await engine.submit(request(), ADMIN)).job;
+    await vi.waitFor(() => expect(executor.launched).toEqual([running.id]));
+    const pending = (await engine.submit(request(), ADMIN)).job;
+    // A quick supervisor: the running job ends during the cancel, and dispatch passes may run
+    // before the cancel returns (cancelling one job after the other would let the pending one start).
+    executor.onCancel = async (job) => {
+      void executor.end(job.id, { state: 'CANCELLED', reason: 'Cancelled', termSignal: 15 });
+      await settle();
+    };
+    const result = await engine.cancelMany({ jobIds: [String(running.id), String(pending.id)] }, ADMIN);
+    expect(result.failures).toEqual([]);
+    expect(result.jobs.map((j) => j.id)).toEqual([running.id, pending.id]);
+    expect(result.jobs[1]).toMatchObject({ state: 'CANCELLED', reason: CANCELLED_BY_ADMIN });
+    await vi.waitFor(() => expect(store.jobs.get(running.id)).toMatchObject({ state: 'CANCELLED', reason: CANCELLED_BY_ADMIN }));
+    await settle();
+    expect(executor.launched).toEqual([running.id]);
+    expect(store.events.get(pending.id)!.map((e) => e.state)).toEqual(['PENDING', 'CANCELLED']);
+  });
+
+  it('cancels every pending job matching the filters in one batch, and never everything', async () => {
+    const { store, executor, engine } = await started(oneQueueConfig(1));
+    const blocker = (await engine.submit(request({ name: 'sweep' }), ADMIN)).job;
+    await vi.waitFor(() => expect(executor.launched).toEqual([blocker.id]));
+    const sweeps = [(await engine.submit(request({ name: 'sweep' }), ADMIN)).job, (await engine.submit(request({ name: 'sweep' }), ADMIN)).job];
+    const other = (await engine.submit(request({ name: 'other' }), ADMIN)).job;
+    const bobs = (await engine.submit(request({ runUser: 'bob', name: 'sweep' }), ADMIN)).job;
+    const batches = countBatches(store);
+    const result = await engine.cancelMany({ jobIds: [], runUser: 'alice', name: 'sweep', states: ['PENDING'] }, ADMIN);
+    expect(result).toEqual({ jobs: sweeps.map((j) => expect.objectContaining({ id: j.id, state: 'CANCELLED' })), failures: [] });
+    expect(batches).toEqual([2]);
+    for (const job of [blocker, other, bobs]) expect(store.jobs.get(job.id)!.state, String(job.id)).toBe(job.id === blocker.id ? 'RUNNING' : 'PENDING');
+    expect(executor.cancelled).toEqual([]);
+    // The running one goes through its supervisor.
+    expect((await engine.cancelMany({ jobIds: [], name: 'sweep', states: ['RUNNING'] }, ADMIN)).jobs.map((j) => j.id)).toEqual([blocker.id]);
+    expect(executor.cancelled).toEqual([blocker.id]);
+
+    expect(await failure(engine.cancelMany({ jobIds: [], states: ['PENDING'] }, ADMIN))).toEqual({ code: 'InvalidParameter.NoJobsSelected', kind: 'invalid', field: 'job_ids' });
+    expect(await failure(engine.cancelMany({ jobIds: [], runUser: 'alice', states: ['COMPLETED'] }, ADMIN))).toEqual({ code: 'InvalidParameterValue.JobState', kind: 'invalid', field: 'states' });
+    expect(store.jobs.get(other.id)!.state).toBe('PENDING');
+  });
+
+  it('never matches jobs the caller may not see; those it sees but may not act on are failures', async () => {
+    for (const visibility of ['own', 'all'] as const) {
+      const { store, engine, executor } = await started(oneQueueConfig(1, {}, { access: { job_visibility: visibility } }));
+      const blocker = (await engine.submit(request({ runUser: 'bob' }), ADMIN)).job;
+      await vi.waitFor(() => expect(executor.launched).toEqual([blocker.id]));
+      const alices = (await engine.submit(request({ runUser: '' }), AS_ALICE)).job;
+      const bobs = (await engine.submit(request({ runUser: 'bob' }), ADMIN)).job;
+      const byName = await engine.cancelMany({ jobIds: [], name: 'job' }, AS_ALICE);
+      expect(byName.jobs.map((j) => j.id), visibility).toEqual([alices.id]);
+      const notOwned = (id: number) => ({ jobId: String(id), error: expect.objectContaining({ code: 'OperationDenied.JobNotOwned' }) });
+      expect(byName.failures, visibility).toEqual(visibility === 'all' ? [notOwned(blocker.id), notOwned(bobs.id)] : []);
+      const named = await engine.cancelMany({ jobIds: [String(bobs.id)] }, AS_ALICE);
+      expect(named.failures[0]?.error.code, visibility).toBe(visibility === 'all' ? 'OperationDenied.JobNotOwned' : 'ResourceNotFound.Job');
+      expect(store.jobs.get(bobs.id)!.state).toBe('PENDING');
+      expect(executor.cancelled).toEqual([]);
+      await engine.stop();
+    }
+  });
+
+  it('reports named jobs that ended or are outside the filters, and cancels an array with its instances', async () => {
+    const { store, executor, engine } = await started(oneQueueConfig(1));
+    const done = (await engine.submit(request(), ADMIN)).job;
+    await vi.waitFor(() => expect(executor.launched).toEqual([done.id]));
+    await executor.end(done.id);
+    const array = (await engine.submit(request({ name: 'arr', array: { count: 3, parallelism: 0 } }), ADMIN)).job;
+    await vi.waitFor(() => expect(executor.launched).toEqual([done.id, array.id + 1]));
+    const other = (await engine.submit(request({ name: 'x' }), ADMIN)).job;
+    const result = await engine.cancelMany({ jobIds: [String(array.id), String(done.id), String(other.id), '999'], name: 'arr' }, ADMIN);
+    expect(result.jobs.map((j) => j.id)).toEqual([array.id]);
+    expect(Object.fromEntries(result.failures.map((f) => [f.jobId, f.error.code]))).toEqual({
+      [String(done.id)]: 'FailedOperation.JobAlreadyFinished',
+      [String(other.id)]: 'FailedOperation.JobNotMatched',
+      '999': 'ResourceNotFound.Job',
+    });
+    expect([array.id + 2, array.id + 3].map((id) => store.jobs.get(id)!.state)).toEqual(['CANCELLED', 'CANCELLED']);
+    expect(executor.cancelled).toEqual([array.id + 1]);
+    await executor.end(array.id + 1, { state: 'CANCELLED', reason: 'Cancelled', termSignal: 15 });
+    await vi.waitFor(() => expect(store.jobs.get(array.id)).toMatchObject({ state: 'CANCELLED', reason: CANCELLED_BY_ADMIN }));
+    expect(store.jobs.get(other.id)!.state).toBe('PENDING');
   });
 });

@@ -75,6 +75,8 @@ function makeJob(overrides: Partial<Job> = {}): Job {
     previousAttempts: [],
     eligibleAtMs: 0,
     heldBy: '',
+    backendJobId: '',
+    backendSubmitting: false,
     ...overrides,
   };
 }
@@ -214,6 +216,8 @@ describe('newPendingJob / copyJob', () => {
       previousAttempts: [],
       eligibleAtMs: 0,
       heldBy: '',
+      backendJobId: '',
+      backendSubmitting: false,
     });
     expect(job.resourceLimits).not.toBe(spec.resourceLimits);
   });

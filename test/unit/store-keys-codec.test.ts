@@ -61,6 +61,8 @@ const job: Job = {
   previousAttempts: [],
   eligibleAtMs: 0,
   heldBy: '',
+  backendJobId: '',
+  backendSubmitting: false,
 };
 
 describe('store keys', () => {

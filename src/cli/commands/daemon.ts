@@ -8,12 +8,14 @@ import { HPCQD_ENV, HPCQD_NODE_FLAGS } from '../../daemon/process-tuning.js';
 
 /** dist/cli/commands/ -> dist/daemon/main.cjs: the hpcqd entry, which sizes the thread pool. */
 const HPCQD_MAIN = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'daemon', 'main.cjs');
-/** Signals hpcq passes on, and as what: hpcqd stops gracefully on SIGINT and SIGTERM only. */
+/** Signals hpcq passes on, and as what: hpcqd stops gracefully on SIGINT and SIGTERM only; SIGUSR2 switches its log level. */
 const FORWARDED: ReadonlyArray<readonly [NodeJS.Signals, NodeJS.Signals]> = [
   ['SIGINT', 'SIGINT'],
   ['SIGTERM', 'SIGTERM'],
   // The terminal went away: stop gracefully rather than leave hpcqd writing to a dead terminal.
   ['SIGHUP', 'SIGTERM'],
+  // Toggles hpcqd's log level between the configured one and debug.
+  ['SIGUSR2', 'SIGUSR2'],
 ];
 
 export function registerDaemon(program: Command): void {

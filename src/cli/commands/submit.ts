@@ -8,12 +8,12 @@ import { posix, resolve } from 'node:path';
 import type { Command } from 'commander';
 import type { Dependency, RetryPolicy } from '../../gen/hpcq/v1/job.js';
 import { SubmitJobResponse, type SubmitJobRequest } from '../../gen/hpcq/v1/job_service.js';
-import { jobNameFromPath, readBatchScript, resolveOutputPath } from '../batch-script.js';
+import { jobNameFromPath, parseSlurmTime, readBatchScript, resolveOutputPath } from '../batch-script.js';
 import { action, addGlobalOptions, optionParser, type CommandContext } from '../context.js';
 import { UsageError } from '../errors.js';
 import { commandLineFromWords, parseDuration, parseInteger, parseMemMiB, rfc3339, shellQuote } from '../format.js';
 import { protoJson } from '../proto-json.js';
-import { parseArraySpec, parseBeginTime, parseDependency, parseExitCodes, parseExport } from '../submit-syntax.js';
+import { parseArraySpec, parseBeginTime, parseCores, parseDependency, parseExitCodes, parseExport, parseSlurmMem, withSlurmFlags } from '../submit-syntax.js';
 import { followJob } from './watch.js';
 
 export interface SubmitOptions {
@@ -55,6 +55,11 @@ export interface SubmitOptions {
   retryExitCodes?: number[];
   /** Seconds. */
   retryBackoff?: number;
+  /** sbatch's names of timeLimit (seconds, read in Slurm's units), memLimit, queue and coreLimit. */
+  time?: number;
+  mem?: number;
+  partition?: string;
+  cpusPerTask?: number;
 }
 
 /** A batch script given as the only trailing word: its absolute path and its text (or head). */
@@ -101,11 +106,17 @@ its head, before its first command, as options:
                         it starts clean plus the variables named
   --comment (the description)   -N, --nodes 1   -n, --ntasks 1
 Any other option (--gres, --array, ...) is an error naming it and its line.
-Options on the command line win (--time-limit keeps its own units). The name
+Options on the command line win. The name
 defaults to the file name (characters other than [A-Za-z0-9_-] become _), the
 working directory to the current directory. Script arguments are not supported.
 
+Units: sbatch's flags take Slurm's units, the EHPC flags the API's:
+  -t, --time 30         30 MINUTES (MM:SS, HH:MM:SS, D-HH[:MM[:SS]] as well)
+  --time-limit 30       30 SECONDS (or 1h30m, 90m, 01:30:00)
+  --mem 512 / --mem-limit 512   both MiB (K/M/G/T suffixes work for both)
+
 Examples:
+  hpcq submit -J sim -t 30 -p debug -c 4 --mem 2G -- ./sim   sbatch-style flags
   hpcq submit run.sh                            a batch script, with its #SBATCH lines
   hpcq submit --parsable -J big --time-limit 2h run.sh   prints only the job id; -J wins
   hpcq submit --name x -- sleep 10              cmd_line "sleep 10"
@@ -116,7 +127,15 @@ Examples:
   hpcq submit --name x --export OMP_PROC_BIND=true,DATA=/scratch -D /scratch/run1 -- ./sim
   hpcq submit --name x --max-retries 3 --retry-exit-codes 75 --retry-backoff 1m -- ./flaky`,
     )
-    .argument('[command...]', 'the command to run (instead of --cmd-line), or one batch script file')
+    .argument('[command...]', 'the command to run (instead of --cmd-line), or one batch script file');
+  addSubmitOptions(cmd).passThroughOptions();
+  addGlobalOptions(cmd);
+  cmd.action(action(async (ctx, opts, words: string[]) => submit(ctx, opts as unknown as SubmitOptions, words)));
+}
+
+/** Every option of `hpcq submit`, in help order (`hpcq schedule create` takes them too, for its job template). */
+export function addSubmitOptions(cmd: Command): Command {
+  return cmd
     .option('-J, --name <name>', 'job name: 1..64 of [A-Za-z0-9_-], not starting with a digit (required, except for a batch script)')
     .option('--cmd-line <command>', 'shell command line, run by /bin/sh -c as the run user')
     .option('--input-file <path>', 'absolute path of a script to run instead of a command line (its directives are not read)')
@@ -126,6 +145,10 @@ Examples:
     .option('--core-limit <cores>', 'cores (default: the queue\'s)', integer('core limit'))
     .option('--mem-limit <mib>', 'memory in MiB, or with a K/M/G/T suffix: 512, 4G (default: the queue\'s)', optionParser(parseMemMiB))
     .option('--time-limit <duration>', 'wall time: seconds (5400), 1h30m, 90m or 01:30:00 (default: the queue\'s)', optionParser(parseDuration))
+    .option('-t, --time <time>', 'wall time in Slurm\'s units: a bare number is MINUTES (30), or MM:SS, HH:MM:SS, D-HH[:MM[:SS]] (instead of --time-limit)', optionParser(parseSlurmTime))
+    .option('--mem <size>', 'memory as sbatch --mem: MiB, or with a K/M/G/T suffix (instead of --mem-limit)', optionParser(parseSlurmMem))
+    .option('-c, --cpus-per-task <cores>', 'cores, as sbatch -c (instead of --core-limit)', optionParser(parseCores))
+    .option('-p, --partition <name>', 'queue by scheduler_queue_name or hpcqueue_id, as sbatch -p (instead of --queue)')
     .option('--resource-limit <limits>', 'key=value[,key=value]: pids, nofile, fsize (MiB), core (MiB), nproc')
     .option('--hpcqueue-id <id>', 'queue by hpcqueue_id')
     .option('--queue <name>', 'queue by scheduler_queue_name (default: the cluster\'s default queue)')
@@ -151,10 +174,7 @@ Examples:
     .option('-H, --hold', 'submit the job held: it starts only after hpcq release (like sbatch -H)')
     .option('--parsable', 'print only the job id and a newline (like sbatch --parsable), not the JSON response')
     .option('--wait', 'follow the job until it ends and exit with its exit status (like sbatch --wait): 0 if COMPLETED, its exit code if it exited non-zero, 128+N if killed by signal N, else 1')
-    .option('-q, --quiet', 'with --wait: do not print state changes on stderr')
-    .passThroughOptions();
-  addGlobalOptions(cmd);
-  cmd.action(action(async (ctx, opts, words: string[]) => submit(ctx, opts as unknown as SubmitOptions, words)));
+    .option('-q, --quiet', 'with --wait: do not print state changes on stderr');
 }
 
 /** The retry policy of the --max-retries / --retry-* flags; undefined when none is given. */
@@ -207,6 +227,7 @@ export function mergeBatchScript(opts: SubmitOptions, script: BatchScriptSource)
  * just the script's path), the script's directives fill in what the command line leaves out.
  */
 export function buildSubmitRequest(opts: SubmitOptions, words: readonly string[], nowMs: number = Date.now(), script?: BatchScriptSource): SubmitJobRequest {
+  opts = withSlurmFlags(opts);
   if (script) {
     if (words.length > 1) throw scriptArgumentsError(words, script.path);
     opts = mergeBatchScript(opts, script);
