@@ -1,4 +1,5 @@
 /** hpcq.v1.JobService: thin transport over JobEngine. */
+import { constants as osConstants } from 'node:os';
 import type { DaemonConfig } from '../config/daemon-config.js';
 import { clusterNotFound, HpcqError, queueNotFound } from '../core/errors.js';
 import { quoteValue } from '../core/quote.js';
@@ -74,7 +75,8 @@ export function createJobService(engine: JobEngine, config: () => DaemonConfig, 
       { method: 'CancelJobs', mutating: true, auditDetails: (req) => ({ jobId: req.jobIds.slice(0, 20).join(',') + (req.jobIds.length > 20 ? ',...' : '') || undefined, runUser: req.runUser || undefined }) },
       async (req, principal) => {
         const filter = listFilter({ clusterId: req.clusterId, queue: req.queue, states: req.states, runUser: req.runUser }, config());
-        const result = await engine.cancelMany({ jobIds: req.jobIds, ...filter, ...(req.name ? { name: req.name } : {}) }, principal);
+        const signal = req.signal === '' ? undefined : signalNumber(req.signal);
+        const result = await engine.cancelMany({ jobIds: req.jobIds, ...filter, ...(req.name ? { name: req.name } : {}), ...(signal !== undefined ? { signal } : {}) }, principal);
         return {
           jobs: result.jobs.map(jobToProto),
           // Each failure carries what a CancelJob of that job alone would have answered.
@@ -178,4 +180,14 @@ function decodeEndPageToken(token: string): EndCursor | undefined {
   const m = /^e1:(\d{1,16}):(\d{1,15})$/.exec(Buffer.from(token, 'base64url').toString());
   if (!m) throw new HpcqError('InvalidParameter.PageToken', 'invalid', 'page_token is not a token this server issued for a listing by end time', 'page_token');
   return { endTimeMs: Number(m[1]), id: Number(m[2]) };
+}
+
+/** A signal given by name (USR1, SIGUSR1) or number, as scancel --signal takes it; SIGKILL/SIGSTOP too. */
+function signalNumber(text: string): number {
+  const upper = text.trim().toUpperCase();
+  const n = /^\d{1,2}$/.test(upper) ? Number(upper) : osConstants.signals[(upper.startsWith('SIG') ? upper : `SIG${upper}`) as NodeJS.Signals];
+  if (n === undefined || !Object.values(osConstants.signals).includes(n) || n === 0) {
+    throw new HpcqError('InvalidParameterValue.Signal', 'invalid', `signal ${quoteValue(text)} is not a signal name (USR1, SIGTERM) or number`, 'signal');
+  }
+  return n;
 }

@@ -187,6 +187,8 @@ export interface JobExecutor {
   launch(job: Job): Promise<void>;
   /** Asks the job's supervisor to end it (SIGTERM, SIGKILL after the grace period). */
   cancel(job: Job): Promise<void>;
+  /** Sends `signal` to the running job's processes (its process group); the job goes on. */
+  signal?(job: Job, signal: number): Promise<void>;
   /**
    * Re-attaches to a job that was RUNNING when the daemon stopped: if its supervisor is alive,
    * onEnded follows when it ends; if it ended while the daemon was down, onEnded is called with its
@@ -239,6 +241,8 @@ export interface ClusterBackend {
   untrack(jobId: number): void;
   /** Cancels as the job's user, or as root for an admin. */
   cancel(job: Job, backendId: string, asAdmin: boolean): Promise<'cancelled' | 'already-ended'>;
+  /** Sends a signal to the job's processes there (scancel --signal), as the user or as root for an admin. */
+  signal(job: Job, backendId: string, signal: number, asAdmin: boolean): Promise<void>;
   /** Why the scheduler cannot be reached now; undefined when it answers. */
   unavailable(): string | undefined;
   /** A partition (queue) as the scheduler reports it now. */

@@ -445,6 +445,20 @@ export class JobEngine {
     return this.freshest(job);
   }
 
+  /** Sends a signal to a running job (scancel --signal): through its supervisor's host or its cluster's scheduler. */
+  private async signalRunning(job: Job, signal: number, asAdmin: boolean): Promise<void> {
+    const backend = this.backendOf(job);
+    if (backend) return backend.signal(job, job.backendJobId, signal, asAdmin);
+    await this.launching.get(job.id);
+    if (!this.deps.executor.signal) throw new HpcqError('FailedOperation.SignalUnsupported', 'precondition', 'this executor cannot deliver signals', 'signal');
+    try {
+      await this.deps.executor.signal(this.active.get(job.id) ?? job, signal);
+    } catch (err) {
+      if (err instanceof LaunchError) throw new HpcqError('FailedOperation.JobNotRunning', 'precondition', `job ${job.id}: ${err.message}`, 'job_id');
+      throw err;
+    }
+  }
+
   /** Asks a running job's supervisor to end it (once; CANCELLED follows when it has ended). */
   private async cancelRunning(job: Job, requestedBy: string): Promise<void> {
     if (this.cancelRequested.has(job.id)) return;
@@ -1294,7 +1308,7 @@ export class JobEngine {
    */
   async cancelMany(selection: CancelSelection, principal: Principal): Promise<CancelManyResult> {
     this.assertStarted();
-    const { jobIds, states = [] } = selection;
+    const { jobIds, states = [], signal } = selection;
     const hasFilter = Boolean(selection.runUser || selection.name || selection.hpcqueueId || selection.clusterId);
     if (jobIds.length === 0 && !hasFilter) {
       throw new HpcqError('InvalidParameter.NoJobsSelected', 'invalid', 'name jobs in job_ids or give run_user, name, queue or cluster_id: CancelJobs never cancels every job', 'job_ids');
@@ -1376,7 +1390,10 @@ export class JobEngine {
       // A named instance of a named (or matched) array is cancelled once.
       if (handled.has(job.id)) return;
       handled.add(job.id);
-      if (this.isWithBackend(job)) asks.push({ targetId, jobId: job.id, done: this.cancelRemote(job, requestedBy, asAdmin) });
+      if (signal !== undefined) {
+        // scancel --signal: running jobs get the signal and go on; pending ones are left alone.
+        if (job.state === 'RUNNING') asks.push({ targetId, jobId: job.id, done: this.signalRunning(job, signal, asAdmin) });
+      } else if (this.isWithBackend(job)) asks.push({ targetId, jobId: job.id, done: this.cancelRemote(job, requestedBy, asAdmin) });
       else if (job.state === 'PENDING') {
         batch.push({ job, to: 'CANCELLED', reason });
         batchTargets.push(targetId);
@@ -1388,8 +1405,8 @@ export class JobEngine {
         cancelOne(job, job.id);
         continue;
       }
-      // As cancelArray: the array job follows its instances and ends CANCELLED.
-      entry.cancelledBy ??= requestedBy;
+      // As cancelArray: the array job follows its instances and ends CANCELLED (not for a signal).
+      if (signal === undefined) entry.cancelledBy ??= requestedBy;
       for (let id = job.id + 1; id <= job.id + job.array!.count; id++) {
         const instance = this.active.get(id);
         if (instance) cancelOne(instance, job.id);
@@ -1522,6 +1539,8 @@ export interface CancelSelection {
   states?: readonly JobState[];
   hpcqueueId?: string;
   clusterId?: string;
+  /** scancel --signal: this signal number goes to the running jobs selected, which are not cancelled. */
+  signal?: number;
 }
 
 export interface CancelManyResult {

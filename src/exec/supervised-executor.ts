@@ -34,7 +34,7 @@
  * run directory (for supervisors re-attached after a restart); a slow liveness sweep catches a
  * supervisor that was killed without writing its exit file.
  */
-import { mkdirSync, statSync, statfsSync, watch, type FSWatcher } from 'node:fs';
+import { mkdirSync, readFileSync, statSync, statfsSync, watch, type FSWatcher } from 'node:fs';
 import { basename } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { decideOutcome } from '../core/outcome.js';
@@ -231,6 +231,31 @@ export class SupervisedExecutor implements JobExecutor {
     if (!entry || entry.phase !== 'attached') return;
     if (!signalSupervisor(entry.supervisorPid, entry.supervisorStartTicks, 'cancel')) {
       this.finishIfEnded(job.id, { supervisorGone: true });
+    }
+  }
+
+  /**
+   * scancel --signal: the signal goes to the job's process group (the job's main process is the
+   * supervisor's only child and leads its own session and group). The child is checked to be the
+   * job's user's, so a recycled pid is never signalled.
+   */
+  async signal(job: Job, signal: number): Promise<void> {
+    const entry = this.tracked.get(job.id);
+    if (!entry || entry.phase !== 'attached' || !processIsAlive(entry.supervisorPid, entry.supervisorStartTicks)) {
+      throw new LaunchError('the job has no running processes to signal');
+    }
+    let children: number[];
+    try {
+      children = readFileSync(`/proc/${entry.supervisorPid}/task/${entry.supervisorPid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+    } catch {
+      children = [];
+    }
+    const main = children.find((pid) => /^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] === String(job.uid));
+    if (main === undefined) throw new LaunchError('the job has no running processes to signal');
+    try {
+      process.kill(-main, signal);
+    } catch (err) {
+      throw new LaunchError(`could not signal the job: ${(err as Error).message}`);
     }
   }
 

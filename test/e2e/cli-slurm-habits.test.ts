@@ -182,12 +182,20 @@ describe('Slurm habits of the hpcq CLI', () => {
     expect(ok(await as(JOB_USER, ['scancel', '--me', '-n', 'sweep'])).trim().split('\n')).toHaveLength(2);
     // -p and -u as root.
     expect(ok(await as('root', ['scancel', '-p', 'debug'])).trim().split('\n')).toEqual([expect.stringMatching(new RegExp(`^job ${inDebug} `))]);
-    // --signal: TERM is the supervisor's cancel (SIGTERM, SIGKILL after the grace); others are refused.
-    const killed = await as('root', ['scancel', '--signal', 'KILL', theirs]);
-    expect(killed.code).toBe(2);
-    expect(killed.stderr).toMatch(/cannot deliver "KILL"/);
-    ok(await as('root', ['scancel', '--signal', 'TERM', '-u', OTHER_USER]));
+    // --signal: the signal reaches the running job, which goes on (here: its trap exits 7); a
+    // name that is no signal is refused.
+    const bogus = await as('root', ['scancel', '--signal', 'NOSUCH', theirs]);
+    expect(bogus.code).toBe(2);
+    expect(bogus.stderr).toMatch(/InvalidParameterValue\.Signal/);
+    const trapping = await submit(OTHER_USER, 'trapper', "trap 'exit 7' USR1; while :; do sleep 0.1; done");
+    await running(trapping);
+    // The shell sets its trap as its first step; give it that moment.
+    await new Promise((r) => setTimeout(r, 1000));
+    ok(await as('root', ['scancel', '--signal', 'USR1', trapping]));
+    expect(await ended(trapping)).toMatchObject({ jobStatus: 'failed', exitCode: 7 });
+    ok(await as('root', ['scancel', '--signal', 'SIGTERM', '-u', OTHER_USER]));
     expect((await ended(theirs)).termSignal).toBe(15);
+    expect((await ended(theirs)).jobStatus).not.toBe('cancelled');
     for (const id of [...mine, inDebug]) expect((await ended(id)).jobStatus).toBe('cancelled');
 
     for (const args of [[], ['-t', 'PENDING']]) {

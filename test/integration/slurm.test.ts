@@ -6,12 +6,12 @@
  */
 import { describe, it, expect, beforeAll } from 'vitest';
 import { execFile } from 'node:child_process';
-import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { execFileSync } from 'node:child_process';
 import { status } from '@grpc/grpc-js';
-import type { SubmitJobRequest, WatchJobResponse } from '../../src/gen/hpcq/v1/job_service.js';
-import { TEST_CONFIG, cancelJob, getJob, listQueues, rejection, startDaemon, submit, waitForEnd, waitForJob, type DaemonHandle } from '../support/daemon-harness.js';
+import { CancelJobsRequest, type CancelJobsResponse, type SubmitJobRequest, type WatchJobResponse } from '../../src/gen/hpcq/v1/job_service.js';
+import { TEST_CONFIG, call, cancelJob, getJob, listQueues, rejection, startDaemon, submit, waitForEnd, waitForJob, type DaemonHandle } from '../support/daemon-harness.js';
 import { linesOf, makeJobUserDir } from '../support/durability.js';
 import { cleanUpJobTests } from '../support/job-tests.js';
 import { join } from 'node:path';
@@ -301,6 +301,20 @@ describe('hpcq with a backend: slurm cluster', () => {
     daemons.push(d);
     expect(await waitForEnd(d, failing.jobId, 60_000)).toMatchObject({ jobStatus: 'failed', exitCode: 5 });
   }, 240_000);
+
+  it('scancel --signal reaches a job Slurm runs (scancel --signal --full as the user); the job goes on', async (ctx) => {
+    if (!cluster) return ctx.skip();
+    const d = await startDaemon({ config: slurmConfig() });
+    const dir = makeJobUserDir('slurm-signal');
+    const r = await submit(d, onSlurm(dir, 'trapper', `trap 'echo got >> ${dir}/sig; exit 7' USR1; touch ${dir}/ready; while :; do sleep 0.1; done`));
+    // The trap is set once the job has touched ready.
+    await waitUntilValue(async () => (existsSync(join(dir, 'ready')) ? true : undefined), 60_000);
+    await waitForJob(d, r.jobId, (j) => j.jobStatus === 'running', 60_000);
+    const res = await call<CancelJobsRequest, CancelJobsResponse>(d.jobs.cancelJobs, d.jobs, CancelJobsRequest.fromPartial({ jobIds: [r.jobId], signal: 'USR1' }));
+    expect(res.failures).toEqual([]);
+    expect(await waitForEnd(d, r.jobId, 60_000)).toMatchObject({ jobStatus: 'failed', exitCode: 7 });
+    expect(linesOf(join(dir, 'sig'))).toContain('got');
+  }, 120_000);
 
   it('an sbatch that fails after creating the job makes exactly one Slurm job', async (ctx) => {
     if (!cluster) return ctx.skip();

@@ -129,6 +129,13 @@ export class SlurmBackend implements ClusterBackend {
     return info ? { ...info, note: '' } : { state: 'unknown', nodes: 0, cpus: 0, idleCpus: 0, note: `Slurm has no partition ${name}` };
   }
 
+  async signal(job: Job, slurmId: string, signal: number, asAdmin: boolean): Promise<void> {
+    const user = asAdmin ? undefined : await this.account(job);
+    // --full: the batch shell and every process of the job, as scancel --signal does for users.
+    const r = await this.o.commands.run('scancel', [`--signal=${signal}`, '--full', slurmId], user ? { user } : {});
+    if (r.code !== 0) throw new Error(failureText('scancel', r));
+  }
+
   // ---- tracking ----
 
   private schedulePoll(delayMs: number): void {

@@ -44,16 +44,17 @@ export function registerCancel(program: Command): void {
     .option('-t, --state <state>', 'only jobs in this state: PENDING or RUNNING (PD, R)')
     .option('-p, --partition <queue>', 'every job of this queue: hpcqueue_id or scheduler_queue_name')
     .option('--cluster-id <id>', 'every job of this cluster')
-    .option('-s, --signal <signal>', 'signal running jobs instead (TERM only; see below)')
+    .option('-s, --signal <signal>', 'send this signal (USR1, SIGTERM, 10) to the running jobs instead of cancelling them')
     .option('--wait', 'wait until each cancelled job has reached its final state')
     .addOption(program.createOption('--jobname <name>').hideHelp());
   cmd.addHelpText(
     'after',
     `
---signal: the job's supervisor takes one request, the cancel: SIGTERM to every
-process of the job, SIGKILL after the daemon's kill grace if any is left, and
-the job ends CANCELLED. So --signal TERM (SIGTERM, 15) is accepted for running
-jobs and does exactly that; other signals cannot be delivered and are refused.`,
+--signal (scancel --signal): the signal goes to the running jobs' process
+groups (on a Slurm cluster, scancel --signal --full); the jobs are not
+cancelled and go on, or end as the signal makes them. Pending jobs are left alone.
+
+Example: hpcq scancel --signal USR1 -n checkpointing-sim`,
   );
   addGlobalOptions(cmd);
   cmd.action(action(async (ctx, opts, words: string[]) => cancel(ctx, opts, words.flatMap((w) => commaList(w)))));
@@ -69,10 +70,12 @@ async function cancel(ctx: CommandContext, opts: Record<string, unknown>, ids: s
     states: opts.state !== undefined ? cancellableStates(opts.state as string) : [],
     queue: (opts.partition as string | undefined) ?? '',
     clusterId: (opts.clusterId as string | undefined) ?? '',
+    signal: '',
   };
   if (opts.signal !== undefined) {
-    checkSignal(opts.signal as string);
-    // A signal reaches only a job that runs (scancel --signal leaves pending jobs alone too).
+    // The daemon checks the name; a signal reaches only a job that runs (scancel --signal leaves
+    // pending jobs alone too), and the job is not cancelled.
+    request.signal = opts.signal as string;
     request.states = [JobState.JOB_STATE_RUNNING];
   }
   const filtered = request.runUser !== '' || request.name !== '' || request.queue !== '' || request.clusterId !== '';
@@ -118,18 +121,6 @@ function cancellableStates(value: string): JobState[] {
     throw new UsageError(`-t takes PENDING or RUNNING (PD, R): only those jobs can be cancelled, got ${JSON.stringify(value)}`, 'states');
   }
   return states;
-}
-
-/** --signal: TERM is what the supervisor delivers (as the first step of a cancel); nothing else can be. */
-function checkSignal(value: string): void {
-  const name = value.trim().toUpperCase().replace(/^SIG/, '');
-  const number = /^\d+$/.test(name) ? Number(name) : constants.signals[`SIG${name}` as NodeJS.Signals];
-  if (number === constants.signals.SIGTERM) return;
-  throw new UsageError(
-    `hpcq cannot deliver ${JSON.stringify(value)} to a running job: its supervisor takes only the cancel request ` +
-      '(SIGTERM, then SIGKILL after the kill grace), which --signal TERM sends; to end a job otherwise use hpcq cancel',
-    'signal',
-  );
 }
 
 function failureOf(f: CancelFailure): JobFailure {
