@@ -99,3 +99,13 @@ describe('observe', () => {
     expect(observe(state, reason)).toEqual(expected);
   });
 });
+
+describe('the batch script and signals', () => {
+  it('a signal to the whole job (scancel --signal --full) reaches the job, and the script records its status', () => {
+    const { script } = sbatchRequest(job({ cmdLine: "trap 'exit 7' USR1; kill -USR1 0; sleep 5; exit 1", home: '/tmp/hpcq-unit-home3' }));
+    // `kill -USR1 0` signals the whole process group, as --full does: the script's shell included.
+    // setsid: a group of its own (the wrapper shell handles the signal too), never the test runner's.
+    const out = execFileSync('setsid', ['-w', 'sh', '-c', 'trap : USR1; sh -s; echo "status=$?"; cat /tmp/hpcq-unit-home3/.hpcq/slurm/hpcjob-abcd1234.2.exit; rm -rf /tmp/hpcq-unit-home3'], { input: script, encoding: 'utf8' });
+    expect(out).toBe('status=7\n7\n');
+  });
+});

@@ -84,6 +84,10 @@ export function sbatchRequest(job: Job): { args: string[]; script: string } {
     ...Object.entries(jobEnvironment(job)).map(([k, v]) => `export ${k}=${shellQuote(v)}`),
     // The record is written by the job's user, in the user's home; hpcq reads it as that user.
     `hpcq_record=${shellQuote(record)}`,
+    // scancel --signal --full signals this shell too: it waits for the job, which handles the
+    // signal itself, instead of dying before it can record the job's status. (A handler, not an
+    // ignore: an ignored signal could not be trapped by the job.)
+    'trap : HUP INT USR1 USR2 ALRM',
     command,
     'hpcq_status=$?',
     'mkdir -p "${hpcq_record%/*}" 2>/dev/null && printf \'%s\\n\' "$hpcq_status" > "$hpcq_record.tmp" && mv -f "$hpcq_record.tmp" "$hpcq_record"',
