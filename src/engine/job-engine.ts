@@ -63,6 +63,7 @@ import type { Logger } from '../logger.js';
 import { ActiveJobs } from './active-jobs.js';
 import { DependencyTracker } from './dependency-tracker.js';
 import { PendingRoom, type RoomRequest } from './pending-room.js';
+import { InFlight } from './in-flight.js';
 import { JobWatches } from './job-watches.js';
 
 export interface JobEngineDeps {
@@ -113,6 +114,9 @@ export class JobEngine {
   );
   /** Pending jobs handed (or being handed) to their cluster's scheduler. */
   private readonly handed = new Set<number>();
+  /** Queues of clusters another scheduler runs (handed over), and of this node (planned here). */
+  private remoteQueues: ReadonlySet<string> = new Set();
+  private localQueues: ReadonlySet<string> = new Set();
   /** A pass is due once an unreachable scheduler may answer again. */
   private backendRetryScheduled = false;
   /** Reports of a backend about one job, applied one after another. */
@@ -133,7 +137,7 @@ export class JobEngine {
     queuePending: (id) => this.active.countsOf(id).pending,
     userPending: (id, user) => this.userPending(id, user),
   });
-  private readonly inFlight = new Set<Promise<unknown>>();
+  private readonly inFlight = new InFlight();
   /** Outcome writes in progress, per job: a later report waits for the earlier one, then sees it. */
   private readonly recording = new Map<number, Promise<void>>();
   private dispatchScheduled = false;
@@ -160,6 +164,7 @@ export class JobEngine {
     this.now = deps.now ?? Date.now;
     this.config = deps.config;
     this.queues = queuesById(deps.config);
+    this.splitQueues(this.queues);
     this.dependencies = new DependencyTracker({
       activeJob: (id) => this.active.get(id),
       storedJob: (id) => this.deps.store.getJob(id),
@@ -234,7 +239,7 @@ export class JobEngine {
     this.state = 'stopped';
     await this.starting?.catch(() => undefined);
     for (const backend of this.deps.backends?.values() ?? []) await backend.stop();
-    while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
+    await this.inFlight.drain();
     await this.deps.executor.stop();
   }
 
@@ -260,6 +265,7 @@ export class JobEngine {
     }
     this.config = next;
     this.queues = nextQueues;
+    this.splitQueues(nextQueues);
     this.scheduleDispatch();
   }
 
@@ -525,8 +531,8 @@ export class JobEngine {
   /** Returns how many jobs the pass started. */
   private dispatch(): number {
     if (this.active.pendingTotal === 0) return 0;
-    const remote = this.remoteQueueIds();
-    if (remote.size > 0) this.handToBackends(remote);
+    const remote = this.remoteQueues;
+    if (remote.size > 0) this.handToBackends();
     // Planned even when the node is full: the pass then examines only the job next in line (so it
     // shows Resources) and the first job of each queue at max_running.
     const running: RunningJobView[] = [];
@@ -688,7 +694,8 @@ export class JobEngine {
     const userRoom = new Map<string, number>();
     const perUserCap = (job: Job) => this.queues.get(job.hpcqueueId)?.maxRunningPerUser ?? 0;
     // Jobs handed to a cluster's scheduler hold their room there as running jobs do here.
-    const holding = () => [...this.active.running(), ...[...this.handed].map((id) => this.active.get(id)).filter((j): j is Job => j !== undefined)];
+    let holdingJobs: Job[] | undefined;
+    const holding = () => (holdingJobs ??= [...this.active.running(), ...[...this.handed].map((id) => this.active.get(id)).filter((j): j is Job => j !== undefined)]);
     if (this.hasPerUserRunningCaps()) {
       for (const job of holding()) {
         const cap = perUserCap(job);
@@ -933,12 +940,12 @@ export class JobEngine {
     return this.backendOf(job) !== undefined && (this.handed.has(job.id) || job.backendSubmitting || job.backendJobId !== '' || job.state === 'RUNNING');
   }
 
-  /** The queues of clusters another scheduler runs. */
-  private remoteQueueIds(): ReadonlySet<string> {
-    const ids = new Set<string>();
-    if (!this.deps.backends?.size) return ids;
-    for (const q of this.queues.values()) if (this.deps.backends.has(q.clusterId)) ids.add(q.hpcqueueId);
-    return ids;
+  /** The queues of clusters another scheduler runs, and the node's own: fixed until the next reconfigure. */
+  private splitQueues(queues: ReadonlyMap<string, QueueConfig>): void {
+    const remote = new Set<string>();
+    for (const q of queues.values()) if (this.deps.backends?.has(q.clusterId)) remote.add(q.hpcqueueId);
+    this.remoteQueues = remote;
+    this.localQueues = new Set([...queues.keys()].filter((id) => !remote.has(id)));
   }
 
   /** A cluster's scheduler enforces cores, memory and time; resource_limit keys it cannot are refused. */
@@ -966,9 +973,15 @@ export class JobEngine {
   }
 
   /** Hands the pending jobs of remote queues that may start to their schedulers (bounded per pass). */
-  private handToBackends(remote: ReadonlySet<string>): void {
+  private handToBackends(): void {
     let budget = HAND_PER_PASS;
-    const view = this.withoutQueues(this.pendingView(), new Set([...this.queues.keys()].filter((id) => !remote.has(id))));
+    const view = this.withoutQueues(this.pendingView(), this.localQueues);
+    // Handed jobs per queue, counted once per pass (they hold room under max_running).
+    const handedByQueue = new Map<string, number>();
+    for (const id of this.handed) {
+      const queueId = this.active.get(id)?.hpcqueueId;
+      if (queueId !== undefined) handedByQueue.set(queueId, (handedByQueue.get(queueId) ?? 0) + 1);
+    }
     for (const [queueId, jobs] of view) {
       const queue = this.queues.get(queueId)!;
       const backend = this.deps.backends!.get(queue.clusterId)!;
@@ -987,7 +1000,7 @@ export class JobEngine {
         }
         continue;
       }
-      let room = queue.maxRunning > 0 ? queue.maxRunning - this.active.countsOf(queueId).running - this.handedIn(queueId) : Infinity;
+      let room = queue.maxRunning > 0 ? queue.maxRunning - this.active.countsOf(queueId).running - (handedByQueue.get(queueId) ?? 0) : Infinity;
       const hand: Job[] = [];
       for (const job of jobs) {
         if (budget <= 0 || room <= 0) break;
@@ -1006,12 +1019,6 @@ export class JobEngine {
         return;
       }
     }
-  }
-
-  private handedIn(queueId: string): number {
-    let n = 0;
-    for (const id of this.handed) if (this.active.get(id)?.hpcqueueId === queueId) n++;
-    return n;
   }
 
   /**
@@ -1522,10 +1529,7 @@ export class JobEngine {
   }
 
   private track<T>(promise: Promise<T>): Promise<T> {
-    this.inFlight.add(promise);
-    const remove = () => this.inFlight.delete(promise);
-    promise.then(remove, remove);
-    return promise;
+    return this.inFlight.track(promise);
   }
 }
 

@@ -32,6 +32,7 @@ import {
 } from '../core/schedule.js';
 import type { Logger } from '../logger.js';
 import type { JobEngine } from './job-engine.js';
+import { InFlight } from './in-flight.js';
 import { ScheduleWatches } from './schedule-watches.js';
 
 export interface ScheduleRunnerDeps {
@@ -67,7 +68,7 @@ export class ScheduleRunner {
   readonly watches = new ScheduleWatches();
   private lastId = 0;
   private state: 'created' | 'started' | 'stopped' = 'created';
-  private readonly inFlight = new Set<Promise<unknown>>();
+  private readonly inFlight = new InFlight();
   /** Creations run one at a time (ids and client tokens). */
   private creating: Promise<unknown> = Promise.resolve();
   private readonly now: () => number;
@@ -98,7 +99,7 @@ export class ScheduleRunner {
     this.state = 'stopped';
     for (const entry of this.entries.values()) clearTimeout(entry.timer);
     this.watches.endAll();
-    while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
+    await this.inFlight.drain();
   }
 
   // ---- ticks -----------------------------------------------------------------------------------
@@ -380,10 +381,7 @@ export class ScheduleRunner {
   }
 
   private track<T>(promise: Promise<T>): Promise<T> {
-    this.inFlight.add(promise);
-    const remove = () => this.inFlight.delete(promise);
-    promise.then(remove, remove);
-    return promise;
+    return this.inFlight.track(promise);
   }
 }
 
