@@ -26,6 +26,9 @@ export function benchConfig(opts: { cores: number; memMb?: number; enforcement?:
   return `
 kill_grace_seconds: 2
 enforcement: ${opts.enforcement ?? 'auto'}
+# One client watches every job of a 1,000-job burst: more open watches than the default per-principal cap.
+access:
+  max_streams_per_principal: 10000
 node:
   cores: ${opts.cores}
   mem_mb: ${opts.memMb ?? 65536}
