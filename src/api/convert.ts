@@ -90,6 +90,7 @@ export function jobToProto(job: DomainJob): Job {
     heldBy: job.heldBy,
     scheduleId: job.schedule ? scheduleIdText(job.schedule.scheduleId) : '',
     scheduleTickTime: time(job.schedule?.tickMs ?? 0),
+    schedulerJobId: job.backendJobId,
     taskName: job.group?.taskName ?? '',
     previousAttempts: job.previousAttempts.map((a) => ({
       attempt: a.attempt,

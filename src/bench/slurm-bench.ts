@@ -88,7 +88,7 @@ clusters:
 /** CPU of one poll's parse and comparison for `n` active jobs, ms (median of 20). */
 function pollParseCpuMs(n: number): number {
   const lines: string[] = [];
-  for (let i = 0; i < n; i++) lines.push(`${1000 + i}|${i % 3 === 0 ? 'RUNNING' : 'PENDING'}|${i % 3 === 0 ? 'None' : 'Priority'}|hpcq:hpcjob-${i.toString(36).padStart(8, '0')}:1`);
+  for (let i = 0; i < n; i++) lines.push(`${1000 + i}|${i % 3 === 0 ? 'RUNNING' : 'PENDING'}|${i % 3 === 0 ? 'None' : 'Priority'}|N/A|hpcq:hpcjob-${i.toString(36).padStart(8, '0')}:1`);
   const text = lines.join('\n');
   const times: number[] = [];
   for (let round = 0; round < 20; round++) {

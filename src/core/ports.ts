@@ -226,6 +226,15 @@ export type BackendReport =
   | { kind: 'ended'; outcome: JobOutcome };
 
 /**
+ * An array instance whose first attempt may have reached the scheduler inside its array's single
+ * submission: looked for as task `index` of the submission tagged `arrayTag`.
+ */
+export interface ArrayTaskOf {
+  arrayTag: string;
+  index: number;
+}
+
+/**
  * A cluster whose jobs another scheduler runs (Slurm): the seam under the engine. The engine keeps
  * each job and hands every attempt that may start to the backend, which reports what became of it.
  */
@@ -235,9 +244,17 @@ export interface ClusterBackend {
    * Hands one attempt to the scheduler as the job's user; resolves with its id there. With
    * `mayExist` (an earlier try may have reached the scheduler) the attempt is looked for first.
    */
-  submit(job: Job, mayExist: boolean): Promise<string>;
-  /** Follows a handed attempt: onReport hears of its changes, and of its end exactly once. */
-  track(job: Job, backendId: string): void;
+  submit(job: Job, mayExist: boolean, asArrayTask?: ArrayTaskOf): Promise<string>;
+  /**
+   * Hands the first attempt of every instance of an array as one submission (Slurm's --array,
+   * throttled to the array's parallelism); resolves with the array's id there, whose task i is
+   * instance i (`<id>_<i>`). With `mayExist` the array is looked for first.
+   */
+  submitArray(array: Job, instances: readonly Job[], mayExist: boolean): Promise<string>;
+  /** Follows a handed attempt (an array task: with its array's tag): onReport hears of its changes, and of its end exactly once. */
+  track(job: Job, backendId: string, arrayTag?: string): void;
+  /** The tag an array's single submission carries (what `arrayTag` and ArrayTaskOf name). */
+  tagOf(job: Job): string;
   untrack(jobId: number): void;
   /** Cancels as the job's user, or as root for an admin. */
   cancel(job: Job, backendId: string, asAdmin: boolean): Promise<'cancelled' | 'already-ended'>;

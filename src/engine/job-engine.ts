@@ -967,14 +967,15 @@ export class JobEngine {
     if (job.backendJobId !== '') {
       if (job.state === 'PENDING') this.handed.add(job.id);
       this.active.refresh(job.id);
-      backend.track(job, job.backendJobId);
+      const array = job.arrayInstance && job.backendJobId.includes('_') ? this.arrays.get(job.arrayInstance.arrayJobId)?.job : undefined;
+      backend.track(job, job.backendJobId, array && backend.tagOf(array));
     }
     // backendSubmitting without an id: the next pass hands it again, looking for it first.
   }
 
   /** Hands the pending jobs of remote queues that may start to their schedulers (bounded per pass). */
   private handToBackends(): void {
-    let budget = HAND_PER_PASS;
+    let budget = HAND_PER_PASS - this.handArraysWhole(HAND_PER_PASS);
     const view = this.withoutQueues(this.pendingView(), this.localQueues);
     // Handed jobs per queue, counted once per pass (they hold room under max_running).
     const handedByQueue = new Map<string, number>();
@@ -1022,6 +1023,100 @@ export class JobEngine {
   }
 
   /**
+   * Arrays of remote queues whose instances may all start now, each handed as one submission
+   * (Slurm's --array, throttled by Slurm to the array's parallelism). An array that does not
+   * qualify as a whole (an instance held, waiting, retried or already handed; a queue cap hpcq
+   * counts per job) has its instances handed one by one, throttled by hpcq. Returns the number of
+   * submissions begun.
+   */
+  private handArraysWhole(budget: number): number {
+    let begun = 0;
+    for (const { job: array, counts } of this.arrays.values()) {
+      if (begun >= budget) break;
+      if (counts.PENDING !== array.array!.count || this.localQueues.has(array.hpcqueueId)) continue;
+      const queue = this.queues.get(array.hpcqueueId);
+      const backend = queue && this.deps.backends?.get(queue.clusterId);
+      if (!queue || !backend || backend.unavailable() !== undefined || this.queueState(queue.hpcqueueId) === 'stopped') continue;
+      if (queue.maxRunningPerUser > 0) continue;
+      const startable = (j: Job | undefined): j is Job =>
+        j !== undefined && j.state === 'PENDING' && j.attempt === 1 && j.backendJobId === '' && !this.handed.has(j.id) && !this.held.has(j.id) && !this.dependencies.isWaiting(j.id) && !this.backingOff.has(j.id);
+      if (!startable(this.active.get(array.id + 1))) continue; // the usual case of a waiting array, without a walk
+      const instances = this.instancesOf(array);
+      if (!instances || !instances.every(startable)) continue;
+      // "Submitting" is stored for all instances in one batch: all of them or none carry it.
+      const submitting = instances.filter((j) => j.backendSubmitting).length;
+      if (submitting !== 0 && submitting !== instances.length) continue;
+      if (queue.maxRunning > 0) {
+        let holding = this.active.countsOf(queue.hpcqueueId).running;
+        for (const id of this.handed) if (this.active.get(id)?.hpcqueueId === queue.hpcqueueId) holding++;
+        if (queue.maxRunning - holding < instances.length) continue;
+      }
+      for (const job of instances) {
+        this.handed.add(job.id);
+        this.active.refresh(job.id);
+      }
+      begun++;
+      void this.track(this.handArrayToBackend(array.id, backend));
+    }
+    return begun;
+  }
+
+  /** Every instance of an array job from memory, by index; undefined if one is not active. */
+  private instancesOf(array: Job): Job[] | undefined {
+    const instances: Job[] = [];
+    for (let id = array.id + 1; id <= array.id + array.array!.count; id++) {
+      const job = this.active.get(id);
+      if (!job) return undefined;
+      instances.push(job);
+    }
+    return instances;
+  }
+
+  /** handToBackend for a whole array: "submitting" on every instance, one submission, then each instance's task id. */
+  private async handArrayToBackend(arrayJobId: number, backend: ClusterBackend): Promise<void> {
+    const array = this.arrays.get(arrayJobId)?.job;
+    let instances = array && this.instancesOf(array);
+    const release = () => {
+      for (let id = arrayJobId + 1; id <= arrayJobId + (array?.array?.count ?? 0); id++) {
+        this.handed.delete(id);
+        this.active.refresh(id);
+      }
+    };
+    if (!array || !instances || instances.some((j) => j.state !== 'PENDING')) {
+      release();
+      return this.scheduleDispatch();
+    }
+    let arrayBackendId: string;
+    try {
+      const mayExist = instances[0]!.backendSubmitting;
+      if (!mayExist) instances = await this.applyTransitions(instances.map((job) => ({ job: { ...job, backendSubmitting: true }, to: 'PENDING' as const, reason: 'SlurmSubmitting' })));
+      arrayBackendId = await backend.submitArray(array, instances, mayExist);
+    } catch (err) {
+      const why = (err as Error).message;
+      this.deps.log.warn({ jobId: arrayJobId, err: why }, 'could not hand the array job to its cluster scheduler; trying again');
+      for (const job of instances) {
+        const current = this.active.get(job.id);
+        if (current?.state === 'PENDING') this.active.set({ ...current, reason: `SlurmUnavailable: ${why}` });
+      }
+      setTimeout(() => {
+        release();
+        this.scheduleDispatch();
+      }, BACKEND_RETRY_MS).unref();
+      return;
+    }
+    // Cancels asked for meanwhile waited for the ids (cancelRemote); every instance is still pending.
+    const current = instances.map((j) => this.active.get(j.id)).filter((j): j is Job => j?.state === 'PENDING');
+    const taskId = (job: Job) => `${arrayBackendId}_${job.arrayInstance!.index}`;
+    const stored = await this.applyTransitions(current.map((job) => ({ job: { ...job, backendJobId: taskId(job), backendSubmitting: false }, to: 'PENDING' as const, reason: `Slurm: submitted as job ${taskId(job)}` })));
+    const tag = backend.tagOf(array);
+    for (const job of stored) backend.track(job, job.backendJobId, tag);
+    for (const job of stored) {
+      const cancelledBy = this.cancelRequested.get(job.id);
+      if (cancelledBy !== undefined) await this.cancelRemote(job, cancelledBy, this.cancelAsAdmin.has(job.id));
+    }
+  }
+
+  /**
    * One attempt to its cluster's scheduler: "submitting" is stored first, so that after a crash or
    * a failed sbatch the attempt is looked for before it is submitted again; then the scheduler's id.
    */
@@ -1032,7 +1127,9 @@ export class JobEngine {
     let backendId: string;
     try {
       if (!mayExist) [job] = await this.applyTransitions([{ job: { ...job, backendSubmitting: true }, to: 'PENDING', reason: 'SlurmSubmitting' }]);
-      backendId = await backend.submit(job!, mayExist);
+      // A first attempt of an array instance may have gone to the scheduler inside its array's single submission.
+      const array = job!.arrayInstance && job!.attempt === 1 ? this.arrays.get(job!.arrayInstance.arrayJobId)?.job : undefined;
+      backendId = await backend.submit(job!, mayExist, mayExist && array ? { arrayTag: backend.tagOf(array), index: job!.arrayInstance!.index } : undefined);
     } catch (err) {
       const why = (err as Error).message;
       this.deps.log.warn({ jobId, err: why }, 'could not hand the job to its cluster scheduler; trying again');

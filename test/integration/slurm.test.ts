@@ -185,9 +185,10 @@ describe('hpcq with a backend: slurm cluster', () => {
 
   it('runs jobs as their user with their limits, and reports exit codes, memory and cancels truthfully', async (ctx) => {
     if (!cluster) return ctx.skip();
-    const d = await startDaemon({ config: slurmConfig() });
+    // A variable only the daemon has: the job's environment is its own, never the daemon's.
+    const d = await startDaemon({ config: slurmConfig(), env: { HPCQ_DAEMON_ONLY_MARK: 'leaked' } });
     const dir = makeJobUserDir('slurm');
-    const ok = await submit(d, onSlurm(dir, 'whoami', 'id -un; echo "cores=$HPCQ_CORES"; test "$SLURM_JOB_ID" != ""', { coreLimit: 2 }));
+    const ok = await submit(d, onSlurm(dir, 'whoami', 'id -un; echo "cores=$HPCQ_CORES mine=$MINE mark=$HPCQ_DAEMON_ONLY_MARK"; test "$SLURM_JOB_ID" != ""', { coreLimit: 2, env: { MINE: 'yes' } }));
     const exit3 = await submit(d, onSlurm(dir, 'exit3', 'exit 3'));
     const oom = await submit(d, onSlurm(dir, 'oom', 'head -c 400M /dev/zero | tail > /dev/null', { memLimit: 64 }));
     const cancelled = await submit(d, onSlurm(dir, 'long', 'sleep 300'));
@@ -197,7 +198,7 @@ describe('hpcq with a backend: slurm cluster', () => {
     const local = await submit(d, { name: 'local', clusterId: 'hpcq-test', runUser: JOB_USER, cmdLine: 'true', stdoutRedirectPath: '/dev/null', stderrRedirectPath: '/dev/null' });
 
     expect(await waitForEnd(d, ok.jobId, 60_000)).toMatchObject({ jobStatus: 'completed', exitCode: 0, clusterId: 'hpcq-slurm' });
-    expect(readFileSync(join(dir, 'whoami.out'), 'utf8')).toBe(`${JOB_USER}\ncores=2\n`);
+    expect(readFileSync(join(dir, 'whoami.out'), 'utf8')).toBe(`${JOB_USER}\ncores=2 mine=yes mark=\n`);
     expect(statSync(join(dir, 'whoami.out')).uid).toBe(uidOf(JOB_USER));
     expect(await waitForEnd(d, exit3.jobId, 60_000)).toMatchObject({ jobStatus: 'failed', exitCode: 3 });
     expect(await waitForEnd(d, oom.jobId, 60_000)).toMatchObject({ jobStatus: 'out_of_memory', limitHit: 'memory' });
@@ -238,7 +239,46 @@ describe('hpcq with a backend: slurm cluster', () => {
     for (const [, delta] of events) most = Math.max(most, (running += delta));
     expect(events).toHaveLength(40);
     expect(most).toBeLessThanOrEqual(2);
+    // One sbatch --array for the whole array: instance i is task i of one Slurm array job.
+    const tasks = await Promise.all([...Array(20).keys()].map(async (i) => (await getJob(d, `${array.jobId}_${i}`)).schedulerJobId));
+    const slurmArray = tasks[0]!.split('_')[0]!;
+    expect(slurmArray).toMatch(/^\d+$/);
+    expect(tasks).toEqual([...Array(20).keys()].map((i) => `${slurmArray}_${i}`));
   }, 240_000);
+
+  it('array instances on Slurm: own ids and output files (%j by the script, %A/%a by Slurm), and a failed instance retried alone', async (ctx) => {
+    if (!cluster) return ctx.skip();
+    const d = await startDaemon({ config: slurmConfig() });
+    const dir = makeJobUserDir('slurm-array-paths');
+    const say = 'echo "$HPCQ_JOB_ID $HPCQ_ARRAY_INDEX"';
+    const byId = await submit(d, onSlurm(dir, 'pj', say, { array: { count: 3, parallelism: 0 }, stdoutRedirectPath: `${dir}/pj-%j.out`, stderrRedirectPath: `${dir}/pj-%j.err` }));
+    const byIndex = await submit(d, onSlurm(dir, 'pa', say, { array: { count: 3, parallelism: 0 }, stdoutRedirectPath: `${dir}/pa-%A-%a.out`, stderrRedirectPath: `${dir}/pa-%A-%a.out` }));
+    // Instance 1 fails on its first attempt only; its retry is a Slurm job of its own.
+    const retried = await submit(
+      d,
+      onSlurm(dir, 'pr', `if [ "$HPCQ_ARRAY_INDEX" = 1 ] && [ ! -e ${dir}/pr-failed ]; then touch ${dir}/pr-failed; exit 9; fi; ${say}`, {
+        array: { count: 3, parallelism: 0 },
+        stdoutRedirectPath: `${dir}/pr-%a.out`,
+        stderrRedirectPath: `${dir}/pr-%a.err`,
+        retry: { maxRetryCount: 1, retryOnTimeout: false, retryOnOutOfMemory: false, exitCodes: [], backoffSeconds: 0 },
+      }),
+    );
+    for (const a of [byId, byIndex, retried]) expect((await waitForEnd(d, a.jobId, 120_000)).jobStatus).toBe('completed');
+    for (let i = 0; i < 3; i++) {
+      const pj = await getJob(d, `${byId.jobId}_${i}`);
+      expect(readFileSync(join(dir, `pj-${pj.jobId}.out`), 'utf8')).toBe(`${pj.jobId} ${i}\n`);
+      const pa = await getJob(d, `${byIndex.jobId}_${i}`);
+      expect(readFileSync(join(dir, `pa-${byIndex.jobId}-${i}.out`), 'utf8')).toBe(`${pa.jobId} ${i}\n`);
+      expect(statSync(join(dir, `pa-${byIndex.jobId}-${i}.out`)).uid).toBe(uidOf(JOB_USER));
+      const pr = await getJob(d, `${retried.jobId}_${i}`);
+      expect(pr).toMatchObject({ jobStatus: 'completed', attempt: i === 1 ? 2 : 1 });
+      expect(readFileSync(join(dir, `pr-${i}.out`), 'utf8')).toBe(`${pr.jobId} ${i}\n`);
+    }
+    // The array went to Slurm once (3 tasks); the retried instance once more, alone.
+    expect(await slurmJobsTagged(retried.hpcjobUuid)).toHaveLength(3);
+    const retriedInstance = await getJob(d, `${retried.jobId}_1`);
+    expect(await slurmJobsTagged(retriedInstance.hpcjobUuid)).toHaveLength(1);
+  }, 180_000);
 
   it('kill -9 of hpcqd while Slurm runs its jobs: after the restart they end with their true outcomes', async (ctx) => {
     if (!cluster) return ctx.skip();
@@ -247,8 +287,11 @@ describe('hpcq with a backend: slurm cluster', () => {
     const dir = makeJobUserDir('slurm-restart');
     const ok = await submit(d, onSlurm(dir, 'ok', 'sleep 3'));
     const bad = await submit(d, onSlurm(dir, 'bad', 'sleep 3; exit 7'));
+    // An array's tasks (one running, the other waiting for it under the throttle) are followed too.
+    const array = await submit(d, onSlurm(dir, 'arr', 'sleep 2; exit "$HPCQ_ARRAY_INDEX"', { array: { count: 2, parallelism: 1 } }));
     await waitForJob(d, ok.jobId, (j) => j.jobStatus === 'running', 60_000);
     await waitForJob(d, bad.jobId, (j) => j.jobStatus === 'running', 60_000);
+    await waitForJob(d, `${array.jobId}_1`, (j) => j.schedulerJobId !== '', 60_000);
     await d.kill9();
     await sleep(1000);
     d = await startDaemon({ config: slurmConfig(), stateDir: d.stateDir });
@@ -256,6 +299,9 @@ describe('hpcq with a backend: slurm cluster', () => {
     expect((await waitForEnd(d, ok.jobId, 60_000)).jobStatus).toBe('completed');
     expect(await waitForEnd(d, bad.jobId, 60_000)).toMatchObject({ jobStatus: 'failed', exitCode: 7 });
     for (const r of [ok, bad]) expect(await slurmJobsTagged(r.hpcjobUuid)).toHaveLength(1);
+    expect((await waitForEnd(d, array.jobId, 60_000)).jobStatus).toBe('failed');
+    expect(await getJob(d, `${array.jobId}_0`)).toMatchObject({ jobStatus: 'completed' });
+    expect(await getJob(d, `${array.jobId}_1`)).toMatchObject({ jobStatus: 'failed', exitCode: 1 });
   }, 120_000);
 
   it('slurmctld down for 20 s: jobs keep their states (pending ones say SlurmUnavailable) and finish truthfully after it returns', async (ctx) => {
@@ -328,9 +374,15 @@ describe('hpcq with a backend: slurm cluster', () => {
     const d = await startDaemon({ config });
     const dir = makeJobUserDir('slurm-flaky');
     const r = await submit(d, onSlurm(dir, 'once', `echo ran >> ${dir}/runs`));
+    // An array goes as one sbatch --array: that too is made once, each instance running once.
+    const a = await submit(d, onSlurm(dir, 'once-array', `echo "$HPCQ_ARRAY_INDEX" >> ${dir}/array-runs`, { array: { count: 4, parallelism: 0 } }));
     expect((await waitForEnd(d, r.jobId, 60_000)).jobStatus).toBe('completed');
     expect(await slurmJobsTagged(r.hpcjobUuid)).toHaveLength(1);
     expect(linesOf(join(dir, 'runs'))).toEqual(['ran']);
+    expect((await waitForEnd(d, a.jobId, 60_000)).jobStatus).toBe('completed');
+    expect(linesOf(join(dir, 'array-runs')).sort()).toEqual(['0', '1', '2', '3']);
+    const tasks = await Promise.all([0, 1, 2, 3].map(async (i) => (await getJob(d, `${a.jobId}_${i}`)).schedulerJobId));
+    expect(new Set(tasks.map((t) => t.split('_')[0])).size).toBe(1);
     rmSync(bin, { recursive: true, force: true });
   }, 120_000);
 });

@@ -1,7 +1,7 @@
 /** What hpcq says to Slurm and reads back: sbatch arguments and script, parsers, state mapping. */
 import { execFileSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { observe, parseExitRecord, parseSacct, parseScontrolJob, parseSinfo, parseSqueue, sbatchRequest, slurmMinutes, slurmTag } from '../../src/backend/slurm/slurm-text.js';
+import { observe, parseExitRecord, parseSacct, parseScontrolJob, parseSinfo, parseSqueue, sbatchArrayRequest, sbatchRequest, slurmArrayPath, slurmMinutes, slurmTag, taskIndices } from '../../src/backend/slurm/slurm-text.js';
 import type { Job } from '../../src/core/job.js';
 
 const job = (extra: Partial<Job> = {}) =>
@@ -30,7 +30,7 @@ const job = (extra: Partial<Job> = {}) =>
   }) as Job;
 
 describe('sbatchRequest', () => {
-  it('asks for one task on one node with the limits, paths, directory and tag; no requeue; a bare environment', () => {
+  it('asks for one task on one node with the limits, paths, directory and tag; no requeue; the environment sbatch has (kept clean by SlurmCommands)', () => {
     const { args } = sbatchRequest(job());
     expect(args).toEqual([
       '--parsable',
@@ -41,12 +41,12 @@ describe('sbatchRequest', () => {
       '--cpus-per-task=4',
       '--mem=2048M',
       '--time=2',
-      '--output=/home/alice/out-42%%.txt',
-      '--error=/home/alice/err-42.txt',
       '--chdir=/scratch/alice',
       '--comment=hpcq:hpcjob-abcd1234:2',
-      '--export=NONE',
+      '--export=ALL',
       '--no-requeue',
+      '--output=/home/alice/out-42%%.txt',
+      '--error=/home/alice/err-42.txt',
     ]);
     expect(slurmMinutes(60)).toBe(1);
     expect(slurmMinutes(1)).toBe(1);
@@ -62,12 +62,64 @@ describe('sbatchRequest', () => {
   });
 });
 
+describe('arrays as one sbatch --array', () => {
+  // Array job 10 with three instances 11..13 (ids follow the array job's), parallelism 2.
+  const array = job({ id: 10, uuid: 'hpcjob-array', attempt: 1, array: { count: 3, parallelism: 2 } } as Partial<Job>);
+  const instance = (index: number, template: string, home: string) =>
+    job({
+      id: 11 + index,
+      uuid: `hpcjob-inst${index}`,
+      attempt: 1,
+      home,
+      arrayInstance: { arrayJobId: 10, index, count: 3 },
+      stdoutPathTemplate: template,
+      stderrPathTemplate: template,
+      stdoutPath: template.replace('%j', String(11 + index)).replace('%a', String(index)).replace('%A', '10'),
+      stderrPath: template.replace('%j', String(11 + index)).replace('%a', String(index)).replace('%A', '10'),
+      cmdLine: 'echo "$HPCQ_JOB_ID $HPCQ_JOB_UUID $HPCQ_ARRAY_INDEX $HPCQ_ARRAY_JOB_ID $OMP_NUM_THREADS"; exit $HPCQ_ARRAY_INDEX',
+    } as Partial<Job>);
+
+  it('one sbatch with --array=0-<n-1>%<parallelism>, tagged with the array job; paths in Slurm patterns when they can be', () => {
+    const { args } = sbatchArrayRequest(array, [0, 1, 2].map((i) => instance(i, '/home/alice/%x-%A_%a.out', '/home/alice')));
+    expect(args).toContain('--array=0-2%2');
+    expect(args).toContain('--comment=hpcq:hpcjob-array:1');
+    expect(args).toContain('--output=/home/alice/sim-10_%a.out');
+    expect(args).toContain('--error=/home/alice/sim-10_%a.out');
+    expect(slurmArrayPath('/d/%j.out', array)).toBeUndefined();
+    expect(slurmArrayPath('/d/100%%-%u-%a.out', array)).toBe('/d/100%%-alice-%a.out');
+    expect(sbatchArrayRequest({ ...array, array: { count: 3, parallelism: 0 } } as Job, [0, 1, 2].map((i) => instance(i, '/d/%a', '/h'))).args).toContain('--array=0-2');
+    expect(() => sbatchArrayRequest(array, [instance(0, '/d/%a', '/h')])).toThrow(RangeError);
+  });
+
+  it("each task is its instance: own id, uuid, index, exit record and (for %j paths) its own output files", () => {
+    const home = execFileSync('mktemp', ['-d'], { encoding: 'utf8' }).trim();
+    try {
+      const { args, script } = sbatchArrayRequest(array, [0, 1, 2].map((i) => instance(i, `${home}/out-%j.txt`, home)));
+      expect(args).toContain('--output=/dev/null');
+      for (const task of [0, 2]) {
+        const status = execFileSync('sh', ['-c', `SLURM_ARRAY_TASK_ID=${task} sh -s; echo $?`], { input: script, encoding: 'utf8' });
+        expect(status).toBe(`${task}\n`);
+        expect(execFileSync('cat', [`${home}/out-${11 + task}.txt`], { encoding: 'utf8' })).toBe(`${11 + task} hpcjob-inst${task} ${task} 10 4\n`);
+        expect(execFileSync('cat', [`${home}/.hpcq/slurm/hpcjob-inst${task}.1.exit`], { encoding: 'utf8' })).toBe(`${task}\n`);
+      }
+      // A task that is no instance of the array runs nothing.
+      expect(execFileSync('sh', ['-c', 'SLURM_ARRAY_TASK_ID=7 sh -s 2>&1; echo " $?"'], { input: script, encoding: 'utf8' })).toBe('hpcq: task 7 is not an instance of array job 10\n 1\n');
+    } finally {
+      execFileSync('rm', ['-rf', home]);
+    }
+  });
+});
+
 describe('parsers', () => {
-  it('squeue: only hpcq-tagged lines', () => {
-    expect(parseSqueue('12|PENDING|Priority|hpcq:hpcjob-a:1\n13|RUNNING|None|(null)\n14_3|COMPLETED|None|hpcq:hpcjob-b:2\n')).toEqual([
+  it('squeue: only hpcq-tagged lines; array tasks pending together come back one per task', () => {
+    expect(parseSqueue('12|PENDING|Priority|N/A|hpcq:hpcjob-a:1\n13|RUNNING|None|N/A|(null)\n14_3|COMPLETED|None|3|hpcq:hpcjob-b:2\n15_[4-6%2]|PENDING|JobArrayTaskLimit|4-6%2|hpcq:hpcjob-c:1|x\n')).toEqual([
       { slurmId: '12', state: 'PENDING', reason: 'Priority', comment: 'hpcq:hpcjob-a:1' },
       { slurmId: '14_3', state: 'COMPLETED', reason: 'None', comment: 'hpcq:hpcjob-b:2' },
+      ...[4, 5, 6].map((i) => ({ slurmId: `15_${i}`, state: 'PENDING', reason: 'JobArrayTaskLimit', comment: 'hpcq:hpcjob-c:1|x' })),
     ]);
+    expect(taskIndices('0,3,5-7%2')).toEqual([0, 3, 5, 6, 7]);
+    expect(taskIndices('0-8:4')).toEqual([0, 4, 8]);
+    expect(taskIndices('N/A')).toEqual([]);
   });
 
   it('scontrol, sacct, exit records and sinfo', () => {

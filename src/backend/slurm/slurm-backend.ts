@@ -14,10 +14,10 @@
  *   tracking goes on when it answers again.
  */
 import type { Job, JobOutcome } from '../../core/job.js';
-import type { BackendReport, ClusterBackend, PartitionInfo, UserDirectory } from '../../core/ports.js';
+import type { ArrayTaskOf, BackendReport, ClusterBackend, PartitionInfo, UserDirectory } from '../../core/ports.js';
 import type { Logger } from '../../logger.js';
 import { failureText, type SlurmCommands } from './slurm-commands.js';
-import { SINFO_FORMAT, SQUEUE_FORMAT, exitRecordPath, observe, parseExitRecord, parseSacct, parseScontrolJob, parseSinfo, parseSqueue, sbatchRequest, slurmTag, type SqueueEntry } from './slurm-text.js';
+import { SINFO_FORMAT, SQUEUE_FORMAT, exitRecordPath, observe, parseExitRecord, parseSacct, parseScontrolJob, parseSinfo, parseSqueue, sbatchArrayRequest, sbatchRequest, slurmTag, type SqueueEntry } from './slurm-text.js';
 
 export interface SlurmBackendOptions {
   clusterId: string;
@@ -34,6 +34,8 @@ const MAX_CONCURRENT_SBATCH = 8;
 interface Tracked {
   job: Job;
   slurmId: string;
+  /** The --comment Slurm shows for it: the job's own tag, or its array job's for an array task. */
+  tag: string;
   /** The last observation reported, so that only changes are reported. */
   last: string;
   /** Tracked since (ms): a job absent from a squeue that started before this is not judged missing. */
@@ -71,25 +73,37 @@ export class SlurmBackend implements ClusterBackend {
     return this.unavailableReason;
   }
 
-  async submit(job: Job, mayExist: boolean): Promise<string> {
-    // A few sbatch at a time: hundreds at once only fight slurmctld (and this node) for CPU.
+  async submit(job: Job, mayExist: boolean, asArrayTask?: ArrayTaskOf): Promise<string> {
+    const find = async () => (await this.findByTag(slurmTag(job))) ?? (asArrayTask ? await this.findArrayTask(asArrayTask) : undefined);
+    return this.gated(() => this.submitOnce(job, mayExist, find, () => sbatchRequest(job)));
+  }
+
+  async submitArray(array: Job, instances: readonly Job[], mayExist: boolean): Promise<string> {
+    const tag = slurmTag(array);
+    const find = async () => (await this.findByTag(tag))?.split('_')[0];
+    return this.gated(() => this.submitOnce(array, mayExist, find, () => sbatchArrayRequest(array, instances)));
+  }
+
+  /** A few sbatch at a time: hundreds at once only fight slurmctld (and this node) for CPU. */
+  private async gated<T>(fn: () => Promise<T>): Promise<T> {
     while (this.submitting >= MAX_CONCURRENT_SBATCH) await new Promise<void>((resolve) => this.submitWaiters.push(resolve));
     this.submitting++;
     try {
-      return await this.submitNow(job, mayExist);
+      return await fn();
     } finally {
       this.submitting--;
       this.submitWaiters.shift()?.();
     }
   }
 
-  private async submitNow(job: Job, mayExist: boolean): Promise<string> {
+  /** One sbatch as the job's user, looked for first when an earlier try may have reached Slurm. */
+  private async submitOnce(job: Job, mayExist: boolean, find: () => Promise<string | undefined>, request: () => { args: string[]; script: string }): Promise<string> {
     const user = await this.account(job);
     if (mayExist) {
-      const found = await this.findByTag(slurmTag(job));
+      const found = await find();
       if (found) return found;
     }
-    const { args, script } = sbatchRequest(job);
+    const { args, script } = request();
     const r = await this.o.commands.run('sbatch', args, { user, input: script });
     const id = /^(\d+)/.exec(r.stdout.trim())?.[1];
     if (r.code === 0 && id) {
@@ -98,7 +112,7 @@ export class SlurmBackend implements ClusterBackend {
     }
     // sbatch may have created the job and failed afterwards (or timed out): look before anyone
     // submits this attempt again.
-    const found = await this.findByTag(slurmTag(job)).catch(() => undefined);
+    const found = await find().catch(() => undefined);
     if (found) {
       this.o.log.warn({ jobId: job.id, slurmId: found, err: failureText('sbatch', r) }, 'sbatch reported a failure but had created the job; tracking it');
       return found;
@@ -106,8 +120,12 @@ export class SlurmBackend implements ClusterBackend {
     throw new Error(failureText('sbatch', r));
   }
 
-  track(job: Job, slurmId: string): void {
-    this.tracked.set(job.id, { job, slurmId, last: '', sinceMs: this.now() });
+  tagOf(job: Job): string {
+    return slurmTag(job);
+  }
+
+  track(job: Job, slurmId: string, arrayTag?: string): void {
+    this.tracked.set(job.id, { job, slurmId, tag: arrayTag ?? slurmTag(job), last: '', sinceMs: this.now() });
   }
 
   untrack(jobId: number): void {
@@ -158,11 +176,15 @@ export class SlurmBackend implements ClusterBackend {
     const r = await this.o.commands.run('squeue', ['-h', '-a', '-t', 'all', '-o', SQUEUE_FORMAT]);
     if (r.code !== 0) return this.markUnavailable(failureText('squeue', r));
     this.markAvailable();
+    // A job is known by its tag (a Slurm id may come again after Slurm's state was reset); an
+    // array task by its id, checked against its array's tag.
     const byTag = new Map<string, SqueueEntry>();
-    for (const e of parseSqueue(r.stdout)) byTag.set(e.comment, e);
+    const tasks = new Map<string, SqueueEntry>();
+    for (const e of parseSqueue(r.stdout)) (e.slurmId.includes('_') ? tasks.set(e.slurmId, e) : byTag.set(e.comment, e));
     for (const t of [...this.tracked.values()]) {
       if (this.stopped) return;
-      const entry = byTag.get(slurmTag(t.job));
+      const task = t.slurmId.includes('_') ? tasks.get(t.slurmId) : undefined;
+      const entry = task ? (task.comment === t.tag ? task : undefined) : byTag.get(t.tag);
       if (entry) await this.observed(t, entry.state, entry.reason);
       else if (t.sinceMs < startedMs) await this.vanished(t);
     }
@@ -242,9 +264,19 @@ export class SlurmBackend implements ClusterBackend {
 
   /** The Slurm job of a tag, if Slurm has one (squeue shows finished jobs for MinJobAge too). */
   private async findByTag(tag: string): Promise<string | undefined> {
+    return (await this.listQueue()).find((e) => e.comment === tag)?.slurmId;
+  }
+
+  /** An array instance's task, if its array went to Slurm as one sbatch. */
+  private async findArrayTask(of: ArrayTaskOf): Promise<string | undefined> {
+    const suffix = `_${of.index}`;
+    return (await this.listQueue()).find((e) => e.comment === of.arrayTag && e.slurmId.endsWith(suffix))?.slurmId;
+  }
+
+  private async listQueue(): Promise<SqueueEntry[]> {
     const r = await this.o.commands.run('squeue', ['-h', '-a', '-t', 'all', '-o', SQUEUE_FORMAT]);
     if (r.code !== 0) throw new Error(failureText('squeue', r));
-    return parseSqueue(r.stdout).find((e) => e.comment === tag)?.slurmId;
+    return parseSqueue(r.stdout);
   }
 
   private async account(job: Job) {

@@ -60,6 +60,70 @@ export function jobEnvironment(job: Job): Record<string, string> {
  */
 export function sbatchRequest(job: Job): { args: string[]; script: string } {
   const args = [
+    ...commonArgs(job, slurmTag(job)),
+    `--output=${literalPath(job.stdoutPath)}`,
+    `--error=${literalPath(job.stderrPath)}`,
+  ];
+  const lines = [
+    ...exportLines(jobEnvironment(job)),
+    // The record is written by the job's user, in the user's home; hpcq reads it as that user.
+    `hpcq_record=${shellQuote(exitRecordPath(job))}`,
+  ];
+  return { args, script: batchScript(job, lines) };
+}
+
+/**
+ * One sbatch for every instance of a first submission of an array: `--array=0-<count-1>%<parallelism>`,
+ * so Slurm throttles it, tagged with the array job's tag. Instance i is Slurm's task i; the script
+ * gives it its own hpcq identity (id, uuid, exit record) from a table on SLURM_ARRAY_TASK_ID.
+ * Output paths Slurm can name with its own patterns (hpcq's %a is Slurm's) are Slurm's to open, so
+ * its messages (time limit, OOM) land there too; a path with %j (the instance's own hpcq id) is
+ * opened by the script for each task, and Slurm's own messages then go nowhere.
+ */
+export function sbatchArrayRequest(array: Job, instances: readonly Job[]): { args: string[]; script: string } {
+  const count = array.array!.count;
+  if (instances.length !== count) throw new RangeError(`array job ${array.id} has ${count} instances, ${instances.length} given`);
+  const first = instances[0]!;
+  const stdout = slurmArrayPath(first.stdoutPathTemplate, array);
+  const stderr = slurmArrayPath(first.stderrPathTemplate, array);
+  const byScript = stdout === undefined || stderr === undefined;
+  const throttle = array.array!.parallelism > 0 ? `%${array.array!.parallelism}` : '';
+  const args = [
+    ...commonArgs(first, slurmTag(array)),
+    `--array=0-${count - 1}${throttle}`,
+    `--output=${byScript ? '/dev/null' : stdout}`,
+    `--error=${byScript ? '/dev/null' : stderr}`,
+  ];
+  const table = instances.map((job, index) => {
+    if (job.arrayInstance?.index !== index) throw new RangeError(`instance ${job.id} is not instance ${index} of array job ${array.id}`);
+    const own = [`HPCQ_JOB_ID=${job.id}`, `HPCQ_JOB_UUID=${shellQuote(job.uuid)}`, `hpcq_record=${shellQuote(exitRecordPath(job))}`];
+    if (byScript) own.push(`hpcq_out=${shellQuote(job.stdoutPath)}`, `hpcq_err=${shellQuote(job.stderrPath)}`);
+    return `  ${index}) ${own.join('; ')} ;;`;
+  });
+  const lines = [
+    ...exportLines(jobEnvironment(first)),
+    'case "$SLURM_ARRAY_TASK_ID" in',
+    ...table,
+    `  *) echo "hpcq: task $SLURM_ARRAY_TASK_ID is not an instance of array job ${array.id}" >&2; exit 1 ;;`,
+    'esac',
+    'HPCQ_ARRAY_INDEX=$SLURM_ARRAY_TASK_ID',
+    'export HPCQ_JOB_ID HPCQ_JOB_UUID HPCQ_ARRAY_INDEX',
+    ...(byScript ? ['if [ "$hpcq_out" = "$hpcq_err" ]; then exec >"$hpcq_out" 2>&1; else exec >"$hpcq_out" 2>"$hpcq_err"; fi'] : []),
+  ];
+  return { args, script: batchScript(first, lines) };
+}
+
+/**
+ * An hpcq path template as a Slurm --array path: %a is Slurm's task index, %A the hpcq array
+ * job's id, %x and %u are the job's; undefined when it needs %j (each instance's own hpcq id).
+ */
+export function slurmArrayPath(template: string, array: Pick<Job, 'id' | 'name' | 'runUser'>): string | undefined {
+  if (/%j/.test(template.replace(/%%/g, ''))) return undefined;
+  return template.replace(/%([xuaA%])/g, (_m, c: string) => (c === 'a' ? '%a' : c === '%' ? '%%' : literalPath(c === 'x' ? array.name : c === 'u' ? array.runUser : String(array.id))));
+}
+
+function commonArgs(job: Job, tag: string): string[] {
+  return [
     '--parsable',
     `--job-name=${job.name}`,
     `--partition=${job.schedulerQueueName}`,
@@ -68,22 +132,30 @@ export function sbatchRequest(job: Job): { args: string[]; script: string } {
     `--cpus-per-task=${job.cores}`,
     `--mem=${Math.max(1, job.memoryLimitMb)}M`,
     `--time=${slurmMinutes(job.timeLimitSeconds)}`,
-    `--output=${literalPath(job.stdoutPath)}`,
-    `--error=${literalPath(job.stderrPath)}`,
     `--chdir=${job.workingDir}`,
-    `--comment=${slurmTag(job)}`,
-    '--export=NONE',
+    `--comment=${tag}`,
+    // The job's environment is what the script exports over sbatch's own, which SlurmCommands
+    // keeps clean (PATH, LANG, HOME, USER, LOGNAME and the cluster's SLURM_CONF). Not
+    // --export=NONE: Slurm 22.05 then rebuilds the environment on the node for every job, which
+    // halved the rate at which a node runs short jobs (measured: 300 `true` jobs in 15 s instead
+    // of 7.5 s).
+    '--export=ALL',
     '--no-requeue',
   ];
+}
+
+function exportLines(env: Record<string, string>): string[] {
+  return Object.entries(env).map(([k, v]) => `export ${k}=${shellQuote(v)}`);
+}
+
+/** The batch script: the set-up lines, the job's command, then its exit status recorded. */
+function batchScript(job: Job, setup: readonly string[]): string {
   const command =
     job.argv.length > 0 ? job.argv.map(shellQuote).join(' ') : job.inputFile !== '' ? `/bin/sh ${shellQuote(job.inputFile)}` : `/bin/sh -c ${shellQuote(job.cmdLine)}`;
-  const record = exitRecordPath(job);
   const lines = [
     '#!/bin/sh',
     '# Written by hpcq: the job, then its exit status where hpcq can find it if Slurm forgets the job.',
-    ...Object.entries(jobEnvironment(job)).map(([k, v]) => `export ${k}=${shellQuote(v)}`),
-    // The record is written by the job's user, in the user's home; hpcq reads it as that user.
-    `hpcq_record=${shellQuote(record)}`,
+    ...setup,
     // scancel --signal --full signals this shell too: it waits for the job, which handles the
     // signal itself, instead of dying before it can record the job's status. (A handler, not an
     // ignore: an ignored signal could not be trapped by the job.)
@@ -94,29 +166,53 @@ export function sbatchRequest(job: Job): { args: string[]; script: string } {
     'exit "$hpcq_status"',
     '',
   ];
-  return { args, script: lines.join('\n') };
+  return lines.join('\n');
 }
 
-/** One line of `squeue -h -t all -o '%i|%T|%r|%k'`. */
+/** One job (or one array task) of `squeue -h -t all -o SQUEUE_FORMAT`. */
 export interface SqueueEntry {
+  /** `1234`, or `1234_5` for task 5 of array job 1234. */
   slurmId: string;
   state: string;
   reason: string;
   comment: string;
 }
 
-export const SQUEUE_FORMAT = '%i|%T|%r|%k';
+/** Id, state, reason, array task indices (%K: `N/A`, `5`, or `2-9%2` for tasks still pending together), comment. */
+export const SQUEUE_FORMAT = '%i|%T|%r|%K|%k';
 
-/** The hpcq-tagged jobs in squeue's output (other users' own jobs are ignored). */
+/**
+ * The hpcq-tagged jobs in squeue's output (other users' own jobs are ignored). Array tasks still
+ * pending together (`1234_[2-9%2]`) come back one entry per task.
+ */
 export function parseSqueue(text: string): SqueueEntry[] {
   const entries: SqueueEntry[] = [];
   for (const line of text.split('\n')) {
-    const [slurmId, state, reason, ...rest] = line.trim().split('|');
+    const [id, state, reason, tasks, ...rest] = line.trim().split('|');
     const comment = rest.join('|');
-    if (!slurmId || !state || !comment.startsWith('hpcq:')) continue;
-    entries.push({ slurmId, state, reason: reason ?? '', comment });
+    if (!id || !state || !comment.startsWith('hpcq:')) continue;
+    const grouped = /^(\d+)_\[/.exec(id);
+    if (!grouped) {
+      entries.push({ slurmId: id, state, reason: reason ?? '', comment });
+      continue;
+    }
+    for (const index of taskIndices(tasks ?? '')) entries.push({ slurmId: `${grouped[1]}_${index}`, state, reason: reason ?? '', comment });
   }
   return entries;
+}
+
+/** Slurm's task index list: `2-9%2`, `0,3,5-7`, `0-9:2` (the throttle after % is not an index). */
+export function taskIndices(text: string): number[] {
+  const indices: number[] = [];
+  for (const part of text.replace(/%\d+$/, '').split(',')) {
+    const m = /^(\d+)(?:-(\d+)(?::(\d+))?)?$/.exec(part.trim());
+    if (!m) continue;
+    const from = Number(m[1]);
+    const to = m[2] === undefined ? from : Number(m[2]);
+    const step = Math.max(1, Number(m[3] ?? 1));
+    for (let i = from; i <= to && indices.length < 1_000_000; i += step) indices.push(i);
+  }
+  return indices;
 }
 
 /** What a Slurm state says about an hpcq job. */
