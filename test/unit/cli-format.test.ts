@@ -92,6 +92,7 @@ function job(overrides: Partial<Job> = {}): Job {
     heldBy: '',
     scheduleId: '',
     scheduleTickTime: '',
+    schedulerJobId: '',
     ...overrides,
   };
 }
