@@ -1,15 +1,19 @@
 #!/bin/sh
-# Compiles the per-job supervisor (src/launcher/hpcq-supervisor.c) to dist/libexec/.
-# It is C because it must do what Node cannot between fork and exec: join the job's cgroup,
-# initgroups + setresuid, PR_SET_NO_NEW_PRIVS, close inherited descriptors, open the output
-# files as the user, and outlive the daemon as a tiny reaper.
+# Compiles the daemon's helper programs (src/launcher/*.c) to dist/libexec/:
+# - hpcq-supervisor, the per-job supervisor. It is C because it must do what Node cannot between
+#   fork and exec: join the job's cgroup, initgroups + setresuid, PR_SET_NO_NEW_PRIVS, close
+#   inherited descriptors, open the output files as the user, and outlive the daemon as a tiny
+#   reaper.
+# - hpcq-command-runner, which runs Slurm's commands for the daemon so that Node never forks its
+#   own large process to start one.
 # A C compiler is installed from Debian's packages if missing (as root only).
 set -eu
 root="$(cd "$(dirname "$0")/.." && pwd)"
-src="$root/src/launcher/hpcq-supervisor.c"
-out="$root/dist/libexec/hpcq-supervisor"
 caller=build-launcher
 . "$root/scripts/ensure-cc.sh"
 mkdir -p "$root/dist/libexec"
-"$cc_bin" -O2 -Wall -Wextra -Werror -std=gnu11 -D_GNU_SOURCE -o "$out.tmp" "$src"
-mv -f "$out.tmp" "$out"
+for program in hpcq-supervisor hpcq-command-runner; do
+  out="$root/dist/libexec/$program"
+  "$cc_bin" -O2 -Wall -Wextra -Werror -std=gnu11 -D_GNU_SOURCE -o "$out.tmp" "$root/src/launcher/$program.c"
+  mv -f "$out.tmp" "$out"
+done

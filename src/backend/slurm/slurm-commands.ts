@@ -4,9 +4,9 @@
  * user and Slurm's accounting and limits apply; never `sbatch --uid`). Every command has a
  * deadline and a clean environment (only what Slurm needs to find the cluster).
  */
-import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import type { UserAccount } from '../../core/ports.js';
+import { CommandRunner } from '../../system/command-runner.js';
 
 export interface SlurmCommandOptions {
   /** Directory of sbatch, squeue, ...; default: found on PATH (/usr/bin, /usr/local/bin, ...). */
@@ -15,6 +15,8 @@ export interface SlurmCommandOptions {
   env: Readonly<Record<string, string>>;
   /** Deadline of one command. */
   timeoutMs: number;
+  /** Starts the commands; default: one runner shared by every Slurm cluster of the daemon. */
+  runner?: CommandRunner;
 }
 
 export interface CommandResult {
@@ -25,48 +27,25 @@ export interface CommandResult {
 }
 
 const SEARCH_PATH = '/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin';
-/** Output beyond this is cut (squeue of 10,000 jobs is about 700 KB). */
-const MAX_OUTPUT = 64 * 1024 * 1024;
+
+let sharedRunner: CommandRunner | undefined;
 
 export class SlurmCommands {
-  constructor(private readonly options: SlurmCommandOptions) {}
+  private readonly runner: CommandRunner;
+
+  constructor(private readonly options: SlurmCommandOptions) {
+    this.runner = options.runner ?? (sharedRunner ??= new CommandRunner());
+  }
 
   /** Runs `program` as root (the daemon), or as `user` when given; never rejects. */
-  run(program: string, args: readonly string[], opts: { user?: UserAccount; input?: string } = {}): Promise<CommandResult> {
+  async run(program: string, args: readonly string[], opts: { user?: UserAccount; input?: string } = {}): Promise<CommandResult> {
     const path = this.options.binDir ? join(this.options.binDir, program) : program;
     const user = opts.user;
     const env: Record<string, string> = { PATH: SEARCH_PATH, LANG: 'C', ...this.options.env };
     if (user) Object.assign(env, { HOME: user.home, USER: user.name, LOGNAME: user.name });
-    const [file, argv] = user
-      ? ['setpriv', [`--reuid=${user.uid}`, `--regid=${user.gid}`, '--init-groups', '--', path, ...args]]
-      : [path, [...args]];
-    return new Promise((resolve) => {
-      const child = spawn(file, argv, { env, stdio: ['pipe', 'pipe', 'pipe'], cwd: '/' });
-      let stdout = '';
-      let stderr = '';
-      let timedOut = false;
-      const timer = setTimeout(() => {
-        timedOut = true;
-        child.kill('SIGKILL');
-      }, this.options.timeoutMs);
-      child.stdout.on('data', (d: Buffer) => {
-        if (stdout.length < MAX_OUTPUT) stdout += d.toString();
-      });
-      child.stderr.on('data', (d: Buffer) => {
-        if (stderr.length < 65536) stderr += d.toString();
-      });
-      child.stdin.on('error', () => undefined);
-      child.stdin.end(opts.input ?? '');
-      const done = (code: number | null) => {
-        clearTimeout(timer);
-        resolve({ code, stdout, stderr, timedOut });
-      };
-      child.once('error', (err) => {
-        stderr += err.message;
-        done(null);
-      });
-      child.once('close', (code) => done(code));
-    });
+    const argv = user ? ['setpriv', `--reuid=${user.uid}`, `--regid=${user.gid}`, '--init-groups', '--', path, ...args] : [path, ...args];
+    const r = await this.runner.run(argv, { env, input: opts.input ?? '', timeoutMs: this.options.timeoutMs });
+    return { code: r.code, stdout: r.stdout, stderr: r.startError ?? r.stderr, timedOut: r.timedOut };
   }
 }
 
