@@ -46,7 +46,8 @@ const ALLOWED: Record<JobState, readonly JobState[]> = {
   // PENDING -> PENDING: held or released (the change is kept in the event log).
   PENDING: ['RUNNING', 'CANCELLED', 'PENDING'],
   // RUNNING -> PENDING: the attempt ended and the job's retry policy gives it another.
-  RUNNING: ['COMPLETED', 'FAILED', 'CANCELLED', 'TIMEOUT', 'OUT_OF_MEMORY', 'NODE_FAIL', 'PENDING'],
+  // RUNNING -> RUNNING: a cancel was asked for (who asked is stored, to outlive a restart).
+  RUNNING: ['COMPLETED', 'FAILED', 'CANCELLED', 'TIMEOUT', 'OUT_OF_MEMORY', 'NODE_FAIL', 'PENDING', 'RUNNING'],
   COMPLETED: [],
   FAILED: [],
   CANCELLED: [],
@@ -212,6 +213,8 @@ export interface Job extends JobSpec {
    */
   backendJobId: string;
   backendSubmitting: boolean;
+  /** Who asked to cancel the running job (stored before the cancel is sent, so a restart keeps it). */
+  cancelRequestedBy?: string;
   /** On an array job: its instances by state (live in memory; stored with each state change). */
   instanceCounts?: Readonly<Record<JobState, number>>;
 }
@@ -352,6 +355,7 @@ function buildJob(spec: JobSpec, run: JobRunFields): Job {
   if (spec.schedule !== undefined) job.schedule = spec.schedule;
   if (run.usage !== undefined) job.usage = run.usage;
   if (run.instanceCounts !== undefined) job.instanceCounts = run.instanceCounts;
+  if (run.cancelRequestedBy !== undefined) job.cancelRequestedBy = run.cancelRequestedBy;
   return job;
 }
 
@@ -372,7 +376,7 @@ export function transition(job: Job, to: JobState, reason: string, timeMs: numbe
   }
   const sequence = job.eventCount + 1;
   const next: Job = { ...job, state: to, reason, eventCount: sequence };
-  if (to === 'RUNNING') next.startTimeMs = timeMs;
+  if (to === 'RUNNING' && job.state !== 'RUNNING') next.startTimeMs = timeMs;
   if (isTerminal(to)) next.endTimeMs = timeMs;
   return { job: next, event: { jobId: job.id, sequence, state: to, reason, timeMs } };
 }

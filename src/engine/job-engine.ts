@@ -219,6 +219,7 @@ export class JobEngine {
     if (this.state !== 'starting') return;
     this.state = 'started';
     for (const backend of this.deps.backends?.values() ?? []) backend.start();
+    for (const job of jobs) if (!notStarted.includes(job)) this.resumeCancel(job);
     // Parents may have ended while the daemon was down (or just before it stopped).
     this.dependencies.reviewAll();
     // An array job whose last instance change was stored just before a crash follows it now.
@@ -471,8 +472,33 @@ export class JobEngine {
     this.cancelRequested.set(job.id, requestedBy);
     const launch = this.launching.get(job.id);
     if (launch) await launch;
-    const current = this.active.get(job.id);
+    const current = await this.storeCancelRequest(job.id, requestedBy);
     if (current?.state === 'RUNNING') await this.deps.executor.cancel(current);
+  }
+
+  /**
+   * Stores who asked to cancel a running job before the cancel is sent, so that its end says so
+   * even if the daemon restarts in between. A store that is down does not hold the cancel up.
+   */
+  private async storeCancelRequest(jobId: number, requestedBy: string): Promise<Job | undefined> {
+    const current = this.active.get(jobId);
+    if (current?.state !== 'RUNNING' || current.cancelRequestedBy !== undefined) return current;
+    try {
+      await this.applyTransitions([{ job: { ...current, cancelRequestedBy: requestedBy }, to: 'RUNNING', reason: `CancelRequested by ${requestedBy}` }]);
+    } catch (err) {
+      this.deps.log.warn({ jobId, err: (err as Error).message }, 'could not store who asked to cancel the job; cancelling it anyway');
+    }
+    return this.active.get(jobId);
+  }
+
+  /** At start-up: a cancel asked for before the restart is still wanted, and still says who asked. */
+  private resumeCancel(job: Job): void {
+    if (job.state !== 'RUNNING' || job.cancelRequestedBy === undefined) return;
+    this.cancelRequested.set(job.id, job.cancelRequestedBy);
+    const backend = this.backendOf(job);
+    // Sent again: the daemon may have stopped between storing the request and sending it.
+    const resend = backend ? backend.cancel(job, job.backendJobId, true) : this.deps.executor.cancel(job);
+    void this.track(Promise.resolve(resend).catch((err: unknown) => this.deps.log.warn({ jobId: job.id, err: (err as Error).message }, 'could not send a cancel again after the restart')));
   }
 
   /**
@@ -1192,6 +1218,7 @@ export class JobEngine {
     this.cancelRequested.set(job.id, requestedBy);
     if (asAdmin) this.cancelAsAdmin.add(job.id);
     if (job.backendJobId === '') return; // Being handed: cancelled once it has its id.
+    if (job.state === 'RUNNING') job = (await this.storeCancelRequest(job.id, requestedBy)) ?? job;
     const result = await backend.cancel(job, job.backendJobId, asAdmin);
     const current = this.active.get(job.id);
     if (result === 'cancelled' && current?.state === 'PENDING') {

@@ -179,6 +179,27 @@ describe('restart after kill -9', () => {
     expectRanOnce(dir, [ack.jobId]);
   });
 
+  it('a cancel asked for before kill -9 keeps who asked: the job ends CANCELLED "Cancelled by <principal>" after the restart', async () => {
+    if (!canRunJobs()) return;
+    // The job takes 3 s to end after SIGTERM, within the 5 s grace: the daemon dies in between.
+    const config = CONFIG.replace('kill_grace_seconds: 1', 'kill_grace_seconds: 5');
+    expect(config).not.toBe(CONFIG);
+    const d = await start(undefined, config);
+    const dir = makeJobUserDir('hpcq-cancel-restart');
+    const ack = await submit(d, jobRequest(dir, 'cr', `trap 'sleep 3; exit 0' TERM; touch ${dir}/ready; while :; do sleep 0.1; done`));
+    await waitForJob(d, ack.jobId, isRunning);
+    await eventually(() => existsSync(join(dir, 'ready')), 'the job set its trap');
+    await cancelJob(d, ack.jobId);
+    const asked = await waitForJob(d, ack.jobId, (j) => j.reason.startsWith('CancelRequested by '));
+    const requester = asked.reason.slice('CancelRequested by '.length);
+    expect(asked.jobStatus).toBe('running');
+    await d.kill9();
+    await eventually(() => existsSync(join(runDir(d.stateDir), `${ack.jobId}.exit`)), 'the job ended while the daemon was down', 15_000);
+
+    const d2 = await start(d.stateDir, config);
+    expect(await waitForEnd(d2, ack.jobId)).toMatchObject({ jobStatus: 'cancelled', reason: `Cancelled by ${requester}` });
+  });
+
   it('D6: daemon and supervisor both killed -> NODE_FAIL with a reason; the job processes are killed and the cgroup removed', async () => {
     if (!canRunJobs()) return;
     const d = await start();
