@@ -142,11 +142,12 @@ describe('limits and cancel', () => {
     const history: string[] = [];
     await new Promise<void>((resolve, reject) => {
       const stream = d.jobs.watchJob({ jobId: res.jobId, includeHistory: true });
-      stream.on('data', (m: { event?: { sequence: number; jobStatus: string } }) => m.event && history.push(`${m.event.sequence}:${m.event.jobStatus}`));
+      stream.on('data', (m: { event?: { sequence: number; jobStatus: string; reason: string } }) => m.event && history.push(`${m.event.sequence}:${m.event.jobStatus}:${m.event.reason.split(' ')[0]}`));
       stream.on('error', reject);
       stream.on('end', resolve);
     });
-    expect(history).toEqual(['1:pending', '2:running', '3:cancelled']);
+    // One stored cancel request (who asked, for a restart in between), one end.
+    expect(history).toEqual(['1:pending:Priority', '2:running:', '3:running:CancelRequested', '4:cancelled:Cancelled']);
     expect(processesOfJob(res.hpcjobUuid)).toEqual([]);
   });
 

@@ -206,6 +206,9 @@ describe('hpcq with a backend: slurm cluster', () => {
     expect((await waitForEnd(d, local.jobId)).jobStatus).toBe('completed');
     // One Slurm job per hpcq job, tagged with it.
     for (const r of [ok, exit3, oom, cancelled]) expect(await slurmJobsTagged(r.hpcjobUuid)).toHaveLength(1);
+    // The exit records the batch scripts wrote are removed once the ends were reported.
+    const record = (r: { hpcjobUuid: string }) => join(homeOf(JOB_USER), '.hpcq', 'slurm', `${r.hpcjobUuid}.1.exit`);
+    await waitUntilValue(async () => ([ok, exit3].every((r) => !existsSync(record(r))) ? true : undefined), 30_000);
     // The states went through Slurm's: pending there, then running.
     const history = await watchHistory(d, ok.jobId);
     expect(history).toContain('SlurmSubmitting');
@@ -386,6 +389,11 @@ describe('hpcq with a backend: slurm cluster', () => {
     rmSync(bin, { recursive: true, force: true });
   }, 120_000);
 });
+
+/** A user's home directory (getent passwd). */
+function homeOf(user: string): string {
+  return execFileSync('getent', ['passwd', user], { encoding: 'utf8' }).split(':')[5]!;
+}
 
 /** Every reason in the job's stored history. */
 async function watchHistory(d: DaemonHandle, jobId: string): Promise<string[]> {

@@ -57,6 +57,12 @@ describe('sbatchRequest', () => {
     const { script } = sbatchRequest(job({ cmdLine: 'echo "$OMP_NUM_THREADS $HPCQ_JOB_ID"; exit 3', home: '/tmp/hpcq-unit-home' }));
     const out = execFileSync('sh', ['-c', `sh -s; echo "status=$?"; cat /tmp/hpcq-unit-home/.hpcq/slurm/hpcjob-abcd1234.2.exit; rm -rf /tmp/hpcq-unit-home`], { input: script, encoding: 'utf8' });
     expect(out).toBe('4 42\nstatus=3\n3\n');
+    // A cmd_line's syntax error or `exit` ends only the command: its status is still recorded.
+    for (const [cmdLine, status] of [['echo (', 2], ['exit 4; echo no', 4]] as const) {
+      const s = sbatchRequest(job({ cmdLine, home: '/tmp/hpcq-unit-home4' })).script;
+      const o = execFileSync('sh', ['-c', `sh -s 2>/dev/null; echo "status=$?"; cat /tmp/hpcq-unit-home4/.hpcq/slurm/hpcjob-abcd1234.2.exit; rm -rf /tmp/hpcq-unit-home4`], { input: s, encoding: 'utf8' });
+      expect(o).toBe(`status=${status}\n${status}\n`);
+    }
     const argv = sbatchRequest(job({ argv: ['printf', '%s|', "a b", "c'd"], home: '/tmp/hpcq-unit-home2' })).script;
     expect(execFileSync('sh', ['-c', 'sh -s; rm -rf /tmp/hpcq-unit-home2'], { input: argv, encoding: 'utf8' })).toBe("a b|c'd|");
   });

@@ -19,7 +19,7 @@ import { testJobSpec } from '../support/job-spec.js';
  * The state machine as documented in src/core/job.ts and proto/hpcq/v1/job.proto, written out
  * independently of the implementation: PENDING -> RUNNING | CANCELLED; RUNNING -> any terminal state,
  * or back to PENDING when its retry policy gives it another attempt; PENDING -> PENDING when it is
- * held or released.
+ * held or released; RUNNING -> RUNNING when a cancel is asked for (who asked is stored).
  */
 const EXPECTED_ALLOWED: ReadonlyArray<readonly [JobState, JobState]> = [
   ['PENDING', 'RUNNING'],
@@ -32,6 +32,7 @@ const EXPECTED_ALLOWED: ReadonlyArray<readonly [JobState, JobState]> = [
   ['RUNNING', 'NODE_FAIL'],
   ['RUNNING', 'PENDING'],
   ['PENDING', 'PENDING'],
+  ['RUNNING', 'RUNNING'],
 ];
 const EXPECTED_TERMINAL: readonly JobState[] = ['COMPLETED', 'FAILED', 'CANCELLED', 'TIMEOUT', 'OUT_OF_MEMORY', 'NODE_FAIL'];
 
@@ -92,10 +93,10 @@ describe('job states', () => {
     }
   });
 
-  it('has exactly 10 allowed and 54 disallowed transitions out of 64 pairs', () => {
+  it('has exactly 11 allowed and 53 disallowed transitions out of 64 pairs', () => {
     expect(ALL_PAIRS).toHaveLength(64);
-    expect(ALLOWED_PAIRS).toHaveLength(10);
-    expect(DISALLOWED_PAIRS).toHaveLength(54);
+    expect(ALLOWED_PAIRS).toHaveLength(11);
+    expect(DISALLOWED_PAIRS).toHaveLength(53);
   });
 
   it.each(JOB_STATES.map((s) => [s, jobStatusString(s)] as const))('job_status of %s is %s (EHPC lowercase)', (state, status) => {
@@ -125,8 +126,13 @@ describe('canTransition / transition: disallowed pairs', () => {
     expect(job).toEqual(before);
   });
 
-  it('only a pending job "transitions" to itself (held or released); no other state does', () => {
-    for (const state of JOB_STATES) expect(canTransition(state, state), state).toBe(state === 'PENDING');
+  it('only a pending (held, released) or running (cancel asked for) job "transitions" to itself', () => {
+    for (const state of JOB_STATES) expect(canTransition(state, state), state).toBe(state === 'PENDING' || state === 'RUNNING');
+  });
+
+  it('RUNNING -> RUNNING keeps the start time', () => {
+    const { job } = transition(makeJob({ state: 'RUNNING', startTimeMs: 5_000 }), 'RUNNING', 'CancelRequested by alice', 9_000);
+    expect(job.startTimeMs).toBe(5_000);
   });
 });
 

@@ -52,6 +52,8 @@ export class SlurmBackend implements ClusterBackend {
   private unavailableReason: string | undefined;
   private readonly now: () => number;
   private submitting = 0;
+  /** Exit records of jobs whose end was reported, removed (as their users) at the next poll. */
+  private spentRecords = new Map<number, { job: Job; paths: string[] }>();
   private readonly submitWaiters: Array<() => void> = [];
 
   constructor(private readonly o: SlurmBackendOptions) {
@@ -171,6 +173,7 @@ export class SlurmBackend implements ClusterBackend {
 
   /** One squeue for every tracked job; reports what changed. */
   private async poll(): Promise<void> {
+    await this.removeSpentRecords();
     if (this.tracked.size === 0) return;
     const startedMs = this.now();
     const r = await this.o.commands.run('squeue', ['-h', '-a', '-t', 'all', '-o', SQUEUE_FORMAT]);
@@ -241,6 +244,23 @@ export class SlurmBackend implements ClusterBackend {
   private ended(t: Tracked, outcome: JobOutcome): void {
     this.tracked.delete(t.job.id);
     this.onReport(t.job.id, { kind: 'ended', outcome });
+    const spent = this.spentRecords.get(t.job.uid) ?? { job: t.job, paths: [] };
+    spent.paths.push(exitRecordPath(t.job));
+    this.spentRecords.set(t.job.uid, spent);
+  }
+
+  /**
+   * Every job leaves its exit record in its user's home; once its end was reported (and, a poll
+   * later, stored by the engine) nobody needs it: removed as the user, a few hundred per command.
+   */
+  private async removeSpentRecords(): Promise<void> {
+    const spent = [...this.spentRecords.values()];
+    this.spentRecords = new Map();
+    for (const { job, paths } of spent) {
+      const user = await this.account(job).catch(() => undefined);
+      if (!user) continue;
+      for (let i = 0; i < paths.length; i += 500) await this.o.commands.run('rm', ['-f', '--', ...paths.slice(i, i + 500)], { user });
+    }
   }
 
   private report(t: Tracked, key: string, report: BackendReport): void {

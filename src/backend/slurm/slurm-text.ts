@@ -150,8 +150,11 @@ function exportLines(env: Record<string, string>): string[] {
 
 /** The batch script: the set-up lines, the job's command, then its exit status recorded. */
 function batchScript(job: Job, setup: readonly string[]): string {
+  // A cmd_line runs in a subshell of the script, as `sh -c` would run it but without a second
+  // shell to exec: its syntax errors, `exit` and traps stay inside it (a subshell starts with the
+  // default signal actions), and the script still records its status.
   const command =
-    job.argv.length > 0 ? job.argv.map(shellQuote).join(' ') : job.inputFile !== '' ? `/bin/sh ${shellQuote(job.inputFile)}` : `/bin/sh -c ${shellQuote(job.cmdLine)}`;
+    job.argv.length > 0 ? job.argv.map(shellQuote).join(' ') : job.inputFile !== '' ? `/bin/sh ${shellQuote(job.inputFile)}` : `(eval ${shellQuote(job.cmdLine)})`;
   const lines = [
     '#!/bin/sh',
     '# Written by hpcq: the job, then its exit status where hpcq can find it if Slurm forgets the job.',
@@ -162,7 +165,12 @@ function batchScript(job: Job, setup: readonly string[]): string {
     'trap : HUP INT USR1 USR2 ALRM',
     command,
     'hpcq_status=$?',
-    'mkdir -p "${hpcq_record%/*}" 2>/dev/null && printf \'%s\\n\' "$hpcq_status" > "$hpcq_record.tmp" && mv -f "$hpcq_record.tmp" "$hpcq_record"',
+    // Builtins only, but for the first job's mkdir: every process here is time the node's cores
+    // spend on each job. hpcq reads the record only once Slurm no longer runs the job, so the
+    // script has finished (or was killed: then the record is empty or missing, and the outcome
+    // is reported lost rather than guessed).
+    '[ -d "${hpcq_record%/*}" ] || mkdir -p "${hpcq_record%/*}" 2>/dev/null',
+    'printf \'%s\\n\' "$hpcq_status" 2>/dev/null > "$hpcq_record"',
     'exit "$hpcq_status"',
     '',
   ];
