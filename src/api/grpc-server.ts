@@ -59,6 +59,7 @@ export class GrpcServer {
     'grpc.keepalive_time_ms': 60_000,
     'grpc.keepalive_timeout_ms': 20_000,
   });
+  private readonly clusterHealth = new Map<string, boolean>();
   private readonly health = new HealthImplementation(Object.fromEntries(HEALTH_NAMES.map((name) => [name, 'NOT_SERVING'])));
   private state: 'created' | 'serving' | 'draining' | 'stopped' = 'created';
   private jobStoreWritable = true;
@@ -110,7 +111,18 @@ export class GrpcServer {
   /** Marks the server NOT_SERVING for good (first step of shutdown) without closing it. */
   setNotServing(): void {
     if (this.state === 'serving' || this.state === 'created') this.state = 'draining';
-    for (const name of HEALTH_NAMES) this.health.setStatus(name, 'NOT_SERVING');
+    for (const name of [...HEALTH_NAMES, ...this.clusterHealth.keys()]) this.health.setStatus(name, 'NOT_SERVING');
+  }
+
+  /**
+   * The health of a cluster another scheduler runs, as `hpcq.cluster.<cluster_id>`: NOT_SERVING
+   * while its scheduler does not answer (its jobs keep their states and nothing is handed to it).
+   * The server's own health does not follow it: the other clusters are served.
+   */
+  setClusterHealth(clusterId: string, serving: boolean): void {
+    const name = `hpcq.cluster.${clusterId}`;
+    this.clusterHealth.set(name, serving);
+    if (this.state === 'serving') this.health.setStatus(name, serving ? 'SERVING' : 'NOT_SERVING');
   }
 
   /** Whether the job store takes writes; see the lifecycle above. */
@@ -120,6 +132,7 @@ export class GrpcServer {
   }
 
   private applyHealth(): void {
+    for (const [name, serving] of this.clusterHealth) this.health.setStatus(name, serving ? 'SERVING' : 'NOT_SERVING');
     for (const name of HEALTH_NAMES) {
       // Only submits (and ticks) need the job store; queues, identity and tokens are served without it.
       const serving = this.jobStoreWritable || (name !== '' && name !== 'hpcq.v1.JobService' && name !== 'hpcq.v1.ScheduleService');

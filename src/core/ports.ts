@@ -267,6 +267,8 @@ export interface ClusterBackend {
   start(): void;
   stop(): Promise<void>;
   onReport: (jobId: number, report: BackendReport) => void;
+  /** Told when the scheduler stops answering (why) and when it answers again (undefined). */
+  onAvailability: (unavailableReason: string | undefined) => void;
 }
 
 /** A scheduler's partition: its state (up, down, drain, inact; "unavailable" with a note), nodes and CPUs. */

@@ -42,6 +42,7 @@ import { MetricsServer } from '../observability/metrics-server.js';
 import { RequestLog } from '../observability/request-observer.js';
 import { TimedExecutor, timeStoreWrites } from '../observability/timed-ports.js';
 import type { Job, JobEvent, JobState } from '../core/job.js';
+import type { ClusterBackend } from '../core/ports.js';
 import { LevelJobStore } from '../store/level-job-store.js';
 import { GetentUserDirectory } from '../system/getent-user-directory.js';
 import { selectEnforcement, type EnforcementSelection } from './enforcement.js';
@@ -69,6 +70,8 @@ const RPC_DRAIN_DEADLINE_MS = 5000;
 export class Daemon {
   private store: LevelJobStore | undefined;
   private engine: JobEngine | undefined;
+  /** The clusters another scheduler runs (Slurm), by cluster id. */
+  private backends: ReadonlyMap<string, ClusterBackend> = new Map();
   private schedules: ScheduleRunner | undefined;
   private server: GrpcServer | undefined;
   private housekeeping: Housekeeping | undefined;
@@ -141,6 +144,7 @@ export class Daemon {
       const executor = metrics ? new TimedExecutor(supervised, (ms) => metrics.launched(ms)) : supervised;
       const store = metrics ? timeStoreWrites(this.store, (op, ms) => metrics.storeWrite(op, ms)) : this.store;
       const users = new GetentUserDirectory();
+      this.backends = createClusterBackends(config, users, log);
       this.engine = new JobEngine({
         config,
         store,
@@ -150,7 +154,7 @@ export class Daemon {
         daemonUid: this.uid,
         onTransition: (job, previousState, event) => this.jobChanged(job, previousState, event),
         onDispatchPass: (ms, started) => this.dispatchPassed(ms, started),
-        backends: createClusterBackends(config, users, log),
+        backends: this.backends,
       });
       await this.engine.start();
       this.assertNotStopping();
@@ -162,6 +166,10 @@ export class Daemon {
       this.audit = AuditLog.open(config.access.auditLogPath, { logger: log });
       this.tokens = await TokenAuthority.open(paths.tokenKey);
       this.server = new GrpcServer(config.listen, config.tls, config.access, this.audit, log);
+      for (const [clusterId, backend] of this.backends) {
+        this.server.setClusterHealth(clusterId, backend.unavailable() === undefined);
+        backend.onAvailability = (why) => this.server?.setClusterHealth(clusterId, why === undefined);
+      }
       const gate = new AccessGate({
         connections: this.server.connections,
         tokens: this.tokens,
@@ -234,6 +242,7 @@ export class Daemon {
       storeStats: () => this.store!.stats(),
       // ConnectionRegistry keeps the count for its caps but has no getter for it yet.
       openConnections: () => this.server?.connections.openConnections ?? 0,
+      schedulers: () => [...this.backends].map(([clusterId, b]) => ({ clusterId, up: b.unavailable() === undefined })),
     });
   }
 

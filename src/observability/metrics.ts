@@ -26,6 +26,8 @@ export interface MetricSources {
   used(): { cores: number; memMb: number };
   storeStats(): StoreStats;
   openConnections(): number;
+  /** Clusters another scheduler runs, and whether it answers now. */
+  schedulers(): ReadonlyArray<{ clusterId: string; up: boolean }>;
 }
 
 /** Submitting methods: counted in hpcq_submits_total as well. */
@@ -91,6 +93,16 @@ export class DaemonMetrics {
           this.set({ queue, state: 'pending' }, counts.pending);
           this.set({ queue, state: 'running' }, counts.running);
         }
+      },
+    });
+    new Gauge({
+      name: 'hpcq_cluster_scheduler_up',
+      help: 'Whether the scheduler of a cluster it runs (Slurm) answers (1) or not (0), by cluster.',
+      labelNames: ['cluster'],
+      registers,
+      collect() {
+        this.reset();
+        for (const s of sources.schedulers()) this.set({ cluster: s.clusterId }, s.up ? 1 : 0);
       },
     });
     const level = (name: string, help: string, read: () => number) =>

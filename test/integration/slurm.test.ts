@@ -11,7 +11,7 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { execFileSync } from 'node:child_process';
 import { status } from '@grpc/grpc-js';
 import { CancelJobsRequest, type CancelJobsResponse, type SubmitJobRequest, type WatchJobResponse } from '../../src/gen/hpcq/v1/job_service.js';
-import { TEST_CONFIG, call, cancelJob, getJob, listQueues, rejection, startDaemon, submit, waitForEnd, waitForJob, type DaemonHandle } from '../support/daemon-harness.js';
+import { TEST_CONFIG, call, cancelJob, getJob, healthStatuses, listQueues, rejection, startDaemon, submit, waitForEnd, waitForJob, type DaemonHandle } from '../support/daemon-harness.js';
 import { linesOf, makeJobUserDir } from '../support/durability.js';
 import { cleanUpJobTests } from '../support/job-tests.js';
 import { join } from 'node:path';
@@ -325,10 +325,13 @@ describe('hpcq with a backend: slurm cluster', () => {
       }, 30_000);
       expect(await getJob(d, running.jobId)).toMatchObject({ jobStatus: 'running' });
       expect((await listQueues(d)).queues.find((q) => q.hpcqueueId === 'hpcq-slurm-debug')).toMatchObject({ partitionState: 'unavailable', partitionNote: expect.stringContaining('sinfo') });
+      // Health says so for that cluster; the daemon itself still serves (the node's cluster works).
+      expect(await healthStatuses(d, ['hpcq.cluster.hpcq-slurm', ''])).toEqual({ 'hpcq.cluster.hpcq-slurm': 'NOT_SERVING', '': 'SERVING' });
       await sleep(Math.max(0, downAt + 20_000 - Date.now()));
       expect((await getJob(d, running.jobId)).jobStatus).toBe('running');
       await cluster.startController();
       expect(await waitForEnd(d, running.jobId, 90_000)).toMatchObject({ jobStatus: 'failed', exitCode: 4 });
+      expect(await healthStatuses(d, ['hpcq.cluster.hpcq-slurm'])).toEqual({ 'hpcq.cluster.hpcq-slurm': 'SERVING' });
       expect((await waitForEnd(d, during.jobId, 90_000)).jobStatus).toBe('completed');
       expect(await slurmJobsTagged(during.hpcjobUuid)).toHaveLength(1);
     } finally {

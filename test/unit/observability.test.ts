@@ -89,6 +89,10 @@ describe('metrics', () => {
     used: () => ({ cores: 3, memMb: 256 }),
     storeStats: () => stats,
     openConnections: () => 4,
+    schedulers: () => [
+      { clusterId: 'hpc', up: false },
+      { clusterId: 'gpu', up: true },
+    ],
   };
 
   it('counts events and reads levels when scraped, in a well-formed exposition', async () => {
@@ -113,6 +117,8 @@ describe('metrics', () => {
     expect(valueOf(text, 'hpcq_node_free_cores')).toBe(5);
     expect(valueOf(text, 'hpcq_node_free_memory_bytes')).toBe(768 * 1024 * 1024);
     expect(valueOf(text, 'hpcq_connections_active')).toBe(4);
+    expect(valueOf(text, 'hpcq_cluster_scheduler_up', { cluster: 'hpc' })).toBe(0);
+    expect(valueOf(text, 'hpcq_cluster_scheduler_up', { cluster: 'gpu' })).toBe(1);
     expect(valueOf(text, 'hpcq_watches_active', { method: 'WatchJob' })).toBe(1);
     expect(valueOf(text, 'hpcq_dispatch_started_jobs_total')).toBe(2);
     expect(valueOf(text, 'hpcq_job_launch_duration_seconds_count')).toBe(1);

@@ -45,6 +45,7 @@ interface Tracked {
 export class SlurmBackend implements ClusterBackend {
   readonly kind = 'slurm' as const;
   onReport: (jobId: number, report: BackendReport) => void = () => undefined;
+  onAvailability: (unavailableReason: string | undefined) => void = () => undefined;
   private readonly tracked = new Map<number, Tracked>();
   private timer: NodeJS.Timeout | undefined;
   private polling: Promise<void> | undefined;
@@ -270,16 +271,22 @@ export class SlurmBackend implements ClusterBackend {
   }
 
   private markUnavailable(reason: string): void {
-    if (this.unavailableReason === undefined) this.o.log.warn({ clusterId: this.o.clusterId, reason }, 'Slurm is unavailable; jobs keep their states');
+    const was = this.unavailableReason;
     this.unavailableReason = reason;
+    if (was === undefined) {
+      this.o.log.warn({ clusterId: this.o.clusterId, reason }, 'Slurm is unavailable; jobs keep their states');
+      this.onAvailability(reason);
+    }
     for (const t of this.tracked.values()) {
       if (t.last.startsWith('pending')) this.report(t, 'pending unavailable', { kind: 'pending', reason: `SlurmUnavailable: ${reason}` });
     }
   }
 
   private markAvailable(): void {
-    if (this.unavailableReason !== undefined) this.o.log.info({ clusterId: this.o.clusterId }, 'Slurm answers again');
+    if (this.unavailableReason === undefined) return;
     this.unavailableReason = undefined;
+    this.o.log.info({ clusterId: this.o.clusterId }, 'Slurm answers again');
+    this.onAvailability(undefined);
   }
 
   /** The Slurm job of a tag, if Slurm has one (squeue shows finished jobs for MinJobAge too). */
