@@ -283,6 +283,23 @@ describe('hpcq with a backend: slurm cluster', () => {
     expect(await slurmJobsTagged(retriedInstance.hpcjobUuid)).toHaveLength(1);
   }, 180_000);
 
+  it('cancelling a 300-instance array on Slurm cancels every instance (one scancel each, never too many at once)', async (ctx) => {
+    if (!cluster) return ctx.skip();
+    const d = await startDaemon({ config: slurmConfig() });
+    const dir = makeJobUserDir('slurm-array-cancel');
+    const array = await submit(d, onSlurm(dir, 'many', 'sleep 300', { array: { count: 300, parallelism: 1 }, stdoutRedirectPath: '/dev/null', stderrRedirectPath: '/dev/null' }));
+    await waitForJob(d, `${array.jobId}_0`, (j) => j.jobStatus === 'running', 60_000);
+    await cancelJob(d, array.jobId);
+    expect(await waitForEnd(d, array.jobId, 120_000)).toMatchObject({ jobStatus: 'cancelled' });
+    const states = new Set<string>();
+    for (let i = 0; i < 300; i++) states.add((await getJob(d, `${array.jobId}_${i}`)).jobStatus);
+    expect(states).toEqual(new Set(['cancelled']));
+    // Slurm has none of them left to run.
+    const slurmArray = (await getJob(d, `${array.jobId}_0`)).schedulerJobId.split('_')[0]!;
+    const left = (await slurm('squeue', ['-h', '-o', '%i|%T', '-j', slurmArray]).catch(() => '')).split('\n').filter((l) => /PENDING|RUNNING/.test(l));
+    expect(left).toEqual([]);
+  }, 180_000);
+
   it('kill -9 of hpcqd while Slurm runs its jobs: after the restart they end with their true outcomes', async (ctx) => {
     if (!cluster) return ctx.skip();
     let d = await startDaemon({ config: slurmConfig() });

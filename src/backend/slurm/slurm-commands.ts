@@ -28,6 +28,14 @@ export interface CommandResult {
 
 const SEARCH_PATH = '/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin';
 
+/**
+ * Slurm commands running at once, per daemon: cancelling a 1,000-instance array is 1,000 scancel,
+ * which wait their turn here instead of all forking at once (the runner refuses beyond 256).
+ */
+const MAX_RUNNING_COMMANDS = 32;
+let running = 0;
+const waiting: Array<() => void> = [];
+
 let sharedRunner: CommandRunner | undefined;
 
 export class SlurmCommands {
@@ -39,6 +47,17 @@ export class SlurmCommands {
 
   /** Runs `program` as root (the daemon), or as `user` when given; never rejects. */
   async run(program: string, args: readonly string[], opts: { user?: UserAccount; input?: string } = {}): Promise<CommandResult> {
+    while (running >= MAX_RUNNING_COMMANDS) await new Promise<void>((resolve) => waiting.push(resolve));
+    running++;
+    try {
+      return await this.runNow(program, args, opts);
+    } finally {
+      running--;
+      waiting.shift()?.();
+    }
+  }
+
+  private async runNow(program: string, args: readonly string[], opts: { user?: UserAccount; input?: string }): Promise<CommandResult> {
     const path = this.options.binDir ? join(this.options.binDir, program) : program;
     const user = opts.user;
     const env: Record<string, string> = { PATH: SEARCH_PATH, LANG: 'C', ...this.options.env };
