@@ -18,6 +18,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { runAs } from '../support/as-user.js';
+import { createSchedule, deleteSchedule, jobsOf, triggerSchedule } from '../support/schedules.js';
 import { JOB_USER, ensureTestUsers, gidOf, isRoot, need, uidOf } from '../support/privileged.js';
 import { sharedSlurmCluster, slurmAvailable, type SlurmCluster } from '../support/slurm-cluster.js';
 
@@ -299,6 +300,27 @@ describe('hpcq with a backend: slurm cluster', () => {
     const left = (await slurm('squeue', ['-h', '-o', '%i|%T', '-j', slurmArray]).catch(() => '')).split('\n').filter((l) => /PENDING|RUNNING/.test(l));
     expect(left).toEqual([]);
   }, 180_000);
+
+  it('schedules on a Slurm cluster: each tick is one Slurm job; TriggerSchedule with one event_id twice is one job', async (ctx) => {
+    if (!cluster) return ctx.skip();
+    const d = await startDaemon({ config: slurmConfig() });
+    const dir = makeJobUserDir('slurm-schedule');
+    const s = await createSchedule(d, { name: 'tick', cron: '*/2 * * * * *', job: onSlurm(dir, 'tick', `echo "$HPCQ_JOB_ID" >> ${dir}/ticks`, { stdoutRedirectPath: '/dev/null', stderrRedirectPath: '/dev/null' }) });
+    const first = await triggerSchedule(d, { scheduleId: s.scheduleId, eventId: 'once' });
+    const again = await triggerSchedule(d, { scheduleId: s.scheduleId, eventId: 'once' });
+    expect(again.jobId).toBe(first.jobId);
+    await sleep(5_000);
+    await deleteSchedule(d, s.scheduleId);
+    const jobs = await jobsOf(d, s.scheduleId);
+    expect(jobs.length).toBeGreaterThanOrEqual(3); // two or three ticks and the trigger
+    for (const j of jobs) {
+      const ended = await waitForEnd(d, j.jobId, 60_000);
+      expect(ended).toMatchObject({ jobStatus: 'completed', clusterId: 'hpcq-slurm' });
+      expect(ended.schedulerJobId).toMatch(/^\d+$/);
+    }
+    // Each job ran once, on Slurm.
+    expect(linesOf(join(dir, 'ticks')).sort()).toEqual(jobs.map((j) => j.jobId).sort());
+  }, 120_000);
 
   it('kill -9 of hpcqd while Slurm runs its jobs: after the restart they end with their true outcomes', async (ctx) => {
     if (!cluster) return ctx.skip();
