@@ -10,8 +10,8 @@ import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync,
 import { availableParallelism, tmpdir } from 'node:os';
 import { execFileSync } from 'node:child_process';
 import { status } from '@grpc/grpc-js';
-import { CancelJobsRequest, type CancelJobsResponse, type SubmitJobRequest, type WatchJobResponse } from '../../src/gen/hpcq/v1/job_service.js';
-import { TEST_CONFIG, call, cancelJob, getJob, healthStatuses, listQueues, rejection, startDaemon, submit, waitForEnd, waitForJob, type DaemonHandle } from '../support/daemon-harness.js';
+import { CancelJobsRequest, type CancelJobsResponse, type SubmitJobGroupRequest, type SubmitJobGroupResponse, type SubmitJobRequest, type WatchJobResponse } from '../../src/gen/hpcq/v1/job_service.js';
+import { TEST_CONFIG, call, cancelJob, emptySubmit, getJob, healthStatuses, listQueues, rejection, startDaemon, submit, waitForEnd, waitForJob, type DaemonHandle } from '../support/daemon-harness.js';
 import { linesOf, makeJobUserDir } from '../support/durability.js';
 import { cleanUpJobTests } from '../support/job-tests.js';
 import { join } from 'node:path';
@@ -320,6 +320,33 @@ describe('hpcq with a backend: slurm cluster', () => {
     }
     // Each job ran once, on Slurm.
     expect(linesOf(join(dir, 'ticks')).sort()).toEqual(jobs.map((j) => j.jobId).sort());
+  }, 120_000);
+
+  it('a job group (DAG) on Slurm: tasks run in dependency order, each one Slurm job', async (ctx) => {
+    if (!cluster) return ctx.skip();
+    const d = await startDaemon({ config: slurmConfig() });
+    const dir = makeJobUserDir('slurm-group');
+    const task = (taskName: string): SubmitJobRequest => ({ ...emptySubmit, ...onSlurm(dir, taskName, `echo ${taskName} >> ${dir}/runs`), taskName } as SubmitJobRequest);
+    const res = await call<SubmitJobGroupRequest, SubmitJobGroupResponse>(d.jobs.submitJobGroup, d.jobs, {
+      name: 'diamond',
+      clientToken: '',
+      tasks: [task('first'), task('left'), task('right'), task('last')],
+      dependences: [
+        { startTask: 'first', endTask: 'left' },
+        { startTask: 'first', endTask: 'right' },
+        { startTask: 'left', endTask: 'last' },
+        { startTask: 'right', endTask: 'last' },
+      ],
+    });
+    for (const jobId of Object.values(res.taskJobIds)) {
+      const ended = await waitForEnd(d, jobId, 90_000);
+      expect(ended).toMatchObject({ jobStatus: 'completed' });
+      expect(ended.schedulerJobId).toMatch(/^\d+$/);
+    }
+    const runs = linesOf(join(dir, 'runs'));
+    expect(runs[0]).toBe('first');
+    expect(runs.slice(1, 3).sort()).toEqual(['left', 'right']);
+    expect(runs[3]).toBe('last');
   }, 120_000);
 
   it('kill -9 of hpcqd while Slurm runs its jobs: after the restart they end with their true outcomes', async (ctx) => {
