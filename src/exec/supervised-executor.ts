@@ -54,9 +54,9 @@ import {
   type SupervisorExitRecord,
   type SupervisorRecord,
 } from './run-files.js';
+import { SupervisorLauncher } from './supervisor-launcher.js';
 import {
   signalSupervisor,
-  spawnSupervisor,
   supervisorPath,
   type KillMechanism,
   type SupervisorHandle,
@@ -72,6 +72,8 @@ export interface SupervisedExecutorOptions {
   log: Logger;
   /** Supervisor binary; default the built one. */
   supervisorExecutable?: string;
+  /** The launcher that starts supervisors (hpcq-launcher); default the built one. */
+  launcherExecutable?: string;
 }
 
 /** How often attached supervisors are checked for having vanished without an exit file. */
@@ -125,12 +127,15 @@ export class SupervisedExecutor implements JobExecutor {
   /** Supervisor processes of this run directory alive when start() ran, by job id. */
   private supervisorsAtStart = new Map<number, ProcessIdentity>();
   private readonly executable: string;
+  /** Starts the supervisors: one long-lived small process, started on the first launch. */
+  private readonly launcher: SupervisorLauncher;
   /** Inode of the run directory being watched: another one means it was removed and made again. */
   private watchedRunDirIno = 0;
 
   constructor(private readonly options: SupervisedExecutorOptions) {
     this.enforcement = options.limiter.mode;
     this.executable = options.supervisorExecutable ?? supervisorPath();
+    this.launcher = new SupervisorLauncher({ supervisorExecutable: this.executable, ...(options.launcherExecutable ? { launcherExecutable: options.launcherExecutable } : {}) });
   }
 
   async start(): Promise<void> {
@@ -148,6 +153,7 @@ export class SupervisedExecutor implements JobExecutor {
     this.watcher?.close();
     this.watcher = undefined;
     if (this.sweepTimer) clearInterval(this.sweepTimer);
+    this.launcher.close();
     await Promise.allSettled([...this.tracked.values()].map((t) => t.finishing));
     await this.removeCgroupParentIfIdle();
   }
@@ -204,7 +210,7 @@ export class SupervisedExecutor implements JobExecutor {
     }
     let handle: SupervisorHandle;
     try {
-      handle = await spawnSupervisor(this.supervisorSpec(job, placement), { executable: this.executable });
+      handle = await this.launcher.launch(this.supervisorSpec(job, placement));
     } catch (err) {
       // A supervisor that could not start the job recorded why in its exit file: that record is
       // finished like any other (kept until the FAILED outcome is stored), so a crash in between

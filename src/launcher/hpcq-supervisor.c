@@ -749,6 +749,9 @@ static char **args_from_stdin(int *argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
+    /* Started by hpcq-launcher, we inherit its request to be killed should it die before our exec;
+     * from here on we outlive the launcher and the daemon (the job must not depend on them). */
+    prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0);
     /* 1. The daemon's LevelDB files are opened without O_CLOEXEC and leak into us; close all.
      * Then make sure 0, 1 and 2 exist, so no file we open later lands on them by accident. */
     close_fds_from(3, -1);
