@@ -470,6 +470,8 @@ export class JobEngine {
     if (this.cancelRequested.has(job.id)) return;
     this.cancelRequested.set(job.id, requestedBy);
     const launch = this.launching.get(job.id);
+    // Told at once as well: a launch that hangs before the job runs is cancelled, not waited out.
+    if (launch && this.active.get(job.id)?.state === 'RUNNING') await this.deps.executor.cancel(this.active.get(job.id)!);
     if (launch) await launch;
     const current = this.active.get(job.id);
     if (current?.state === 'RUNNING') await this.deps.executor.cancel(current);

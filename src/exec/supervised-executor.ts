@@ -74,6 +74,8 @@ export interface SupervisedExecutorOptions {
   supervisorExecutable?: string;
   /** The launcher that starts supervisors (hpcq-launcher); default the built one. */
   launcherExecutable?: string;
+  /** Deadline of a job's launch (fork to exec), from its supervisor's start; default 30 s, 0 = none. */
+  launchTimeoutSeconds?: number;
 }
 
 /** How often attached supervisors are checked for having vanished without an exit file. */
@@ -88,7 +90,11 @@ interface TrackedJob {
   finishing?: Promise<void>;
   /** Set when the job was found lost: why, so that a failed NODE_FAIL write is retried. */
   lostReason?: string;
+  /** Cancel asked while launching: sent to the supervisor as soon as it exists. */
+  cancelWanted?: boolean;
 }
+
+const DEFAULT_LAUNCH_TIMEOUT_SECONDS = 30;
 
 /** Runs a script given as input_file as the user: directly if executable (honours #!), else with sh. */
 const RUN_INPUT_FILE = 'if [ -x "$1" ]; then exec "$1"; fi; exec /bin/sh "$1"';
@@ -210,7 +216,11 @@ export class SupervisedExecutor implements JobExecutor {
     }
     let handle: SupervisorHandle;
     try {
-      handle = await this.launcher.launch(this.supervisorSpec(job, placement));
+      handle = await this.launcher.launch(this.supervisorSpec(job, placement), (pid, startTicks) => {
+        entry.supervisorPid = pid;
+        entry.supervisorStartTicks = startTicks;
+        if (entry.cancelWanted) signalSupervisor(pid, startTicks, 'cancel');
+      });
     } catch (err) {
       // A supervisor that could not start the job recorded why in its exit file: that record is
       // finished like any other (kept until the FAILED outcome is stored), so a crash in between
@@ -234,6 +244,12 @@ export class SupervisedExecutor implements JobExecutor {
 
   async cancel(job: Job): Promise<void> {
     const entry = this.tracked.get(job.id);
+    if (entry?.phase === 'launching') {
+      // The supervisor ends a launch it is told to cancel (the job never runs): CANCELLED follows.
+      entry.cancelWanted = true;
+      if (entry.supervisorPid > 0) signalSupervisor(entry.supervisorPid, entry.supervisorStartTicks, 'cancel');
+      return;
+    }
     if (!entry || entry.phase !== 'attached') return;
     if (!signalSupervisor(entry.supervisorPid, entry.supervisorStartTicks, 'cancel')) {
       this.finishIfEnded(job.id, { supervisorGone: true });
@@ -367,6 +383,7 @@ export class SupervisedExecutor implements JobExecutor {
       umask: this.options.jobUmask,
       timeLimitSeconds: job.timeLimitSeconds,
       killGraceSeconds: this.options.killGraceSeconds,
+      launchTimeoutSeconds: this.options.launchTimeoutSeconds ?? DEFAULT_LAUNCH_TIMEOUT_SECONDS,
       cgroupProcs: placement.cgroupProcsFiles,
       ...(kill ? { kill } : {}),
       rlimits: placement.rlimits,

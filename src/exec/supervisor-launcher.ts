@@ -50,6 +50,7 @@ interface Launch {
   reject: (err: LaunchError) => void;
   exited: Promise<SupervisorExit>;
   setExited: (exit: SupervisorExit) => void;
+  onSpawned: ((pid: number, startTicks: number) => void) | undefined;
 }
 
 export class SupervisorLauncher {
@@ -69,7 +70,11 @@ export class SupervisorLauncher {
     return this.proc?.pid;
   }
 
-  launch(spec: SupervisorSpec): Promise<SupervisorHandle> {
+  /**
+   * `onSpawned` is told the supervisor's identity as soon as it is forked, before its handshake:
+   * it may be signalled from then on (a cancel during the launch).
+   */
+  launch(spec: SupervisorSpec, onSpawned?: (pid: number, startTicks: number) => void): Promise<SupervisorHandle> {
     let block: Buffer;
     try {
       // --job-id N --run-dir D are the launcher's to put on the command line; the rest goes on stdin.
@@ -92,7 +97,7 @@ export class SupervisorLauncher {
     return new Promise<SupervisorHandle>((resolve, reject) => {
       let setExited!: (exit: SupervisorExit) => void;
       const exited = new Promise<SupervisorExit>((res) => (setExited = res));
-      this.inFlight.set(request, { spec, pid: 0, startTicks: 0, detail: [], settled: false, resolve, reject, exited, setExited });
+      this.inFlight.set(request, { spec, pid: 0, startTicks: 0, detail: [], settled: false, resolve, reject, exited, setExited, onSpawned });
       (proc.stdout as unknown as { ref(): void }).ref();
       proc.stdin!.write(frame);
     });
@@ -141,6 +146,7 @@ export class SupervisorLauncher {
         const [pid, ticks] = rest.split(' ').map(Number);
         launch.pid = pid ?? 0;
         launch.startTicks = ticks ?? 0;
+        launch.onSpawned?.(launch.pid, launch.startTicks);
         return;
       }
       case 'spawnfailed':

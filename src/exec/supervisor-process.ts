@@ -58,6 +58,11 @@ export interface SupervisorSpec {
   timeLimitSeconds?: number;
   /** Seconds between SIGTERM and SIGKILL on timeout or cancel (supervisor default 30). */
   killGraceSeconds?: number;
+  /**
+   * Deadline of the launch (fork to exec of the job), counted from the supervisor's start; past it
+   * the launch fails naming the step it hung in. 0 or absent: none.
+   */
+  launchTimeoutSeconds?: number;
   /** cgroup.procs files the job joins before any of its code runs (one per v1 controller, or one v2 file). */
   cgroupProcs?: readonly string[];
   kill?: KillMechanism;
@@ -172,6 +177,10 @@ export function buildSupervisorArgs(spec: SupervisorSpec): string[] {
   if (spec.killGraceSeconds !== undefined) {
     checkInt(spec.killGraceSeconds, 'killGraceSeconds', 0, 86_400);
     args.push('--kill-grace', String(spec.killGraceSeconds));
+  }
+  if (spec.launchTimeoutSeconds !== undefined && spec.launchTimeoutSeconds !== 0) {
+    checkInt(spec.launchTimeoutSeconds, 'launchTimeoutSeconds', 0, 86_400);
+    args.push('--launch-timeout', String(spec.launchTimeoutSeconds));
   }
   const cgroupProcs = spec.cgroupProcs ?? [];
   check(cgroupProcs.length <= 16, 'at most 16 cgroupProcs');

@@ -192,9 +192,9 @@ static void __attribute__((noreturn)) exec_supervisor(int args_fd, int out_fd, c
     if (setsid() < 0 || dup2(args_fd, 0) < 0 || dup2(out_fd, 1) < 0 || dup2(out_fd, 2) < 0) _exit(127);
     if (syscall(SYS_close_range, 3U, ~0U, 0) < 0)
         for (int fd = 3; fd < 1024; fd++) close(fd);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
+    /* The signal mask stays as inherited from fork: SIGUSR1 (cancel) and SIGCHLD blocked across
+     * the exec. The supervisor takes both synchronously, and a cancel sent as soon as the daemon
+     * heard of its pid must not kill it before it is ready for one. */
     signal(SIGPIPE, SIG_DFL);
     if (chdir("/") < 0) _exit(127);
     char *argv[] = {(char *)supervisor_path, "--job-id", job_id, "--run-dir", run_dir, "--args-from-stdin", NULL};
@@ -320,7 +320,10 @@ int main(int argc, char **argv) {
     sigset_t chld;
     sigemptyset(&chld);
     sigaddset(&chld, SIGCHLD);
-    sigprocmask(SIG_BLOCK, &chld, NULL);
+    /* SIGUSR1 is blocked for the supervisors' sake (see exec_supervisor): from the fork on. */
+    sigset_t blocked = chld;
+    sigaddset(&blocked, SIGUSR1);
+    sigprocmask(SIG_BLOCK, &blocked, NULL);
     int sigfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
     epfd = epoll_create1(EPOLL_CLOEXEC);
     if (sigfd < 0 || epfd < 0) die("signalfd/epoll: %s", strerror(errno));

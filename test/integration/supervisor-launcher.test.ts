@@ -126,9 +126,12 @@ describe('starting supervisors through hpcq-launcher', () => {
       expect(readFileSync(`/proc/${sup}/environ`, 'latin1')).toBe('');
       expect(readFileSync(`/proc/${sup}/cmdline`, 'utf8').split('\0').slice(1, -1)).toEqual(['--job-id', String(spec.jobId), '--run-dir', spec.runDir, '--args-from-stdin']);
       expect(readlinkSync(`/proc/${sup}/cwd`)).toBe('/');
-      const fds = readdirSync(`/proc/${sup}/fd`).map(Number).sort((a, b) => a - b);
+      // Right after its handshake the supervisor lets go of the pipe to the launcher.
+      const fds = await waitFor('stdio on /dev/null', () => {
+        const open = readdirSync(`/proc/${sup}/fd`).map(Number).sort((a, b) => a - b);
+        return open.every((fd) => readlinkSync(`/proc/${sup}/fd/${fd}`) === '/dev/null') ? open : undefined;
+      });
       expect(fds).toEqual([0, 1, 2]);
-      for (const fd of fds) expect(readlinkSync(`/proc/${sup}/fd/${fd}`)).toBe('/dev/null');
       // The launcher itself keeps nothing of the daemon either.
       expect(readFileSync(`/proc/${launcher.pid}/environ`, 'latin1')).toBe('');
       expect(readdirSync(`/proc/${launcher.pid}/fd`).map(Number).filter((fd) => fd > 2 && !readlinkSync(`/proc/${launcher.pid}/fd/${fd}`).startsWith('anon_inode:'))).toEqual([]);
@@ -220,3 +223,76 @@ describe('starting supervisors through hpcq-launcher', () => {
     expect(supervisorPid).toBeGreaterThan(0);
   });
 });
+
+/** A FIFO nobody reads: opening it for writing blocks, so a launch step that writes it hangs. */
+function blockingFile(box: { runDir: string }): string {
+  const fifo = join(box.runDir, '..', 'no-reader');
+  if (!existsSync(fifo)) execFileSync('mkfifo', ['-m', '0600', fifo]);
+  return fifo;
+}
+
+describe('a launch that hangs before the job runs', () => {
+  it('fails at the launch deadline with a message naming the step, and leaves no process', async (ctx) => {
+    if (!privileged()) return ctx.skip();
+    const box = sandbox();
+    const fifo = blockingFile(box);
+    const spec = jobSpec(box, '/bin/true', [], { cgroupProcs: [fifo], launchTimeoutSeconds: 1 });
+    let supervisor: { pid: number; startTicks: number } | undefined;
+    const err = await rejection(newLauncher().launch(spec, (pid, startTicks) => (supervisor = { pid, startTicks })));
+    expect(err.message).toBe(`launch did not finish within 1 s: stuck joining its cgroups (${fifo})`);
+    expect(await readExitFile(spec.runDir, spec.jobId)).toMatchObject({ status: 'launch_failed', error: err.message, cancelled: false, timedOut: false });
+    // Settled once the supervisor ended, which was after it had reaped the stuck child.
+    expect(processIsAlive(supervisor!.pid, supervisor!.startTicks)).toBe(false);
+    expect(childrenOf(supervisor!.pid)).toEqual([]);
+  });
+
+  it('is cancelled by SIGUSR1: recorded as cancelled, not as a launch failure', async (ctx) => {
+    if (!privileged()) return ctx.skip();
+    const box = sandbox();
+    const fifo = blockingFile(box);
+    const spec = jobSpec(box, '/bin/true', [], { cgroupProcs: [fifo], launchTimeoutSeconds: 60 });
+    const err = await rejection(
+      newLauncher().launch(spec, (pid, startTicks) => {
+        // As soon as the daemon hears of it: the supervisor must take the cancel whenever it comes.
+        expect(signalSupervisor(pid, startTicks, 'cancel')).toBe(true);
+      }),
+    );
+    expect(err.message).toMatch(/^cancelled while launching \((before its first step|joining its cgroups .*)\)$/);
+    expect(await readExitFile(spec.runDir, spec.jobId)).toMatchObject({ status: 'signaled', signal: 9, cancelled: true, timedOut: false, startMs: 0 });
+  });
+
+  it('is ended by the time limit, which counts from the supervisor\'s start: recorded as timed out', async (ctx) => {
+    if (!privileged()) return ctx.skip();
+    const box = sandbox();
+    const fifo = blockingFile(box);
+    const spec = jobSpec(box, '/bin/true', [], { cgroupProcs: [fifo], launchTimeoutSeconds: 60, timeLimitSeconds: 1 });
+    const err = await rejection(newLauncher().launch(spec));
+    expect(err.message).toBe(`the time limit ran out while launching (joining its cgroups (${fifo}))`);
+    expect(await readExitFile(spec.runDir, spec.jobId)).toMatchObject({ status: 'signaled', signal: 9, cancelled: false, timedOut: true });
+  });
+
+  it('is attached, not failed, when the launcher dies meanwhile: the supervisor still decides it', async (ctx) => {
+    if (!privileged()) return ctx.skip();
+    const box = sandbox();
+    const fifo = blockingFile(box);
+    const spec = jobSpec(box, '/bin/true', [], { cgroupProcs: [fifo], launchTimeoutSeconds: 1 });
+    const launcher = newLauncher();
+    let supervisorPid = 0;
+    const handle = launcher.launch(spec, (pid) => (supervisorPid = pid));
+    // Once the supervisor has forked the job's process (stuck in the FIFO): a supervisor killed
+    // with the launcher before its exec could not have started anything.
+    await waitFor('the job process', () => (supervisorPid > 0 && childrenOf(supervisorPid).length > 0 ? true : undefined));
+    process.kill(launcher.pid!, 'SIGKILL');
+    const attached = await handle;
+    expect(attached.supervisorPid).toBe(supervisorPid);
+    expect(await exitFile(spec)).toMatchObject({ status: 'launch_failed', error: `launch did not finish within 1 s: stuck joining its cgroups (${fifo})` });
+  });
+});
+
+function childrenOf(pid: number): number[] {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
