@@ -596,7 +596,10 @@ export class JobEngine {
     if (!job || job.state !== 'RUNNING') return;
     try {
       await this.assertStillAllowed(job);
-      await this.deps.executor.launch(job);
+      const launched = this.deps.executor.launch(job);
+      // A cancel that came before the launch began reaches it too (one during it is passed on by cancelRunning).
+      if (this.cancelRequested.has(jobId)) await this.deps.executor.cancel(job);
+      await launched;
     } catch (err) {
       const message = err instanceof LaunchError ? err.message : `internal error: ${(err as Error).message}`;
       if (!(err instanceof LaunchError)) this.deps.log.error({ err, jobId }, 'launch failed unexpectedly');

@@ -105,6 +105,8 @@ const MIN_FREE_BYTES_TO_LAUNCH = 1024 * 1024;
 export class SupervisedExecutor implements JobExecutor {
   /** Jobs whose ended attempt is being handed over and released, by id (see launch). */
   private readonly handingOver = new Map<number, Promise<void>>();
+  /** Launches in progress, from the call of launch() on (before they are tracked): for cancel. */
+  private readonly launches = new Map<number, TrackedJob>();
   /** Why jobs cannot start now: the run directory's filesystem is (nearly) full. */
   launchBlocker(): string | undefined {
     try {
@@ -190,6 +192,17 @@ export class SupervisedExecutor implements JobExecutor {
   }
 
   async launch(job: Job): Promise<void> {
+    const entry: TrackedJob = { job, phase: 'launching', supervisorPid: 0, supervisorStartTicks: 0 };
+    this.launches.set(job.id, entry);
+    try {
+      await this.launchTracked(entry);
+    } finally {
+      if (this.launches.get(job.id) === entry) this.launches.delete(job.id);
+    }
+  }
+
+  private async launchTracked(entry: TrackedJob): Promise<void> {
+    const { job } = entry;
     // A retried job reuses its id, and so its cgroups and run files: the previous attempt's are
     // released first (handOver), or their removal would hit the new attempt's.
     await this.handingOver.get(job.id);
@@ -199,7 +212,6 @@ export class SupervisedExecutor implements JobExecutor {
       throw new LaunchError(`the run directory ${this.options.runDir} is missing and cannot be made: ${(err as Error).message}`);
     }
     const { limiter, runDir, log } = this.options;
-    const entry: TrackedJob = { job, phase: 'launching', supervisorPid: 0, supervisorStartTicks: 0 };
     this.tracked.set(job.id, entry);
     let placement: JobPlacement;
     try {
@@ -243,7 +255,7 @@ export class SupervisedExecutor implements JobExecutor {
   }
 
   async cancel(job: Job): Promise<void> {
-    const entry = this.tracked.get(job.id);
+    const entry = this.launches.get(job.id) ?? this.tracked.get(job.id);
     if (entry?.phase === 'launching') {
       // The supervisor ends a launch it is told to cancel (the job never runs): CANCELLED follows.
       entry.cancelWanted = true;
