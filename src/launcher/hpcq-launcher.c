@@ -265,11 +265,13 @@ static void reap(void) {
     }
 }
 
-/* Reads the daemon's frames; returns false at the end of its stream. */
+/* Reads the daemon's frames and serves the complete ones; returns false at the end of its stream
+ * (after serving what came before it). */
 static char *in_buf;
 static size_t in_len, in_cap;
 static bool read_requests(void) {
-    for (;;) {
+    bool open = true;
+    while (open) {
         if (in_cap - in_len < 65536) {
             size_t cap = in_cap ? in_cap * 2 : 1 << 20;
             if (cap > 2 * (size_t)MAX_FRAME) cap = 2 * (size_t)MAX_FRAME;
@@ -280,8 +282,8 @@ static bool read_requests(void) {
         ssize_t n = read(0, in_buf + in_len, in_cap - in_len);
         if (n < 0 && errno == EINTR) continue;
         if (n < 0 && errno == EAGAIN) break;
-        if (n <= 0) return false;
-        in_len += (size_t)n;
+        if (n <= 0) open = false;
+        else in_len += (size_t)n;
     }
     size_t off = 0;
     while (in_len - off >= 4) {
@@ -296,7 +298,7 @@ static bool read_requests(void) {
     }
     memmove(in_buf, in_buf + off, in_len - off);
     in_len -= off;
-    return true;
+    return open;
 }
 
 int main(int argc, char **argv) {
