@@ -349,7 +349,7 @@ export class SupervisedExecutor implements JobExecutor {
       await limiter.release(id).catch((err: unknown) => log.error({ err, jobId: id }, 'could not remove orphaned cgroup'));
     }
     for (const id of await jobIdsWithRunFiles(runDir)) {
-      if (!runningJobIds.has(id)) await removeRunFiles(runDir, id);
+      if (!runningJobIds.has(id)) await removeRunFiles(runDir, id, { temporaries: true });
     }
     if (this.markedBootId === this.bootId) return;
     if (this.lostToReboot.length === 0) await this.markBoot();

@@ -99,6 +99,11 @@ export class SupervisorLauncher {
       const exited = new Promise<SupervisorExit>((res) => (setExited = res));
       this.inFlight.set(request, { spec, pid: 0, startTicks: 0, detail: [], settled: false, resolve, reject, exited, setExited, onSpawned });
       (proc.stdout as unknown as { ref(): void }).ref();
+      // Launches started in one tick (a dispatch pass) go to the launcher in one write.
+      if (!proc.stdin!.writableCorked) {
+        proc.stdin!.cork();
+        process.nextTick(() => proc.stdin!.uncork());
+      }
       proc.stdin!.write(frame);
     });
   }

@@ -140,7 +140,10 @@ static struct sup *new_slot(void) {
 
 static void close_output(struct sup *s) {
     if (s->fd < 0) return;
-    close(s->fd); /* also leaves the epoll set */
+    /* Removed explicitly: close alone leaves the registration while a copy of the descriptor lives
+     * on (in a child forked meanwhile, until its exec), and the ended pipe would wake us in a loop. */
+    epoll_ctl(epfd, EPOLL_CTL_DEL, s->fd, NULL);
+    close(s->fd);
     s->fd = -1;
     free(s->buf);
     s->buf = NULL;
