@@ -18,9 +18,12 @@
  * - no run file, but a supervisor process of this job (root's, `--job-id <id> --run-dir <runDir>`)
  *   was alive when the executor started: it is still starting (the daemon died right after
  *   spawning it) -> attached to that process;
- * - no run file and no such process: the daemon stopped between storing RUNNING and spawning the
- *   supervisor (or the supervisor died before writing .sup, which precedes the job's fork), so the
- *   job never ran -> 'not-started', and the engine launches it. The process scan is taken before
+ * - no run file and no such process: the daemon stopped between storing RUNNING and the go of
+ *   the supervisor (or the supervisor died before writing .sup, which precedes the job's exec), so
+ *   the job never ran -> 'not-started', and the engine launches it. Supervisors are started while
+ *   RUNNING is being stored (launchesAhead) but write no run file and run nothing before the go,
+ *   which the launcher gives only once RUNNING is durable; one whose go never came (the daemon or
+ *   the launcher died) ends without a trace. The process scan is taken before
  *   any run file is read, so "no process then, no file afterwards" proves that no supervisor will
  *   still start it. That proof holds only within one boot: the supervisor does not fsync its run
  *   files (the page cache survives any crash but the node's), so after a node crash a missing .sup
@@ -120,6 +123,8 @@ export class SupervisedExecutor implements JobExecutor {
   }
 
   readonly enforcement: EnforcementMode;
+  /** Jobs are set up while their RUNNING state is stored; their program runs once it is (launch's `durable`). */
+  readonly launchesAhead = true;
   onEnded: (jobId: number, outcome: JobOutcome) => Promise<void> = async () => {
     throw new Error('SupervisedExecutor.onEnded was not set');
   };
@@ -191,17 +196,17 @@ export class SupervisedExecutor implements JobExecutor {
     }
   }
 
-  async launch(job: Job): Promise<void> {
+  async launch(job: Job, durable?: Promise<unknown>): Promise<void> {
     const entry: TrackedJob = { job, phase: 'launching', supervisorPid: 0, supervisorStartTicks: 0 };
     this.launches.set(job.id, entry);
     try {
-      await this.launchTracked(entry);
+      await this.launchTracked(entry, durable);
     } finally {
       if (this.launches.get(job.id) === entry) this.launches.delete(job.id);
     }
   }
 
-  private async launchTracked(entry: TrackedJob): Promise<void> {
+  private async launchTracked(entry: TrackedJob, durable: Promise<unknown> | undefined): Promise<void> {
     const { job } = entry;
     // A retried job reuses its id, and so its cgroups and run files: the previous attempt's are
     // released first (handOver), or their removal would hit the new attempt's.
@@ -232,7 +237,7 @@ export class SupervisedExecutor implements JobExecutor {
         entry.supervisorPid = pid;
         entry.supervisorStartTicks = startTicks;
         if (entry.cancelWanted) signalSupervisor(pid, startTicks, 'cancel');
-      });
+      }, durable);
     } catch (err) {
       // A supervisor that could not start the job recorded why in its exit file: that record is
       // finished like any other (kept until the FAILED outcome is stored), so a crash in between

@@ -9,6 +9,11 @@
  * The supervisor gets the same command line (only `--job-id N --run-dir D --args-from-stdin`), no
  * environment, cwd / and its own session; the rest of its arguments go through a memfd on its stdin.
  *
+ * With `durable`, the job is set up while the daemon stores it as RUNNING: the supervisor does
+ * everything up to the exec, and the job's program runs only once `durable` resolved (the go); if
+ * it rejects (the abort), nothing of the job runs and no run file is written. The go and the abort
+ * reach the supervisor through a pipe the launcher holds; a launcher that dies aborts them all.
+ *
  * The launcher is started on the first launch and again after it died. When it dies with launches
  * in flight, each is decided by what is alive: a supervisor of the job still running is attached
  * (its run files and the executor's watch and liveness sweep then tell how it ends: it is detached
@@ -17,6 +22,8 @@
  * executed dies with the launcher (PR_SET_PDEATHSIG), so it cannot start a job unnoticed.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { basename, dirname, join } from 'node:path';
 import { LaunchError } from '../core/ports.js';
 import { currentBootId, findSupervisorProcesses, processIsAlive } from './process-identity.js';
@@ -51,6 +58,24 @@ interface Launch {
   exited: Promise<SupervisorExit>;
   setExited: (exit: SupervisorExit) => void;
   onSpawned: ((pid: number, startTicks: number) => void) | undefined;
+  waitsForGo: boolean;
+}
+
+/** How long a supervisor whose launcher died may take to show whether its go came. */
+const GO_DECIDED_WITHIN_MS = 5_000;
+
+/**
+ * Whether a supervisor that waited for its go got it: its .sup file appears (go), or it ends
+ * without one (abort). Undecided after GO_DECIDED_WITHIN_MS: taken as started, so that the run
+ * files and the liveness sweep decide rather than a second launch.
+ */
+async function goGotThrough(spec: SupervisorSpec, supervisor: { pid: number; startTicks: number }): Promise<boolean> {
+  const supFile = join(spec.runDir, `${spec.jobId}.sup`);
+  for (const until = Date.now() + GO_DECIDED_WITHIN_MS; Date.now() < until; await sleep(20)) {
+    if (existsSync(supFile)) return true;
+    if (!processIsAlive(supervisor.pid, supervisor.startTicks)) return existsSync(supFile);
+  }
+  return true;
 }
 
 export class SupervisorLauncher {
@@ -74,11 +99,11 @@ export class SupervisorLauncher {
    * `onSpawned` is told the supervisor's identity as soon as it is forked, before its handshake:
    * it may be signalled from then on (a cancel during the launch).
    */
-  launch(spec: SupervisorSpec, onSpawned?: (pid: number, startTicks: number) => void): Promise<SupervisorHandle> {
+  launch(spec: SupervisorSpec, onSpawned?: (pid: number, startTicks: number) => void, durable?: Promise<unknown>): Promise<SupervisorHandle> {
     let block: Buffer;
     try {
       // --job-id N --run-dir D are the launcher's to put on the command line; the rest goes on stdin.
-      block = Buffer.from(buildSupervisorArgs(spec).slice(4).map((a) => `${a}\0`).join(''));
+      block = Buffer.from(buildSupervisorArgs({ ...spec, waitForGo: durable !== undefined }).slice(4).map((a) => `${a}\0`).join(''));
     } catch (err) {
       return Promise.reject(new LaunchError((err as Error).message));
     }
@@ -89,23 +114,29 @@ export class SupervisorLauncher {
       return Promise.reject(new LaunchError(`cannot start the supervisor launcher ${this.launcherExecutable}: ${(err as Error).message}`));
     }
     const request = this.nextRequest++;
-    const head = Buffer.from(`S${request}\0${spec.jobId}\0${spec.runDir}\0`);
-    const frame = Buffer.allocUnsafe(4 + head.length + block.length);
-    frame.writeUInt32LE(head.length + block.length, 0);
-    head.copy(frame, 4);
-    block.copy(frame, 4 + head.length);
+    const frame = launcherFrame(`${durable ? 'P' : 'S'}${request}\0${spec.jobId}\0${spec.runDir}\0`, block);
+    durable?.then(
+      () => this.send(proc, launcherFrame(`G${request}\0`)),
+      () => this.send(proc, launcherFrame(`A${request}\0`)),
+    );
     return new Promise<SupervisorHandle>((resolve, reject) => {
       let setExited!: (exit: SupervisorExit) => void;
       const exited = new Promise<SupervisorExit>((res) => (setExited = res));
-      this.inFlight.set(request, { spec, pid: 0, startTicks: 0, detail: [], settled: false, resolve, reject, exited, setExited, onSpawned });
+      this.inFlight.set(request, { spec, pid: 0, startTicks: 0, detail: [], settled: false, resolve, reject, exited, setExited, onSpawned, waitsForGo: durable !== undefined });
       (proc.stdout as unknown as { ref(): void }).ref();
-      // Launches started in one tick (a dispatch pass) go to the launcher in one write.
-      if (!proc.stdin!.writableCorked) {
-        proc.stdin!.cork();
-        process.nextTick(() => proc.stdin!.uncork());
-      }
-      proc.stdin!.write(frame);
+      this.send(proc, frame);
     });
+  }
+
+  /** Frames of one tick (a dispatch pass) go to the launcher in one write. A dead launcher's are dropped. */
+  private send(proc: ChildProcess, frame: Buffer): void {
+    const stdin = proc.stdin!;
+    if (stdin.destroyed || stdin.writableEnded) return;
+    if (!stdin.writableCorked) {
+      stdin.cork();
+      process.nextTick(() => stdin.uncork());
+    }
+    stdin.write(frame);
   }
 
   /** Ends the launcher (its stdin closes); supervisors it started keep running. */
@@ -221,16 +252,36 @@ export class SupervisorLauncher {
       if (!found) byRunDir.set(runDir, (found = findSupervisorProcesses(runDir, process.getuid?.() ?? 0, basename(this.supervisorExecutable))));
       return found;
     };
+    const why = `the supervisor launcher ended (exit ${proc.exitCode ?? proc.signalCode}) before the job supervisor answered`;
     for (const launch of unanswered) {
       const alive = launch.pid > 0 ? (processIsAlive(launch.pid, launch.startTicks) ? { pid: launch.pid, startTicks: launch.startTicks } : undefined) : scan(launch.spec.runDir).get(launch.spec.jobId);
-      if (alive && launch.failed === undefined) {
+      if (!alive || launch.failed !== undefined) {
+        this.fail(launch, launch.failed ?? why);
+        continue;
+      }
+      const attach = () => {
         launch.settled = true;
         launch.resolve({ supervisorPid: alive.pid, supervisorStartTicks: alive.startTicks, bootId: currentBootId(), jobPid: 0, jobStartTicks: 0, exited: launch.exited });
-      } else {
-        this.fail(launch, launch.failed ?? `the supervisor launcher ended (exit ${proc.exitCode ?? proc.signalCode}) before the job supervisor answered`);
+      };
+      if (!launch.waitsForGo) {
+        attach();
+        continue;
       }
+      // Whether its go got through is told by its .sup file (written at the go, before the job
+      // runs); one that had none aborts at once, without a trace.
+      void goGotThrough(launch.spec, alive).then((through) => (through ? attach() : this.fail(launch, why)));
     }
   }
+}
+
+/** A request to the launcher: u32 little-endian length, then the bytes. */
+function launcherFrame(head: string, body: Buffer = Buffer.alloc(0)): Buffer {
+  const headBytes = Buffer.from(head);
+  const frame = Buffer.allocUnsafe(4 + headBytes.length + body.length);
+  frame.writeUInt32LE(headBytes.length + body.length, 0);
+  headBytes.copy(frame, 4);
+  body.copy(frame, 4 + headBytes.length);
+  return frame;
 }
 
 function unrefStream(stream: unknown): void {

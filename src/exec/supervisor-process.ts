@@ -4,10 +4,14 @@
  * Contract with the supervisor:
  * - argv: built by `buildSupervisorArgs` (see the C file's header for the full list);
  * - stdout: one handshake line, `started <job_pid> <job_start_ticks>` or `failed <message>`;
- * - `<runDir>/<jobId>.sup`: supervisor_pid, supervisor_start_ticks, boot_id (written before the job starts);
+ * - `<runDir>/<jobId>.sup`: supervisor_pid, supervisor_start_ticks, boot_id (written before the job starts;
+ *   with `waitForGo`, at the go, and not at all if the launch is aborted);
  * - `<runDir>/<jobId>.exit`: the outcome, written atomically once no process of the job is left;
  *   both files are read in run-files.ts;
- * - SIGUSR1: cancel (SIGTERM to the job, SIGKILL after the grace period).
+ * - SIGUSR1: cancel (SIGTERM to the job, SIGKILL after the grace period); during the launch it ends
+ *   the launch instead (nothing of the job runs; recorded as cancelled).
+ * Supervisors are started by this module's spawnSupervisor, or by SupervisorLauncher
+ * (supervisor-launcher.ts) through the long-lived launcher, which the executor uses.
  *
  * The supervisor runs in its own session and outlives the daemon; after a restart the daemon finds
  * it again through the .sup file and tells it from a process that reused its pid by the start time
@@ -63,6 +67,11 @@ export interface SupervisorSpec {
    * the launch fails naming the step it hung in. 0 or absent: none.
    */
   launchTimeoutSeconds?: number;
+  /**
+   * The job starts only at the daemon's go, a byte on descriptor 3 (see SupervisorLauncher: the
+   * launcher provides it); that descriptor ending without one aborts the launch, and nothing runs.
+   */
+  waitForGo?: boolean;
   /** cgroup.procs files the job joins before any of its code runs (one per v1 controller, or one v2 file). */
   cgroupProcs?: readonly string[];
   kill?: KillMechanism;
@@ -182,6 +191,7 @@ export function buildSupervisorArgs(spec: SupervisorSpec): string[] {
     checkInt(spec.launchTimeoutSeconds, 'launchTimeoutSeconds', 0, 86_400);
     args.push('--launch-timeout', String(spec.launchTimeoutSeconds));
   }
+  if (spec.waitForGo) args.push('--go-fd', '3');
   const cgroupProcs = spec.cgroupProcs ?? [];
   check(cgroupProcs.length <= 16, 'at most 16 cgroupProcs');
   for (const file of cgroupProcs) {

@@ -15,6 +15,10 @@
  *   stdin, frames: u32 little-endian length N, then N bytes:
  *     "S" REQ "\0" JOBID "\0" RUNDIR "\0" ARGS   start a supervisor; ARGS is the NUL-terminated
  *        argument block it reads with --args-from-stdin. REQ: the daemon's number for this start.
+ *     "P" ...same as "S"...   start one that waits for the daemon's go: its fd 3 is a pipe from us
+ *        (ARGS then has --go-fd 3), held until "G" or "A" for that REQ, or our end
+ *     "G" REQ "\0"   go: 'g' into that pipe, which is then closed
+ *     "A" REQ "\0"   abort: the pipe is closed without a 'g' (so is every one when we end)
  *   stdout, one line each, in this order for one REQ:
  *     spawned REQ PID START_TICKS      forked (START_TICKS: field 22 of /proc/PID/stat)
  *     spawnfailed REQ MESSAGE          not forked; nothing was started
@@ -62,6 +66,7 @@ struct sup {
     int fd;
     size_t len;
     char *buf; /* MAX_OUTPUT bytes while fd >= 0 */
+    int go;    /* write end of its go pipe until the go or the abort; -1 */
 };
 
 static struct sup *sups;
@@ -187,14 +192,16 @@ static void read_output(struct sup *s) {
 }
 
 /* In the forked child: becomes the supervisor, or reports why not on its stdout and exits. */
-static void __attribute__((noreturn)) exec_supervisor(int args_fd, int out_fd, char *job_id, char *run_dir) {
+static void __attribute__((noreturn)) exec_supervisor(int args_fd, int out_fd, int go_fd, char *job_id, char *run_dir) {
     /* Killed if the launcher dies before the exec: then nobody would hear of this supervisor. The
      * supervisor clears this first thing, before it starts anything of the job. */
     prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
     if (getppid() != self_pid) _exit(127);
     if (setsid() < 0 || dup2(args_fd, 0) < 0 || dup2(out_fd, 1) < 0 || dup2(out_fd, 2) < 0) _exit(127);
-    if (syscall(SYS_close_range, 3U, ~0U, 0) < 0)
-        for (int fd = 3; fd < 1024; fd++) close(fd);
+    if (go_fd >= 0 && dup2(go_fd, 3) < 0) _exit(127);
+    unsigned first = go_fd >= 0 ? 4U : 3U;
+    if (syscall(SYS_close_range, first, ~0U, 0) < 0)
+        for (int fd = (int)first; fd < 1024; fd++) close(fd);
     /* The signal mask stays as inherited from fork: SIGUSR1 (cancel) and SIGCHLD blocked across
      * the exec. The supervisor takes both synchronously, and a cancel sent as soon as the daemon
      * heard of its pid must not kill it before it is ready for one. */
@@ -207,8 +214,27 @@ static void __attribute__((noreturn)) exec_supervisor(int args_fd, int out_fd, c
     _exit(127);
 }
 
-/* One "S" frame: REQ, JOBID, RUNDIR, then the argument block. */
-static void spawn_request(char *p, size_t len) {
+static void close_go(struct sup *s) {
+    if (s->go < 0) return;
+    close(s->go);
+    s->go = -1;
+}
+
+/* "G"/"A" frames: the go, or the abort, of the supervisor started for REQ. */
+static void go_request(const char *p, size_t len, bool go) {
+    if (!memchr(p, '\0', len)) die("malformed go request");
+    unsigned long long req = strtoull(p, NULL, 10);
+    for (size_t i = 0; i < n_sups; i++) {
+        struct sup *s = &sups[i];
+        if (!s->used || s->req != req || s->go < 0) continue;
+        if (go) write_all(s->go, "g", 1); /* a supervisor that is gone has nothing left to start */
+        close_go(s);
+        return;
+    }
+}
+
+/* One "S" or "P" frame: REQ, JOBID, RUNDIR, then the argument block. */
+static void spawn_request(char *p, size_t len, bool with_go) {
     char *fields[3];
     char *end = p + len;
     for (int i = 0; i < 3; i++) {
@@ -222,22 +248,23 @@ static void spawn_request(char *p, size_t len) {
 
     int args_fd = (int)syscall(SYS_memfd_create, "hpcq-supervisor-args", MFD_CLOEXEC);
     if (args_fd < 0) return reply("spawnfailed %llu memfd_create: %s", req, strerror(errno));
-    int out[2] = {-1, -1};
+    int out[2] = {-1, -1}, go[2] = {-1, -1};
     struct sup *s = NULL;
     const char *step = "write arguments";
     if (write_all(args_fd, p, block_len) < 0 || lseek(args_fd, 0, SEEK_SET) < 0) goto fail;
     step = "pipe";
-    if (pipe2(out, O_CLOEXEC | O_NONBLOCK) < 0) goto fail;
+    if (pipe2(out, O_CLOEXEC | O_NONBLOCK) < 0 || (with_go && pipe2(go, O_CLOEXEC) < 0)) goto fail;
     step = "out of memory";
     errno = ENOMEM;
     if (!(s = new_slot()) || !(s->buf = malloc(MAX_OUTPUT))) goto fail;
     step = "fork";
     pid_t pid = fork();
     if (pid < 0) goto fail;
-    if (pid == 0) exec_supervisor(args_fd, out[1], fields[1], fields[2]);
+    if (pid == 0) exec_supervisor(args_fd, out[1], go[0], fields[1], fields[2]);
     close(args_fd);
     close(out[1]);
-    *s = (struct sup){.used = true, .req = req, .pid = pid, .fd = out[0], .len = 0, .buf = s->buf};
+    if (go[0] >= 0) close(go[0]);
+    *s = (struct sup){.used = true, .req = req, .pid = pid, .fd = out[0], .len = 0, .buf = s->buf, .go = go[1]};
     struct epoll_event ev = {.events = EPOLLIN, .data.u64 = (uint64_t)(s - sups)};
     if (epoll_ctl(epfd, EPOLL_CTL_ADD, out[0], &ev) < 0) close_output(s); /* its exit is still reported */
     reply("spawned %llu %d %llu", req, (int)pid, start_ticks(pid));
@@ -246,6 +273,7 @@ fail:;
     int err = errno;
     if (s) free(s->buf), s->buf = NULL;
     if (out[0] >= 0) close(out[0]), close(out[1]);
+    if (go[0] >= 0) close(go[0]), close(go[1]);
     close(args_fd);
     reply("spawnfailed %llu %s: %s", req, step, strerror(err));
 }
@@ -261,6 +289,7 @@ static void reap(void) {
             if (!s->used || s->pid != pid) continue;
             read_output(s);
             close_output(s);
+            close_go(s);
             reply("exit %llu %d %d", s->req, WIFEXITED(st) ? WEXITSTATUS(st) : -1, WIFSIGNALED(st) ? WTERMSIG(st) : 0);
             s->used = false;
             break;
@@ -295,8 +324,9 @@ static bool read_requests(void) {
         if (len == 0 || len > MAX_FRAME) die("frame of %zu bytes", len);
         if (in_len - off - 4 < len) break;
         char *frame = in_buf + off + 4;
-        if (frame[0] != 'S') die("unknown request '%c'", frame[0]);
-        spawn_request(frame + 1, len - 1);
+        if (frame[0] == 'S' || frame[0] == 'P') spawn_request(frame + 1, len - 1, frame[0] == 'P');
+        else if (frame[0] == 'G' || frame[0] == 'A') go_request(frame + 1, len - 1, frame[0] == 'G');
+        else die("unknown request '%c'", frame[0]);
         off += 4 + len;
     }
     memmove(in_buf, in_buf + off, in_len - off);

@@ -17,7 +17,7 @@
  *   SIGUSR1: cancel the job (SIGTERM, SIGKILL after the grace period).
  * Options (values are separate arguments; the program and its arguments follow "--"):
  *   --job-id N --run-dir DIR --user NAME --uid N --gid N --cwd DIR --stdout PATH --stderr PATH
- *   [--umask OOOO] [--time-limit SECONDS] [--kill-grace SECONDS] [--launch-timeout SECONDS]
+ *   [--umask OOOO] [--time-limit SECONDS] [--kill-grace SECONDS] [--launch-timeout SECONDS] [--go-fd FD]
  *   [--cgroup-procs FILE]... [--kill-cgroup2 DIR | --kill-cgroup1-freezer DIR]
  *   [--rlimit NAME=SOFT[:HARD]]...  NAME: AS DATA CPU NPROC NOFILE FSIZE CORE; a value is a number
  *     in the kernel's unit or "unlimited"; HARD defaults to SOFT and must not be below it
@@ -27,6 +27,12 @@
  * step that hangs (NSS in initgroups, an open on a hung filesystem) fails the launch with a message
  * naming the step instead of leaving the job starting for ever. SIGUSR1 during the launch cancels
  * it (recorded as cancelled, not as a launch failure); so does the time limit (recorded as timed out).
+ * --go-fd FD: the daemon sets the job up while it is still storing the job as RUNNING. Everything
+ * up to the exec is done, then the job waits for the byte 'g' on FD (the daemon's go: RUNNING is
+ * durable); only then is the .sup file written and the program executed. FD ending without 'g'
+ * (the daemon's abort, or its death) ends the launch with no run file written and nothing of the
+ * job run: "failed aborted ..." on stdout. Whatever else ends the launch before the go (a failed
+ * step, cancel, a deadline) is recorded only once the go comes.
  * Exit status: 0 once the exit file is written, 1 on an internal failure, 2 on a usage error.
  *
  * Deliberately libc only, single-threaded, no allocation after start-up beyond what opendir and
@@ -93,6 +99,7 @@ static struct {
     gid_t gid;
     mode_t umask;
     unsigned long long time_limit, kill_grace, launch_timeout;
+    int go_fd; /* -1: no go to wait for */
     const char *cgroup_procs[MAX_CGROUPS];
     int n_cgroup_procs;
     const char *kill_cg2, *kill_freezer;
@@ -101,7 +108,7 @@ static struct {
     char *env[MAX_ENV + 1];
     int n_env;
     char **prog; /* PROGRAM ARG... NULL, the tail of argv */
-} opt = {.umask = 022, .kill_grace = 30};
+} opt = {.umask = 022, .kill_grace = 30, .go_fd = -1};
 
 /* Paths derived once from the options, so the kill paths never format under pressure. */
 static char cg_procs_path[PATH_MAX], cg_kill_path[PATH_MAX], freezer_state_path[PATH_MAX];
@@ -294,7 +301,7 @@ static void parse_args(int argc, char **argv) {
         static const char *const known[] = {"--job-id", "--run-dir", "--user", "--uid", "--gid", "--cwd",
                                             "--stdout", "--stderr", "--umask", "--time-limit", "--kill-grace",
                                             "--cgroup-procs", "--kill-cgroup2", "--kill-cgroup1-freezer",
-                                            "--rlimit", "--env", "--launch-timeout", NULL};
+                                            "--rlimit", "--env", "--launch-timeout", "--go-fd", NULL};
         int k = 0;
         while (known[k] && strcmp(known[k], a)) k++;
         if (!known[k]) usage("unknown option '%s'", a);
@@ -312,6 +319,11 @@ static void parse_args(int argc, char **argv) {
         else if (!strcmp(a, "--time-limit")) set_once(&opt.time_limit_s, a, v);
         else if (!strcmp(a, "--kill-grace")) set_once(&opt.kill_grace_s, a, v);
         else if (!strcmp(a, "--launch-timeout")) set_once(&opt.launch_timeout_s, a, v);
+        else if (!strcmp(a, "--go-fd")) {
+            if (opt.go_fd >= 0) usage("--go-fd given twice");
+            opt.go_fd = (int)parse_uint("--go-fd", v, 10, 1023);
+            if (opt.go_fd < 3) usage("--go-fd must be 3 or above");
+        }
         else if (!strcmp(a, "--kill-cgroup2")) set_once(&opt.kill_cg2, a, v);
         else if (!strcmp(a, "--kill-cgroup1-freezer")) set_once(&opt.kill_freezer, a, v);
         else if (!strcmp(a, "--rlimit")) parse_rlimit(v);
@@ -417,6 +429,19 @@ static int launch_failed(const char *msg) {
     return rc < 0 ? 1 : 0;
 }
 
+/* DIR/<id>.sup: who this supervisor is, written before the job's program can run. */
+static int write_sup_file(void) {
+    unsigned long long self_start = 0;
+    proc_stat(self_pid, NULL, NULL, &self_start);
+    char boot_id[64] = "";
+    read_file("/proc/sys/kernel/random/boot_id", boot_id, sizeof boot_id);
+    boot_id[strcspn(boot_id, "\r\n")] = '\0';
+    char sup[256];
+    snprintf(sup, sizeof sup, "supervisor_pid=%d\nsupervisor_start_ticks=%llu\nboot_id=%s\n", (int)self_pid,
+             self_start, boot_id);
+    return write_run_file("sup", sup);
+}
+
 /* ---------- the job child (between fork and exec) ---------- */
 
 /* The steps of the job's process between fork and exec. The child writes each step's byte to the
@@ -430,6 +455,7 @@ static int launch_failed(const char *msg) {
 #define STEP_STDERR 'e'
 #define STEP_CWD 'd'
 #define STEP_EXEC 'x'
+#define STEP_WAIT_GO 'w'
 /* Follows the last step byte when the launch failed; the message runs to the end of the pipe. */
 #define STEP_FAILED '!'
 
@@ -449,6 +475,7 @@ static void describe_step(char code, char *buf, size_t size) {
     case STEP_STDERR: snprintf(buf, size, "opening stderr %s", opt.err_path); break;
     case STEP_CWD: snprintf(buf, size, "entering its working directory %s", opt.cwd); break;
     case STEP_EXEC: snprintf(buf, size, "executing %s", opt.prog[0]); break;
+    case STEP_WAIT_GO: snprintf(buf, size, "waiting for the daemon to store the job as running"); break;
     default: snprintf(buf, size, "before its first step"); break;
     }
 }
@@ -485,7 +512,8 @@ static int open_output(int errfd, const char *what, const char *path) {
     return fd;
 }
 
-static void __attribute__((noreturn)) run_child(int errfd) {
+/* `gofd`: where the supervisor sends 'g' once the daemon's go came (-1: no go to wait for). */
+static void __attribute__((noreturn)) run_child(int errfd, int gofd) {
     /* a. Own session and process group: signals meant for the supervisor's group miss the job, and
      * the job can be signalled as one group. Default signal handling, like any fresh process. */
     if (setsid() < 0) child_fail(errfd, errno, "setsid");
@@ -554,6 +582,16 @@ static void __attribute__((noreturn)) run_child(int errfd) {
     if (chdir(opt.cwd) < 0) child_fail(errfd, errno, "chdir %s", opt.cwd);
 
     /* h. Only 0, 1, 2 reach the job; the error pipe closes itself on a successful exec. */
+    /* i. Everything is ready: with a go to wait for, the program runs only once the daemon has
+     * stored the job as RUNNING. Anything but 'g' (the supervisor ended us or died) ends us here. */
+    if (gofd >= 0) {
+        step(errfd, STEP_WAIT_GO);
+        char go = 0;
+        ssize_t n;
+        while ((n = read(gofd, &go, 1)) < 0 && errno == EINTR) {
+        }
+        if (n != 1 || go != 'g') _exit(127);
+    }
     close_fds_from(3, errfd);
     step(errfd, STEP_EXEC);
     execve(opt.prog[0], opt.prog, opt.env);
@@ -562,14 +600,30 @@ static void __attribute__((noreturn)) run_child(int errfd) {
 
 /* ---------- the launch ---------- */
 
-enum launch_result { LAUNCHED, LAUNCH_FAILED, LAUNCH_CANCELLED, LAUNCH_TIMED_OUT };
+enum launch_result { LAUNCHED, LAUNCH_FAILED, LAUNCH_CANCELLED, LAUNCH_TIMED_OUT, LAUNCH_ABORTED };
+
+static int write_sup_file(void);
+
+/* Waits for the daemon's go on opt.go_fd: true on 'g' (then the .sup file is written), false when
+ * it ended without one. */
+static bool wait_for_go(bool *sup_failed) {
+    char go = 0;
+    ssize_t n;
+    while ((n = read(opt.go_fd, &go, 1)) < 0 && errno == EINTR) {
+    }
+    close(opt.go_fd);
+    opt.go_fd = -1;
+    if (n != 1 || go != 'g') return false;
+    *sup_failed = write_sup_file() < 0;
+    return true;
+}
 
 /* Follows the job's process from fork to exec through its status pipe `fd`, with the launch
  * deadline and the time limit (both from `mono_start`; -1: none) and SIGUSR1 (cancel). Anything
  * but LAUNCHED has SIGKILLed the child (the caller reaps it) and says why in msg. SIGCHLD and
  * SIGUSR1 stay blocked; a signalfd takes them here, the main loop's sigtimedwait later. */
-static enum launch_result watch_launch(int fd, const sigset_t *set, long long mono_start, long long limit_deadline,
-                                       char *msg, size_t size) {
+static enum launch_result watch_launch(int fd, int child_go, const sigset_t *set, long long mono_start,
+                                       long long limit_deadline, char *msg, size_t size) {
     long long launch_deadline = opt.launch_timeout ? mono_start + (long long)opt.launch_timeout * 1000 : -1;
     long long due = launch_deadline;
     if (limit_deadline >= 0 && (due < 0 || limit_deadline < due)) due = limit_deadline;
@@ -585,10 +639,25 @@ static enum launch_result watch_launch(int fd, const sigset_t *set, long long mo
             result = limit_deadline >= 0 && now >= limit_deadline ? LAUNCH_TIMED_OUT : LAUNCH_FAILED;
             break;
         }
-        struct pollfd p[2] = {{.fd = fd, .events = POLLIN}, {.fd = sfd, .events = POLLIN}};
-        if (poll(p, sfd >= 0 ? 2 : 1, due < 0 ? -1 : (int)(due - now)) < 0) {
+        struct pollfd p[3] = {{.fd = fd, .events = POLLIN}, {.fd = sfd, .events = POLLIN}, {.fd = opt.go_fd, .events = POLLIN}};
+        if (poll(p, 3, due < 0 ? -1 : (int)(due - now)) < 0) {
             if (errno == EINTR) continue;
             sleep_ms(10);
+        }
+        if (opt.go_fd >= 0 && (p[2].revents & (POLLIN | POLLHUP | POLLERR))) {
+            bool sup_failed = false;
+            if (!wait_for_go(&sup_failed)) {
+                result = LAUNCH_ABORTED;
+                break;
+            }
+            if (sup_failed) {
+                snprintf(msg, size, "write %.400s/%llu.sup: %s", opt.run_dir, opt.job_id, strerror(errno));
+                if (sfd >= 0) close(sfd);
+                kill(job_pid, SIGKILL);
+                return LAUNCH_FAILED;
+            }
+            if (write_all(child_go, "g", 1) < 0) { /* the child died: its status pipe tells why */
+            }
         }
         if (sfd >= 0 && (p[1].revents & POLLIN)) {
             struct signalfd_siginfo si;
@@ -606,7 +675,13 @@ static enum launch_result watch_launch(int fd, const sigset_t *set, long long mo
         if (n <= 0) {
             if (sfd >= 0) close(sfd);
             msg[mlen] = '\0';
-            return failing ? LAUNCH_FAILED : LAUNCHED;
+            if (!failing) return LAUNCHED; /* executed: only after the go */
+            bool sup_failed = false;
+            if (opt.go_fd >= 0 && !wait_for_go(&sup_failed)) {
+                snprintf(msg, size, "aborted: the daemon did not store the job as running");
+                return LAUNCH_ABORTED;
+            }
+            return LAUNCH_FAILED;
         }
         for (ssize_t i = 0; i < n; i++) {
             if (failing) {
@@ -620,6 +695,16 @@ static enum launch_result watch_launch(int fd, const sigset_t *set, long long mo
     }
     if (sfd >= 0) close(sfd);
     kill(job_pid, SIGKILL); /* it has not executed the job yet, so it is the only process of it */
+    if (result == LAUNCH_ABORTED) {
+        snprintf(msg, size, "aborted: the daemon did not store the job as running");
+        return result;
+    }
+    /* Decided before the daemon's go: recorded only if it comes (else nothing of the job is left). */
+    bool sup_failed = false;
+    if (opt.go_fd >= 0 && !wait_for_go(&sup_failed)) {
+        snprintf(msg, size, "aborted: the daemon did not store the job as running");
+        return LAUNCH_ABORTED;
+    }
     char where[PATH_MAX + 64];
     describe_step(last_step, where, sizeof where);
     if (result == LAUNCH_CANCELLED) snprintf(msg, size, "cancelled while launching (%.900s)", where);
@@ -874,7 +959,7 @@ int main(int argc, char **argv) {
     prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0);
     /* 1. The daemon's LevelDB files are opened without O_CLOEXEC and leak into us; close all.
      * Then make sure 0, 1 and 2 exist, so no file we open later lands on them by accident. */
-    close_fds_from(3, -1);
+    close_fds_from(4, -1); /* 3 may be the daemon's go (--go-fd 3): closed below unless it is */
     for (int fd = 0; fd <= 2; fd++) {
         if (fcntl(fd, F_GETFD) < 0) {
             int n = open("/dev/null", O_RDWR);
@@ -885,6 +970,7 @@ int main(int argc, char **argv) {
     long long mono_start = clock_ms(CLOCK_MONOTONIC);
     argv = args_from_stdin(&argc, argv);
     parse_args(argc, argv);
+    close_fds_from(3, opt.go_fd);
 
     /* Stray signals (the daemon's process group, a terminal hangup, a closed handshake pipe) must
      * not end the supervisor: it is the job's only reaper and record keeper. SIGCHLD and SIGUSR1
@@ -902,39 +988,37 @@ int main(int argc, char **argv) {
     if (chdir("/") < 0) perror("hpcq-supervisor: chdir /");
     umask(022);
 
-    /* 2. Identify ourselves before starting anything, so a restarted daemon can tell this
-     * supervisor from a process that reused its pid, or from one of a previous boot. */
+    /* 2. Identify ourselves before the job can start (at once, or at the daemon's go), so a
+     * restarted daemon can tell this supervisor from a process that reused its pid, or from one of
+     * a previous boot. */
     self_pid = getpid();
-    unsigned long long self_start = 0;
-    proc_stat(self_pid, NULL, NULL, &self_start);
-    char boot_id[64] = "";
-    read_file("/proc/sys/kernel/random/boot_id", boot_id, sizeof boot_id);
-    boot_id[strcspn(boot_id, "\r\n")] = '\0';
-    char sup[256];
-    snprintf(sup, sizeof sup, "supervisor_pid=%d\nsupervisor_start_ticks=%llu\nboot_id=%s\n", (int)self_pid,
-             self_start, boot_id);
-    if (write_run_file("sup", sup) < 0) {
+    if (opt.go_fd < 0 && write_sup_file() < 0) {
         dprintf(1, "failed write %s/%llu.sup: %s\n", opt.run_dir, opt.job_id, strerror(errno));
         return 1;
     }
 
     /* 3. Start the job. The pipe is close-on-exec: the child's step bytes, then EOF when the exec
      * succeeded, or STEP_FAILED and the reason. */
-    int pfd[2];
-    if (pipe2(pfd, O_CLOEXEC) < 0 || (job_pid = fork()) < 0) {
+    int pfd[2], gfd[2] = {-1, -1};
+    if (pipe2(pfd, O_CLOEXEC) < 0 || (opt.go_fd >= 0 && pipe2(gfd, O_CLOEXEC) < 0) || (job_pid = fork()) < 0) {
         char msg[MSG_MAX];
         snprintf(msg, sizeof msg, "cannot start the job: %s", strerror(errno));
+        bool sup_failed = false;
+        if (opt.go_fd >= 0 && !wait_for_go(&sup_failed)) return dprintf(1, "failed aborted: %s\n", msg) < 0;
         return launch_failed(msg);
     }
     if (job_pid == 0) {
         close(pfd[0]);
-        run_child(pfd[1]);
+        if (gfd[1] >= 0) close(gfd[1]);
+        run_child(pfd[1], gfd[0]);
     }
     close(pfd[1]);
+    if (gfd[0] >= 0) close(gfd[0]);
     long long limit_deadline = opt.time_limit ? mono_start + (long long)opt.time_limit * 1000 : -1;
     char msg[MSG_MAX];
-    enum launch_result launched = watch_launch(pfd[0], &set, mono_start, limit_deadline, msg, sizeof msg);
+    enum launch_result launched = watch_launch(pfd[0], gfd[1], &set, mono_start, limit_deadline, msg, sizeof msg);
     close(pfd[0]);
+    if (gfd[1] >= 0) close(gfd[1]);
 
     /* 4. Handshake. A launch that did not end in the exec ended its child, which is reaped. */
     if (launched != LAUNCHED) {
@@ -944,6 +1028,7 @@ int main(int argc, char **argv) {
         while (waitpid(job_pid, &st, 0) < 0 && errno == EINTR) {
         }
         job_reaped = true;
+        if (launched == LAUNCH_ABORTED) return dprintf(1, "failed %s\n", msg) < 0; /* no record: nothing ran */
         if (launched == LAUNCH_FAILED) return launch_failed(msg);
         /* Cancelled or out of time before the job ran: its true outcome, not a launch failure. */
         end_ms = clock_ms(CLOCK_REALTIME);

@@ -296,3 +296,48 @@ function childrenOf(pid: number): number[] {
     return [];
   }
 }
+
+describe('a supervisor waiting for the daemon\'s go', () => {
+  it('starts the job only at the go, and writes its .sup then', async (ctx) => {
+    if (!privileged()) return ctx.skip();
+    const box = sandbox();
+    const spec = jobSpec(box, '/bin/sh', ['-c', 'echo ran']);
+    let go!: () => void;
+    const durable = new Promise<void>((resolve) => (go = resolve));
+    let supervisorPid = 0;
+    const launched = newLauncher().launch(spec, (pid) => (supervisorPid = pid), durable);
+    // Set up as far as the exec (its child waits), and nothing recorded or run yet.
+    await waitFor('the job process', () => (supervisorPid > 0 && childrenOf(supervisorPid).length > 0 ? true : undefined));
+    await sleep(100);
+    expect(readdirSync(spec.runDir)).toEqual([]);
+    expect(existsSync(spec.stdoutPath)).toBe(true); // opened (as the user) ahead, still empty
+    expect(readFileSync(spec.stdoutPath, 'utf8')).toBe('');
+    go();
+    const handle = await launched;
+    expect(handle.supervisorPid).toBe(supervisorPid);
+    expect(await exitFile(spec)).toMatchObject({ status: 'exited', exitCode: 0 });
+    expect(readFileSync(spec.stdoutPath, 'utf8')).toBe('ran\n');
+  });
+
+  it('runs nothing and records nothing when aborted, or when the launcher dies before the go', async (ctx) => {
+    if (!privileged()) return ctx.skip();
+    const box = sandbox();
+    for (const how of ['abort', 'launcher killed'] as const) {
+      const spec = jobSpec(box, '/bin/sh', ['-c', 'echo ran']);
+      let abort!: (err: Error) => void;
+      const durable = new Promise<void>((_resolve, reject) => (abort = reject));
+      durable.catch(() => undefined);
+      let supervisorPid = 0;
+      const launcher = newLauncher();
+      const launched = launcher.launch(spec, (pid) => (supervisorPid = pid), durable);
+      await waitFor('the job process', () => (supervisorPid > 0 && childrenOf(supervisorPid).length > 0 ? true : undefined));
+      if (how === 'abort') abort(new Error('the RUNNING write failed'));
+      else process.kill(launcher.pid!, 'SIGKILL');
+      const err = await rejection(launched);
+      expect(err.message).toMatch(how === 'abort' ? /^aborted: the daemon did not store the job as running$/ : /^the supervisor launcher ended/);
+      await waitFor('the supervisor to end', () => (existsSync(`/proc/${supervisorPid}`) ? undefined : true));
+      expect(readdirSync(spec.runDir).filter((f) => f.startsWith(`${spec.jobId}.`))).toEqual([]);
+      expect(readFileSync(spec.stdoutPath, 'utf8')).toBe('');
+    }
+  });
+});
