@@ -7,8 +7,8 @@
  *   are not synced (why: src/launcher/hpcq-supervisor.c, write_run_file);
  * - `daemon-boot`, written and synced by the executor (see supervised-executor.ts).
  */
-import { readFileSync } from 'node:fs';
-import { open, readdir, rename, unlink } from 'node:fs/promises';
+import { readFileSync, unlinkSync } from 'node:fs';
+import { open, readdir, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 
 /** Contents of `<runDir>/<jobId>.sup`. */
@@ -168,14 +168,14 @@ export async function removeRunFiles(runDir: string, jobId: number, opts: { temp
   const base = join(runDir, String(jobId));
   const paths = [`${base}.sup`, `${base}.exit`];
   if (opts.temporaries) paths.push(`${base}.sup.tmp`, `${base}.exit.tmp`);
-  // unlink rather than rm({ force }): rm lstats first, doubling the thread-pool round trips per job.
-  await Promise.all(
-    paths.map((path) =>
-      unlink(path).catch((err: unknown) => {
-        if (!isNotFound(err)) throw err;
-      }),
-    ),
-  );
+  // Synchronous, like the reads: a thread-pool round trip per file cost the daemon more CPU than the unlink.
+  for (const path of paths) {
+    try {
+      unlinkSync(path);
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+    }
+  }
 }
 
 const BOOT_MARKER = 'daemon-boot';
