@@ -164,8 +164,10 @@ export class SupervisorLauncher {
         buffered = buffered.slice(nl + 1);
       }
     });
-    proc.on('error', () => undefined); // 'close' follows and settles what is in flight
-    proc.on('close', () => this.onLauncherGone(proc));
+    let failure: string | undefined;
+    // 'close' follows and settles what is in flight.
+    proc.on('error', (err) => (failure = `cannot run the supervisor launcher ${this.launcherExecutable}: ${err.message}`));
+    proc.on('close', () => this.onLauncherGone(proc, failure));
     proc.unref();
     unrefStream(proc.stdin);
     unrefStream(proc.stdout);
@@ -240,7 +242,7 @@ export class SupervisorLauncher {
   }
 
   /** The launcher died or was closed: decide each unanswered launch by what is alive (see the header). */
-  private onLauncherGone(proc: ChildProcess): void {
+  private onLauncherGone(proc: ChildProcess, failure: string | undefined): void {
     if (this.proc === proc) this.proc = undefined;
     const launches = [...this.inFlight.values()];
     this.inFlight.clear();
@@ -252,7 +254,7 @@ export class SupervisorLauncher {
       if (!found) byRunDir.set(runDir, (found = findSupervisorProcesses(runDir, process.getuid?.() ?? 0, basename(this.supervisorExecutable))));
       return found;
     };
-    const why = `the supervisor launcher ended (exit ${proc.exitCode ?? proc.signalCode}) before the job supervisor answered`;
+    const why = failure ?? `the supervisor launcher ended (exit ${proc.exitCode ?? proc.signalCode}) before the job supervisor answered`;
     for (const launch of unanswered) {
       const alive = launch.pid > 0 ? (processIsAlive(launch.pid, launch.startTicks) ? { pid: launch.pid, startTicks: launch.startTicks } : undefined) : scan(launch.spec.runDir).get(launch.spec.jobId);
       if (!alive || launch.failed !== undefined) {

@@ -10,7 +10,8 @@
  * leftover process when the job ends and records the outcome in an exit file that the daemon reads,
  * even if the daemon was killed and restarted in between.
  *
- * Protocol with the daemon (see src/exec/supervisor-process.ts, the only caller):
+ * Protocol with the daemon (see src/exec/supervisor-process.ts; started by src/launcher/hpcq-launcher.c
+ * for the daemon, or by supervisor-process.ts directly):
  *   stdout: exactly one line, "started <job_pid> <job_start_ticks>" or "failed <message>";
  *   DIR/<id>.sup: who the supervisor is (pid, start ticks, boot id), written before the job starts;
  *   DIR/<id>.exit: the outcome, written atomically once no process of the job is left;

@@ -161,7 +161,7 @@ describe('starting supervisors through hpcq-launcher', () => {
     expect(await readExitFile(spec.runDir, spec.jobId)).toMatchObject({ status: 'launch_failed', error: err.message });
   });
 
-  it('rejects naming the supervisor when it cannot be executed, and when it fails before its handshake', async (ctx) => {
+  it('rejects naming the supervisor (or the launcher) when it cannot be executed, and when it fails before its handshake', async (ctx) => {
     if (!privileged()) return ctx.skip();
     const box = sandbox();
     const missing = await rejection(newLauncher({ supervisorExecutable: '/nonexistent/hpcq-supervisor' }).launch(jobSpec(box, '/bin/true', [])));
@@ -169,6 +169,8 @@ describe('starting supervisors through hpcq-launcher', () => {
     // /bin/false stands for a supervisor that dies before answering.
     const silent = await rejection(newLauncher({ supervisorExecutable: '/bin/false' }).launch(jobSpec(box, '/bin/true', [])));
     expect(silent.message).toBe('job supervisor exited with status 1 before starting the job');
+    const noLauncher = await rejection(newLauncher({ launcherExecutable: '/nonexistent/hpcq-launcher' }).launch(jobSpec(box, '/bin/true', [])));
+    expect(noLauncher.message).toMatch(/^cannot run the supervisor launcher \/nonexistent\/hpcq-launcher: .*ENOENT/);
   });
 
   it('leaves running jobs alone when it is closed or killed, and a new launcher serves the next launch', async (ctx) => {
