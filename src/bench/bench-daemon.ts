@@ -82,7 +82,9 @@ export class BenchDaemon {
     const listen = this.extraListen.length === 0 ? '' : `\nlisten:\n${[this.address, ...this.extraListen].map((a) => `  - "${a}"`).join('\n')}\n`;
     writeFileSync(join(this.dir, 'hpcqd.yaml'), this.config + listen);
     const t0 = performance.now();
-    const proc = spawn(process.execPath, [...HPCQD_NODE_FLAGS, DAEMON_MAIN], {
+    // HPCQ_BENCH_NODE_FLAGS adds Node flags to the daemon's, e.g. "--cpu-prof --cpu-prof-dir=DIR" to profile a run.
+    const extraFlags = (process.env.HPCQ_BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean);
+    const proc = spawn(process.execPath, [...HPCQD_NODE_FLAGS, ...extraFlags, DAEMON_MAIN], {
       env: {
         ...HPCQD_ENV,
         PATH: process.env.PATH ?? '/usr/bin:/bin',

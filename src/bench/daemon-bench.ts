@@ -1,8 +1,7 @@
 /**
  * Benchmarks of a real daemon over its unix socket: durable submit throughput, submit-to-running
- * latency, launch overhead per enforcement mode, 1,000 trivial jobs, restart with running jobs.
+ * latency, restart with running jobs (the launch figures are in launch-bench.ts).
  */
-import { availableParallelism } from 'node:os';
 import { JobState } from '../gen/hpcq/v1/job.js';
 import { BenchDaemon, benchConfig } from './bench-daemon.js';
 import { percentile } from './percentile.js';
@@ -70,61 +69,6 @@ export async function withBusyCore<T>(daemon: BenchDaemon, runUser: string, fn: 
       await daemon.cancel(blockerId);
       await daemon.waitFor(blockerId, ['cancelled']);
     }
-  }
-}
-
-export interface LaunchFigures {
-  enforcement: string;
-  samples: number;
-  submitToRunningP50Ms: number;
-  submitToRunningP99Ms: number;
-  submitToCompletedP50Ms: number;
-  thousandJobsSeconds: number;
-  peakRssMb: number;
-}
-
-/** Idle-daemon latencies of `true` jobs, then 1,000 `true` jobs submitted at once until all complete. */
-export async function launchLatency(runUser: string, enforcement: 'auto' | 'rlimit', samples: number, burst: number): Promise<LaunchFigures> {
-  const daemon = await BenchDaemon.start(benchConfig({ cores: availableParallelism(), enforcement }));
-  try {
-    const toRunning: number[] = [];
-    const toCompleted: number[] = [];
-    for (let i = 0; i < samples; i++) {
-      const t0 = performance.now();
-      const { jobId } = await daemon.submit({ name: 'latency', runUser, cmdLine: 'true', stdoutRedirectPath: '/dev/null', stderrRedirectPath: '/dev/null' });
-      // The first message is the current job: 'running' or already 'completed' both mean it started.
-      await daemon.waitFor(jobId, ['running', 'completed', 'failed']);
-      toRunning.push(performance.now() - t0);
-      await daemon.waitFor(jobId, ['completed', 'failed']);
-      toCompleted.push(performance.now() - t0);
-    }
-    toRunning.sort((a, b) => a - b);
-    toCompleted.sort((a, b) => a - b);
-
-    // A fresh connection for the burst: after hundreds of cancelled watch streams, grpc-js's client
-    // session was seen to fail with "Session closed with error code 2" (a client-side error).
-    const client = daemon.newClient();
-    const t0 = performance.now();
-    const ids = await Promise.all(
-      Array.from({ length: burst }, () => daemon.submit({ name: 'burst', runUser, cmdLine: 'true', stdoutRedirectPath: '/dev/null', stderrRedirectPath: '/dev/null' }, client)),
-    );
-    // At most 500 watch streams at once: one HTTP/2 connection carries up to 1000 concurrent streams.
-    const ended = await mapWithConcurrency(ids, 500, ({ jobId }) => daemon.waitFor(jobId, ['completed', 'failed', 'node_fail', 'cancelled', 'timeout', 'out_of_memory'], client));
-    client.close();
-    const thousandJobsSeconds = (performance.now() - t0) / 1000;
-    const failed = ended.filter((s) => s !== 'completed').length;
-    if (failed > 0) throw new Error(`${failed} of ${burst} trivial jobs did not complete`);
-    return {
-      enforcement: enforcement === 'auto' ? 'cgroup (auto)' : 'rlimit',
-      samples,
-      submitToRunningP50Ms: percentile(toRunning, 50),
-      submitToRunningP99Ms: percentile(toRunning, 99),
-      submitToCompletedP50Ms: percentile(toCompleted, 50),
-      thousandJobsSeconds,
-      peakRssMb: daemon.peakRssMb(),
-    };
-  } finally {
-    await daemon.close();
   }
 }
 

@@ -183,8 +183,14 @@ export interface JobExecutor {
    * a launch failure its supervisor recorded has gone through onEnded (FAILED, LaunchFailed).
    * Rejects with LaunchError when the job could not be started and nothing recorded it (reason in
    * the message); nothing of it is left running then.
+   *
+   * `durable` (given only to an executor with `launchesAhead`) settles when the job's RUNNING state
+   * is stored: the executor may set the job up meanwhile, but its first instruction runs only after
+   * `durable` resolved; if it rejects, nothing of the job runs and launch rejects.
    */
-  launch(job: Job): Promise<void>;
+  launch(job: Job, durable?: Promise<unknown>): Promise<void>;
+  /** Whether launch() takes `durable` (the engine then launches while the RUNNING write is under way). */
+  readonly launchesAhead?: boolean;
   /** Asks the job's supervisor to end it (SIGTERM, SIGKILL after the grace period). */
   cancel(job: Job): Promise<void>;
   /** Sends `signal` to the running job's processes (its process group); the job goes on. */

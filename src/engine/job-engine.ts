@@ -471,6 +471,8 @@ export class JobEngine {
     if (this.cancelRequested.has(job.id)) return;
     this.cancelRequested.set(job.id, requestedBy);
     const launch = this.launching.get(job.id);
+    // Told at once as well: a launch that hangs before the job runs is cancelled, not waited out.
+    if (launch && this.active.get(job.id)?.state === 'RUNNING') await this.deps.executor.cancel(this.active.get(job.id)!);
     if (launch) await launch;
     const current = await this.storeCancelRequest(job.id, requestedBy);
     if (current?.state === 'RUNNING') await this.deps.executor.cancel(current);
@@ -603,25 +605,35 @@ export class JobEngine {
     return starting.length;
   }
 
-  /** Launches the job once its RUNNING state is stored (`stored` resolves); tracked for stop(). */
+  /**
+   * Launches the job once its RUNNING state is stored (`stored` resolves), or, with an executor
+   * that `launchesAhead`, sets it up meanwhile (the job itself starts only once stored); tracked
+   * for stop().
+   */
   private beginLaunch(jobId: number, stored: Promise<unknown>): void {
-    const launch = stored
-      .then(
-        () => this.launch(jobId),
-        (err: unknown) => this.revertToPending(jobId, err),
-      )
-      .catch((err: unknown) => this.deps.log.error({ err, jobId }, 'launch failed and its outcome could not be stored'));
+    const revert = (err: unknown) => this.revertToPending(jobId, err);
+    const started: Promise<unknown> = this.deps.executor.launchesAhead ? Promise.all([this.launch(jobId, stored), stored.catch(revert)]) : stored.then(() => this.launch(jobId), revert);
+    const launch = started.then(
+      () => undefined,
+      (err: unknown) => this.deps.log.error({ err, jobId }, 'launch failed and its outcome could not be stored'),
+    );
     this.launching.set(jobId, launch);
     void this.track(launch.finally(() => this.launching.delete(jobId)));
   }
 
-  private async launch(jobId: number): Promise<void> {
+  /** `stored`: the RUNNING write, when the launch overlaps it (see beginLaunch). */
+  private async launch(jobId: number, stored?: Promise<unknown>): Promise<void> {
     const job = this.active.get(jobId);
     if (!job || job.state !== 'RUNNING') return;
     try {
       await this.assertStillAllowed(job);
-      await this.deps.executor.launch(job);
+      const launched = this.deps.executor.launch(job, stored);
+      // A cancel that came before the launch began reaches it too (one during it is passed on by cancelRunning).
+      if (this.cancelRequested.has(jobId)) await this.deps.executor.cancel(job);
+      await launched;
     } catch (err) {
+      // RUNNING was never stored: nothing of the job ran, and it is pending again (revertToPending).
+      if (stored && !(await stored.then(() => true, () => false))) return;
       const message = err instanceof LaunchError ? err.message : `internal error: ${(err as Error).message}`;
       if (!(err instanceof LaunchError)) this.deps.log.error({ err, jobId }, 'launch failed unexpectedly');
       await this.recordOutcome(jobId, {

@@ -7,8 +7,8 @@
  *   are not synced (why: src/launcher/hpcq-supervisor.c, write_run_file);
  * - `daemon-boot`, written and synced by the executor (see supervised-executor.ts).
  */
-import { readFileSync } from 'node:fs';
-import { open, readdir, readFile, rename, unlink } from 'node:fs/promises';
+import { readFileSync, unlinkSync } from 'node:fs';
+import { open, readdir, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 
 /** Contents of `<runDir>/<jobId>.sup`. */
@@ -132,9 +132,14 @@ function isNotFound(err: unknown): boolean {
   return (err as NodeJS.ErrnoException).code === 'ENOENT';
 }
 
+/**
+ * Synchronous: a run record is a few hundred bytes in the daemon's own state directory, one read
+ * per job; the async read cost four thread-pool round trips (open, fstat, read, close) and more
+ * daemon CPU than the read itself.
+ */
 async function readOptional(path: string): Promise<string | undefined> {
   try {
-    return await readFile(path, 'utf8');
+    return readFileSync(path, 'utf8');
   } catch (err) {
     if (isNotFound(err)) return undefined;
     throw err;
@@ -153,17 +158,24 @@ export async function readSupervisorFile(runDir: string, jobId: number): Promise
   return text === undefined ? undefined : parseSupervisorRecord(text);
 }
 
-/** Deletes a job's run files (.sup, .exit and their temporaries). Missing files are fine. */
-export async function removeRunFiles(runDir: string, jobId: number): Promise<void> {
+/**
+ * Deletes a job's run files (.sup, .exit). Missing files are fine. Their temporaries exist only if
+ * a supervisor died while writing one: they are removed with `temporaries` (the sweep at start-up),
+ * not after every job, where each try cost a failed unlink and its error object. A leftover one is
+ * harmless meanwhile: the next write of that record truncates it.
+ */
+export async function removeRunFiles(runDir: string, jobId: number, opts: { temporaries?: boolean } = {}): Promise<void> {
   const base = join(runDir, String(jobId));
-  // unlink rather than rm({ force }): rm lstats first, doubling the thread-pool round trips per job.
-  await Promise.all(
-    [`${base}.sup`, `${base}.sup.tmp`, `${base}.exit`, `${base}.exit.tmp`].map((path) =>
-      unlink(path).catch((err: unknown) => {
-        if (!isNotFound(err)) throw err;
-      }),
-    ),
-  );
+  const paths = [`${base}.sup`, `${base}.exit`];
+  if (opts.temporaries) paths.push(`${base}.sup.tmp`, `${base}.exit.tmp`);
+  // Synchronous, like the reads: a thread-pool round trip per file cost the daemon more CPU than the unlink.
+  for (const path of paths) {
+    try {
+      unlinkSync(path);
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+    }
+  }
 }
 
 const BOOT_MARKER = 'daemon-boot';

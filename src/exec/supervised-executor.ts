@@ -18,9 +18,12 @@
  * - no run file, but a supervisor process of this job (root's, `--job-id <id> --run-dir <runDir>`)
  *   was alive when the executor started: it is still starting (the daemon died right after
  *   spawning it) -> attached to that process;
- * - no run file and no such process: the daemon stopped between storing RUNNING and spawning the
- *   supervisor (or the supervisor died before writing .sup, which precedes the job's fork), so the
- *   job never ran -> 'not-started', and the engine launches it. The process scan is taken before
+ * - no run file and no such process: the daemon stopped between storing RUNNING and the go of
+ *   the supervisor (or the supervisor died before writing .sup, which precedes the job's exec), so
+ *   the job never ran -> 'not-started', and the engine launches it. Supervisors are started while
+ *   RUNNING is being stored (launchesAhead) but write no run file and run nothing before the go,
+ *   which the launcher gives only once RUNNING is durable; one whose go never came (the daemon or
+ *   the launcher died) ends without a trace. The process scan is taken before
  *   any run file is read, so "no process then, no file afterwards" proves that no supervisor will
  *   still start it. That proof holds only within one boot: the supervisor does not fsync its run
  *   files (the page cache survives any crash but the node's), so after a node crash a missing .sup
@@ -54,9 +57,9 @@ import {
   type SupervisorExitRecord,
   type SupervisorRecord,
 } from './run-files.js';
+import { SupervisorLauncher } from './supervisor-launcher.js';
 import {
   signalSupervisor,
-  spawnSupervisor,
   supervisorPath,
   type KillMechanism,
   type SupervisorHandle,
@@ -72,6 +75,10 @@ export interface SupervisedExecutorOptions {
   log: Logger;
   /** Supervisor binary; default the built one. */
   supervisorExecutable?: string;
+  /** The launcher that starts supervisors (hpcq-launcher); default the built one. */
+  launcherExecutable?: string;
+  /** Deadline of a job's launch (fork to exec), from its supervisor's start; default 30 s, 0 = none. */
+  launchTimeoutSeconds?: number;
 }
 
 /** How often attached supervisors are checked for having vanished without an exit file. */
@@ -86,7 +93,11 @@ interface TrackedJob {
   finishing?: Promise<void>;
   /** Set when the job was found lost: why, so that a failed NODE_FAIL write is retried. */
   lostReason?: string;
+  /** Cancel asked while launching: sent to the supervisor as soon as it exists. */
+  cancelWanted?: boolean;
 }
+
+const DEFAULT_LAUNCH_TIMEOUT_SECONDS = 30;
 
 /** Runs a script given as input_file as the user: directly if executable (honours #!), else with sh. */
 const RUN_INPUT_FILE = 'if [ -x "$1" ]; then exec "$1"; fi; exec /bin/sh "$1"';
@@ -97,6 +108,8 @@ const MIN_FREE_BYTES_TO_LAUNCH = 1024 * 1024;
 export class SupervisedExecutor implements JobExecutor {
   /** Jobs whose ended attempt is being handed over and released, by id (see launch). */
   private readonly handingOver = new Map<number, Promise<void>>();
+  /** Launches in progress, from the call of launch() on (before they are tracked): for cancel. */
+  private readonly launches = new Map<number, TrackedJob>();
   /** Why jobs cannot start now: the run directory's filesystem is (nearly) full. */
   launchBlocker(): string | undefined {
     try {
@@ -110,6 +123,8 @@ export class SupervisedExecutor implements JobExecutor {
   }
 
   readonly enforcement: EnforcementMode;
+  /** Jobs are set up while their RUNNING state is stored; their program runs once it is (launch's `durable`). */
+  readonly launchesAhead = true;
   onEnded: (jobId: number, outcome: JobOutcome) => Promise<void> = async () => {
     throw new Error('SupervisedExecutor.onEnded was not set');
   };
@@ -125,12 +140,15 @@ export class SupervisedExecutor implements JobExecutor {
   /** Supervisor processes of this run directory alive when start() ran, by job id. */
   private supervisorsAtStart = new Map<number, ProcessIdentity>();
   private readonly executable: string;
+  /** Starts the supervisors: one long-lived small process, started on the first launch. */
+  private readonly launcher: SupervisorLauncher;
   /** Inode of the run directory being watched: another one means it was removed and made again. */
   private watchedRunDirIno = 0;
 
   constructor(private readonly options: SupervisedExecutorOptions) {
     this.enforcement = options.limiter.mode;
     this.executable = options.supervisorExecutable ?? supervisorPath();
+    this.launcher = new SupervisorLauncher({ supervisorExecutable: this.executable, ...(options.launcherExecutable ? { launcherExecutable: options.launcherExecutable } : {}) });
   }
 
   async start(): Promise<void> {
@@ -148,6 +166,7 @@ export class SupervisedExecutor implements JobExecutor {
     this.watcher?.close();
     this.watcher = undefined;
     if (this.sweepTimer) clearInterval(this.sweepTimer);
+    this.launcher.close();
     await Promise.allSettled([...this.tracked.values()].map((t) => t.finishing));
     await this.removeCgroupParentIfIdle();
   }
@@ -177,7 +196,18 @@ export class SupervisedExecutor implements JobExecutor {
     }
   }
 
-  async launch(job: Job): Promise<void> {
+  async launch(job: Job, durable?: Promise<unknown>): Promise<void> {
+    const entry: TrackedJob = { job, phase: 'launching', supervisorPid: 0, supervisorStartTicks: 0 };
+    this.launches.set(job.id, entry);
+    try {
+      await this.launchTracked(entry, durable);
+    } finally {
+      if (this.launches.get(job.id) === entry) this.launches.delete(job.id);
+    }
+  }
+
+  private async launchTracked(entry: TrackedJob, durable: Promise<unknown> | undefined): Promise<void> {
+    const { job } = entry;
     // A retried job reuses its id, and so its cgroups and run files: the previous attempt's are
     // released first (handOver), or their removal would hit the new attempt's.
     await this.handingOver.get(job.id);
@@ -187,7 +217,6 @@ export class SupervisedExecutor implements JobExecutor {
       throw new LaunchError(`the run directory ${this.options.runDir} is missing and cannot be made: ${(err as Error).message}`);
     }
     const { limiter, runDir, log } = this.options;
-    const entry: TrackedJob = { job, phase: 'launching', supervisorPid: 0, supervisorStartTicks: 0 };
     this.tracked.set(job.id, entry);
     let placement: JobPlacement;
     try {
@@ -204,7 +233,11 @@ export class SupervisedExecutor implements JobExecutor {
     }
     let handle: SupervisorHandle;
     try {
-      handle = await spawnSupervisor(this.supervisorSpec(job, placement), { executable: this.executable });
+      handle = await this.launcher.launch(this.supervisorSpec(job, placement), (pid, startTicks) => {
+        entry.supervisorPid = pid;
+        entry.supervisorStartTicks = startTicks;
+        if (entry.cancelWanted) signalSupervisor(pid, startTicks, 'cancel');
+      }, durable);
     } catch (err) {
       // A supervisor that could not start the job recorded why in its exit file: that record is
       // finished like any other (kept until the FAILED outcome is stored), so a crash in between
@@ -227,7 +260,13 @@ export class SupervisedExecutor implements JobExecutor {
   }
 
   async cancel(job: Job): Promise<void> {
-    const entry = this.tracked.get(job.id);
+    const entry = this.launches.get(job.id) ?? this.tracked.get(job.id);
+    if (entry?.phase === 'launching') {
+      // The supervisor ends a launch it is told to cancel (the job never runs): CANCELLED follows.
+      entry.cancelWanted = true;
+      if (entry.supervisorPid > 0) signalSupervisor(entry.supervisorPid, entry.supervisorStartTicks, 'cancel');
+      return;
+    }
     if (!entry || entry.phase !== 'attached') return;
     if (!signalSupervisor(entry.supervisorPid, entry.supervisorStartTicks, 'cancel')) {
       this.finishIfEnded(job.id, { supervisorGone: true });
@@ -315,7 +354,7 @@ export class SupervisedExecutor implements JobExecutor {
       await limiter.release(id).catch((err: unknown) => log.error({ err, jobId: id }, 'could not remove orphaned cgroup'));
     }
     for (const id of await jobIdsWithRunFiles(runDir)) {
-      if (!runningJobIds.has(id)) await removeRunFiles(runDir, id);
+      if (!runningJobIds.has(id)) await removeRunFiles(runDir, id, { temporaries: true });
     }
     if (this.markedBootId === this.bootId) return;
     if (this.lostToReboot.length === 0) await this.markBoot();
@@ -361,6 +400,7 @@ export class SupervisedExecutor implements JobExecutor {
       umask: this.options.jobUmask,
       timeLimitSeconds: job.timeLimitSeconds,
       killGraceSeconds: this.options.killGraceSeconds,
+      launchTimeoutSeconds: this.options.launchTimeoutSeconds ?? DEFAULT_LAUNCH_TIMEOUT_SECONDS,
       cgroupProcs: placement.cgroupProcsFiles,
       ...(kill ? { kill } : {}),
       rlimits: placement.rlimits,

@@ -4,20 +4,23 @@
  * Contract with the supervisor:
  * - argv: built by `buildSupervisorArgs` (see the C file's header for the full list);
  * - stdout: one handshake line, `started <job_pid> <job_start_ticks>` or `failed <message>`;
- * - `<runDir>/<jobId>.sup`: supervisor_pid, supervisor_start_ticks, boot_id (written before the job starts);
+ * - `<runDir>/<jobId>.sup`: supervisor_pid, supervisor_start_ticks, boot_id (written before the job starts;
+ *   with `waitForGo`, at the go, and not at all if the launch is aborted);
  * - `<runDir>/<jobId>.exit`: the outcome, written atomically once no process of the job is left;
  *   both files are read in run-files.ts;
- * - SIGUSR1: cancel (SIGTERM to the job, SIGKILL after the grace period).
+ * - SIGUSR1: cancel (SIGTERM to the job, SIGKILL after the grace period); during the launch it ends
+ *   the launch instead (nothing of the job runs; recorded as cancelled).
+ * Supervisors are started by this module's spawnSupervisor, or by SupervisorLauncher
+ * (supervisor-launcher.ts) through the long-lived launcher, which the executor uses.
  *
  * The supervisor runs in its own session and outlives the daemon; after a restart the daemon finds
  * it again through the .sup file and tells it from a process that reused its pid by the start time
  * in /proc (process-identity.ts).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { dirname, isAbsolute, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { isAbsolute } from 'node:path';
 import { LaunchError } from '../core/ports.js';
+import { libexecPath } from '../package-root.js';
 import { currentBootId, processIsAlive, processStartTicks } from './process-identity.js';
 import { readSupervisorFile } from './run-files.js';
 
@@ -58,6 +61,16 @@ export interface SupervisorSpec {
   timeLimitSeconds?: number;
   /** Seconds between SIGTERM and SIGKILL on timeout or cancel (supervisor default 30). */
   killGraceSeconds?: number;
+  /**
+   * Deadline of the launch (fork to exec of the job), counted from the supervisor's start; past it
+   * the launch fails naming the step it hung in. 0 or absent: none.
+   */
+  launchTimeoutSeconds?: number;
+  /**
+   * The job starts only at the daemon's go, a byte on descriptor 3 (see SupervisorLauncher: the
+   * launcher provides it); that descriptor ending without one aborts the launch, and nothing runs.
+   */
+  waitForGo?: boolean;
   /** cgroup.procs files the job joins before any of its code runs (one per v1 controller, or one v2 file). */
   cgroupProcs?: readonly string[];
   kill?: KillMechanism;
@@ -99,23 +112,9 @@ export interface SpawnSupervisorOptions {
   executable?: string;
 }
 
-let packageRoot: string | undefined;
-
-/** Directory of the nearest package.json above this module (src/exec under vitest, dist/exec after tsc). */
-function findPackageRoot(): string {
-  if (packageRoot !== undefined) return packageRoot;
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    if (existsSync(join(dir, 'package.json'))) return (packageRoot = dir);
-    const parent = dirname(dir);
-    if (parent === dir) throw new Error('hpcq package root (package.json) not found above ' + fileURLToPath(import.meta.url));
-    dir = parent;
-  }
-}
-
 /** Absolute path of the compiled supervisor, `dist/libexec/hpcq-supervisor` in the package root. */
 export function supervisorPath(): string {
-  return join(findPackageRoot(), 'dist', 'libexec', 'hpcq-supervisor');
+  return libexecPath('hpcq-supervisor');
 }
 
 function check(ok: boolean, what: string): void {
@@ -173,6 +172,11 @@ export function buildSupervisorArgs(spec: SupervisorSpec): string[] {
     checkInt(spec.killGraceSeconds, 'killGraceSeconds', 0, 86_400);
     args.push('--kill-grace', String(spec.killGraceSeconds));
   }
+  if (spec.launchTimeoutSeconds !== undefined && spec.launchTimeoutSeconds !== 0) {
+    checkInt(spec.launchTimeoutSeconds, 'launchTimeoutSeconds', 0, 86_400);
+    args.push('--launch-timeout', String(spec.launchTimeoutSeconds));
+  }
+  if (spec.waitForGo) args.push('--go-fd', '3');
   const cgroupProcs = spec.cgroupProcs ?? [];
   check(cgroupProcs.length <= 16, 'at most 16 cgroupProcs');
   for (const file of cgroupProcs) {

@@ -10,18 +10,30 @@
  * leftover process when the job ends and records the outcome in an exit file that the daemon reads,
  * even if the daemon was killed and restarted in between.
  *
- * Protocol with the daemon (see src/exec/supervisor-process.ts, the only caller):
+ * Protocol with the daemon (see src/exec/supervisor-process.ts; started by src/launcher/hpcq-launcher.c
+ * for the daemon, or by supervisor-process.ts directly):
  *   stdout: exactly one line, "started <job_pid> <job_start_ticks>" or "failed <message>";
  *   DIR/<id>.sup: who the supervisor is (pid, start ticks, boot id), written before the job starts;
  *   DIR/<id>.exit: the outcome, written atomically once no process of the job is left;
  *   SIGUSR1: cancel the job (SIGTERM, SIGKILL after the grace period).
  * Options (values are separate arguments; the program and its arguments follow "--"):
  *   --job-id N --run-dir DIR --user NAME --uid N --gid N --cwd DIR --stdout PATH --stderr PATH
- *   [--umask OOOO] [--time-limit SECONDS] [--kill-grace SECONDS]
+ *   [--umask OOOO] [--time-limit SECONDS] [--kill-grace SECONDS] [--launch-timeout SECONDS] [--go-fd FD]
  *   [--cgroup-procs FILE]... [--kill-cgroup2 DIR | --kill-cgroup1-freezer DIR]
  *   [--rlimit NAME=SOFT[:HARD]]...  NAME: AS DATA CPU NPROC NOFILE FSIZE CORE; a value is a number
  *     in the kernel's unit or "unlimited"; HARD defaults to SOFT and must not be below it
  *   [--env KEY=VALUE]...  -- PROGRAM [ARG]...
+ * The time limit counts from the supervisor's start, launch included. The launch (everything the
+ * job's process does between fork and exec) has its own deadline, --launch-timeout (0: none): a
+ * step that hangs (NSS in initgroups, an open on a hung filesystem) fails the launch with a message
+ * naming the step instead of leaving the job starting for ever. SIGUSR1 during the launch cancels
+ * it (recorded as cancelled, not as a launch failure); so does the time limit (recorded as timed out).
+ * --go-fd FD: the daemon sets the job up while it is still storing the job as RUNNING. Everything
+ * up to the exec is done, then the job waits for the byte 'g' on FD (the daemon's go: RUNNING is
+ * durable); only then is the .sup file written and the program executed. FD ending without 'g'
+ * (the daemon's abort, or its death) ends the launch with no run file written and nothing of the
+ * job run: "failed aborted ..." on stdout. Whatever else ends the launch before the go (a failed
+ * step, cancel, a deadline) is recorded only once the go comes.
  * Exit status: 0 once the exit file is written, 1 on an internal failure, 2 on a usage error.
  *
  * Deliberately libc only, single-threaded, no allocation after start-up beyond what opendir and
@@ -40,7 +52,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <poll.h>
 #include <sys/resource.h>
+#include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
@@ -81,11 +95,12 @@ struct rlimit_opt {
 static struct {
     unsigned long long job_id;
     const char *run_dir, *user, *cwd, *out_path, *err_path, *uid_s, *gid_s, *umask_s;
-    const char *time_limit_s, *kill_grace_s;
+    const char *time_limit_s, *kill_grace_s, *launch_timeout_s;
     uid_t uid;
     gid_t gid;
     mode_t umask;
-    unsigned long long time_limit, kill_grace;
+    unsigned long long time_limit, kill_grace, launch_timeout;
+    int go_fd; /* -1: no go to wait for */
     const char *cgroup_procs[MAX_CGROUPS];
     int n_cgroup_procs;
     const char *kill_cg2, *kill_freezer;
@@ -94,7 +109,7 @@ static struct {
     char *env[MAX_ENV + 1];
     int n_env;
     char **prog; /* PROGRAM ARG... NULL, the tail of argv */
-} opt = {.umask = 022, .kill_grace = 30};
+} opt = {.umask = 022, .kill_grace = 30, .go_fd = -1};
 
 /* Paths derived once from the options, so the kill paths never format under pressure. */
 static char cg_procs_path[PATH_MAX], cg_kill_path[PATH_MAX], freezer_state_path[PATH_MAX];
@@ -287,7 +302,7 @@ static void parse_args(int argc, char **argv) {
         static const char *const known[] = {"--job-id", "--run-dir", "--user", "--uid", "--gid", "--cwd",
                                             "--stdout", "--stderr", "--umask", "--time-limit", "--kill-grace",
                                             "--cgroup-procs", "--kill-cgroup2", "--kill-cgroup1-freezer",
-                                            "--rlimit", "--env", NULL};
+                                            "--rlimit", "--env", "--launch-timeout", "--go-fd", NULL};
         int k = 0;
         while (known[k] && strcmp(known[k], a)) k++;
         if (!known[k]) usage("unknown option '%s'", a);
@@ -304,6 +319,12 @@ static void parse_args(int argc, char **argv) {
         else if (!strcmp(a, "--umask")) set_once(&opt.umask_s, a, v);
         else if (!strcmp(a, "--time-limit")) set_once(&opt.time_limit_s, a, v);
         else if (!strcmp(a, "--kill-grace")) set_once(&opt.kill_grace_s, a, v);
+        else if (!strcmp(a, "--launch-timeout")) set_once(&opt.launch_timeout_s, a, v);
+        else if (!strcmp(a, "--go-fd")) {
+            if (opt.go_fd >= 0) usage("--go-fd given twice");
+            opt.go_fd = (int)parse_uint("--go-fd", v, 10, 1023);
+            if (opt.go_fd < 3) usage("--go-fd must be 3 or above");
+        }
         else if (!strcmp(a, "--kill-cgroup2")) set_once(&opt.kill_cg2, a, v);
         else if (!strcmp(a, "--kill-cgroup1-freezer")) set_once(&opt.kill_freezer, a, v);
         else if (!strcmp(a, "--rlimit")) parse_rlimit(v);
@@ -336,6 +357,7 @@ static void parse_args(int argc, char **argv) {
     /* Ten years is far beyond any queue's limit and keeps the millisecond arithmetic exact. */
     if (opt.time_limit_s) opt.time_limit = parse_uint("--time-limit", opt.time_limit_s, 10, 315360000ULL);
     if (opt.kill_grace_s) opt.kill_grace = parse_uint("--kill-grace", opt.kill_grace_s, 10, 86400ULL);
+    if (opt.launch_timeout_s) opt.launch_timeout = parse_uint("--launch-timeout", opt.launch_timeout_s, 10, 86400ULL);
     if (opt.kill_cg2 && opt.kill_freezer) usage("--kill-cgroup2 and --kill-cgroup1-freezer are exclusive");
     const char *kill_dir = opt.kill_cg2 ? opt.kill_cg2 : opt.kill_freezer;
     if (kill_dir) {
@@ -408,7 +430,56 @@ static int launch_failed(const char *msg) {
     return rc < 0 ? 1 : 0;
 }
 
+/* DIR/<id>.sup: who this supervisor is, written before the job's program can run. */
+static int write_sup_file(void) {
+    unsigned long long self_start = 0;
+    proc_stat(self_pid, NULL, NULL, &self_start);
+    char boot_id[64] = "";
+    read_file("/proc/sys/kernel/random/boot_id", boot_id, sizeof boot_id);
+    boot_id[strcspn(boot_id, "\r\n")] = '\0';
+    char sup[256];
+    snprintf(sup, sizeof sup, "supervisor_pid=%d\nsupervisor_start_ticks=%llu\nboot_id=%s\n", (int)self_pid,
+             self_start, boot_id);
+    return write_run_file("sup", sup);
+}
+
 /* ---------- the job child (between fork and exec) ---------- */
+
+/* The steps of the job's process between fork and exec. The child writes each step's byte to the
+ * status pipe as it begins it, so a launch that hangs can be reported by the step it hangs in. */
+#define STEP_CGROUP 'c'
+#define STEP_RLIMITS 'r'
+#define STEP_USER 'p'
+#define STEP_GROUPS 'g'
+#define STEP_UID 'u'
+#define STEP_STDOUT 'o'
+#define STEP_STDERR 'e'
+#define STEP_CWD 'd'
+#define STEP_EXEC 'x'
+#define STEP_WAIT_GO 'w'
+/* Follows the last step byte when the launch failed; the message runs to the end of the pipe. */
+#define STEP_FAILED '!'
+
+static void step(int errfd, char code) {
+    write_all(errfd, &code, 1);
+}
+
+/* What the job's process was doing at `code`, for a message about a launch that hung there. */
+static void describe_step(char code, char *buf, size_t size) {
+    switch (code) {
+    case STEP_CGROUP: snprintf(buf, size, "joining its cgroups (%s)", opt.n_cgroup_procs ? opt.cgroup_procs[0] : ""); break;
+    case STEP_RLIMITS: snprintf(buf, size, "setting its resource limits"); break;
+    case STEP_USER: snprintf(buf, size, "looking up user %s", opt.user); break;
+    case STEP_GROUPS: snprintf(buf, size, "setting its supplementary groups (initgroups %s)", opt.user); break;
+    case STEP_UID: snprintf(buf, size, "switching to uid %u", (unsigned)opt.uid); break;
+    case STEP_STDOUT: snprintf(buf, size, "opening stdout %s", opt.out_path); break;
+    case STEP_STDERR: snprintf(buf, size, "opening stderr %s", opt.err_path); break;
+    case STEP_CWD: snprintf(buf, size, "entering its working directory %s", opt.cwd); break;
+    case STEP_EXEC: snprintf(buf, size, "executing %s", opt.prog[0]); break;
+    case STEP_WAIT_GO: snprintf(buf, size, "waiting for the daemon to store the job as running"); break;
+    default: snprintf(buf, size, "before its first step"); break;
+    }
+}
 
 static void __attribute__((noreturn, format(printf, 3, 4))) child_fail(int errfd, int err, const char *fmt, ...) {
     char msg[MSG_MAX];
@@ -419,6 +490,7 @@ static void __attribute__((noreturn, format(printf, 3, 4))) child_fail(int errfd
     if (n < 0) n = 0;
     if ((size_t)n >= sizeof msg) n = sizeof msg - 1;
     if (err) snprintf(msg + n, sizeof msg - (size_t)n, ": %s", strerror(err));
+    step(errfd, STEP_FAILED);
     write_all(errfd, msg, strlen(msg));
     _exit(127);
 }
@@ -441,7 +513,8 @@ static int open_output(int errfd, const char *what, const char *path) {
     return fd;
 }
 
-static void __attribute__((noreturn)) run_child(int errfd) {
+/* `gofd`: where the supervisor sends 'g' once the daemon's go came (-1: no go to wait for). */
+static void __attribute__((noreturn)) run_child(int errfd, int gofd) {
     /* a. Own session and process group: signals meant for the supervisor's group miss the job, and
      * the job can be signalled as one group. Default signal handling, like any fresh process. */
     if (setsid() < 0) child_fail(errfd, errno, "setsid");
@@ -453,12 +526,14 @@ static void __attribute__((noreturn)) run_child(int errfd) {
 
     /* b. Join the job's cgroups while still root and before any code of the user runs: whatever
      * the job does first (allocate, fork) is already accounted and limited. "0" means "myself". */
+    if (opt.n_cgroup_procs) step(errfd, STEP_CGROUP);
     for (int i = 0; i < opt.n_cgroup_procs; i++)
         if (write_file(opt.cgroup_procs[i], "0") < 0) child_fail(errfd, errno, "join cgroup %s", opt.cgroup_procs[i]);
 
     /* c. Limits; the job can raise a soft limit only up to its hard one, which is the soft one
      * unless --rlimit gave NAME=SOFT:HARD. Set as root so they may exceed the supervisor's own
      * hard limits. */
+    if (opt.n_rlimits) step(errfd, STEP_RLIMITS);
     for (int i = 0; i < opt.n_rlimits; i++) {
         struct rlimit rl = {opt.rlimits[i].soft, opt.rlimits[i].hard};
         if (setrlimit(opt.rlimits[i].resource, &rl) < 0) child_fail(errfd, errno, "setrlimit %s", opt.rlimits[i].name);
@@ -469,11 +544,14 @@ static void __attribute__((noreturn)) run_child(int errfd) {
      * effective root id survived, so that is checked rather than assumed. */
     if (opt.uid == 0) child_fail(errfd, 0, "refusing to run a job as root (uid 0)");
     if (geteuid() == 0) {
+        step(errfd, STEP_USER);
         struct passwd *pw = getpwnam(opt.user);
         if (!pw) child_fail(errfd, 0, "user %s does not exist", opt.user);
         if (pw->pw_uid != opt.uid)
             child_fail(errfd, 0, "user %s has uid %u, not %u", opt.user, (unsigned)pw->pw_uid, (unsigned)opt.uid);
+        step(errfd, STEP_GROUPS);
         if (initgroups(opt.user, opt.gid) < 0) child_fail(errfd, errno, "initgroups %s", opt.user);
+        step(errfd, STEP_UID);
         if (setresgid(opt.gid, opt.gid, opt.gid) < 0) child_fail(errfd, errno, "setresgid %u", (unsigned)opt.gid);
         if (setresuid(opt.uid, opt.uid, opt.uid) < 0) child_fail(errfd, errno, "setresuid %u", (unsigned)opt.uid);
         if (setuid(0) == 0) child_fail(errfd, 0, "privileges could not be dropped");
@@ -491,21 +569,149 @@ static void __attribute__((noreturn)) run_child(int errfd) {
      * user may write anyway, and O_NOFOLLOW refuses a symlink as the last component (ELOOP).
      * O_NONBLOCK: a FIFO without a reader would otherwise block this open for ever (and with it
      * the launch); only regular files (and /dev/null) are taken as outputs. */
+    step(errfd, STEP_STDOUT);
     int out = open_output(errfd, "stdout", opt.out_path);
     int err = out;
-    if (strcmp(opt.out_path, opt.err_path) != 0) err = open_output(errfd, "stderr", opt.err_path);
+    if (strcmp(opt.out_path, opt.err_path) != 0) step(errfd, STEP_STDERR), err = open_output(errfd, "stderr", opt.err_path);
     int in = open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (in < 0) child_fail(errfd, errno, "open /dev/null");
     if (dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0) child_fail(errfd, errno, "dup2");
 
     /* g. Enter the working directory as the user: a directory the user cannot enter fails here
      * instead of being entered with root's rights. */
+    step(errfd, STEP_CWD);
     if (chdir(opt.cwd) < 0) child_fail(errfd, errno, "chdir %s", opt.cwd);
 
     /* h. Only 0, 1, 2 reach the job; the error pipe closes itself on a successful exec. */
+    /* i. Everything is ready: with a go to wait for, the program runs only once the daemon has
+     * stored the job as RUNNING. Anything but 'g' (the supervisor ended us or died) ends us here. */
+    if (gofd >= 0) {
+        step(errfd, STEP_WAIT_GO);
+        char go = 0;
+        ssize_t n;
+        while ((n = read(gofd, &go, 1)) < 0 && errno == EINTR) {
+        }
+        if (n != 1 || go != 'g') _exit(127);
+    }
     close_fds_from(3, errfd);
+    step(errfd, STEP_EXEC);
     execve(opt.prog[0], opt.prog, opt.env);
     child_fail(errfd, errno, "exec %s", opt.prog[0]);
+}
+
+/* ---------- the launch ---------- */
+
+enum launch_result { LAUNCHED, LAUNCH_FAILED, LAUNCH_CANCELLED, LAUNCH_TIMED_OUT, LAUNCH_ABORTED };
+
+static int write_sup_file(void);
+
+/* Waits for the daemon's go on opt.go_fd: true on 'g' (then the .sup file is written), false when
+ * it ended without one. */
+static bool wait_for_go(bool *sup_failed) {
+    char go = 0;
+    ssize_t n;
+    while ((n = read(opt.go_fd, &go, 1)) < 0 && errno == EINTR) {
+    }
+    close(opt.go_fd);
+    opt.go_fd = -1;
+    if (n != 1 || go != 'g') return false;
+    *sup_failed = write_sup_file() < 0;
+    return true;
+}
+
+/* Follows the job's process from fork to exec through its status pipe `fd`, with the launch
+ * deadline and the time limit (both from `mono_start`; -1: none) and SIGUSR1 (cancel). Anything
+ * but LAUNCHED has SIGKILLed the child (the caller reaps it) and says why in msg. SIGCHLD and
+ * SIGUSR1 stay blocked; a signalfd takes them here, the main loop's sigtimedwait later. */
+static enum launch_result watch_launch(int fd, int child_go, const sigset_t *set, long long mono_start,
+                                       long long limit_deadline, char *msg, size_t size) {
+    long long launch_deadline = opt.launch_timeout ? mono_start + (long long)opt.launch_timeout * 1000 : -1;
+    long long due = launch_deadline;
+    if (limit_deadline >= 0 && (due < 0 || limit_deadline < due)) due = limit_deadline;
+    int sfd = signalfd(-1, set, SFD_CLOEXEC | SFD_NONBLOCK);
+    char last_step = 0;
+    size_t mlen = 0;
+    bool failing = false;
+    enum launch_result result;
+    msg[0] = '\0';
+    for (;;) {
+        long long now = clock_ms(CLOCK_MONOTONIC);
+        if (due >= 0 && now >= due) {
+            result = limit_deadline >= 0 && now >= limit_deadline ? LAUNCH_TIMED_OUT : LAUNCH_FAILED;
+            break;
+        }
+        struct pollfd p[3] = {{.fd = fd, .events = POLLIN}, {.fd = sfd, .events = POLLIN}, {.fd = opt.go_fd, .events = POLLIN}};
+        if (poll(p, 3, due < 0 ? -1 : (int)(due - now)) < 0) {
+            if (errno == EINTR) continue;
+            sleep_ms(10);
+        }
+        if (opt.go_fd >= 0 && (p[2].revents & (POLLIN | POLLHUP | POLLERR))) {
+            bool sup_failed = false;
+            if (!wait_for_go(&sup_failed)) {
+                result = LAUNCH_ABORTED;
+                break;
+            }
+            if (sup_failed) {
+                snprintf(msg, size, "write %.400s/%llu.sup: %s", opt.run_dir, opt.job_id, strerror(errno));
+                if (sfd >= 0) close(sfd);
+                kill(job_pid, SIGKILL);
+                return LAUNCH_FAILED;
+            }
+            if (write_all(child_go, "g", 1) < 0) { /* the child died: its status pipe tells why */
+            }
+        }
+        if (sfd >= 0 && (p[1].revents & POLLIN)) {
+            struct signalfd_siginfo si;
+            bool cancel = false;
+            while (read(sfd, &si, sizeof si) == (ssize_t)sizeof si) cancel |= si.ssi_signo == SIGUSR1;
+            if (cancel) {
+                result = LAUNCH_CANCELLED;
+                break;
+            }
+        }
+        if (!(p[0].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+        char buf[256];
+        ssize_t n = read(fd, buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            if (sfd >= 0) close(sfd);
+            msg[mlen] = '\0';
+            if (!failing) return LAUNCHED; /* executed: only after the go */
+            bool sup_failed = false;
+            if (opt.go_fd >= 0 && !wait_for_go(&sup_failed)) {
+                snprintf(msg, size, "aborted: the daemon did not store the job as running");
+                return LAUNCH_ABORTED;
+            }
+            return LAUNCH_FAILED;
+        }
+        for (ssize_t i = 0; i < n; i++) {
+            if (failing) {
+                if (mlen < size - 1) msg[mlen++] = buf[i];
+            } else if (buf[i] == STEP_FAILED) {
+                failing = true;
+            } else {
+                last_step = buf[i];
+            }
+        }
+    }
+    if (sfd >= 0) close(sfd);
+    kill(job_pid, SIGKILL); /* it has not executed the job yet, so it is the only process of it */
+    if (result == LAUNCH_ABORTED) {
+        snprintf(msg, size, "aborted: the daemon did not store the job as running");
+        return result;
+    }
+    /* Decided before the daemon's go: recorded only if it comes (else nothing of the job is left). */
+    bool sup_failed = false;
+    if (opt.go_fd >= 0 && !wait_for_go(&sup_failed)) {
+        snprintf(msg, size, "aborted: the daemon did not store the job as running");
+        return LAUNCH_ABORTED;
+    }
+    char where[PATH_MAX + 64];
+    describe_step(last_step, where, sizeof where);
+    if (result == LAUNCH_CANCELLED) snprintf(msg, size, "cancelled while launching (%.900s)", where);
+    else if (result == LAUNCH_TIMED_OUT) snprintf(msg, size, "the time limit ran out while launching (%.900s)", where);
+    else snprintf(msg, size, "launch did not finish within %llu s: stuck %.900s", opt.launch_timeout, where);
+    return result;
 }
 
 /* ---------- finding and signalling the job's processes ---------- */
@@ -749,17 +955,23 @@ static char **args_from_stdin(int *argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
+    /* Started by hpcq-launcher, we inherit its request to be killed should it die before our exec;
+     * from here on we outlive the launcher and the daemon (the job must not depend on them). */
+    prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0);
     /* 1. The daemon's LevelDB files are opened without O_CLOEXEC and leak into us; close all.
      * Then make sure 0, 1 and 2 exist, so no file we open later lands on them by accident. */
-    close_fds_from(3, -1);
+    close_fds_from(4, -1); /* 3 may be the daemon's go (--go-fd 3): closed below unless it is */
     for (int fd = 0; fd <= 2; fd++) {
         if (fcntl(fd, F_GETFD) < 0) {
             int n = open("/dev/null", O_RDWR);
             if (n >= 0 && n != fd) dup2(n, fd), close(n);
         }
     }
+    /* The time limit and the launch deadline count from here. */
+    long long mono_start = clock_ms(CLOCK_MONOTONIC);
     argv = args_from_stdin(&argc, argv);
     parse_args(argc, argv);
+    close_fds_from(3, opt.go_fd);
 
     /* Stray signals (the daemon's process group, a terminal hangup, a closed handshake pipe) must
      * not end the supervisor: it is the job's only reaper and record keeper. SIGCHLD and SIGUSR1
@@ -777,58 +989,57 @@ int main(int argc, char **argv) {
     if (chdir("/") < 0) perror("hpcq-supervisor: chdir /");
     umask(022);
 
-    /* 2. Identify ourselves before starting anything, so a restarted daemon can tell this
-     * supervisor from a process that reused its pid, or from one of a previous boot. */
+    /* 2. Identify ourselves before the job can start (at once, or at the daemon's go), so a
+     * restarted daemon can tell this supervisor from a process that reused its pid, or from one of
+     * a previous boot. */
     self_pid = getpid();
-    unsigned long long self_start = 0;
-    proc_stat(self_pid, NULL, NULL, &self_start);
-    char boot_id[64] = "";
-    read_file("/proc/sys/kernel/random/boot_id", boot_id, sizeof boot_id);
-    boot_id[strcspn(boot_id, "\r\n")] = '\0';
-    char sup[256];
-    snprintf(sup, sizeof sup, "supervisor_pid=%d\nsupervisor_start_ticks=%llu\nboot_id=%s\n", (int)self_pid,
-             self_start, boot_id);
-    if (write_run_file("sup", sup) < 0) {
+    if (opt.go_fd < 0 && write_sup_file() < 0) {
         dprintf(1, "failed write %s/%llu.sup: %s\n", opt.run_dir, opt.job_id, strerror(errno));
         return 1;
     }
 
-    /* 3. Start the job. The pipe is close-on-exec: EOF without data means exec succeeded. */
-    int pfd[2];
-    if (pipe2(pfd, O_CLOEXEC) < 0 || (job_pid = fork()) < 0) {
+    /* 3. Start the job. The pipe is close-on-exec: the child's step bytes, then EOF when the exec
+     * succeeded, or STEP_FAILED and the reason. */
+    int pfd[2], gfd[2] = {-1, -1};
+    if (pipe2(pfd, O_CLOEXEC) < 0 || (opt.go_fd >= 0 && pipe2(gfd, O_CLOEXEC) < 0) || (job_pid = fork()) < 0) {
         char msg[MSG_MAX];
         snprintf(msg, sizeof msg, "cannot start the job: %s", strerror(errno));
+        bool sup_failed = false;
+        if (opt.go_fd >= 0 && !wait_for_go(&sup_failed)) return dprintf(1, "failed aborted: %s\n", msg) < 0;
         return launch_failed(msg);
     }
     if (job_pid == 0) {
         close(pfd[0]);
-        run_child(pfd[1]);
+        if (gfd[1] >= 0) close(gfd[1]);
+        run_child(pfd[1], gfd[0]);
     }
     close(pfd[1]);
+    if (gfd[0] >= 0) close(gfd[0]);
+    long long limit_deadline = opt.time_limit ? mono_start + (long long)opt.time_limit * 1000 : -1;
     char msg[MSG_MAX];
-    size_t mlen = 0;
-    for (;;) {
-        ssize_t n = read(pfd[0], msg + mlen, sizeof msg - 1 - mlen);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) break;
-        mlen += (size_t)n;
-        if (mlen == sizeof msg - 1) break;
-    }
+    enum launch_result launched = watch_launch(pfd[0], gfd[1], &set, mono_start, limit_deadline, msg, sizeof msg);
     close(pfd[0]);
+    if (gfd[1] >= 0) close(gfd[1]);
 
-    /* 4. Handshake. */
-    if (mlen > 0) {
-        msg[mlen] = '\0';
-        for (size_t i = 0; i < mlen; i++) /* one line, whatever the path contained */
-            if ((unsigned char)msg[i] < 0x20 || msg[i] == 0x7f) msg[i] = '?';
+    /* 4. Handshake. A launch that did not end in the exec ended its child, which is reaped. */
+    if (launched != LAUNCHED) {
+        for (char *c = msg; *c; c++) /* one line, whatever the path contained */
+            if ((unsigned char)*c < 0x20 || *c == 0x7f) *c = '?';
         int st;
         while (waitpid(job_pid, &st, 0) < 0 && errno == EINTR) {
         }
         job_reaped = true;
-        return launch_failed(msg);
+        if (launched == LAUNCH_ABORTED) return dprintf(1, "failed %s\n", msg) < 0; /* no record: nothing ran */
+        if (launched == LAUNCH_FAILED) return launch_failed(msg);
+        /* Cancelled or out of time before the job ran: its true outcome, not a launch failure. */
+        end_ms = clock_ms(CLOCK_REALTIME);
+        cancelled = launched == LAUNCH_CANCELLED;
+        timed_out = launched == LAUNCH_TIMED_OUT;
+        int rc = write_exit_file("signaled", 0, SIGKILL, NULL);
+        dprintf(1, "failed %s\n", msg);
+        return rc < 0 ? 1 : 0;
     }
     start_ms = clock_ms(CLOCK_REALTIME);
-    long long mono_start = clock_ms(CLOCK_MONOTONIC);
     unsigned long long job_start = 0;
     proc_stat(job_pid, NULL, NULL, &job_start); /* unreaped, so readable even if it already exited */
     dprintf(1, "started %d %llu\n", (int)job_pid, job_start);
@@ -842,7 +1053,7 @@ int main(int argc, char **argv) {
 
     /* 5. Watch the job. Deadlines are on CLOCK_MONOTONIC so wall-clock jumps do not matter. */
     enum { RUNNING, TERM_SENT, KILL_SENT } phase = RUNNING;
-    long long deadline = opt.time_limit ? mono_start + (long long)opt.time_limit * 1000 : -1;
+    long long deadline = limit_deadline;
     long long next = deadline; /* when something is due in the current phase; -1 = nothing */
     for (;;) {
         reap_children();

@@ -29,9 +29,13 @@ export class TimedExecutor implements JobExecutor {
     return this.inner.launchBlocker?.();
   }
 
-  async launch(job: Job): Promise<void> {
+  get launchesAhead(): boolean | undefined {
+    return this.inner.launchesAhead;
+  }
+
+  async launch(job: Job, durable?: Promise<unknown>): Promise<void> {
     const t0 = performance.now();
-    await this.inner.launch(job);
+    await this.inner.launch(job, durable);
     this.launched(performance.now() - t0);
   }
 

@@ -5,6 +5,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import { startDaemon, submit, waitForJob } from '../support/daemon-harness.js';
 import { makeJobUserDir } from '../support/durability.js';
@@ -43,7 +44,12 @@ describe('supervisor command line', () => {
       stderrRedirectPath: '/dev/null',
     });
     await waitForJob(d, r.jobId, (j) => j.jobStatus === 'running');
-    const pid = supervisorOf(r.jobId);
+    // RUNNING is stored before the supervisor starts: give it the moment its start takes.
+    let pid = supervisorOf(r.jobId);
+    for (let tries = 0; pid === undefined && tries < 200; tries++) {
+      await sleep(10);
+      pid = supervisorOf(r.jobId);
+    }
     expect(pid).toBeDefined();
     const seen = execFileSync('setpriv', ['--reuid', OTHER_USER, '--regid', OTHER_USER, '--init-groups', '--', 'cat', `/proc/${pid}/cmdline`], { encoding: 'utf8' });
     expect(seen).not.toContain(secret);

@@ -267,9 +267,10 @@ export class CgroupV1Limiter implements Limiter {
     const fs = this.fs;
     if (!(await fs.exists(dirs.memory)) && !(await fs.exists(dirs.cpuacct))) return undefined;
     const oomControl = parseKeyValues(await fs.read(join(dirs.memory, 'memory.oom_control')));
-    const stat = parseKeyValues(await fs.read(join(dirs.cpuacct, 'cpuacct.stat')));
     const usageUserNs = parseInteger(await fs.read(join(dirs.cpuacct, 'cpuacct.usage_user')));
     const usageSysNs = parseInteger(await fs.read(join(dirs.cpuacct, 'cpuacct.usage_sys')));
+    // The coarser cpuacct.stat (ticks) only on kernels without the nanosecond split (before 4.6).
+    const stat = usageUserNs === undefined || usageSysNs === undefined ? parseKeyValues(await fs.read(join(dirs.cpuacct, 'cpuacct.stat'))) : new Map<string, number>();
     const ticksToUsec = 1_000_000 / USER_HZ;
     return {
       userCpuUsec: usageUserNs !== undefined ? Math.round(usageUserNs / 1000) : (stat.get('user') ?? 0) * ticksToUsec,

@@ -1,0 +1,180 @@
+/**
+ * Launch benchmark: how soon a job's own code runs after its submit, and what a burst of trivial
+ * jobs costs the daemon.
+ *
+ * - submit -> first instruction: the job is a tiny static C program (compiled here) whose first
+ *   act is to print CLOCK_MONOTONIC to its stdout file; the same clock as process.hrtime here, so
+ *   the figure is measured by the job itself, not by the RUNNING state change (which is also shown).
+ *   Taken one job at a time on an otherwise idle daemon.
+ * - 1,000 `true` jobs submitted at once: makespan and jobs/s; the daemon's CPU (utime + stime from
+ *   /proc/<pid>/stat) per job over that run, and that of the daemon's long-lived helper processes
+ *   (the supervisor launcher) beside it; the daemon's peak RSS (VmHWM, reset before the burst).
+ */
+import { execFileSync } from 'node:child_process';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { availableParallelism, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { BenchDaemon, benchConfig } from './bench-daemon.js';
+import { percentile } from './percentile.js';
+
+export interface LaunchFigures {
+  enforcement: string;
+  samples: number;
+  firstInstructionP50Ms: number;
+  firstInstructionP99Ms: number;
+  submitToRunningP50Ms: number;
+  submitToRunningP99Ms: number;
+  submitToCompletedP50Ms: number;
+  burst: number;
+  burstSeconds: number;
+  daemonCpuMsPerJob: number;
+  helperCpuMsPerJob: number;
+  peakRssMb: number;
+}
+
+const STAMP_SOURCE = `#include <stdio.h>
+#include <time.h>
+/* Prints CLOCK_MONOTONIC in nanoseconds: the moment the job's own code started. */
+int main(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    printf("%lld\\n", (long long)t.tv_sec * 1000000000LL + t.tv_nsec);
+    return 0;
+}
+`;
+
+/** Compiles the stamp program into a fresh world-readable directory; returns it and a writable output dir. */
+function buildStamp(): { dir: string; program: string; outDir: string } {
+  const dir = mkdtempSync(join(tmpdir(), 'hpcq-bench-stamp-'));
+  chmodSync(dir, 0o755);
+  const source = join(dir, 'stamp.c');
+  const program = join(dir, 'stamp');
+  writeFileSync(source, STAMP_SOURCE);
+  try {
+    // Static: no dynamic loader between exec and main.
+    execFileSync(process.env.CC ?? 'cc', ['-O2', '-static', '-o', program, source], { stdio: 'pipe' });
+  } catch {
+    execFileSync(process.env.CC ?? 'cc', ['-O2', '-o', program, source], { stdio: 'pipe' });
+  }
+  chmodSync(program, 0o755);
+  const outDir = join(dir, 'out');
+  execFileSync('mkdir', ['-m', '1777', outDir]);
+  return { dir, program, outDir };
+}
+
+/** The cgroup version this host would use for enforcement 'auto'. */
+function cgroupLabel(): string {
+  try {
+    readFileSync('/sys/fs/cgroup/cgroup.controllers');
+    return 'cgroup2';
+  } catch {
+    return 'cgroup1';
+  }
+}
+
+/** utime + stime of a process, ms (clock ticks of 10 ms); 0 if it is gone. */
+function processCpuMs(pid: number): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return (Number(fields[11]) + Number(fields[12])) * 10;
+  } catch {
+    return 0;
+  }
+}
+
+/** The daemon's direct children that stay (the launcher), not the per-job supervisors. */
+function helperPids(daemonPid: number): number[] {
+  let children: number[];
+  try {
+    children = readFileSync(`/proc/${daemonPid}/task/${daemonPid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+  return children.filter((pid) => {
+    try {
+      return readFileSync(`/proc/${pid}/comm`, 'utf8').trim() !== 'hpcq-supervisor';
+    } catch {
+      return false;
+    }
+  });
+}
+
+const helpersCpuMs = (daemonPid: number) => helperPids(daemonPid).reduce((sum, pid) => sum + processCpuMs(pid), 0);
+
+const ENDED = ['completed', 'failed', 'node_fail', 'cancelled', 'timeout', 'out_of_memory'];
+
+export async function launchRun(runUser: string, enforcement: 'auto' | 'rlimit', samples: number, burst: number): Promise<LaunchFigures> {
+  const stamp = buildStamp();
+  const daemon = await BenchDaemon.start(benchConfig({ cores: availableParallelism(), enforcement }));
+  try {
+    const toFirst: number[] = [];
+    const toRunning: number[] = [];
+    const toCompleted: number[] = [];
+    for (let i = 0; i < samples; i++) {
+      const out = join(stamp.outDir, `${i}.out`);
+      const t0 = process.hrtime.bigint();
+      const { jobId } = await daemon.submit({ name: 'latency', runUser, argv: [stamp.program], stdoutRedirectPath: out, stderrRedirectPath: '/dev/null' });
+      // The first message is the current job: 'running' or already 'completed' both mean it started.
+      await daemon.waitFor(jobId, ['running', ...ENDED]);
+      toRunning.push(Number(process.hrtime.bigint() - t0) / 1e6);
+      const state = await daemon.waitFor(jobId, ENDED);
+      toCompleted.push(Number(process.hrtime.bigint() - t0) / 1e6);
+      if (state !== 'completed') throw new Error(`stamp job ${jobId} ended ${state}`);
+      toFirst.push(Number(BigInt(readFileSync(out, 'utf8').trim()) - t0) / 1e6);
+    }
+    for (const list of [toFirst, toRunning, toCompleted]) list.sort((a, b) => a - b);
+
+    // Peak RSS of the burst alone: writing 5 to clear_refs resets VmHWM to the current RSS.
+    writeFileSync(`/proc/${daemon.pid}/clear_refs`, '5');
+    const cpu0 = daemon.cpuMs();
+    const helper0 = helpersCpuMs(daemon.pid);
+    // A fresh connection for the burst: after hundreds of cancelled watch streams, grpc-js's client
+    // session was seen to fail with "Session closed with error code 2" (a client-side error).
+    const client = daemon.newClient();
+    const t0 = performance.now();
+    const ids = await Promise.all(
+      Array.from({ length: burst }, () => daemon.submit({ name: 'burst', runUser, cmdLine: 'true', stdoutRedirectPath: '/dev/null', stderrRedirectPath: '/dev/null' }, client)),
+    );
+    // At most 500 watch streams at once: one HTTP/2 connection carries up to 1000 concurrent streams.
+    const ended = await mapWithConcurrency(ids, 500, ({ jobId }) => daemon.waitFor(jobId, ENDED, client));
+    const burstSeconds = (performance.now() - t0) / 1000;
+    const daemonCpuMs = daemon.cpuMs() - cpu0;
+    const helperCpuMs = helpersCpuMs(daemon.pid) - helper0;
+    const peakRssMb = daemon.peakRssMb();
+    client.close();
+    const failed = ended.filter((s) => s !== 'completed').length;
+    if (failed > 0) throw new Error(`${failed} of ${burst} trivial jobs did not complete`);
+    return {
+      enforcement: enforcement === 'auto' ? cgroupLabel() : 'rlimit',
+      samples,
+      firstInstructionP50Ms: percentile(toFirst, 50),
+      firstInstructionP99Ms: percentile(toFirst, 99),
+      submitToRunningP50Ms: percentile(toRunning, 50),
+      submitToRunningP99Ms: percentile(toRunning, 99),
+      submitToCompletedP50Ms: percentile(toCompleted, 50),
+      burst,
+      burstSeconds,
+      daemonCpuMsPerJob: daemonCpuMs / burst,
+      helperCpuMsPerJob: helperCpuMs / burst,
+      peakRssMb,
+    };
+  } finally {
+    await daemon.close();
+    rmSync(stamp.dir, { recursive: true, force: true });
+  }
+}
+
+async function mapWithConcurrency<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const results: R[] = new Array(items.length);
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(limit, items.length) }, async () => {
+      while (next < items.length) {
+        const i = next++;
+        results[i] = await fn(items[i]!);
+      }
+    }),
+  );
+  return results;
+}
+
