@@ -198,6 +198,8 @@ export class JobEngine {
     const arrayJobs = jobs.filter((j) => j.array !== undefined);
     jobs = jobs.filter((j) => j.array === undefined);
     for (const job of jobs) this.remember(job);
+    // Before re-attaching, which may record an end at once: a cancel asked for says who asked.
+    for (const job of jobs) if (job.state === 'RUNNING' && job.cancelRequestedBy !== undefined) this.cancelRequested.set(job.id, job.cancelRequestedBy);
     await this.loadArrays(arrayJobs);
     // Before anything can be dispatched: a dependent is held until its jobs are judged again.
     for (const job of jobs) {
@@ -493,10 +495,10 @@ export class JobEngine {
     return this.active.get(jobId);
   }
 
-  /** At start-up: a cancel asked for before the restart is still wanted, and still says who asked. */
-  private resumeCancel(job: Job): void {
-    if (job.state !== 'RUNNING' || job.cancelRequestedBy === undefined) return;
-    this.cancelRequested.set(job.id, job.cancelRequestedBy);
+  /** At start-up, once re-attached: a cancel asked for before the restart is still wanted. */
+  private resumeCancel(loaded: Job): void {
+    const job = this.active.get(loaded.id);
+    if (job?.state !== 'RUNNING' || job.cancelRequestedBy === undefined) return;
     const backend = this.backendOf(job);
     // Sent again: the daemon may have stopped between storing the request and sending it.
     const resend = backend ? backend.cancel(job, job.backendJobId, true) : this.deps.executor.cancel(job);
