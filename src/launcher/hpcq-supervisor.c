@@ -967,8 +967,10 @@ int main(int argc, char **argv) {
             if (n >= 0 && n != fd) dup2(n, fd), close(n);
         }
     }
-    /* The time limit and the launch deadline count from here. */
+    /* The time limit, the launch deadline and the job's wall time count from here: a launch that
+     * takes long is the job's time too, and is accounted as such. */
     long long mono_start = clock_ms(CLOCK_MONOTONIC);
+    start_ms = clock_ms(CLOCK_REALTIME);
     argv = args_from_stdin(&argc, argv);
     parse_args(argc, argv);
     close_fds_from(3, opt.go_fd);
@@ -1039,7 +1041,6 @@ int main(int argc, char **argv) {
         dprintf(1, "failed %s\n", msg);
         return rc < 0 ? 1 : 0;
     }
-    start_ms = clock_ms(CLOCK_REALTIME);
     unsigned long long job_start = 0;
     proc_stat(job_pid, NULL, NULL, &job_start); /* unreaped, so readable even if it already exited */
     dprintf(1, "started %d %llu\n", (int)job_pid, job_start);

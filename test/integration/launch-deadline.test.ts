@@ -83,6 +83,8 @@ describe('a launch hung before the job runs, through the executor', () => {
     const { executor, fifo, released, outcomes } = await hangingExecutor(1);
     await executor.launch(job(11));
     expect(outcomes.get(11)).toMatchObject({ state: 'FAILED', reason: `LaunchFailed: launch did not finish within 1 s: stuck joining its cgroups (${fifo})` });
+    // Its wall time is the second it spent stuck, from the supervisor's start: not a few ms.
+    expect(outcomes.get(11)!.usage!.wallTimeMs).toBeGreaterThanOrEqual(1000);
     expect(released).toEqual([11]);
   });
 
@@ -102,6 +104,7 @@ describe('a launch hung before the job runs, through the executor', () => {
     const { executor, released, outcomes } = await hangingExecutor(3600);
     await executor.launch(job(13, 1));
     expect(outcomes.get(13)).toMatchObject({ state: 'TIMEOUT', limitHit: 'time' });
+    expect(outcomes.get(13)!.usage!.wallTimeMs).toBeGreaterThanOrEqual(1000);
     expect(released).toEqual([13]);
   });
 });
