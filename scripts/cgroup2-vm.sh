@@ -221,6 +221,9 @@ run() {
     echo "export PATH=$(printf '%q' "$PATH") HOME=/root LANG=C.UTF-8 TERM=dumb HPCQ_TEST_IN_CGROUP2_VM=1"
     [ -n "${HPCQ_TEST_REQUIRE_PRIVILEGED:-}" ] && echo "export HPCQ_TEST_REQUIRE_PRIVILEGED=$(printf '%q' "$HPCQ_TEST_REQUIRE_PRIVILEGED")"
     [ -n "${CI:-}" ] && echo "export CI=$(printf '%q' "$CI")"
+    # Tests that wait for processes to start give an emulated VM more time.
+    [ "$accel" = tcg ] && echo "export HPCQ_TEST_VM_EMULATED=1"
+    echo "echo \"cgroup2-vm: booted in \$(cut -d' ' -f1 /proc/uptime) s\" >&2"
     printf 'exec'
     printf ' %q' "$@"
     echo
