@@ -25,7 +25,8 @@ set -eu
 
 checkout="$(cd "$(dirname "$0")/.." && pwd)"
 cache="${HPCQ_VM_CACHE:-/var/cache/hpcq-test-vm}"
-packages="qemu-system-x86 linux-image-amd64 busybox-static cpio kmod"
+# xz-utils: newer Debian kernels ship their modules xz-compressed.
+packages="qemu-system-x86 linux-image-amd64 busybox-static cpio kmod xz-utils"
 # Modules the initramfs loads: the 9p share over virtio, and overlayfs for the writable layer.
 modules="9p 9pnet_virtio virtio_pci overlay"
 
@@ -182,8 +183,13 @@ build_initramfs() {
 }
 
 ensure() {
+  # One at a time: test runs of two checkouts may start together, and apt and the cache are shared.
+  mkdir -p "$cache"
+  exec 9>"$cache/.lock"
+  flock 9
   install_packages
   build_initramfs
+  exec 9>&-
 }
 
 # The kernel's messages (on the first serial port), for a VM that failed or hung.
