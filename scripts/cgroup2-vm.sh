@@ -9,8 +9,8 @@
 #
 # The VM sees this machine's root file system read-only (9p) under a tmpfs overlay, so it runs
 # the very same Node.js, node_modules and build as the host, may write anywhere (/etc, /home, /tmp)
-# and writes nothing back. CMD's output comes out on the serial console (our stdout); its exit
-# status comes back through a small writable share.
+# and writes nothing back. CMD's output comes out of the second serial port (our stdout; the first
+# one carries the kernel's messages); its exit status comes back through a small writable share.
 #
 # It needs /dev/kvm. Where the CPU offers no hardware virtualization (no vmx/svm flag) that
 # /dev/kvm belongs to a software hypervisor such as PVM, which runs only kernels built to be its
@@ -46,10 +46,10 @@ install_packages() {
   [ "$(id -u)" = 0 ] || die "missing packages:$missing (run 'ensure' as root to install them)"
   echo "cgroup2-vm: installing$missing" >&2
   export DEBIAN_FRONTEND=noninteractive
-  # Only the package lists are refreshed, and only when something is missing: a second run is fast.
+  # The package lists are refreshed only when something is missing: a second run needs no network.
   apt-get update >&2
-  # INITRD=No: Debian's kernel hook would build an initramfs for booting this machine, which we
-  # never use (we build our own below) and which costs most of the install time.
+  # INITRD=No: Debian's kernel hook would build an initramfs for booting this machine, which the
+  # VM does not use (it gets its own, below), and that takes a while.
   # shellcheck disable=SC2086
   INITRD=No apt-get install -y --no-install-recommends $missing >&2
 }
@@ -66,7 +66,7 @@ pick_kernel() {
   return 1
 }
 
-# The /init of the initramfs (busybox sh, PID 1). Kept here so that a change to it rebuilds.
+# The /init of the initramfs (busybox sh, PID 1).
 init_script() {
   cat <<'EOF'
 #!/bin/sh
@@ -144,7 +144,7 @@ build_initramfs() {
       echo "$kver"
       sha256sum "$busybox" "/boot/vmlinuz-$kver"
       echo "$deps"
-      init_script
+      cat "$0" # this script: the init and how the image is put together
     } | sha256sum | cut -d' ' -f1
   )"
   if [ -f "$cache/stamp" ] && [ "$(cat "$cache/stamp")" = "$stamp" ] && [ -f "$cache/initramfs.gz" ] && [ -f "$cache/vmlinuz" ]; then

@@ -32,7 +32,8 @@ function runScript(args: string[]): Promise<Run> {
   return new Promise((resolve, reject) => {
     const child = spawn(SCRIPT, args, {
       cwd: PACKAGE_ROOT,
-      env: { ...process.env, HPCQ_TEST_REQUIRE_PRIVILEGED: '1' },
+      // The script's own time limit ends a hung VM, with its console, before this test's does.
+      env: { ...process.env, HPCQ_TEST_REQUIRE_PRIVILEGED: '1', HPCQ_VM_TIMEOUT: '780' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let output = '';
