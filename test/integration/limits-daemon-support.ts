@@ -84,17 +84,33 @@ export async function startLimitsDaemon(enforcement?: 'auto' | 'cgroup1' | 'cgro
   const d = await startDaemon({ config: limitsConfig(enforcement) });
   const parent = cgroupParentName(join(d.stateDir, 'state'));
   parents.add(parent);
-  const ready = d
-    .output()
-    .split('\n')
-    .find((l) => l.includes('"event":"ready"'));
-  const mode = (JSON.parse(ready ?? '{}') as { enforcement?: string }).enforcement ?? '';
+  const mode = readyMode(d);
   const outDir = mkdtempSync(join(tmpdir(), 'hpcq-ld-out-'));
   chownSync(outDir, uidOf(JOB_USER), uidOf(JOB_USER));
   outDirs.add(outDir);
   const handle = { d, mode, parent, outDir };
   daemons.add(handle);
   return handle;
+}
+
+/**
+ * A daemon started again on the state directory of `l` (after its kill -9 or stop), with the same
+ * configuration: the same cgroup parent and output directory; cleaned up like the first.
+ */
+export async function restartLimitsDaemon(l: LimitsDaemon, enforcement?: 'auto' | 'cgroup1' | 'cgroup2' | 'rlimit'): Promise<LimitsDaemon> {
+  const d = await startDaemon({ stateDir: l.d.stateDir, config: limitsConfig(enforcement) });
+  const handle = { ...l, d, mode: readyMode(d) };
+  daemons.add(handle);
+  return handle;
+}
+
+/** The enforcement mode in the daemon's ready line. */
+function readyMode(d: DaemonHandle): string {
+  const ready = d
+    .output()
+    .split('\n')
+    .find((l) => l.includes('"event":"ready"'));
+  return (JSON.parse(ready ?? '{}') as { enforcement?: string }).enforcement ?? '';
 }
 
 /** `export` line that marks every process of a job with this file's marker (and a per-job tag). */
