@@ -260,7 +260,11 @@ describe('a launch that hangs before the job runs', () => {
       }),
     );
     expect(err.message).toMatch(/^cancelled while launching \((before its first step|joining its cgroups .*)\)$/);
-    expect(await readExitFile(spec.runDir, spec.jobId)).toMatchObject({ status: 'signaled', signal: 9, cancelled: true, timedOut: false, startMs: 0 });
+    const record = await readExitFile(spec.runDir, spec.jobId);
+    expect(record).toMatchObject({ status: 'signaled', signal: 9, cancelled: true, timedOut: false });
+    // Its time ran from the supervisor's start, though the job itself never ran.
+    expect(record!.startMs).toBeGreaterThan(0);
+    expect(record!.endMs).toBeGreaterThanOrEqual(record!.startMs);
   });
 
   it('is ended by the time limit, which counts from the supervisor\'s start: recorded as timed out', async (ctx) => {
