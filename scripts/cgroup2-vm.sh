@@ -97,6 +97,12 @@ mount -t tmpfs -o mode=1777 tmpfs /root/dev/shm
 # Fresh /tmp and /run, as after a boot: nothing of the host's lingers in them.
 mount -t tmpfs -o mode=1777 tmpfs /root/tmp
 mount -t tmpfs -o mode=0755 tmpfs /root/run
+# The checkout may lie where the fresh /tmp hides it (a CI clone) or on another file system than
+# the root: it is shared on its own and put back at its path, writable through an overlay too.
+co="$(cat /out/checkout)"
+mkdir -p /lowerco /rw/co-upper /rw/co-work "/root$co"
+mount -t 9p -o "ro,cache=loose,$opts" checkout /lowerco || fail "cannot mount the checkout"
+mount -t overlay overlay -o lowerdir=/lowerco,upperdir=/rw/co-upper,workdir=/rw/co-work "/root$co" || fail "cannot mount the checkout's overlay"
 mount -t cgroup2 -o nsdelegate cgroup2 /root/sys/fs/cgroup || fail "cannot mount cgroup2"
 # Like systemd: every controller enabled below the root, and the command in a leaf of its own
 # (the daemon must work from there, not from the root cgroup).
@@ -234,6 +240,7 @@ run() {
     printf ' %q' "$@"
     echo
   } >"$out/cmd"
+  printf '%s' "$checkout" >"$out/checkout"
   status=0
   # shellcheck disable=SC2086 # $qemu_cpu is several options
   # -nic none: no network, and no option ROM to look for. panic=-1 with -no-reboot: a kernel panic
@@ -245,6 +252,7 @@ run() {
     -kernel "$cache/vmlinuz" -initrd "$cache/initramfs.gz" \
     -append "console=ttyS0 quiet panic=-1 cgroup_no_v1=all rdinit=/init" \
     -virtfs local,path=/,mount_tag=hostroot,security_model=passthrough,readonly=on,multidevs=remap \
+    -virtfs "local,path=$checkout,mount_tag=checkout,security_model=passthrough,readonly=on,multidevs=remap" \
     -virtfs "local,path=$out,mount_tag=hpcqout,security_model=none" \
     </dev/null || status=$?
   if [ "$status" = 124 ] || [ "$status" = 137 ]; then
