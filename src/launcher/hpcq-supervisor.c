@@ -48,6 +48,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -118,6 +119,9 @@ static pid_t self_pid, job_pid = -1;
 static bool job_reaped, timed_out, cancelled;
 static int job_status;
 static long long start_ms, end_ms;
+/* How the job's process entered its cgroups, for its exit record: "clone3" (created inside, cgroup
+ * v2), "write" (joined after fork) or "none". */
+static const char *cgroup_entry = "none";
 
 /* ---------- small helpers ---------- */
 
@@ -407,10 +411,10 @@ static int write_exit_file(const char *status, int exit_code, int sig, const cha
     char buf[2 * MSG_MAX];
     int n = snprintf(buf, sizeof buf,
                      "status=%s\nexit_code=%d\nsignal=%d\ntimed_out=%d\ncancelled=%d\njob_pid=%d\n"
-                     "start_ms=%lld\nend_ms=%lld\nutime_us=%lld\nstime_us=%lld\nmaxrss_kb=%ld\n",
+                     "start_ms=%lld\nend_ms=%lld\nutime_us=%lld\nstime_us=%lld\nmaxrss_kb=%ld\ncgroup_entry=%s\n",
                      status, exit_code, sig, timed_out, cancelled, (int)job_pid, start_ms, end_ms,
                      (long long)ru.ru_utime.tv_sec * 1000000 + ru.ru_utime.tv_usec,
-                     (long long)ru.ru_stime.tv_sec * 1000000 + ru.ru_stime.tv_usec, ru.ru_maxrss);
+                     (long long)ru.ru_stime.tv_sec * 1000000 + ru.ru_stime.tv_usec, ru.ru_maxrss, cgroup_entry);
     if (error) snprintf(buf + n, sizeof buf - (size_t)n, "error=%s\n", error);
     /* The exit file is the job's only record once the daemon is gone: a full disk or a transient
      * error must not lose it, so keep trying for a while before giving up. */
@@ -513,6 +517,49 @@ static int open_output(int errfd, const char *what, const char *path) {
     return fd;
 }
 
+/* clone3 and its arguments; older libc headers may lack them (the numbers are the kernel's). */
+#ifndef SYS_clone3
+#define SYS_clone3 435
+#endif
+#define HPCQ_CLONE_INTO_CGROUP 0x200000000ULL
+struct hpcq_clone_args {
+    uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid, set_tid_size, cgroup;
+};
+
+/* Creates the job's process. On cgroup v2 it is created inside its cgroup (clone3 with
+ * CLONE_INTO_CGROUP): no running process is migrated, which is cheaper for the kernel and leaves
+ * no moment in which the job's process counts in the supervisor's cgroup. On cgroup v1, or a
+ * kernel without it (before 5.7): fork, and the child joins its cgroups itself. Like fork (no new
+ * stack): the child returns 0 here. The supervisor is single-threaded, so no lock of libc can be
+ * held across it. */
+static pid_t fork_job(void) {
+    size_t len = opt.n_cgroup_procs == 1 ? strlen(opt.cgroup_procs[0]) : 0;
+    const char *suffix = "/cgroup.procs";
+    if (opt.kill_cg2 && len > strlen(suffix) && len < PATH_MAX && strcmp(opt.cgroup_procs[0] + len - strlen(suffix), suffix) == 0) {
+        char dir[PATH_MAX];
+        memcpy(dir, opt.cgroup_procs[0], len - strlen(suffix));
+        dir[len - strlen(suffix)] = '\0';
+        int cfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (cfd >= 0) {
+            struct hpcq_clone_args args;
+            memset(&args, 0, sizeof args);
+            args.flags = HPCQ_CLONE_INTO_CGROUP;
+            args.exit_signal = SIGCHLD;
+            args.cgroup = (uint64_t)cfd;
+            long pid = syscall(SYS_clone3, &args, sizeof args);
+            int err = errno;
+            close(cfd);
+            if (pid >= 0) {
+                cgroup_entry = "clone3";
+                return (pid_t)pid;
+            }
+            errno = err; /* ENOSYS, E2BIG or EINVAL on an older kernel: fork below */
+        }
+    }
+    if (opt.n_cgroup_procs) cgroup_entry = "write";
+    return fork();
+}
+
 /* `gofd`: where the supervisor sends 'g' once the daemon's go came (-1: no go to wait for). */
 static void __attribute__((noreturn)) run_child(int errfd, int gofd) {
     /* a. Own session and process group: signals meant for the supervisor's group miss the job, and
@@ -526,9 +573,11 @@ static void __attribute__((noreturn)) run_child(int errfd, int gofd) {
 
     /* b. Join the job's cgroups while still root and before any code of the user runs: whatever
      * the job does first (allocate, fork) is already accounted and limited. "0" means "myself". */
-    if (opt.n_cgroup_procs) step(errfd, STEP_CGROUP);
-    for (int i = 0; i < opt.n_cgroup_procs; i++)
-        if (write_file(opt.cgroup_procs[i], "0") < 0) child_fail(errfd, errno, "join cgroup %s", opt.cgroup_procs[i]);
+    if (opt.n_cgroup_procs && strcmp(cgroup_entry, "clone3") != 0) {
+        step(errfd, STEP_CGROUP);
+        for (int i = 0; i < opt.n_cgroup_procs; i++)
+            if (write_file(opt.cgroup_procs[i], "0") < 0) child_fail(errfd, errno, "join cgroup %s", opt.cgroup_procs[i]);
+    }
 
     /* c. Limits; the job can raise a soft limit only up to its hard one, which is the soft one
      * unless --rlimit gave NAME=SOFT:HARD. Set as root so they may exceed the supervisor's own
@@ -1003,7 +1052,7 @@ int main(int argc, char **argv) {
     /* 3. Start the job. The pipe is close-on-exec: the child's step bytes, then EOF when the exec
      * succeeded, or STEP_FAILED and the reason. */
     int pfd[2], gfd[2] = {-1, -1};
-    if (pipe2(pfd, O_CLOEXEC) < 0 || (opt.go_fd >= 0 && pipe2(gfd, O_CLOEXEC) < 0) || (job_pid = fork()) < 0) {
+    if (pipe2(pfd, O_CLOEXEC) < 0 || (opt.go_fd >= 0 && pipe2(gfd, O_CLOEXEC) < 0) || (job_pid = fork_job()) < 0) {
         char msg[MSG_MAX];
         snprintf(msg, sizeof msg, "cannot start the job: %s", strerror(errno));
         bool sup_failed = false;

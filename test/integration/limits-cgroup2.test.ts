@@ -10,12 +10,14 @@
  * cgroup2-vm.test.ts runs it inside a VM that has only cgroup v2 (HPCQ_TEST_IN_CGROUP2_VM=1),
  * where it must run, and fails rather than skips under HPCQ_TEST_REQUIRE_PRIVILEGED=1.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it, type TestContext } from 'vitest';
 import { parseKeyValues } from '../../src/exec/limits/limiter.js';
 import { isRunning, waitForJob } from '../support/daemon-harness.js';
-import { isRoot, JOB_USER, need } from '../support/privileged.js';
+import { gidOf, isRoot, JOB_USER, need } from '../support/privileged.js';
+import { spawnSupervisor } from '../../src/exec/supervisor-process.js';
 import {
   CGROUP_ROOT,
   cancel,
@@ -139,6 +141,42 @@ describe('job limits on a cgroup v2 kernel', () => {
     const killed = Number(/^OutOfMemory: (\d+) process\(es\) killed/.exec(job.reason)?.[1]);
     expect(killed, job.reason).toBeGreaterThanOrEqual(2);
     await expectNoJobCgroups(l);
+  });
+});
+
+describe('the fast way into a cgroup v2', () => {
+  it("the job's process is created inside its cgroup (clone3 CLONE_INTO_CGROUP), never migrated into it", async (ctx) => {
+    if (!v2Available(ctx)) return;
+    const name = `hpcq-clone3-${process.pid}`;
+    const cg = join(CGROUP_ROOT, name);
+    const runDir = mkdtempSync(join(tmpdir(), 'hpcq-clone3-run-'));
+    const out = join(tmpdir(), `${name}.out`);
+    mkdirSync(cg);
+    try {
+      const handle = await spawnSupervisor({
+        jobId: 1,
+        runDir,
+        user: JOB_USER,
+        uid: uidOf(JOB_USER),
+        gid: gidOf(JOB_USER),
+        cwd: '/',
+        stdoutPath: out,
+        stderrPath: '/dev/null',
+        cgroupProcs: [join(cg, 'cgroup.procs')],
+        kill: { kind: 'cgroup2', dir: cg },
+        env: { PATH: '/usr/bin:/bin' },
+        program: '/bin/cat',
+        args: ['/proc/self/cgroup'],
+      });
+      await handle.exited;
+      // The supervisor says how the job got there; the job saw itself there from its first instruction.
+      expect(readFileSync(join(runDir, '1.exit'), 'utf8')).toContain('cgroup_entry=clone3\n');
+      expect(readFileSync(out, 'utf8')).toBe(`0::/${name}\n`);
+    } finally {
+      rmSync(out, { force: true });
+      rmSync(runDir, { recursive: true, force: true });
+      rmdirSync(cg);
+    }
   });
 });
 
