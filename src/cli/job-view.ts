@@ -165,6 +165,8 @@ export function renderJobStatus(job: Job, nowMs: number = Date.now()): string {
     ['User', job.runUser],
     ['Cluster', `${job.clusterId}${job.zone ? ` (zone ${job.zone})` : ''}`],
     ['Queue', `${job.schedulerQueueName} (${job.hpcqueueId})`],
+    // On a cluster Slurm runs: the attempt's Slurm job, for squeue/sacct/scontrol there.
+    ...(job.schedulerJobId ? [['Scheduler job', job.schedulerJobId] as [string, string]] : []),
     ['Priority', String(job.priority)],
     job.inputFile ? ['Input file', job.inputFile] : ['Command', job.cmdLine],
     ['Cores', String(job.coreLimit)],

@@ -244,6 +244,9 @@ describe('tables and key/value views', () => {
     expect(text).toMatch(/^CPU time:\s+1\.234s \(user 1\.000s, system 0\.234s\)$/m);
     expect(text).toMatch(/^Wall time:\s+1:05 \(65\.000 s\)$/m);
     expect(text).toMatch(/^Enforcement:\s+cgroup2$/m);
+    // A job of the node's own cluster has no scheduler job; one Slurm runs shows its id there.
+    expect(text).not.toMatch(/^Scheduler job:/m);
+    expect(renderJobStatus(job({ schedulerJobId: '1234_5' }))).toMatch(/^Scheduler job:\s+1234_5$/m);
   });
 
   it('renders watch lines', () => {
