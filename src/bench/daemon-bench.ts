@@ -5,6 +5,7 @@
 import { JobState } from '../gen/hpcq/v1/job.js';
 import { BenchDaemon, benchConfig } from './bench-daemon.js';
 import { percentile } from './percentile.js';
+import { mapWithConcurrency } from './concurrency.js';
 
 export interface SubmitFigures {
   clients: number;
@@ -103,18 +104,4 @@ export async function cancelPending(daemon: BenchDaemon): Promise<void> {
     if (page.jobs.length === 0) return;
     await mapWithConcurrency(page.jobs, 64, (job) => daemon.cancel(job.jobId));
   }
-}
-
-async function mapWithConcurrency<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const results: R[] = new Array(items.length);
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: Math.min(limit, items.length) }, async () => {
-      while (next < items.length) {
-        const i = next++;
-        results[i] = await fn(items[i]!);
-      }
-    }),
-  );
-  return results;
 }

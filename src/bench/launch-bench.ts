@@ -16,6 +16,7 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BenchDaemon, benchConfig } from './bench-daemon.js';
 import { percentile } from './percentile.js';
+import { mapWithConcurrency } from './concurrency.js';
 
 export interface LaunchFigures {
   enforcement: string;
@@ -162,19 +163,5 @@ export async function launchRun(runUser: string, enforcement: 'auto' | 'rlimit',
     await daemon.close();
     rmSync(stamp.dir, { recursive: true, force: true });
   }
-}
-
-async function mapWithConcurrency<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const results: R[] = new Array(items.length);
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: Math.min(limit, items.length) }, async () => {
-      while (next < items.length) {
-        const i = next++;
-        results[i] = await fn(items[i]!);
-      }
-    }),
-  );
-  return results;
 }
 

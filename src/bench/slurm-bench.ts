@@ -13,6 +13,9 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { observe, parseSqueue } from '../backend/slurm/slurm-text.js';
 import { BenchDaemon } from './bench-daemon.js';
+import { mapWithConcurrency } from './concurrency.js';
+
+const indices = (n: number) => Array.from({ length: n }, (_, i) => i);
 
 const execFileAsync = promisify(execFile);
 const SCRIPT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'scripts', 'slurm-test-cluster.sh');
@@ -40,7 +43,7 @@ export async function slurmRun(runUser: string, jobs: number): Promise<SlurmFigu
 
     // sbatch directly, 16 at a time.
     const t0 = performance.now();
-    await inParallel(jobs, 16, () => asUser(['sbatch', '--parsable', '-o', '/dev/null', '-e', '/dev/null', '--wrap', 'true']));
+    await mapWithConcurrency(indices(jobs), 16, () => asUser(['sbatch', '--parsable', '-o', '/dev/null', '-e', '/dev/null', '--wrap', 'true']));
     const directSubmitted = performance.now();
     while (!(await queueEmpty())) await new Promise((r) => setTimeout(r, 100));
     const direct = { submitsPerSecond: jobs / ((directSubmitted - t0) / 1000), makespanSeconds: (performance.now() - t0) / 1000 };
@@ -51,11 +54,11 @@ export async function slurmRun(runUser: string, jobs: number): Promise<SlurmFigu
       const t1 = performance.now();
       const cpu0 = daemon.cpuMs();
       const ids: string[] = [];
-      await inParallel(jobs, 16, async () => {
+      await mapWithConcurrency(indices(jobs), 16, async () => {
         ids.push((await daemon.submit({ name: 'bench', runUser, cmdLine: 'true', stdoutRedirectPath: '/dev/null', stderrRedirectPath: '/dev/null' })).jobId);
       });
       const submitted = performance.now();
-      await inParallel(ids.length, 64, async (i) => daemon.waitFor(ids[i]!, ['completed', 'failed', 'node_fail', 'cancelled']));
+      await mapWithConcurrency(ids, 64, (id) => daemon.waitFor(id, ['completed', 'failed', 'node_fail', 'cancelled']));
       const viaHpcq = { submitsPerSecond: jobs / ((submitted - t1) / 1000), makespanSeconds: (performance.now() - t1) / 1000 };
       return { jobs, direct, viaHpcq, daemonCpuMsPerJob: (daemon.cpuMs() - cpu0) / jobs, pollCpuMsPer10k: pollParseCpuMs(10_000) };
     } finally {
@@ -105,13 +108,4 @@ function pollParseCpuMs(n: number): number {
   }
   times.sort((a, b) => a - b);
   return times[10]!;
-}
-
-async function inParallel(count: number, width: number, fn: (i: number) => Promise<unknown>): Promise<void> {
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: width }, async () => {
-      while (next < count) await fn(next++);
-    }),
-  );
 }

@@ -13,7 +13,7 @@ import type { Job, JobOutcome } from '../../src/core/job.js';
 import type { Limiter } from '../../src/exec/limits/limiter.js';
 import { SupervisedExecutor } from '../../src/exec/supervised-executor.js';
 import { silentLogger } from '../../src/logger.js';
-import { testJobSpec } from '../support/job-spec.js';
+import { testRunningJob } from '../support/job-spec.js';
 import { ensureTestUsers, gidOf, isRoot, JOB_USER, need, uidOf } from '../support/privileged.js';
 
 const cleanups: Array<() => Promise<void>> = [];
@@ -49,30 +49,8 @@ async function hangingExecutor(launchTimeoutSeconds: number) {
 }
 
 function job(id: number, timeLimitSeconds = 60): Job {
-  const now = Date.now();
-  return {
-    ...testJobSpec({ runUser: JOB_USER, uid: uidOf(JOB_USER), gid: gidOf(JOB_USER), home: '/tmp', workingDir: '/tmp', cmdLine: 'true', timeLimitSeconds }),
-    id,
-    uuid: `hpcjob-${id}`,
-    state: 'RUNNING',
-    reason: '',
-    exitCode: 0,
-    termSignal: 0,
-    submitTimeMs: now,
-    startTimeMs: now,
-    endTimeMs: 0,
-    stdoutPath: '/dev/null',
-    stderrPath: '/dev/null',
-    enforcement: 'cgroup1',
-    limitHit: '',
-    eventCount: 0,
-    attempt: 1,
-    previousAttempts: [],
-    eligibleAtMs: 0,
-    heldBy: '',
-    backendJobId: '',
-    backendSubmitting: false,
-  };
+  const spec = { runUser: JOB_USER, uid: uidOf(JOB_USER), gid: gidOf(JOB_USER), home: '/tmp', workingDir: '/tmp', cmdLine: 'true', timeLimitSeconds };
+  return testRunningJob(spec, { id, uuid: `hpcjob-${id}`, enforcement: 'cgroup1' });
 }
 
 const privileged = () => need(isRoot, 'root') && need(ensureTestUsers(), `test user ${JOB_USER}`);

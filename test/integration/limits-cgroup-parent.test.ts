@@ -16,7 +16,7 @@ import type { Limiter } from '../../src/exec/limits/limiter.js';
 import { SupervisedExecutor } from '../../src/exec/supervised-executor.js';
 import { silentLogger } from '../../src/logger.js';
 import { cancelJob, isRunning, startDaemon, waitForEnd, waitForJob } from '../support/daemon-harness.js';
-import { testJobSpec } from '../support/job-spec.js';
+import { testRunningJob } from '../support/job-spec.js';
 import { gidOf, isRoot, JOB_USER, need } from '../support/privileged.js';
 import {
   CGROUP_ROOT,
@@ -129,28 +129,5 @@ describe('cgroup parent of a stopping daemon', () => {
 
 /** Job 1 of the job user: `true`, output discarded. */
 function testJob(enforcement: Job['enforcement']): Job {
-  const now = Date.now();
-  return {
-    ...testJobSpec({ runUser: JOB_USER, uid: uidOf(JOB_USER), gid: gidOf(JOB_USER), home: '/tmp', cmdLine: 'true' }),
-    id: 1,
-    uuid: 'hpcjob-00000001',
-    state: 'RUNNING',
-    reason: '',
-    exitCode: 0,
-    termSignal: 0,
-    submitTimeMs: now,
-    startTimeMs: now,
-    endTimeMs: 0,
-    stdoutPath: '/dev/null',
-    stderrPath: '/dev/null',
-    enforcement,
-    limitHit: '',
-    eventCount: 0,
-    attempt: 1,
-    previousAttempts: [],
-    eligibleAtMs: 0,
-    heldBy: '',
-    backendJobId: '',
-    backendSubmitting: false,
-  };
+  return testRunningJob({ runUser: JOB_USER, uid: uidOf(JOB_USER), gid: gidOf(JOB_USER), home: '/tmp', cmdLine: 'true' }, { enforcement });
 }

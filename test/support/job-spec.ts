@@ -1,5 +1,5 @@
 // A valid JobSpec for tests that need one; pure (no store, no I/O), so unit tests can use it.
-import type { JobSpec } from '../../src/core/job.js';
+import type { Job, JobSpec } from '../../src/core/job.js';
 
 /** A valid JobSpec (job `job` of alice in c1/z1, queue q1 `batch`, outputs in /tmp); `overrides` win. */
 export function testJobSpec(overrides: Partial<JobSpec> = {}): JobSpec {
@@ -33,5 +33,37 @@ export function testJobSpec(overrides: Partial<JobSpec> = {}): JobSpec {
     description: '',
     dependsOn: [],
     ...overrides,
+  };
+}
+
+/**
+ * A job of `spec` already RUNNING (as the executor gets it from the engine), outputs discarded;
+ * `run` overrides the run fields (id, uuid, enforcement, ...).
+ */
+export function testRunningJob(spec: Partial<JobSpec>, run: Partial<Job> = {}): Job {
+  const now = Date.now();
+  return {
+    ...testJobSpec(spec),
+    id: 1,
+    uuid: 'hpcjob-00000001',
+    state: 'RUNNING',
+    reason: '',
+    exitCode: 0,
+    termSignal: 0,
+    submitTimeMs: now,
+    startTimeMs: now,
+    endTimeMs: 0,
+    stdoutPath: '/dev/null',
+    stderrPath: '/dev/null',
+    enforcement: '',
+    limitHit: '',
+    eventCount: 0,
+    attempt: 1,
+    previousAttempts: [],
+    eligibleAtMs: 0,
+    heldBy: '',
+    backendJobId: '',
+    backendSubmitting: false,
+    ...run,
   };
 }
