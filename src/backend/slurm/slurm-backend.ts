@@ -16,6 +16,7 @@
 import type { Job, JobOutcome } from '../../core/job.js';
 import type { ArrayTaskOf, BackendReport, ClusterBackend, PartitionInfo, UserDirectory } from '../../core/ports.js';
 import type { Logger } from '../../logger.js';
+import { CommandSlots } from './command-slots.js';
 import { failureText, type SlurmCommands } from './slurm-commands.js';
 import { SINFO_FORMAT, SQUEUE_FORMAT, exitRecordPath, observe, parseExitRecord, parseSacct, parseScontrolJob, parseSinfo, parseSqueue, sbatchArrayRequest, sbatchRequest, slurmTag, type SqueueEntry } from './slurm-text.js';
 
@@ -52,10 +53,10 @@ export class SlurmBackend implements ClusterBackend {
   private stopped = false;
   private unavailableReason: string | undefined;
   private readonly now: () => number;
-  private submitting = 0;
+  /** A few sbatch at a time: hundreds at once only fight slurmctld (and this node) for CPU. */
+  private readonly sbatchSlots = new CommandSlots(MAX_CONCURRENT_SBATCH);
   /** Exit records of jobs whose end was reported, removed (as their users) at the next poll. */
   private spentRecords = new Map<number, { job: Job; paths: string[] }>();
-  private readonly submitWaiters: Array<() => void> = [];
 
   constructor(private readonly o: SlurmBackendOptions) {
     this.now = o.now ?? Date.now;
@@ -77,26 +78,18 @@ export class SlurmBackend implements ClusterBackend {
   }
 
   async submit(job: Job, mayExist: boolean, asArrayTask?: ArrayTaskOf): Promise<string> {
-    const find = async () => (await this.findByTag(slurmTag(job))) ?? (asArrayTask ? await this.findArrayTask(asArrayTask) : undefined);
-    return this.gated(() => this.submitOnce(job, mayExist, find, () => sbatchRequest(job)));
+    const find = async () => {
+      const queue = await this.listQueue();
+      const own = queue.find((e) => e.comment === slurmTag(job))?.slurmId;
+      return own ?? (asArrayTask ? findArrayTask(queue, asArrayTask) : undefined);
+    };
+    return this.sbatchSlots.run(() => this.submitOnce(job, mayExist, find, () => sbatchRequest(job)));
   }
 
   async submitArray(array: Job, instances: readonly Job[], mayExist: boolean): Promise<string> {
     const tag = slurmTag(array);
     const find = async () => (await this.findByTag(tag))?.split('_')[0];
-    return this.gated(() => this.submitOnce(array, mayExist, find, () => sbatchArrayRequest(array, instances)));
-  }
-
-  /** A few sbatch at a time: hundreds at once only fight slurmctld (and this node) for CPU. */
-  private async gated<T>(fn: () => Promise<T>): Promise<T> {
-    while (this.submitting >= MAX_CONCURRENT_SBATCH) await new Promise<void>((resolve) => this.submitWaiters.push(resolve));
-    this.submitting++;
-    try {
-      return await fn();
-    } finally {
-      this.submitting--;
-      this.submitWaiters.shift()?.();
-    }
+    return this.sbatchSlots.run(() => this.submitOnce(array, mayExist, find, () => sbatchArrayRequest(array, instances)));
   }
 
   /** One sbatch as the job's user, looked for first when an earlier try may have reached Slurm. */
@@ -294,12 +287,6 @@ export class SlurmBackend implements ClusterBackend {
     return (await this.listQueue()).find((e) => e.comment === tag)?.slurmId;
   }
 
-  /** An array instance's task, if its array went to Slurm as one sbatch. */
-  private async findArrayTask(of: ArrayTaskOf): Promise<string | undefined> {
-    const suffix = `_${of.index}`;
-    return (await this.listQueue()).find((e) => e.comment === of.arrayTag && e.slurmId.endsWith(suffix))?.slurmId;
-  }
-
   private async listQueue(): Promise<SqueueEntry[]> {
     const r = await this.o.commands.run('squeue', ['-h', '-a', '-t', 'all', '-o', SQUEUE_FORMAT]);
     if (r.code !== 0) throw new Error(failureText('squeue', r));
@@ -316,4 +303,10 @@ export class SlurmBackend implements ClusterBackend {
 function fromExit(exit: { exitCode: number; termSignal: number }, endTimeMs: number): JobOutcome {
   const ok = exit.exitCode === 0 && exit.termSignal === 0;
   return { state: ok ? 'COMPLETED' : 'FAILED', reason: ok ? '' : 'Slurm: FAILED', exitCode: exit.exitCode, termSignal: exit.termSignal, limitHit: '', endTimeMs };
+}
+
+/** An array instance's task in a squeue listing, if its array went to Slurm as one sbatch. */
+function findArrayTask(queue: readonly SqueueEntry[], of: ArrayTaskOf): string | undefined {
+  const suffix = `_${of.index}`;
+  return queue.find((e) => e.comment === of.arrayTag && e.slurmId.endsWith(suffix))?.slurmId;
 }

@@ -7,6 +7,7 @@
 import { join } from 'node:path';
 import type { UserAccount } from '../../core/ports.js';
 import { CommandRunner } from '../../system/command-runner.js';
+import { CommandSlots } from './command-slots.js';
 
 export interface SlurmCommandOptions {
   /** Directory of sbatch, squeue, ...; default: found on PATH (/usr/bin, /usr/local/bin, ...). */
@@ -32,9 +33,7 @@ const SEARCH_PATH = '/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbi
  * Slurm commands running at once, per daemon: cancelling a 1,000-instance array is 1,000 scancel,
  * which wait their turn here instead of all forking at once (the runner refuses beyond 256).
  */
-const MAX_RUNNING_COMMANDS = 32;
-let running = 0;
-const waiting: Array<() => void> = [];
+const commandSlots = new CommandSlots(32);
 
 let sharedRunner: CommandRunner | undefined;
 
@@ -47,14 +46,7 @@ export class SlurmCommands {
 
   /** Runs `program` as root (the daemon), or as `user` when given; never rejects. */
   async run(program: string, args: readonly string[], opts: { user?: UserAccount; input?: string } = {}): Promise<CommandResult> {
-    while (running >= MAX_RUNNING_COMMANDS) await new Promise<void>((resolve) => waiting.push(resolve));
-    running++;
-    try {
-      return await this.runNow(program, args, opts);
-    } finally {
-      running--;
-      waiting.shift()?.();
-    }
+    return commandSlots.run(() => this.runNow(program, args, opts));
   }
 
   private async runNow(program: string, args: readonly string[], opts: { user?: UserAccount; input?: string }): Promise<CommandResult> {
