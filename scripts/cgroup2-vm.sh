@@ -233,6 +233,8 @@ run() {
     echo "export PATH=$(printf '%q' "$PATH") HOME=/root LANG=C.UTF-8 TERM=dumb HPCQ_TEST_IN_CGROUP2_VM=1"
     [ -n "${HPCQ_TEST_REQUIRE_PRIVILEGED:-}" ] && echo "export HPCQ_TEST_REQUIRE_PRIVILEGED=$(printf '%q' "$HPCQ_TEST_REQUIRE_PRIVILEGED")"
     [ -n "${CI:-}" ] && echo "export CI=$(printf '%q' "$CI")"
+    # No colour codes in the output the caller reads (CI alone would turn vitest's on).
+    echo "export NO_COLOR=1"
     # Tests that wait for processes to start give an emulated VM more time.
     [ "$accel" = tcg ] && echo "export HPCQ_TEST_VM_EMULATED=1"
     echo "echo \"cgroup2-vm: booted in \$(cut -d' ' -f1 /proc/uptime) s\" >&2"

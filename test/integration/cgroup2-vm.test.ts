@@ -8,6 +8,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { stripVTControlCharacters } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { PACKAGE_ROOT } from '../support/daemon-harness.js';
 import { isRoot, need } from '../support/privileged.js';
@@ -40,7 +41,10 @@ function runScript(args: string[]): Promise<Run> {
     child.stdout.on('data', (d: Buffer) => (output += d.toString()));
     child.stderr.on('data', (d: Buffer) => (output += d.toString()));
     child.on('error', reject);
-    child.on('close', (status) => resolve({ status, output, seconds: (Date.now() - started) / 1000 }));
+    // Plain text whatever the run's colour settings (a CI variable turns vitest's colours on).
+    child.on('close', (status) =>
+      resolve({ status, output: stripVTControlCharacters(output), seconds: (Date.now() - started) / 1000 }),
+    );
   });
 }
 
