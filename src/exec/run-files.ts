@@ -37,6 +37,14 @@ export interface SupervisorExitRecord {
   maxrssKb: number;
   /** Why the launch failed (launch_failed only), e.g. `chdir /data: Permission denied`. */
   error?: string;
+  /**
+   * The job's cgroup accounting files as the supervisor read them once the job was gone (its
+   * `--account` files; one that did not exist is absent), by path. Empty from a supervisor that
+   * was given none, or from an older one.
+   */
+  accounting: ReadonlyMap<string, string>;
+  /** The supervisor removed every cgroup directory it was given (`--remove-cgroup`). */
+  cgroupsRemoved: boolean;
 }
 
 export function supervisorFilePath(runDir: string, jobId: number): string {
@@ -62,6 +70,8 @@ export async function jobIdsWithRunFiles(runDir: string): Promise<Set<number>> {
   }
   return ids;
 }
+
+const ACCOUNT_PREFIX = 'account:';
 
 /** `key=value` lines; the value is everything after the first '='. */
 function parseRecordLines(text: string, what: string): Map<string, string> {
@@ -109,10 +119,27 @@ export function parseExitRecord(text: string): SupervisorExitRecord {
     utimeUs: intField(map, 'utime_us', what),
     stimeUs: intField(map, 'stime_us', what),
     maxrssKb: intField(map, 'maxrss_kb', what),
+    accounting: accountingLines(map, what),
+    // Absent from an older supervisor's record: nothing was removed.
+    cgroupsRemoved: map.has('cgroups_removed') && boolField(map, 'cgroups_removed', what),
   };
   const error = map.get('error');
   if (error !== undefined) record.error = error;
   return record;
+}
+
+/** `account:<path>=<contents>` lines, both sides %XX-escaped by the supervisor. */
+function accountingLines(map: ReadonlyMap<string, string>, what: string): Map<string, string> {
+  const accounting = new Map<string, string>();
+  for (const [key, value] of map) {
+    if (!key.startsWith(ACCOUNT_PREFIX)) continue;
+    try {
+      accounting.set(decodeURIComponent(key.slice(ACCOUNT_PREFIX.length)), decodeURIComponent(value));
+    } catch {
+      throw new Error(`malformed ${what}: ${key.slice(0, 100)}`);
+    }
+  }
+  return accounting;
 }
 
 /** Parses the text of a .sup file. Throws on a malformed record. */

@@ -403,6 +403,8 @@ export class SupervisedExecutor implements JobExecutor {
       launchTimeoutSeconds: this.options.launchTimeoutSeconds ?? DEFAULT_LAUNCH_TIMEOUT_SECONDS,
       cgroupProcs: placement.cgroupProcsFiles,
       ...(kill ? { kill } : {}),
+      accountingFiles: placement.accountingFiles ?? [],
+      removeCgroups: placement.cgroupDirs ?? [],
       rlimits: placement.rlimits,
       rlimitsHard: placement.rlimitsHard,
       env: jobEnvironment(job),
@@ -415,7 +417,7 @@ export class SupervisedExecutor implements JobExecutor {
       return await readExitFile(this.options.runDir, jobId);
     } catch (err) {
       this.options.log.error({ err, jobId }, 'unreadable exit file');
-      return { status: 'launch_failed', exitCode: 0, signal: 0, timedOut: false, cancelled: false, jobPid: 0, startMs: 0, endMs: Date.now(), utimeUs: 0, stimeUs: 0, maxrssKb: 0, error: `unreadable exit record: ${(err as Error).message}` };
+      return { status: 'launch_failed', exitCode: 0, signal: 0, timedOut: false, cancelled: false, jobPid: 0, startMs: 0, endMs: Date.now(), utimeUs: 0, stimeUs: 0, maxrssKb: 0, accounting: new Map(), cgroupsRemoved: false, error: `unreadable exit record: ${(err as Error).message}` };
     }
   }
 
@@ -450,7 +452,7 @@ export class SupervisedExecutor implements JobExecutor {
   private async complete(jobId: number, record: SupervisorExitRecord): Promise<void> {
     const { limiter } = this.options;
     const job = this.tracked.get(jobId)?.job;
-    const report = await limiter.collect(jobId);
+    const report = await limiter.collect(jobId, record.accounting);
     const killedBySigkill = record.status === 'signaled' && record.signal === SIGKILL;
     // cgroup v1 before Linux 4.13 counts no OOM kills: a limit hit plus a SIGKILL we did not send is one.
     const inferredOom = report && !report.oomKillsCounted && report.memoryLimitHits > 0 && killedBySigkill && !record.timedOut && !record.cancelled ? 1 : 0;
@@ -471,7 +473,7 @@ export class SupervisedExecutor implements JobExecutor {
       },
       endTimeMs: record.endMs || Date.now(),
     });
-    await this.handOver(jobId, outcome);
+    await this.handOver(jobId, outcome, { cgroupsRemoved: record.cgroupsRemoved });
   }
 
   private async lost(jobId: number, reason: string): Promise<void> {
@@ -481,8 +483,8 @@ export class SupervisedExecutor implements JobExecutor {
   }
 
   /** Gives the outcome to the engine; once it is stored, kills leftovers and removes the job's traces. */
-  private handOver(jobId: number, outcome: JobOutcome): Promise<void> {
-    const done = this.handOverNow(jobId, outcome);
+  private handOver(jobId: number, outcome: JobOutcome, opts: { cgroupsRemoved?: boolean } = {}): Promise<void> {
+    const done = this.handOverNow(jobId, outcome, opts.cgroupsRemoved === true);
     const settled: Promise<void> = done.then(
       () => undefined,
       () => undefined,
@@ -494,11 +496,14 @@ export class SupervisedExecutor implements JobExecutor {
     return done;
   }
 
-  private async handOverNow(jobId: number, outcome: JobOutcome): Promise<void> {
+  private async handOverNow(jobId: number, outcome: JobOutcome, cgroupsRemoved: boolean): Promise<void> {
     await this.onEnded(jobId, outcome);
-    await this.options.limiter
-      .release(jobId)
-      .catch((err: unknown) => this.options.log.error({ err, jobId }, 'could not release job cgroups; they are removed at the next start'));
+    // The supervisor already killed what was left and removed the cgroups (the usual case).
+    if (!cgroupsRemoved) {
+      await this.options.limiter
+        .release(jobId)
+        .catch((err: unknown) => this.options.log.error({ err, jobId }, 'could not release job cgroups; they are removed at the next start'));
+    }
     // Untracked only after the release: stop() waits for tracked jobs before removing the parent.
     this.tracked.delete(jobId);
     await removeRunFiles(this.options.runDir, jobId);

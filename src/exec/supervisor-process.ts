@@ -74,6 +74,13 @@ export interface SupervisorSpec {
   /** cgroup.procs files the job joins before any of its code runs (one per v1 controller, or one v2 file). */
   cgroupProcs?: readonly string[];
   kill?: KillMechanism;
+  /**
+   * cgroup files the supervisor reads once the job's last process is gone and records in the exit
+   * file (SupervisorExitRecord.accounting), then the cgroup directories it removes: the job's
+   * accounting and clean-up without a cgroup file touched by the daemon.
+   */
+  accountingFiles?: readonly string[];
+  removeCgroups?: readonly string[];
   /** Soft limits in the kernel's units (bytes, seconds, counts); hard = soft unless `rlimitsHard` names it. */
   rlimits?: Partial<Record<RlimitName, number | 'unlimited'>>;
   /**
@@ -186,6 +193,18 @@ export function buildSupervisorArgs(spec: SupervisorSpec): string[] {
   if (spec.kill) {
     checkPath(spec.kill.dir, 'kill.dir');
     args.push(spec.kill.kind === 'cgroup2' ? '--kill-cgroup2' : '--kill-cgroup1-freezer', spec.kill.dir);
+  }
+  const accountingFiles = spec.accountingFiles ?? [];
+  check(accountingFiles.length <= 16, 'at most 16 accountingFiles');
+  for (const file of accountingFiles) {
+    checkPath(file, 'accountingFiles');
+    args.push('--account', file);
+  }
+  const removeCgroups = spec.removeCgroups ?? [];
+  check(removeCgroups.length <= 8, 'at most 8 removeCgroups');
+  for (const dir of removeCgroups) {
+    checkPath(dir, 'removeCgroups');
+    args.push('--remove-cgroup', dir);
   }
   for (const name of Object.keys(spec.rlimitsHard ?? {})) {
     check((RLIMIT_NAMES as readonly string[]).includes(name), `rlimitsHard.${name} is not a known rlimit`);

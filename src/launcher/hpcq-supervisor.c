@@ -20,6 +20,7 @@
  *   --job-id N --run-dir DIR --user NAME --uid N --gid N --cwd DIR --stdout PATH --stderr PATH
  *   [--umask OOOO] [--time-limit SECONDS] [--kill-grace SECONDS] [--launch-timeout SECONDS] [--go-fd FD]
  *   [--cgroup-procs FILE]... [--kill-cgroup2 DIR | --kill-cgroup1-freezer DIR]
+ *   [--account FILE]... [--remove-cgroup DIR]...
  *   [--rlimit NAME=SOFT[:HARD]]...  NAME: AS DATA CPU NPROC NOFILE FSIZE CORE; a value is a number
  *     in the kernel's unit or "unlimited"; HARD defaults to SOFT and must not be below it
  *   [--env KEY=VALUE]...  -- PROGRAM [ARG]...
@@ -34,6 +35,12 @@
  * (the daemon's abort, or its death) ends the launch with no run file written and nothing of the
  * job run: "failed aborted ..." on stdout. Whatever else ends the launch before the go (a failed
  * step, cancel, a deadline) is recorded only once the go comes.
+ * --account FILE / --remove-cgroup DIR: once the job's last process is gone, each FILE (the job's
+ * cgroup accounting: memory peak, OOM kills, CPU time) is read and recorded in the exit file as
+ * `account:<path>=<contents>` (both %XX-escaped), then each DIR is removed (rmdir) and the record
+ * says `cgroups_removed=1` if all are gone. Done here, in the job's own process, so the daemon's one
+ * thread reads no cgroup file and removes no cgroup per job (what slurmstepd does for slurmd);
+ * whatever is left (a busy cgroup, an older supervisor) the daemon still removes itself.
  * Exit status: 0 once the exit file is written, 1 on an internal failure, 2 on a usage error.
  *
  * Deliberately libc only, single-threaded, no allocation after start-up beyond what opendir and
@@ -77,6 +84,10 @@
 #define MAX_ENV 4096        /* --env entries; more is refused (exit 2) rather than allocated */
 #define MAX_CGROUPS 16      /* --cgroup-procs files */
 #define MAX_RLIMITS 16      /* --rlimit entries */
+#define MAX_ACCOUNT 16      /* --account files */
+#define MAX_REMOVE 8        /* --remove-cgroup directories */
+#define ACCOUNT_MAX 2048    /* bytes read of one accounting file (cpu.stat is about 200) */
+#define RECORD_MAX 16384    /* the exit record, accounting included */
 #define MAX_DESC 4096       /* descendants signalled per sweep; later sweeps catch the rest */
 #define MSG_MAX 1024        /* launch error message */
 #define SWEEP_MS 250        /* re-kill interval once SIGKILL was decided (catches racing forks) */
@@ -105,6 +116,10 @@ static struct {
     const char *cgroup_procs[MAX_CGROUPS];
     int n_cgroup_procs;
     const char *kill_cg2, *kill_freezer;
+    const char *account[MAX_ACCOUNT];
+    int n_account;
+    const char *remove_cg[MAX_REMOVE];
+    int n_remove_cg;
     struct rlimit_opt rlimits[MAX_RLIMITS];
     int n_rlimits;
     char *env[MAX_ENV + 1];
@@ -122,6 +137,9 @@ static long long start_ms, end_ms;
 /* How the job's process entered its cgroups, for its exit record: "clone3" (created inside, cgroup
  * v2), "write" (joined after fork) or "none". */
 static const char *cgroup_entry = "none";
+/* The `account:` lines of the exit record and whether every --remove-cgroup is gone. */
+static char account_lines[RECORD_MAX / 2];
+static bool cgroups_removed;
 
 /* ---------- small helpers ---------- */
 
@@ -306,7 +324,8 @@ static void parse_args(int argc, char **argv) {
         static const char *const known[] = {"--job-id", "--run-dir", "--user", "--uid", "--gid", "--cwd",
                                             "--stdout", "--stderr", "--umask", "--time-limit", "--kill-grace",
                                             "--cgroup-procs", "--kill-cgroup2", "--kill-cgroup1-freezer",
-                                            "--rlimit", "--env", "--launch-timeout", "--go-fd", NULL};
+                                            "--rlimit", "--env", "--launch-timeout", "--go-fd", "--account",
+                                            "--remove-cgroup", NULL};
         int k = 0;
         while (known[k] && strcmp(known[k], a)) k++;
         if (!known[k]) usage("unknown option '%s'", a);
@@ -332,7 +351,15 @@ static void parse_args(int argc, char **argv) {
         else if (!strcmp(a, "--kill-cgroup2")) set_once(&opt.kill_cg2, a, v);
         else if (!strcmp(a, "--kill-cgroup1-freezer")) set_once(&opt.kill_freezer, a, v);
         else if (!strcmp(a, "--rlimit")) parse_rlimit(v);
-        else if (!strcmp(a, "--cgroup-procs")) {
+        else if (!strcmp(a, "--account")) {
+            if (opt.n_account == MAX_ACCOUNT) usage("too many --account options");
+            require_abs(a, v);
+            opt.account[opt.n_account++] = v;
+        } else if (!strcmp(a, "--remove-cgroup")) {
+            if (opt.n_remove_cg == MAX_REMOVE) usage("too many --remove-cgroup options");
+            require_abs(a, v);
+            opt.remove_cg[opt.n_remove_cg++] = v;
+        } else if (!strcmp(a, "--cgroup-procs")) {
             if (opt.n_cgroup_procs == MAX_CGROUPS) usage("too many --cgroup-procs options");
             require_abs(a, v);
             opt.cgroup_procs[opt.n_cgroup_procs++] = v;
@@ -408,14 +435,16 @@ static int write_run_file(const char *suffix, const char *content) {
 static int write_exit_file(const char *status, int exit_code, int sig, const char *error) {
     struct rusage ru = {0};
     getrusage(RUSAGE_CHILDREN, &ru);
-    char buf[2 * MSG_MAX];
+    static char buf[RECORD_MAX];
     int n = snprintf(buf, sizeof buf,
                      "status=%s\nexit_code=%d\nsignal=%d\ntimed_out=%d\ncancelled=%d\njob_pid=%d\n"
-                     "start_ms=%lld\nend_ms=%lld\nutime_us=%lld\nstime_us=%lld\nmaxrss_kb=%ld\ncgroup_entry=%s\n",
+                     "start_ms=%lld\nend_ms=%lld\nutime_us=%lld\nstime_us=%lld\nmaxrss_kb=%ld\ncgroup_entry=%s\n"
+                     "cgroups_removed=%d\n%s",
                      status, exit_code, sig, timed_out, cancelled, (int)job_pid, start_ms, end_ms,
                      (long long)ru.ru_utime.tv_sec * 1000000 + ru.ru_utime.tv_usec,
-                     (long long)ru.ru_stime.tv_sec * 1000000 + ru.ru_stime.tv_usec, ru.ru_maxrss, cgroup_entry);
-    if (error) snprintf(buf + n, sizeof buf - (size_t)n, "error=%s\n", error);
+                     (long long)ru.ru_stime.tv_sec * 1000000 + ru.ru_stime.tv_usec, ru.ru_maxrss, cgroup_entry,
+                     cgroups_removed, account_lines);
+    if (error && n > 0 && n < (int)sizeof buf) snprintf(buf + n, sizeof buf - (size_t)n, "error=%s\n", error);
     /* The exit file is the job's only record once the daemon is gone: a full disk or a transient
      * error must not lose it, so keep trying for a while before giving up. */
     for (int attempt = 0; attempt < 60; attempt++) {
@@ -959,6 +988,66 @@ static int wait_signal(const sigset_t *set, long long timeout_ms) {
     return sig < 0 ? 0 : sig;
 }
 
+/* ---------- accounting and removal, once the job is gone ---------- */
+
+/* Appends s to the record's account lines, %XX-escaping what would break a `key=value` line. */
+static size_t escape_into(char *out, size_t at, size_t size, const char *s, size_t len) {
+    static const char hex[] = "0123456789ABCDEF";
+    for (size_t i = 0; i < len && at + 4 < size; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c <= 0x20 || c >= 0x7f || c == '%' || c == '=') {
+            out[at++] = '%';
+            out[at++] = hex[c >> 4];
+            out[at++] = hex[c & 15];
+        } else {
+            out[at++] = (char)c;
+        }
+    }
+    out[at] = '\0';
+    return at;
+}
+
+/* Reads every --account file into account_lines; a file that does not exist is left out (the
+ * daemon treats it as the kernel not having it). A line that would not fit is left out whole. */
+static void record_accounting(void) {
+    size_t at = 0;
+    for (int i = 0; i < opt.n_account; i++) {
+        char content[ACCOUNT_MAX];
+        ssize_t len = read_file(opt.account[i], content, sizeof content);
+        if (len < 0) continue;
+        char line[3 * (PATH_MAX + ACCOUNT_MAX) + 16];
+        /* "account:" itself is plain text; the path and contents are escaped. */
+        size_t l = 8;
+        memcpy(line, "account:", 8);
+        l = escape_into(line, l, sizeof line, opt.account[i], strlen(opt.account[i]));
+        line[l++] = '=';
+        l = escape_into(line, l, sizeof line, content, (size_t)len);
+        if (l + 2 >= sizeof line || at + l + 2 >= sizeof account_lines) continue;
+        memcpy(account_lines + at, line, l);
+        at += l;
+        account_lines[at++] = '\n';
+        account_lines[at] = '\0';
+    }
+}
+
+/* rmdir of every --remove-cgroup. The kernel may answer EBUSY for a moment after the last process
+ * of a cgroup was reaped; a short wait covers that, and what still fails is the daemon's to do. */
+static void remove_cgroups(void) {
+    if (opt.n_remove_cg == 0) return;
+    bool all = true;
+    for (int i = 0; i < opt.n_remove_cg; i++) {
+        int tries = 0;
+        while (rmdir(opt.remove_cg[i]) < 0 && errno != ENOENT) {
+            if (errno != EBUSY || ++tries > 50) {
+                all = false;
+                break;
+            }
+            sleep_ms(2);
+        }
+    }
+    cgroups_removed = all;
+}
+
 /* ---------- main ---------- */
 
 /* The daemon passes everything about the job (user, paths, environment, command) on stdin, NUL
@@ -1148,6 +1237,8 @@ int main(int argc, char **argv) {
         else if (now - no_children_since > FOREIGN_WAIT_MS) break;
         wait_signal(&set, CLEANUP_POLL_MS);
     }
+    record_accounting();
+    remove_cgroups();
     int rc = WIFSIGNALED(job_status) ? write_exit_file("signaled", 0, WTERMSIG(job_status), NULL)
                                      : write_exit_file("exited", WEXITSTATUS(job_status), 0, NULL);
     return rc < 0 ? 1 : 0;

@@ -27,6 +27,8 @@ import { basename, dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { LaunchError } from '../../src/core/ports.js';
+import { CgroupV1Limiter } from '../../src/exec/limits/cgroup-v1-limiter.js';
+import { MIB } from '../../src/exec/limits/limiter.js';
 import { findSupervisorProcesses, processIsAlive, processStartTicks } from '../../src/exec/process-identity.js';
 import { readExitFile, readSupervisorFile, type SupervisorExitRecord } from '../../src/exec/run-files.js';
 import {
@@ -598,6 +600,38 @@ describe('hpcq-supervisor with cgroups', () => {
       expect(readFileSync(join(dirs[0]!, 'freezer.state'), 'utf8').trim()).toBe('THAWED');
     } finally {
       for (const dir of dirs) await waitFor(`rmdir ${dir}`, () => tryRmdir(dir), 10_000);
+    }
+  });
+
+  it('cgroup v1: once the job is gone, records its accounting and removes its cgroups itself', async (ctx) => {
+    const v1 = ['freezer', 'memory', 'pids', 'cpu', 'cpuacct'].every((c) => existsSync(`/sys/fs/cgroup/${c}/cgroup.procs`));
+    if (!privileged() || !need(v1, 'writable cgroup v1 hierarchies')) return ctx.skip();
+    const box = sandbox();
+    const limiter = new CgroupV1Limiter({ parentName: `hpcq-test-${randomBytes(4).toString('hex')}` });
+    const jobId = 4242;
+    const placement = await limiter.prepare(jobId, { cores: 1, memoryLimitBytes: 256 * MIB, timeLimitSeconds: 60, resourceLimits: {} });
+    try {
+      // 40 MiB in one buffer, and some CPU: figures the cgroup accounts and the record must carry.
+      const spec = jobSpec(box, '/bin/sh', ['-c', 'dd if=/dev/zero of=/dev/null bs=40M count=4 2>/dev/null; i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done'], {
+        jobId,
+        cgroupProcs: placement.cgroupProcsFiles,
+        kill: { kind: 'cgroup1-freezer', dir: placement.cgroupDirs![0]! },
+        accountingFiles: placement.accountingFiles,
+        removeCgroups: placement.cgroupDirs,
+      });
+      const record = await runToEnd(spec);
+      expect(record).toMatchObject({ status: 'exited', exitCode: 0, cgroupsRemoved: true });
+      // Removed by the supervisor: nothing here released them.
+      for (const dir of placement.cgroupDirs!) expect(existsSync(dir), dir).toBe(false);
+      expect([...record.accounting.keys()].sort()).toEqual(placement.accountingFiles!.filter((f) => record.accounting.has(f)).sort());
+      expect(record.accounting.size).toBeGreaterThanOrEqual(6);
+      const report = await limiter.collect(jobId, record.accounting);
+      expect(report!.peakMemoryBytes).toBeGreaterThanOrEqual(40 * MIB);
+      expect(report!.userCpuUsec + report!.systemCpuUsec).toBeGreaterThan(0);
+      expect(report!.oomKills).toBe(0);
+    } finally {
+      await limiter.release(jobId);
+      await limiter.removeParentIfUnused();
     }
   });
 

@@ -171,6 +171,23 @@ describe('CgroupV1Limiter.prepare', () => {
       kill: { kind: 'cgroup1', freezerDir: join(root, 'freezer/hpcq/job_5') },
       rlimits: {},
       rlimitsHard: {},
+      accountingFiles: [
+        join(root, 'memory/hpcq/job_5/memory.oom_control'),
+        join(root, 'memory/hpcq/job_5/memory.max_usage_in_bytes'),
+        join(root, 'memory/hpcq/job_5/memory.failcnt'),
+        join(root, 'memory/hpcq/job_5/memory.memsw.failcnt'),
+        join(root, 'cpu,cpuacct/hpcq/job_5/cpuacct.usage_user'),
+        join(root, 'cpu,cpuacct/hpcq/job_5/cpuacct.usage_sys'),
+        join(root, 'cpu,cpuacct/hpcq/job_5/cpuacct.stat'),
+        join(root, 'cpu,cpuacct/hpcq/job_5/cpuacct.usage'),
+        join(root, 'cpu,cpuacct/hpcq/job_5/cpu.stat'),
+      ],
+      cgroupDirs: [
+        join(root, 'freezer/hpcq/job_5'),
+        join(root, 'memory/hpcq/job_5'),
+        join(root, 'pids/hpcq/job_5'),
+        join(root, 'cpu,cpuacct/hpcq/job_5'),
+      ],
     });
     expect(fake.writes).toEqual([
       ['/memory/hpcq/job_5/memory.limit_in_bytes', '67108864'],
@@ -259,6 +276,24 @@ describe('CgroupV1Limiter.collect', () => {
       totalCpuUsec: 3_000_000,
       cpuThrottledPeriods: 17,
     });
+  });
+
+  it('reads what the supervisor recorded when given it: the same report after the cgroups are gone', async () => {
+    const placement = await limiter.prepare(13, LIMITS);
+    writeFileSync(join(root, 'memory/hpcq/job_13/memory.oom_control'), 'oom_kill_disable 0\nunder_oom 0\noom_kill 1\n');
+    writeFileSync(join(root, 'memory/hpcq/job_13/memory.max_usage_in_bytes'), '1048576\n');
+    writeFileSync(join(root, 'cpu,cpuacct/hpcq/job_13/cpuacct.usage_user'), '7000000\n');
+    writeFileSync(join(root, 'cpu,cpuacct/hpcq/job_13/cpuacct.usage_sys'), '3000000\n');
+    writeFileSync(join(root, 'cpu,cpuacct/hpcq/job_13/cpuacct.usage'), '10000000\n');
+    const live = await limiter.collect(13);
+    // What the supervisor records: each accounting file that exists, by path.
+    const recorded = new Map<string, string>();
+    for (const file of placement.accountingFiles ?? []) if (existsSync(file)) recorded.set(file, readFileSync(file, 'utf8'));
+    expect(recorded.size).toBeGreaterThan(3);
+    await limiter.release(13);
+    expect(await limiter.collect(13)).toBeUndefined();
+    expect(await limiter.collect(13, recorded)).toEqual(live);
+    expect(live).toMatchObject({ oomKills: 1, peakMemoryBytes: MIB, userCpuUsec: 7000, systemCpuUsec: 3000, totalCpuUsec: 10000 });
   });
 
   it('before Linux 4.13: no oom_kill line (not counted), failcnt as evidence, cpuacct.stat ticks', async () => {

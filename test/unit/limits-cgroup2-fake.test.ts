@@ -171,6 +171,8 @@ describe('CgroupV2Limiter.prepare', () => {
       kill: { kind: 'cgroup2', dir: join(root, 'hpcq/job_7') },
       rlimits: { NOFILE: 1024, FSIZE: 100 * MIB, CORE: 0 },
       rlimitsHard: {},
+      accountingFiles: ['memory.events', 'cpu.stat', 'memory.peak'].map((f) => join(root, 'hpcq/job_7', f)),
+      cgroupDirs: [join(root, 'hpcq/job_7')],
     });
   });
 

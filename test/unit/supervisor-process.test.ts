@@ -132,7 +132,26 @@ describe('parseExitRecord', () => {
       utimeUs: 1200,
       stimeUs: 340,
       maxrssKb: 2048,
+      // An older supervisor's record: no accounting, nothing removed.
+      accounting: new Map(),
+      cgroupsRemoved: false,
     });
+  });
+
+  it('decodes the accounting the supervisor read (escaped paths and contents) and cgroups_removed', () => {
+    const text = exited.concat(
+      'cgroups_removed=1\n',
+      'account:/sys/fs/cgroup/hpcq/job%3D7/memory.events=low%200%0Ahigh%200%0Aoom_kill%202%0A\n',
+      'account:/sys/fs/cgroup/hpcq/job_7/memory.peak=104857600%0A\n',
+    );
+    const record = parseExitRecord(text);
+    expect(record.cgroupsRemoved).toBe(true);
+    expect([...record.accounting]).toEqual([
+      ['/sys/fs/cgroup/hpcq/job=7/memory.events', 'low 0\nhigh 0\noom_kill 2\n'],
+      ['/sys/fs/cgroup/hpcq/job_7/memory.peak', '104857600\n'],
+    ]);
+    expect(() => parseExitRecord(exited.concat('account:/x=%ZZ\n'))).toThrow(/malformed/);
+    expect(() => parseExitRecord(exited.concat('cgroups_removed=2\n'))).toThrow(/malformed/);
   });
 
   it('parses a timed-out, signalled job and ignores unknown keys', () => {

@@ -60,6 +60,8 @@ import {
   parseJobDirName,
   parseKeyValues,
   perProcessRlimits,
+  accountingReader,
+  type RecordedAccounting,
   removeEmptyParentChain,
   validateLimits,
 } from './limiter.js';
@@ -195,6 +197,8 @@ export class CgroupV1Limiter implements Limiter {
       kill: { kind: 'cgroup1', freezerDir: dirs.freezer },
       rlimits: perProcessRlimits(limits.resourceLimits),
       rlimitsHard: {},
+      accountingFiles: this.accountingFiles(dirs),
+      cgroupDirs: all,
     };
   }
 
@@ -262,28 +266,44 @@ export class CgroupV1Limiter implements Limiter {
     }
   }
 
-  async collect(jobId: number): Promise<LimiterReport | undefined> {
+  /** Every file collect() reads, for the supervisor to read once the job is gone. */
+  private accountingFiles(dirs: ReturnType<CgroupV1Limiter['jobDirs']>): string[] {
+    return [
+      join(dirs.memory, 'memory.oom_control'),
+      join(dirs.memory, 'memory.max_usage_in_bytes'),
+      join(dirs.memory, 'memory.failcnt'),
+      join(dirs.memory, 'memory.memsw.failcnt'),
+      join(dirs.cpuacct, 'cpuacct.usage_user'),
+      join(dirs.cpuacct, 'cpuacct.usage_sys'),
+      join(dirs.cpuacct, 'cpuacct.stat'),
+      join(dirs.cpuacct, 'cpuacct.usage'),
+      join(dirs.cpu, 'cpu.stat'),
+    ];
+  }
+
+  async collect(jobId: number, recorded?: RecordedAccounting): Promise<LimiterReport | undefined> {
     const dirs = this.jobDirs(jobId);
     const fs = this.fs;
-    if (!(await fs.exists(dirs.memory)) && !(await fs.exists(dirs.cpuacct))) return undefined;
-    const oomControl = parseKeyValues(await fs.read(join(dirs.memory, 'memory.oom_control')));
-    const usageUserNs = parseInteger(await fs.read(join(dirs.cpuacct, 'cpuacct.usage_user')));
-    const usageSysNs = parseInteger(await fs.read(join(dirs.cpuacct, 'cpuacct.usage_sys')));
+    const read = accountingReader(fs, recorded);
+    if (!recorded?.size && !(await fs.exists(dirs.memory)) && !(await fs.exists(dirs.cpuacct))) return undefined;
+    const oomControl = parseKeyValues(await read(join(dirs.memory, 'memory.oom_control')));
+    const usageUserNs = parseInteger(await read(join(dirs.cpuacct, 'cpuacct.usage_user')));
+    const usageSysNs = parseInteger(await read(join(dirs.cpuacct, 'cpuacct.usage_sys')));
     // The coarser cpuacct.stat (ticks) only on kernels without the nanosecond split (before 4.6).
-    const stat = usageUserNs === undefined || usageSysNs === undefined ? parseKeyValues(await fs.read(join(dirs.cpuacct, 'cpuacct.stat'))) : new Map<string, number>();
+    const stat = usageUserNs === undefined || usageSysNs === undefined ? parseKeyValues(await read(join(dirs.cpuacct, 'cpuacct.stat'))) : new Map<string, number>();
     const ticksToUsec = 1_000_000 / USER_HZ;
     return {
       userCpuUsec: usageUserNs !== undefined ? Math.round(usageUserNs / 1000) : (stat.get('user') ?? 0) * ticksToUsec,
       systemCpuUsec: usageSysNs !== undefined ? Math.round(usageSysNs / 1000) : (stat.get('system') ?? 0) * ticksToUsec,
-      peakMemoryBytes: parseInteger(await fs.read(join(dirs.memory, 'memory.max_usage_in_bytes'))) ?? 0,
+      peakMemoryBytes: parseInteger(await read(join(dirs.memory, 'memory.max_usage_in_bytes'))) ?? 0,
       oomKills: oomControl.get('oom_kill') ?? 0,
       oomKillsCounted: oomControl.has('oom_kill'),
       memoryLimitHits: Math.max(
-        parseInteger(await fs.read(join(dirs.memory, 'memory.failcnt'))) ?? 0,
-        parseInteger(await fs.read(join(dirs.memory, 'memory.memsw.failcnt'))) ?? 0,
+        parseInteger(await read(join(dirs.memory, 'memory.failcnt'))) ?? 0,
+        parseInteger(await read(join(dirs.memory, 'memory.memsw.failcnt'))) ?? 0,
       ),
-      totalCpuUsec: Math.round((parseInteger(await fs.read(join(dirs.cpuacct, 'cpuacct.usage'))) ?? 0) / 1000),
-      cpuThrottledPeriods: parseKeyValues(await fs.read(join(dirs.cpu, 'cpu.stat'))).get('nr_throttled') ?? 0,
+      totalCpuUsec: Math.round((parseInteger(await read(join(dirs.cpuacct, 'cpuacct.usage'))) ?? 0) / 1000),
+      cpuThrottledPeriods: parseKeyValues(await read(join(dirs.cpu, 'cpu.stat'))).get('nr_throttled') ?? 0,
     };
   }
 

@@ -51,6 +51,8 @@ import {
   parseKeyValues,
   parseWords,
   perProcessRlimits,
+  accountingReader,
+  type RecordedAccounting,
   removeEmptyParentChain,
   validateLimits,
 } from './limiter.js';
@@ -129,6 +131,8 @@ export class CgroupV2Limiter implements Limiter {
       kill: { kind: 'cgroup2', dir },
       rlimits: perProcessRlimits(limits.resourceLimits),
       rlimitsHard: {},
+      accountingFiles: CgroupV2Limiter.accountingFiles(dir),
+      cgroupDirs: [dir],
     };
   }
 
@@ -197,15 +201,21 @@ export class CgroupV2Limiter implements Limiter {
     return new Set(cpuset ? [...wanted, 'cpuset'] : wanted);
   }
 
-  async collect(jobId: number): Promise<LimiterReport | undefined> {
+  /** Every file collect() reads, for the supervisor to read once the job is gone. */
+  private static accountingFiles(dir: string): string[] {
+    return [join(dir, 'memory.events'), join(dir, 'cpu.stat'), join(dir, 'memory.peak')];
+  }
+
+  async collect(jobId: number, recorded?: RecordedAccounting): Promise<LimiterReport | undefined> {
     const dir = this.jobDir(jobId);
-    if (!(await this.fs.exists(dir))) return undefined;
-    const events = parseKeyValues(await this.fs.read(join(dir, 'memory.events')));
-    const cpu = parseKeyValues(await this.fs.read(join(dir, 'cpu.stat')));
+    if (!recorded?.size && !(await this.fs.exists(dir))) return undefined;
+    const read = accountingReader(this.fs, recorded);
+    const events = parseKeyValues(await read(join(dir, 'memory.events')));
+    const cpu = parseKeyValues(await read(join(dir, 'cpu.stat')));
     return {
       userCpuUsec: cpu.get('user_usec') ?? 0,
       systemCpuUsec: cpu.get('system_usec') ?? 0,
-      peakMemoryBytes: parseInteger(await this.fs.read(join(dir, 'memory.peak'))) ?? 0,
+      peakMemoryBytes: parseInteger(await read(join(dir, 'memory.peak'))) ?? 0,
       oomKills: Math.max(events.get('oom_kill') ?? 0, events.get('oom_group_kill') ?? 0),
       oomKillsCounted: events.has('oom_kill'),
       memoryLimitHits: events.get('max') ?? 0,

@@ -65,6 +65,27 @@ export interface JobPlacement {
    * and SIGKILL at the hard limit (RELIABILITY L13). With soft = hard Linux sends only SIGKILL.
    */
   rlimitsHard: Partial<Record<RlimitName, number>>;
+  /**
+   * The files collect() reads, and the job's cgroup directories: the supervisor reads the first
+   * and removes the second itself once the job is gone (collect() then gets what it read). Absent
+   * in rlimit mode.
+   */
+  accountingFiles?: string[];
+  cgroupDirs?: string[];
+}
+
+/**
+ * Accounting files as the supervisor read them (path -> contents; a file it could not read is
+ * absent). collect() reads these instead of the cgroup, which may already be gone.
+ */
+export type RecordedAccounting = ReadonlyMap<string, string>;
+
+/** A reader of cgroup files: from a recorded set when given one (absent = no such file), else live. */
+export function accountingReader(
+  fs: { read(path: string): Promise<string | undefined> },
+  recorded: RecordedAccounting | undefined,
+): (path: string) => Promise<string | undefined> {
+  return recorded && recorded.size > 0 ? async (path) => recorded.get(path) : (path) => fs.read(path);
 }
 
 /** What the job's cgroups accounted, read after the job ended. */
@@ -99,8 +120,12 @@ export interface Limiter {
    * the limits and returns the same placement. When it rejects, nothing it created is left behind.
    */
   prepare(jobId: number, limits: JobLimits): Promise<JobPlacement>;
-  /** The job's accounting; undefined when there is nothing to read (rlimit mode, or already released). */
-  collect(jobId: number): Promise<LimiterReport | undefined>;
+  /**
+   * The job's accounting; undefined when there is nothing to read (rlimit mode, or already
+   * released). From `recorded` (what the supervisor read of placement.accountingFiles) when that
+   * is non-empty, else from the cgroup files.
+   */
+  collect(jobId: number, recorded?: RecordedAccounting): Promise<LimiterReport | undefined>;
   /**
    * Kills whatever is left of the job, waits until its cgroups are empty and removes them.
    * Idempotent and tolerant of directories that are already gone. Rejects (CgroupBusyError) when
