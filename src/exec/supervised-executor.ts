@@ -225,7 +225,7 @@ export class SupervisedExecutor implements JobExecutor {
         memoryLimitBytes: job.memoryLimitMb * MIB,
         timeLimitSeconds: job.timeLimitSeconds,
         resourceLimits: job.resourceLimits,
-      });
+      }, { deferSetup: true });
     } catch (err) {
       this.tracked.delete(job.id);
       await limiter.release(job.id).catch(() => undefined);
@@ -403,6 +403,7 @@ export class SupervisedExecutor implements JobExecutor {
       launchTimeoutSeconds: this.options.launchTimeoutSeconds ?? DEFAULT_LAUNCH_TIMEOUT_SECONDS,
       cgroupProcs: placement.cgroupProcsFiles,
       ...(kill ? { kill } : {}),
+      cgroupSetup: placement.setup ?? [],
       accountingFiles: placement.accountingFiles ?? [],
       removeCgroups: placement.cgroupDirs ?? [],
       rlimits: placement.rlimits,

@@ -20,6 +20,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { isAbsolute } from 'node:path';
 import { LaunchError } from '../core/ports.js';
+import type { CgroupSetupStep } from './limits/limiter.js';
 import { libexecPath } from '../package-root.js';
 import { currentBootId, processIsAlive, processStartTicks } from './process-identity.js';
 import { readSupervisorFile } from './run-files.js';
@@ -81,6 +82,12 @@ export interface SupervisorSpec {
    */
   accountingFiles?: readonly string[];
   removeCgroups?: readonly string[];
+  /**
+   * The job's cgroup set-up, made by the supervisor in this order before it starts the job: the
+   * launch fails (naming the step) if a step that is not optional fails, and what it created is
+   * removed.
+   */
+  cgroupSetup?: readonly CgroupSetupStep[];
   /** Soft limits in the kernel's units (bytes, seconds, counts); hard = soft unless `rlimitsHard` names it. */
   rlimits?: Partial<Record<RlimitName, number | 'unlimited'>>;
   /**
@@ -193,6 +200,19 @@ export function buildSupervisorArgs(spec: SupervisorSpec): string[] {
   if (spec.kill) {
     checkPath(spec.kill.dir, 'kill.dir');
     args.push(spec.kill.kind === 'cgroup2' ? '--kill-cgroup2' : '--kill-cgroup1-freezer', spec.kill.dir);
+  }
+  const setup = spec.cgroupSetup ?? [];
+  check(setup.length <= 64, 'at most 64 cgroupSetup steps');
+  for (const step of setup) {
+    if ('mkdir' in step) {
+      checkPath(step.mkdir, 'cgroupSetup.mkdir');
+      args.push('--cgroup-mkdir', step.mkdir);
+      continue;
+    }
+    checkPath(step.write, 'cgroupSetup.write');
+    checkString(step.value, 'cgroupSetup.value');
+    check(!step.value.includes('=') && !step.value.includes('\n'), 'cgroupSetup.value must have no = or newline');
+    args.push(step.optional ? '--cgroup-write-optional' : '--cgroup-write', `${step.write}=${step.value}`);
   }
   const accountingFiles = spec.accountingFiles ?? [];
   check(accountingFiles.length <= 16, 'at most 16 accountingFiles');

@@ -20,6 +20,7 @@
  *   --job-id N --run-dir DIR --user NAME --uid N --gid N --cwd DIR --stdout PATH --stderr PATH
  *   [--umask OOOO] [--time-limit SECONDS] [--kill-grace SECONDS] [--launch-timeout SECONDS] [--go-fd FD]
  *   [--cgroup-procs FILE]... [--kill-cgroup2 DIR | --kill-cgroup1-freezer DIR]
+ *   [--cgroup-mkdir DIR | --cgroup-write FILE=VALUE | --cgroup-write-optional FILE=VALUE]...
  *   [--account FILE]... [--remove-cgroup DIR]...
  *   [--rlimit NAME=SOFT[:HARD]]...  NAME: AS DATA CPU NPROC NOFILE FSIZE CORE; a value is a number
  *     in the kernel's unit or "unlimited"; HARD defaults to SOFT and must not be below it
@@ -35,6 +36,11 @@
  * (the daemon's abort, or its death) ends the launch with no run file written and nothing of the
  * job run: "failed aborted ..." on stdout. Whatever else ends the launch before the go (a failed
  * step, cancel, a deadline) is recorded only once the go comes.
+ * --cgroup-mkdir / --cgroup-write / --cgroup-write-optional: the job's cgroup set-up, made in the
+ * order given before the job is forked (so while the daemon is still storing the job as RUNNING):
+ * a directory is created (an existing one is kept), a value written in one write(2). A failed
+ * mkdir or write fails the launch with `cgroup set-up: ...` and the directories made are removed;
+ * an optional write may fail (best-effort settings, files older kernels lack).
  * --account FILE / --remove-cgroup DIR: once the job's last process is gone, each FILE (the job's
  * cgroup accounting: memory peak, OOM kills, CPU time) is read and recorded in the exit file as
  * `account:<path>=<contents>` (both %XX-escaped), then each DIR is removed (rmdir) and the record
@@ -84,6 +90,7 @@
 #define MAX_ENV 4096        /* --env entries; more is refused (exit 2) rather than allocated */
 #define MAX_CGROUPS 16      /* --cgroup-procs files */
 #define MAX_RLIMITS 16      /* --rlimit entries */
+#define MAX_SETUP 64        /* --cgroup-mkdir and --cgroup-write steps */
 #define MAX_ACCOUNT 16      /* --account files */
 #define MAX_REMOVE 8        /* --remove-cgroup directories */
 #define ACCOUNT_MAX 2048    /* bytes read of one accounting file (cpu.stat is about 200) */
@@ -116,6 +123,11 @@ static struct {
     const char *cgroup_procs[MAX_CGROUPS];
     int n_cgroup_procs;
     const char *kill_cg2, *kill_freezer;
+    struct setup_step {
+        char kind; /* 'd' mkdir, 'w' write, 'o' optional write */
+        const char *path, *value;
+    } setup[MAX_SETUP];
+    int n_setup;
     const char *account[MAX_ACCOUNT];
     int n_account;
     const char *remove_cg[MAX_REMOVE];
@@ -325,7 +337,8 @@ static void parse_args(int argc, char **argv) {
                                             "--stdout", "--stderr", "--umask", "--time-limit", "--kill-grace",
                                             "--cgroup-procs", "--kill-cgroup2", "--kill-cgroup1-freezer",
                                             "--rlimit", "--env", "--launch-timeout", "--go-fd", "--account",
-                                            "--remove-cgroup", NULL};
+                                            "--remove-cgroup", "--cgroup-mkdir", "--cgroup-write",
+                                            "--cgroup-write-optional", NULL};
         int k = 0;
         while (known[k] && strcmp(known[k], a)) k++;
         if (!known[k]) usage("unknown option '%s'", a);
@@ -351,7 +364,20 @@ static void parse_args(int argc, char **argv) {
         else if (!strcmp(a, "--kill-cgroup2")) set_once(&opt.kill_cg2, a, v);
         else if (!strcmp(a, "--kill-cgroup1-freezer")) set_once(&opt.kill_freezer, a, v);
         else if (!strcmp(a, "--rlimit")) parse_rlimit(v);
-        else if (!strcmp(a, "--account")) {
+        else if (!strcmp(a, "--cgroup-mkdir") || !strcmp(a, "--cgroup-write") || !strcmp(a, "--cgroup-write-optional")) {
+            if (opt.n_setup == MAX_SETUP) usage("too many cgroup set-up options");
+            struct setup_step *st = &opt.setup[opt.n_setup++];
+            st->kind = !strcmp(a, "--cgroup-mkdir") ? 'd' : !strcmp(a, "--cgroup-write") ? 'w' : 'o';
+            st->path = v;
+            if (st->kind != 'd') {
+                /* FILE=VALUE: values never hold '=', paths might (a configured parent name). */
+                char *eq = strrchr((char *)v, '=');
+                if (!eq) usage("%s: expected FILE=VALUE, got '%s'", a, v);
+                *eq = '\0';
+                st->value = eq + 1;
+            }
+            require_abs(a, st->path);
+        } else if (!strcmp(a, "--account")) {
             if (opt.n_account == MAX_ACCOUNT) usage("too many --account options");
             require_abs(a, v);
             opt.account[opt.n_account++] = v;
@@ -988,6 +1014,32 @@ static int wait_signal(const sigset_t *set, long long timeout_ms) {
     return sig < 0 ? 0 : sig;
 }
 
+/* ---------- cgroup set-up, before the job starts ---------- */
+
+/* Makes the --cgroup-* steps in order. On a failure, removes the directories it created and
+ * returns -1 with the reason in msg. */
+static int set_up_cgroups(char *msg, size_t size) {
+    const char *made[MAX_SETUP];
+    int n_made = 0;
+    for (int i = 0; i < opt.n_setup; i++) {
+        const struct setup_step *st = &opt.setup[i];
+        if (st->kind == 'd') {
+            if (mkdir(st->path, 0755) == 0) made[n_made++] = st->path;
+            else if (errno != EEXIST) {
+                snprintf(msg, size, "cgroup set-up: mkdir %s: %s", st->path, strerror(errno));
+                goto undo;
+            }
+        } else if (write_file(st->path, st->value) < 0 && st->kind == 'w') {
+            snprintf(msg, size, "cgroup set-up: write %s to %s: %s", st->value, st->path, strerror(errno));
+            goto undo;
+        }
+    }
+    return 0;
+undo:
+    while (n_made > 0) rmdir(made[--n_made]);
+    return -1;
+}
+
 /* ---------- accounting and removal, once the job is gone ---------- */
 
 /* Appends s to the record's account lines, %XX-escaping what would break a `key=value` line. */
@@ -1138,7 +1190,15 @@ int main(int argc, char **argv) {
         return 1;
     }
 
-    /* 3. Start the job. The pipe is close-on-exec: the child's step bytes, then EOF when the exec
+    /* 3. The job's cgroups, before its process exists (it is created in them on cgroup v2). */
+    char setup_msg[MSG_MAX];
+    if (set_up_cgroups(setup_msg, sizeof setup_msg) < 0) {
+        bool sup_failed = false;
+        if (opt.go_fd >= 0 && !wait_for_go(&sup_failed)) return dprintf(1, "failed aborted: %s\n", setup_msg) < 0;
+        return launch_failed(setup_msg);
+    }
+
+    /* 4. Start the job. The pipe is close-on-exec: the child's step bytes, then EOF when the exec
      * succeeded, or STEP_FAILED and the reason. */
     int pfd[2], gfd[2] = {-1, -1};
     if (pipe2(pfd, O_CLOEXEC) < 0 || (opt.go_fd >= 0 && pipe2(gfd, O_CLOEXEC) < 0) || (job_pid = fork_job()) < 0) {
@@ -1161,7 +1221,7 @@ int main(int argc, char **argv) {
     close(pfd[0]);
     if (gfd[1] >= 0) close(gfd[1]);
 
-    /* 4. Handshake. A launch that did not end in the exec ended its child, which is reaped. */
+    /* 5. Handshake. A launch that did not end in the exec ended its child, which is reaped. */
     if (launched != LAUNCHED) {
         for (char *c = msg; *c; c++) /* one line, whatever the path contained */
             if ((unsigned char)*c < 0x20 || *c == 0x7f) *c = '?';
@@ -1190,7 +1250,7 @@ int main(int argc, char **argv) {
         close(devnull);
     }
 
-    /* 5. Watch the job. Deadlines are on CLOCK_MONOTONIC so wall-clock jumps do not matter. */
+    /* 6. Watch the job. Deadlines are on CLOCK_MONOTONIC so wall-clock jumps do not matter. */
     enum { RUNNING, TERM_SENT, KILL_SENT } phase = RUNNING;
     long long deadline = limit_deadline;
     long long next = deadline; /* when something is due in the current phase; -1 = nothing */

@@ -603,17 +603,24 @@ describe('hpcq-supervisor with cgroups', () => {
     }
   });
 
-  it('cgroup v1: once the job is gone, records its accounting and removes its cgroups itself', async (ctx) => {
+  it('cgroup v1: sets up the job cgroups itself, and once the job is gone records its accounting and removes them', async (ctx) => {
     const v1 = ['freezer', 'memory', 'pids', 'cpu', 'cpuacct'].every((c) => existsSync(`/sys/fs/cgroup/${c}/cgroup.procs`));
     if (!privileged() || !need(v1, 'writable cgroup v1 hierarchies')) return ctx.skip();
     const box = sandbox();
     const limiter = new CgroupV1Limiter({ parentName: `hpcq-test-${randomBytes(4).toString('hex')}` });
     const jobId = 4242;
-    const placement = await limiter.prepare(jobId, { cores: 1, memoryLimitBytes: 256 * MIB, timeLimitSeconds: 60, resourceLimits: {} });
+    const placement = await limiter.prepare(jobId, { cores: 1, memoryLimitBytes: 200 * MIB, timeLimitSeconds: 60, resourceLimits: { pids: 77 } }, { deferSetup: true });
     try {
-      // 40 MiB in one buffer, and some CPU: figures the cgroup accounts and the record must carry.
-      const spec = jobSpec(box, '/bin/sh', ['-c', 'dd if=/dev/zero of=/dev/null bs=40M count=4 2>/dev/null; i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done'], {
+      for (const dir of placement.cgroupDirs!) expect(existsSync(dir), dir).toBe(false);
+      const limitsFile = join(box.outDir, 'limits');
+      const memoryDir = placement.cgroupDirs!.find((d) => d.includes('/memory/'))!;
+      const pidsDir = placement.cgroupDirs!.find((d) => d.includes('/pids/'))!;
+      // The job reads its own limits (made by the supervisor), then uses 40 MiB in one buffer and
+      // some CPU: figures the cgroup accounts and the record must carry.
+      const script = `cat ${memoryDir}/memory.limit_in_bytes ${pidsDir}/pids.max > ${limitsFile}; dd if=/dev/zero of=/dev/null bs=40M count=4 2>/dev/null; i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done`;
+      const spec = jobSpec(box, '/bin/sh', ['-c', script], {
         jobId,
+        cgroupSetup: placement.setup,
         cgroupProcs: placement.cgroupProcsFiles,
         kill: { kind: 'cgroup1-freezer', dir: placement.cgroupDirs![0]! },
         accountingFiles: placement.accountingFiles,
@@ -621,6 +628,7 @@ describe('hpcq-supervisor with cgroups', () => {
       });
       const record = await runToEnd(spec);
       expect(record).toMatchObject({ status: 'exited', exitCode: 0, cgroupsRemoved: true });
+      expect(readLines(limitsFile)).toEqual([String(200 * MIB), '77']);
       // Removed by the supervisor: nothing here released them.
       for (const dir of placement.cgroupDirs!) expect(existsSync(dir), dir).toBe(false);
       expect([...record.accounting.keys()].sort()).toEqual(placement.accountingFiles!.filter((f) => record.accounting.has(f)).sort());
@@ -633,6 +641,19 @@ describe('hpcq-supervisor with cgroups', () => {
       await limiter.release(jobId);
       await limiter.removeParentIfUnused();
     }
+  });
+
+  it('a cgroup set-up that fails ends the launch naming the step, and leaves no directory it made', async (ctx) => {
+    if (!privileged()) return ctx.skip();
+    const box = sandbox();
+    const made = join(box.dir, 'made');
+    const missing = join(box.dir, 'no-such-parent', 'job');
+    const spec = jobSpec(box, '/bin/true', [], { cgroupSetup: [{ mkdir: made }, { write: join(made, 'absent'), value: '1', optional: true }, { mkdir: missing }] });
+    const err = await launchError(spawnSupervisor(spec));
+    expect(err.message).toMatch(new RegExp(`cgroup set-up: mkdir ${missing}: No such file or directory`));
+    const record = await waitForExitFile(spec);
+    expect(record).toMatchObject({ status: 'launch_failed', error: expect.stringContaining('cgroup set-up: mkdir') });
+    expect(existsSync(made)).toBe(false);
   });
 
   it('cgroup v2: kills every member with cgroup.kill when the main process exits (L10)', async (ctx) => {

@@ -10,7 +10,7 @@ import { basename, dirname, join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { CgroupFs } from '../../src/exec/limits/cgroup-fs.js';
 import { CgroupV1Limiter, type CgroupV1Mounts } from '../../src/exec/limits/cgroup-v1-limiter.js';
-import { type JobLimits, LimitSetupError, MIB } from '../../src/exec/limits/limiter.js';
+import { applySetup, type JobLimits, LimitSetupError, MIB } from '../../src/exec/limits/limiter.js';
 
 const UNLIMITED = '9223372036854771712\n';
 
@@ -79,7 +79,8 @@ class FakeCgroup1Fs implements CgroupFs {
     if (name === 'memory.limit_in_bytes' && existsSync(join(dir, 'memory.memsw.limit_in_bytes'))) {
       if (Number(value) > Number(readFileSync(join(dir, 'memory.memsw.limit_in_bytes'), 'utf8'))) throw errno('EINVAL', path);
     }
-    if (name === 'memory.memsw.limit_in_bytes' && Number(value) < Number(readFileSync(join(dir, 'memory.limit_in_bytes'), 'utf8'))) {
+    // -1 is unlimited, always above the memory limit.
+    if (name === 'memory.memsw.limit_in_bytes' && value !== '-1' && Number(value) < Number(readFileSync(join(dir, 'memory.limit_in_bytes'), 'utf8'))) {
       throw errno('EINVAL', path);
     }
     this.writes.push([path.slice(this.root.length), value]);
@@ -91,7 +92,8 @@ class FakeCgroup1Fs implements CgroupFs {
       }, 5);
       return;
     }
-    await writeFile(path, `${value}\n`);
+    // The kernel reads back -1 (unlimited) as its largest value.
+    await writeFile(path, name.endsWith('limit_in_bytes') && value === '-1' ? UNLIMITED : `${value}\n`);
   }
 
   async exists(path: string): Promise<boolean> {
@@ -190,6 +192,7 @@ describe('CgroupV1Limiter.prepare', () => {
       ],
     });
     expect(fake.writes).toEqual([
+      ['/memory/hpcq/job_5/memory.memsw.limit_in_bytes', '-1'],
       ['/memory/hpcq/job_5/memory.limit_in_bytes', '67108864'],
       ['/memory/hpcq/job_5/memory.memsw.limit_in_bytes', '67108864'],
       ['/memory/hpcq/job_5/memory.swappiness', '0'],
@@ -200,15 +203,32 @@ describe('CgroupV1Limiter.prepare', () => {
     expect(existsSync(join(root, 'cpuset/hpcq'))).toBe(false); // no cpus asked: no cpuset
   });
 
-  it('raises memsw before memory when a second prepare grows the limit', async () => {
+  it('opens memsw first, so a second prepare can grow or shrink the limit (the kernel keeps memory <= memsw)', async () => {
     await limiter.prepare(6, LIMITS);
-    fake.writes.length = 0;
     await limiter.prepare(6, { ...LIMITS, memoryLimitBytes: 128 * MIB });
-    expect(fake.writes.slice(0, 2)).toEqual([
-      ['/memory/hpcq/job_6/memory.memsw.limit_in_bytes', String(128 * MIB)],
-      ['/memory/hpcq/job_6/memory.limit_in_bytes', String(128 * MIB)],
-    ]);
     expect(file('memory/hpcq/job_6/memory.limit_in_bytes')).toBe(String(128 * MIB));
+    expect(file('memory/hpcq/job_6/memory.memsw.limit_in_bytes')).toBe(String(128 * MIB));
+    await limiter.prepare(6, { ...LIMITS, memoryLimitBytes: 32 * MIB });
+    expect(file('memory/hpcq/job_6/memory.limit_in_bytes')).toBe(String(32 * MIB));
+    expect(file('memory/hpcq/job_6/memory.memsw.limit_in_bytes')).toBe(String(32 * MIB));
+  });
+
+  it('with deferSetup: sets up the parents only and returns the job set-up, which makes the same cgroups', async () => {
+    const deferred = await limiter.prepare(16, LIMITS, { deferSetup: true });
+    expect(existsSync(join(root, 'memory/hpcq'))).toBe(true);
+    expect(existsSync(join(root, 'memory/hpcq/job_16'))).toBe(false);
+    expect(deferred.setup!.filter((s) => 'mkdir' in s)).toEqual(deferred.cgroupDirs!.map((d) => ({ mkdir: d })));
+    await applySetup(fake, deferred.setup!);
+    await limiter.prepare(17, LIMITS);
+    for (const f of ['memory/hpcq/job_#/memory.limit_in_bytes', 'memory/hpcq/job_#/memory.memsw.limit_in_bytes', 'cpu,cpuacct/hpcq/job_#/cpu.cfs_quota_us', 'pids/hpcq/job_#/pids.max']) {
+      expect(file(f.replace('#', '16'))).toBe(file(f.replace('#', '17')));
+    }
+    // A parent removed behind its back is made again before the next deferred set-up.
+    await limiter.release(16);
+    await limiter.release(17);
+    rmSync(join(root, 'pids/hpcq'), { recursive: true });
+    await limiter.prepare(18, LIMITS, { deferSetup: true });
+    expect(existsSync(join(root, 'pids/hpcq'))).toBe(true);
   });
 
   it('works without swap accounting (no memsw files)', async () => {

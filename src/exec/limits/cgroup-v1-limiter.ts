@@ -61,6 +61,9 @@ import {
   parseKeyValues,
   perProcessRlimits,
   accountingReader,
+  applySetup,
+  type CgroupSetupStep,
+  type PrepareOptions,
   type RecordedAccounting,
   removeEmptyParentChain,
   validateLimits,
@@ -122,6 +125,10 @@ export class CgroupV1Limiter implements Limiter {
   private readonly killPid: (pid: number) => void;
   private parentReady: Promise<void> | undefined;
   private cpusetParentReady: Promise<void> | undefined;
+  /** Whether swap is accounted (memsw files exist), learnt once per parent set-up. */
+  private memswKnown: Promise<boolean> | undefined;
+  /** The parents were set up (and are checked to still exist before each job). */
+  private parentsMade = false;
 
   constructor(options: CgroupV1LimiterOptions = {}) {
     this.mounts = Object.freeze({ ...(options.mounts ?? standardV1Mounts()) });
@@ -162,7 +169,7 @@ export class CgroupV1Limiter implements Limiter {
     return result;
   }
 
-  async prepare(jobId: number, limits: JobLimits): Promise<JobPlacement> {
+  async prepare(jobId: number, limits: JobLimits, options: PrepareOptions = {}): Promise<JobPlacement> {
     validateLimits(limits);
     const withCpuset = limits.cpus !== undefined;
     if (withCpuset && this.mounts.cpuset === undefined) {
@@ -171,26 +178,19 @@ export class CgroupV1Limiter implements Limiter {
     await this.ensureParents(withCpuset);
     const dirs = this.jobDirs(jobId);
     const all = this.distinctDirs(jobId, withCpuset);
-    const created: string[] = [];
-    try {
-      for (const d of all) {
-        let made: boolean;
-        try {
-          made = await this.fs.mkdir(d);
-        } catch (err) {
+    const setup = await this.setupSteps(dirs, all, limits);
+    if (!options.deferSetup) {
+      try {
+        await applySetup(this.fs, setup).catch(async (err: unknown) => {
           if (!isErrno(err, 'ENOENT')) throw err;
-          // A parent vanished (removed by hand?): set the parents up again, once.
-          this.parentReady = undefined;
-          this.cpusetParentReady = undefined;
+          // A parent vanished meanwhile (removed by hand?): set the parents up again, once.
+          this.forgetParents();
           await this.ensureParents(withCpuset);
-          made = await this.fs.mkdir(d);
-        }
-        if (made) created.push(d);
+          await applySetup(this.fs, setup);
+        });
+      } catch (err) {
+        throw new LimitSetupError(`cannot set up cgroups of job ${jobId}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
       }
-      await this.configure(dirs, limits);
-    } catch (err) {
-      for (const d of created.reverse()) await this.fs.rmdir(d).catch(() => undefined);
-      throw new LimitSetupError(`cannot set up cgroups of job ${jobId}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
     }
     return {
       cgroupProcsFiles: all.map((d) => join(d, 'cgroup.procs')),
@@ -199,39 +199,66 @@ export class CgroupV1Limiter implements Limiter {
       rlimitsHard: {},
       accountingFiles: this.accountingFiles(dirs),
       cgroupDirs: all,
+      ...(options.deferSetup ? { setup } : {}),
     };
   }
 
-  private async configure(dirs: ReturnType<CgroupV1Limiter['jobDirs']>, limits: JobLimits): Promise<void> {
-    const fs = this.fs;
-    const limit = String(limits.memoryLimitBytes);
-    const memsw = join(dirs.memory, 'memory.memsw.limit_in_bytes');
-    const memswNow = parseInteger(await fs.read(memsw));
-    // The kernel keeps memsw >= memory: raise memsw first when growing past it, else lower memory first.
-    if (memswNow !== undefined && limits.memoryLimitBytes > memswNow) {
-      await writeCgroupFile(fs, memsw, limit);
-      await writeCgroupFile(fs, join(dirs.memory, 'memory.limit_in_bytes'), limit);
-    } else {
-      await writeCgroupFile(fs, join(dirs.memory, 'memory.limit_in_bytes'), limit);
-      if (memswNow !== undefined) await writeCgroupFile(fs, memsw, limit);
-    }
-    // Best effort: keeps the job out of swap below its limit; refused on some kernels/configs.
-    await writeCgroupFile(fs, join(dirs.memory, 'memory.swappiness'), '0').catch(() => undefined);
-    await writeCgroupFile(fs, join(dirs.cpu, 'cpu.cfs_period_us'), String(CPU_PERIOD_USEC));
-    await writeCgroupFile(fs, join(dirs.cpu, 'cpu.cfs_quota_us'), String(cpuQuotaUsec(limits.cores)));
-    await writeCgroupFile(fs, join(dirs.pids, 'pids.max'), String(limits.resourceLimits.pids ?? this.defaultPidsMax));
-    if (limits.cpus !== undefined && dirs.cpuset !== undefined) {
-      const parentMems = (await fs.read(join(dirs.cpuset, '..', 'cpuset.mems')))?.trim() ?? '';
-      await writeCgroupFile(fs, join(dirs.cpuset, 'cpuset.cpus'), limits.cpus);
-      await writeCgroupFile(fs, join(dirs.cpuset, 'cpuset.mems'), parentMems);
-    }
+  private forgetParents(): void {
+    this.parentsMade = false;
+    this.parentReady = undefined;
+    this.cpusetParentReady = undefined;
+    this.memswKnown = undefined;
   }
 
-  private ensureParents(withCpuset: boolean): Promise<void> {
+  /** Whether the parents set up so far still exist (one stat each). */
+  private async parentsPresent(): Promise<boolean> {
+    const mounts = [this.mounts.freezer, this.mounts.memory, this.mounts.pids, this.mounts.cpu, this.mounts.cpuacct];
+    if (this.cpusetParentReady && this.mounts.cpuset !== undefined) mounts.push(this.mounts.cpuset);
+    for (const mount of new Set(mounts)) if (!(await this.fs.exists(join(mount, this.parentName)))) return false;
+    return true;
+  }
+
+  /**
+   * The job's directories, then its limits. Memory: memsw is opened to unlimited (-1) first, so
+   * the memory limit can then move either way (the kernel keeps memory <= memsw), then closed to
+   * the limit: no read of the current values is needed, for a new or a re-used directory alike.
+   */
+  private async setupSteps(dirs: ReturnType<CgroupV1Limiter['jobDirs']>, all: readonly string[], limits: JobLimits): Promise<CgroupSetupStep[]> {
+    const limit = String(limits.memoryLimitBytes);
+    const memsw = join(dirs.memory, 'memory.memsw.limit_in_bytes');
+    const withMemsw = await this.swapAccounted();
+    const steps: CgroupSetupStep[] = all.map((d) => ({ mkdir: d }));
+    if (withMemsw) steps.push({ write: memsw, value: '-1' });
+    steps.push({ write: join(dirs.memory, 'memory.limit_in_bytes'), value: limit });
+    if (withMemsw) steps.push({ write: memsw, value: limit });
+    // Best effort: keeps the job out of swap below its limit; refused on some kernels/configs.
+    steps.push({ write: join(dirs.memory, 'memory.swappiness'), value: '0', optional: true });
+    steps.push({ write: join(dirs.cpu, 'cpu.cfs_period_us'), value: String(CPU_PERIOD_USEC) });
+    steps.push({ write: join(dirs.cpu, 'cpu.cfs_quota_us'), value: String(cpuQuotaUsec(limits.cores)) });
+    steps.push({ write: join(dirs.pids, 'pids.max'), value: String(limits.resourceLimits.pids ?? this.defaultPidsMax) });
+    if (limits.cpus !== undefined && dirs.cpuset !== undefined) {
+      const parentMems = (await this.fs.read(join(dirs.cpuset, '..', 'cpuset.mems')))?.trim() ?? '';
+      steps.push({ write: join(dirs.cpuset, 'cpuset.cpus'), value: limits.cpus });
+      steps.push({ write: join(dirs.cpuset, 'cpuset.mems'), value: parentMems });
+    }
+    return steps;
+  }
+
+  /** Whether the kernel accounts swap (memsw files exist), as the memory parent shows; asked once. */
+  private swapAccounted(): Promise<boolean> {
+    this.memswKnown ??= this.fs.exists(join(this.mounts.memory, this.parentName, 'memory.memsw.limit_in_bytes'));
+    return this.memswKnown;
+  }
+
+  private async ensureParents(withCpuset: boolean): Promise<void> {
+    // Set up once; made again if a parent was removed behind the daemon's back (one stat each).
+    if (this.parentsMade && !(await this.parentsPresent())) this.forgetParents();
     this.parentReady ??= this.setUpParents(
       [this.mounts.freezer, this.mounts.memory, this.mounts.pids, this.mounts.cpu, this.mounts.cpuacct],
       false,
-    ).catch((err: unknown) => {
+    ).then(() => {
+      this.parentsMade = true;
+    }, (err: unknown) => {
       this.parentReady = undefined;
       throw err;
     });
@@ -379,8 +406,7 @@ export class CgroupV1Limiter implements Limiter {
 
   async removeParentIfUnused(): Promise<boolean> {
     // Forget the set-up parents first, so a prepare() from now on creates them again.
-    this.parentReady = undefined;
-    this.cpusetParentReady = undefined;
+    this.forgetParents();
     let allRemoved = true;
     // Every mount, even after a busy one: each hierarchy's parent is independent of the others.
     for (const mount of this.distinctMounts()) {

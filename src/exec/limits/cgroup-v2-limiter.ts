@@ -52,6 +52,9 @@ import {
   parseWords,
   perProcessRlimits,
   accountingReader,
+  applySetup,
+  type CgroupSetupStep,
+  type PrepareOptions,
   type RecordedAccounting,
   removeEmptyParentChain,
   validateLimits,
@@ -85,6 +88,8 @@ export class CgroupV2Limiter implements Limiter {
   private readonly killPid: (pid: number) => void;
   /** Controllers enabled for job cgroups, once the parent is set up. */
   private parentReady: Promise<ReadonlySet<string>> | undefined;
+  /** The parent was set up (and is checked to still exist before each job). */
+  private parentMade = false;
 
   constructor(options: CgroupV2LimiterOptions = {}) {
     this.root = options.root ?? '/sys/fs/cgroup';
@@ -103,28 +108,26 @@ export class CgroupV2Limiter implements Limiter {
     return join(this.parentDir, jobDirName(jobId));
   }
 
-  async prepare(jobId: number, limits: JobLimits): Promise<JobPlacement> {
+  async prepare(jobId: number, limits: JobLimits, options: PrepareOptions = {}): Promise<JobPlacement> {
     const dir = this.jobDir(jobId);
     validateLimits(limits);
     const controllers = await this.ensureParent();
     if (limits.cpus !== undefined && !controllers.has('cpuset')) {
       throw new LimitSetupError(`job ${jobId} asks for cpus ${limits.cpus} but the cpuset controller is not available in ${this.parentDir}`);
     }
-    let created: boolean;
-    try {
-      created = await this.fs.mkdir(dir);
-    } catch (err) {
-      if (!isErrno(err, 'ENOENT')) throw new LimitSetupError(`cannot create ${dir}: ${String(err)}`, { cause: err });
-      // The parent vanished (removed by hand?): set it up again, once.
-      this.parentReady = undefined;
-      await this.ensureParent();
-      created = await this.fs.mkdir(dir);
-    }
-    try {
-      await this.configure(dir, limits);
-    } catch (err) {
-      if (created) await this.fs.rmdir(dir).catch(() => undefined);
-      throw new LimitSetupError(`cannot configure cgroup of job ${jobId}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    const setup = this.setupSteps(dir, limits);
+    if (!options.deferSetup) {
+      try {
+        await applySetup(this.fs, setup).catch(async (err: unknown) => {
+          if (!isErrno(err, 'ENOENT')) throw err;
+          // The parent vanished meanwhile (removed by hand?): set it up again, once.
+          this.forgetParent();
+          await this.ensureParent();
+          await applySetup(this.fs, setup);
+        });
+      } catch (err) {
+        throw new LimitSetupError(`cannot set up the cgroup of job ${jobId}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+      }
     }
     return {
       cgroupProcsFiles: [join(dir, 'cgroup.procs')],
@@ -133,27 +136,47 @@ export class CgroupV2Limiter implements Limiter {
       rlimitsHard: {},
       accountingFiles: CgroupV2Limiter.accountingFiles(dir),
       cgroupDirs: [dir],
+      ...(options.deferSetup ? { setup } : {}),
     };
   }
 
-  private async configure(dir: string, limits: JobLimits): Promise<void> {
-    const fs = this.fs;
-    await writeCgroupFile(fs, join(dir, 'pids.max'), String(limits.resourceLimits.pids ?? this.defaultPidsMax));
-    await writeCgroupFile(fs, join(dir, 'memory.max'), String(limits.memoryLimitBytes));
-    // Absent when the kernel runs without swap accounting; then there is no swap to limit.
-    if (await fs.exists(join(dir, 'memory.swap.max'))) await writeCgroupFile(fs, join(dir, 'memory.swap.max'), '0');
-    // Absent before Linux 4.19: an OOM kill then takes one process and the rest may keep running.
-    if (await fs.exists(join(dir, 'memory.oom.group'))) await writeCgroupFile(fs, join(dir, 'memory.oom.group'), '1');
-    await writeCgroupFile(fs, join(dir, 'cpu.max'), `${cpuQuotaUsec(limits.cores)} ${CPU_PERIOD_USEC}`);
-    if (limits.cpus !== undefined) await writeCgroupFile(fs, join(dir, 'cpuset.cpus'), limits.cpus);
+  /**
+   * The job's directory, then its limits. memory.swap.max (absent without swap accounting) and
+   * memory.oom.group (absent before Linux 4.19: an OOM kill then takes one process and the rest may
+   * keep running) are optional.
+   */
+  private setupSteps(dir: string, limits: JobLimits): CgroupSetupStep[] {
+    const steps: CgroupSetupStep[] = [
+      { mkdir: dir },
+      { write: join(dir, 'pids.max'), value: String(limits.resourceLimits.pids ?? this.defaultPidsMax) },
+      { write: join(dir, 'memory.max'), value: String(limits.memoryLimitBytes) },
+      { write: join(dir, 'memory.swap.max'), value: '0', optional: true },
+      { write: join(dir, 'memory.oom.group'), value: '1', optional: true },
+      { write: join(dir, 'cpu.max'), value: `${cpuQuotaUsec(limits.cores)} ${CPU_PERIOD_USEC}` },
+    ];
+    if (limits.cpus !== undefined) steps.push({ write: join(dir, 'cpuset.cpus'), value: limits.cpus });
+    return steps;
+  }
+
+  private forgetParent(): void {
+    this.parentMade = false;
+    this.parentReady = undefined;
   }
 
   /** Creates the parent and enables the controllers down to it; once per limiter (again after a failure). */
-  private ensureParent(): Promise<ReadonlySet<string>> {
-    this.parentReady ??= this.setUpParent().catch((err: unknown) => {
-      this.parentReady = undefined;
-      throw err;
-    });
+  private async ensureParent(): Promise<ReadonlySet<string>> {
+    // Made again if it was removed behind the daemon's back (one stat per job).
+    if (this.parentMade && !(await this.fs.exists(this.parentDir))) this.forgetParent();
+    this.parentReady ??= this.setUpParent().then(
+      (controllers) => {
+        this.parentMade = true;
+        return controllers;
+      },
+      (err: unknown) => {
+        this.parentReady = undefined;
+        throw err;
+      },
+    );
     return this.parentReady;
   }
 
@@ -277,7 +300,7 @@ export class CgroupV2Limiter implements Limiter {
   async removeParentIfUnused(): Promise<boolean> {
     // Forget the set-up parent first, so a prepare() from now on creates it again. The controllers
     // enabled in the root's cgroup.subtree_control stay: other cgroups may rely on them.
-    this.parentReady = undefined;
+    this.forgetParent();
     return removeEmptyParentChain(this.fs, this.root, relative(this.root, this.parentDir));
   }
 }

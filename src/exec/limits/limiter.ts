@@ -16,7 +16,7 @@
 import { join, sep } from 'node:path';
 import type { EnforcementMode, ResourceLimits } from '../../core/job.js';
 import type { RlimitName } from '../supervisor-process.js';
-import { type CgroupFs, isErrno } from './cgroup-fs.js';
+import { type CgroupFs, isErrno, writeCgroupFile } from './cgroup-fs.js';
 
 /** Names of the resource limits the supervisor sets with setrlimit(2) before exec. */
 export type { RlimitName };
@@ -72,6 +72,41 @@ export interface JobPlacement {
    */
   accountingFiles?: string[];
   cgroupDirs?: string[];
+  /**
+   * With prepare(..., { deferSetup: true }): the job's cgroup set-up, left to the supervisor, which
+   * makes it in order before it starts the job (and removes what it made if a step fails). Absent
+   * when prepare() made it itself, and in rlimit mode.
+   */
+  setup?: CgroupSetupStep[];
+}
+
+/**
+ * One step of a job's cgroup set-up: a directory to create (an existing one is kept), or a value
+ * to write in one write(2). An `optional` write may fail (a file the kernel lacks, a value it
+ * refuses) without failing the job: swappiness, swap and OOM-group settings are best effort.
+ */
+export type CgroupSetupStep = { mkdir: string } | { write: string; value: string; optional?: boolean };
+
+/**
+ * Makes the set-up steps with `fs` (what the supervisor does in C, for prepare() without
+ * deferSetup). On a failed step, removes the directories it created and rethrows.
+ */
+export async function applySetup(fs: CgroupFs, steps: readonly CgroupSetupStep[]): Promise<void> {
+  const created: string[] = [];
+  try {
+    for (const step of steps) {
+      if ('mkdir' in step) {
+        if (await fs.mkdir(step.mkdir)) created.push(step.mkdir);
+      } else if (step.optional) {
+        await fs.write(step.write, step.value).catch(() => undefined);
+      } else {
+        await writeCgroupFile(fs, step.write, step.value);
+      }
+    }
+  } catch (err) {
+    for (const dir of created.reverse()) await fs.rmdir(dir).catch(() => undefined);
+    throw err;
+  }
 }
 
 /**
@@ -113,13 +148,21 @@ export interface LimiterReport {
   cpuThrottledPeriods: number;
 }
 
+export interface PrepareOptions {
+  /**
+   * Set up the parents only and return the job's own set-up as placement.setup, for the supervisor
+   * to make: the daemon's one thread then creates no cgroup and writes no limit per job.
+   */
+  deferSetup?: boolean;
+}
+
 export interface Limiter {
   readonly mode: EnforcementMode;
   /**
    * Creates and configures the job's cgroups. Idempotent: calling it again for the same job rewrites
    * the limits and returns the same placement. When it rejects, nothing it created is left behind.
    */
-  prepare(jobId: number, limits: JobLimits): Promise<JobPlacement>;
+  prepare(jobId: number, limits: JobLimits, options?: PrepareOptions): Promise<JobPlacement>;
   /**
    * The job's accounting; undefined when there is nothing to read (rlimit mode, or already
    * released). From `recorded` (what the supervisor read of placement.accountingFiles) when that
