@@ -1040,6 +1040,12 @@ undo:
     return -1;
 }
 
+/* An aborted launch (no go from the daemon): nothing ran, so the job's directories go too. */
+static void remove_set_up(void) {
+    for (int i = opt.n_setup - 1; i >= 0; i--)
+        if (opt.setup[i].kind == 'd') rmdir(opt.setup[i].path);
+}
+
 /* ---------- accounting and removal, once the job is gone ---------- */
 
 /* Appends s to the record's account lines, %XX-escaping what would break a `key=value` line. */
@@ -1205,7 +1211,7 @@ int main(int argc, char **argv) {
         char msg[MSG_MAX];
         snprintf(msg, sizeof msg, "cannot start the job: %s", strerror(errno));
         bool sup_failed = false;
-        if (opt.go_fd >= 0 && !wait_for_go(&sup_failed)) return dprintf(1, "failed aborted: %s\n", msg) < 0;
+        if (opt.go_fd >= 0 && !wait_for_go(&sup_failed)) return remove_set_up(), dprintf(1, "failed aborted: %s\n", msg) < 0;
         return launch_failed(msg);
     }
     if (job_pid == 0) {
@@ -1229,7 +1235,7 @@ int main(int argc, char **argv) {
         while (waitpid(job_pid, &st, 0) < 0 && errno == EINTR) {
         }
         job_reaped = true;
-        if (launched == LAUNCH_ABORTED) return dprintf(1, "failed %s\n", msg) < 0; /* no record: nothing ran */
+        if (launched == LAUNCH_ABORTED) return remove_set_up(), dprintf(1, "failed %s\n", msg) < 0; /* no record: nothing ran */
         if (launched == LAUNCH_FAILED) return launch_failed(msg);
         /* Cancelled or out of time before the job ran: its true outcome, not a launch failure. */
         end_ms = clock_ms(CLOCK_REALTIME);
