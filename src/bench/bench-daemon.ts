@@ -6,7 +6,8 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { credentials, makeGenericClientConstructor, type ServiceError } from '@grpc/grpc-js';
 import { HPCQD_ENV, HPCQD_NODE_FLAGS } from '../daemon/process-tuning.js';
-import { JobServiceClient, JobServiceService, SubmitJobRequest } from '../gen/hpcq/v1/job_service.js';
+import { JobState } from '../gen/hpcq/v1/job.js';
+import { JobServiceClient, JobServiceService, ListJobsRequest, SubmitJobRequest } from '../gen/hpcq/v1/job_service.js';
 
 const DAEMON_MAIN = join(dirname(fileURLToPath(import.meta.url)), '..', 'daemon', 'main.cjs');
 export const BENCH_USER = 'hpcq-bench';
@@ -184,6 +185,28 @@ export class BenchDaemon {
       submit: () => new Promise((resolve, reject) => client.submitJob(bytes, (err: ServiceError | null) => (err ? reject(err) : resolve()))),
       close: () => client.close(),
     };
+  }
+
+  /** How many jobs of the bench cluster are in one of `states` (0 or 1: one page of one job is enough). */
+  private anyInStates(states: JobState[], client = this.client): Promise<number> {
+    const req = ListJobsRequest.fromPartial({ clusterId: 'bench', states, pageSize: 1 });
+    return new Promise((resolve, reject) => client.listJobs(req, (err, res) => (err ? reject(err) : resolve(res.jobs.length))));
+  }
+
+  /** Whether any job is still pending or running: one small ListJobs, as squeue users poll. */
+  countActive(client = this.client): Promise<number> {
+    return this.anyInStates([JobState.JOB_STATE_PENDING, JobState.JOB_STATE_RUNNING], client);
+  }
+
+  /** Whether any job ended otherwise than COMPLETED. */
+  countNotCompleted(): Promise<number> {
+    return this.anyInStates([
+      JobState.JOB_STATE_FAILED,
+      JobState.JOB_STATE_CANCELLED,
+      JobState.JOB_STATE_TIMEOUT,
+      JobState.JOB_STATE_OUT_OF_MEMORY,
+      JobState.JOB_STATE_NODE_FAIL,
+    ]);
   }
 
   /** Resolves with the job's status string once it reaches one of `statuses` (WatchJob, no polling). */

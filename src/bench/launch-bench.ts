@@ -14,6 +14,7 @@ import { execFileSync } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { BenchDaemon, benchConfig } from './bench-daemon.js';
 import { percentile } from './percentile.js';
 import { mapWithConcurrency } from './concurrency.js';
@@ -27,9 +28,17 @@ export interface LaunchFigures {
   submitToRunningP99Ms: number;
   submitToCompletedP50Ms: number;
   burst: number;
-  burstSeconds: number;
+  /** The burst with its end learnt by polling ListJobs (as squeue users do), then with a WatchJob stream per job. */
+  polled: BurstFigures;
+  watched: BurstFigures;
+}
+
+export interface BurstFigures {
+  seconds: number;
   daemonCpuMsPerJob: number;
-  helperCpuMsPerJob: number;
+  /** The launcher's own CPU per job, and that of the supervisors it reaped (cgroup set-up and clean-up included). */
+  launcherCpuMsPerJob: number;
+  supervisorsCpuMsPerJob: number;
   peakRssMb: number;
 }
 
@@ -73,11 +82,11 @@ function cgroupLabel(): string {
   }
 }
 
-/** utime + stime of a process, ms (clock ticks of 10 ms); 0 if it is gone. */
-function processCpuMs(pid: number): number {
+/** utime + stime of a process (or, with `reaped`, of its children it waited for), ms (clock ticks of 10 ms); 0 if it is gone. */
+function processCpuMs(pid: number, reaped = false): number {
   try {
     const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    return (Number(fields[11]) + Number(fields[12])) * 10;
+    return reaped ? (Number(fields[13]) + Number(fields[14])) * 10 : (Number(fields[11]) + Number(fields[12])) * 10;
   } catch {
     return 0;
   }
@@ -100,7 +109,47 @@ function helperPids(daemonPid: number): number[] {
   });
 }
 
-const helpersCpuMs = (daemonPid: number) => helperPids(daemonPid).reduce((sum, pid) => sum + processCpuMs(pid), 0);
+const helpersCpuMs = (daemonPid: number, reaped = false) => helperPids(daemonPid).reduce((sum, pid) => sum + processCpuMs(pid, reaped), 0);
+
+/**
+ * `burst` trivial jobs submitted at once on a fresh connection; resolves when all are done, learnt
+ * by polling ListJobs every 20 ms or by one WatchJob stream per job (500 open at a time).
+ */
+async function trivialBurst(daemon: BenchDaemon, runUser: string, burst: number, doneBy: 'poll' | 'watch'): Promise<BurstFigures> {
+  // Peak RSS of the burst alone: writing 5 to clear_refs resets VmHWM to the current RSS.
+  writeFileSync(`/proc/${daemon.pid}/clear_refs`, '5');
+  const cpu0 = daemon.cpuMs();
+  const launcher0 = helpersCpuMs(daemon.pid);
+  const reaped0 = helpersCpuMs(daemon.pid, true);
+  // A fresh connection for the burst: after hundreds of cancelled watch streams, grpc-js's client
+  // session was seen to fail with "Session closed with error code 2" (a client-side error).
+  const client = daemon.newClient();
+  const t0 = performance.now();
+  const ids = await Promise.all(
+    Array.from({ length: burst }, () => daemon.submit({ name: 'burst', runUser, cmdLine: 'true', stdoutRedirectPath: '/dev/null', stderrRedirectPath: '/dev/null' }, client)),
+  );
+  if (doneBy === 'watch') {
+    // At most 500 watch streams at once: one HTTP/2 connection carries up to 1000 concurrent streams.
+    const ended = await mapWithConcurrency(ids, 500, ({ jobId }) => daemon.waitFor(jobId, ENDED, client));
+    const failed = ended.filter((s) => s !== 'completed').length;
+    if (failed > 0) throw new Error(`${failed} of ${burst} trivial jobs did not complete`);
+  } else {
+    while ((await daemon.countActive(client)) > 0) await sleep(20);
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  const figures: BurstFigures = {
+    seconds,
+    daemonCpuMsPerJob: (daemon.cpuMs() - cpu0) / burst,
+    launcherCpuMsPerJob: (helpersCpuMs(daemon.pid) - launcher0) / burst,
+    supervisorsCpuMsPerJob: (helpersCpuMs(daemon.pid, true) - reaped0) / burst,
+    peakRssMb: daemon.peakRssMb(),
+  };
+  client.close();
+  if (doneBy === 'poll') {
+    if ((await daemon.countNotCompleted()) > 0) throw new Error(`some of the ${burst} trivial jobs did not complete`);
+  }
+  return figures;
+}
 
 const ENDED = ['completed', 'failed', 'node_fail', 'cancelled', 'timeout', 'out_of_memory'];
 
@@ -125,26 +174,8 @@ export async function launchRun(runUser: string, enforcement: 'auto' | 'rlimit',
     }
     for (const list of [toFirst, toRunning, toCompleted]) list.sort((a, b) => a - b);
 
-    // Peak RSS of the burst alone: writing 5 to clear_refs resets VmHWM to the current RSS.
-    writeFileSync(`/proc/${daemon.pid}/clear_refs`, '5');
-    const cpu0 = daemon.cpuMs();
-    const helper0 = helpersCpuMs(daemon.pid);
-    // A fresh connection for the burst: after hundreds of cancelled watch streams, grpc-js's client
-    // session was seen to fail with "Session closed with error code 2" (a client-side error).
-    const client = daemon.newClient();
-    const t0 = performance.now();
-    const ids = await Promise.all(
-      Array.from({ length: burst }, () => daemon.submit({ name: 'burst', runUser, cmdLine: 'true', stdoutRedirectPath: '/dev/null', stderrRedirectPath: '/dev/null' }, client)),
-    );
-    // At most 500 watch streams at once: one HTTP/2 connection carries up to 1000 concurrent streams.
-    const ended = await mapWithConcurrency(ids, 500, ({ jobId }) => daemon.waitFor(jobId, ENDED, client));
-    const burstSeconds = (performance.now() - t0) / 1000;
-    const daemonCpuMs = daemon.cpuMs() - cpu0;
-    const helperCpuMs = helpersCpuMs(daemon.pid) - helper0;
-    const peakRssMb = daemon.peakRssMb();
-    client.close();
-    const failed = ended.filter((s) => s !== 'completed').length;
-    if (failed > 0) throw new Error(`${failed} of ${burst} trivial jobs did not complete`);
+    const polled = await trivialBurst(daemon, runUser, burst, 'poll');
+    const watched = await trivialBurst(daemon, runUser, burst, 'watch');
     return {
       enforcement: enforcement === 'auto' ? cgroupLabel() : 'rlimit',
       samples,
@@ -154,10 +185,8 @@ export async function launchRun(runUser: string, enforcement: 'auto' | 'rlimit',
       submitToRunningP99Ms: percentile(toRunning, 99),
       submitToCompletedP50Ms: percentile(toCompleted, 50),
       burst,
-      burstSeconds,
-      daemonCpuMsPerJob: daemonCpuMs / burst,
-      helperCpuMsPerJob: helperCpuMs / burst,
-      peakRssMb,
+      polled,
+      watched,
     };
   } finally {
     await daemon.close();

@@ -75,9 +75,11 @@ async function launchSection(runUser: string): Promise<void> {
     line(`  ${e} submit -> job's first instruction p50 / p99`, `${f2(l.firstInstructionP50Ms)} / ${f2(l.firstInstructionP99Ms)} ms`);
     line(`  ${e} submit -> RUNNING seen by a watcher p50 / p99`, `${f2(l.submitToRunningP50Ms)} / ${f2(l.submitToRunningP99Ms)} ms`);
     line(`  ${e} submit -> COMPLETED p50`, `${f2(l.submitToCompletedP50Ms)} ms`);
-    line(`  ${e} ${l.burst.toLocaleString('en')} true jobs at once: all done`, `${l.burstSeconds.toFixed(2)} s (${Math.round(l.burst / l.burstSeconds)} jobs/s)`);
-    line(`  ${e} CPU per job: daemon + launcher`, `${f2(l.daemonCpuMsPerJob)} + ${f2(l.helperCpuMsPerJob)} ms`);
-    line(`  ${e} daemon peak RSS during the burst`, `${f1(l.peakRssMb)} MiB`);
+    for (const [how, b] of [['end polled with ListJobs', l.polled], ['a WatchJob stream per job', l.watched]] as const) {
+      line(`  ${e} ${l.burst.toLocaleString('en')} true jobs at once (${how}): all done`, `${b.seconds.toFixed(2)} s (${Math.round(l.burst / b.seconds)} jobs/s)`);
+      line(`  ${e}   CPU per job: daemon; launcher; supervisors`, `${f2(b.daemonCpuMsPerJob)}; ${f2(b.launcherCpuMsPerJob)}; ${f2(b.supervisorsCpuMsPerJob)} ms`);
+      line(`  ${e}   daemon peak RSS during the burst`, `${f1(b.peakRssMb)} MiB`);
+    }
   }
 }
 

@@ -10,14 +10,16 @@
  * cgroup2-vm.test.ts runs it inside a VM that has only cgroup v2 (HPCQ_TEST_IN_CGROUP2_VM=1),
  * where it must run, and fails rather than skips under HPCQ_TEST_REQUIRE_PRIVILEGED=1.
  */
-import { mkdirSync, mkdtempSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it, type TestContext } from 'vitest';
 import { parseKeyValues } from '../../src/exec/limits/limiter.js';
 import { isRunning, waitForJob } from '../support/daemon-harness.js';
 import { gidOf, isRoot, JOB_USER, need } from '../support/privileged.js';
 import { spawnSupervisor } from '../../src/exec/supervisor-process.js';
+import { parseExitRecord } from '../../src/exec/run-files.js';
+import { runDir } from '../support/durability.js';
 import {
   CGROUP_ROOT,
   cancel,
@@ -198,8 +200,14 @@ describe('a cgroup v2 job across a daemon kill -9', () => {
     const events = jobCgroupFile(l, jobId, 'memory', 'memory.events');
     readFileSync(events); // its cgroup outlived the daemon
     writeFileSync(join(l.outDir, 'go'), '');
-    await waitUntil('the OOM kill', () => (parseKeyValues(readOrEmpty(events)).get('oom_kill') ?? 0) > 0, 20_000);
     await waitUntil('the job to end', () => processesMarked(`${MARK}-oom-down`).length === 0, 20_000);
+    // Its supervisor recorded the OOM kill from the cgroup, then removed the cgroup: no daemon needed.
+    const exitFile = join(runDir(l.d.stateDir), `${jobId}.exit`);
+    await waitUntil('the exit record', () => existsSync(exitFile), 20_000);
+    const record = parseExitRecord(readFileSync(exitFile, 'utf8'));
+    expect(parseKeyValues(record.accounting.get(events)).get('oom_kill') ?? 0).toBeGreaterThan(0);
+    expect(record.cgroupsRemoved).toBe(true);
+    expect(existsSync(dirname(events))).toBe(false);
 
     const again = await restartLimitsDaemon(l);
     expect(again.mode).toBe('cgroup2');
