@@ -6,9 +6,10 @@
  *   act is to print CLOCK_MONOTONIC to its stdout file; the same clock as process.hrtime here, so
  *   the figure is measured by the job itself, not by the RUNNING state change (which is also shown).
  *   Taken one job at a time on an otherwise idle daemon.
- * - 1,000 `true` jobs submitted at once: makespan and jobs/s; the daemon's CPU (utime + stime from
- *   /proc/<pid>/stat) per job over that run, and that of the daemon's long-lived helper processes
- *   (the supervisor launcher) beside it; the daemon's peak RSS (VmHWM, reset before the burst).
+ * - 1,000 `true` jobs submitted at once, twice: the end learnt by polling ListJobs (as squeue users
+ *   do), then by a WatchJob stream per job (a heavier client: 1,000 streams). For each: makespan and
+ *   jobs/s; the daemon's CPU (utime + stime from /proc/<pid>/stat) per job, that of the launcher,
+ *   and that of the supervisors and jobs it reaped; the daemon's peak RSS (VmHWM, reset before).
  */
 import { execFileSync } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -36,7 +37,10 @@ export interface LaunchFigures {
 export interface BurstFigures {
   seconds: number;
   daemonCpuMsPerJob: number;
-  /** The launcher's own CPU per job, and that of the supervisors it reaped (cgroup set-up and clean-up included). */
+  /**
+   * The launcher's own CPU per job, and that of the supervisors it reaped with the jobs they reaped
+   * (the `true` itself; the cgroup set-up, accounting and removal the supervisors do).
+   */
   launcherCpuMsPerJob: number;
   supervisorsCpuMsPerJob: number;
   peakRssMb: number;

@@ -77,7 +77,7 @@ async function launchSection(runUser: string): Promise<void> {
     line(`  ${e} submit -> COMPLETED p50`, `${f2(l.submitToCompletedP50Ms)} ms`);
     for (const [how, b] of [['end polled with ListJobs', l.polled], ['a WatchJob stream per job', l.watched]] as const) {
       line(`  ${e} ${l.burst.toLocaleString('en')} true jobs at once (${how}): all done`, `${b.seconds.toFixed(2)} s (${Math.round(l.burst / b.seconds)} jobs/s)`);
-      line(`  ${e}   CPU per job: daemon; launcher; supervisors`, `${f2(b.daemonCpuMsPerJob)}; ${f2(b.launcherCpuMsPerJob)}; ${f2(b.supervisorsCpuMsPerJob)} ms`);
+      line(`  ${e}   CPU per job: daemon; launcher; supervisors + jobs`, `${f2(b.daemonCpuMsPerJob)}; ${f2(b.launcherCpuMsPerJob)}; ${f2(b.supervisorsCpuMsPerJob)} ms`);
       line(`  ${e}   daemon peak RSS during the burst`, `${f1(b.peakRssMb)} MiB`);
     }
   }
