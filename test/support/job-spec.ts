@@ -1,5 +1,5 @@
 // A valid JobSpec for tests that need one; pure (no store, no I/O), so unit tests can use it.
-import type { Job, JobSpec } from '../../src/core/job.js';
+import { type Job, type JobSpec, newPendingJob, transition } from '../../src/core/job.js';
 
 /** A valid JobSpec (job `job` of alice in c1/z1, queue q1 `batch`, outputs in /tmp); `overrides` win. */
 export function testJobSpec(overrides: Partial<JobSpec> = {}): JobSpec {
@@ -38,32 +38,16 @@ export function testJobSpec(overrides: Partial<JobSpec> = {}): JobSpec {
 
 /**
  * A job of `spec` already RUNNING (as the executor gets it from the engine), outputs discarded;
- * `run` overrides the run fields (id, uuid, enforcement, ...).
+ * `run` overrides the run fields (id, uuid, enforcement, ...). Built as the engine builds it:
+ * newPendingJob, then the RUNNING transition.
  */
 export function testRunningJob(spec: Partial<JobSpec>, run: Partial<Job> = {}): Job {
   const now = Date.now();
-  return {
-    ...testJobSpec(spec),
-    id: 1,
-    uuid: 'hpcjob-00000001',
-    state: 'RUNNING',
+  const pending = newPendingJob(testJobSpec({ stdoutPathTemplate: '/dev/null', stderrPathTemplate: '/dev/null', ...spec }), {
+    id: run.id ?? 1,
+    uuid: run.uuid ?? 'hpcjob-00000001',
     reason: '',
-    exitCode: 0,
-    termSignal: 0,
     submitTimeMs: now,
-    startTimeMs: now,
-    endTimeMs: 0,
-    stdoutPath: '/dev/null',
-    stderrPath: '/dev/null',
-    enforcement: '',
-    limitHit: '',
-    eventCount: 0,
-    attempt: 1,
-    previousAttempts: [],
-    eligibleAtMs: 0,
-    heldBy: '',
-    backendJobId: '',
-    backendSubmitting: false,
-    ...run,
-  };
+  });
+  return { ...transition(pending, 'RUNNING', '', now).job, ...run };
 }
