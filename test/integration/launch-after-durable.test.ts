@@ -103,20 +103,25 @@ async function until<T>(what: string, probe: () => Promise<T | undefined> | T | 
 
 const privileged = () => need(isRoot, 'root') && need(ensureTestUsers(), `test user ${JOB_USER}`);
 
+/** Waits for the job to end; it completed, and its first instruction ran once, after RUNNING was stored. */
+async function expectRanOnceAfterDurable(h: Harness, jobId: number, dir: string): Promise<void> {
+  const ended = await until('the job to end', async () => {
+    const j = await h.engine.getJob(String(jobId), ROOT);
+    return j.state === 'COMPLETED' || j.state === 'FAILED' ? j : undefined;
+  });
+  expect(ended.state).toBe('COMPLETED');
+  const stamps = linesOf(join(dir, 'stamps')).map(BigInt);
+  expect(stamps).toHaveLength(1);
+  expect(stamps[0]! >= h.runningStoredAtNs.get(jobId)!).toBe(true);
+}
+
 describe('a job launched while its RUNNING state is being stored', () => {
   it('runs its first instruction only after that state is durable', async (ctx) => {
     if (!privileged()) return ctx.skip();
     const h = await harness();
     const dir = makeJobUserDir('durable-launch');
     const { job } = await h.engine.submit(stampingJob(dir), ROOT);
-    const ended = await until('the job to end', async () => {
-      const j = await h.engine.getJob(String(job.id), ROOT);
-      return j.state === 'COMPLETED' || j.state === 'FAILED' ? j : undefined;
-    });
-    expect(ended.state).toBe('COMPLETED');
-    const stamps = linesOf(join(dir, 'stamps')).map(BigInt);
-    expect(stamps).toHaveLength(1);
-    expect(stamps[0]! >= h.runningStoredAtNs.get(job.id)!).toBe(true);
+    await expectRanOnceAfterDurable(h, job.id, dir);
   });
 
   it('never runs when that write fails, and runs once when a later one succeeds', async (ctx) => {
@@ -134,13 +139,6 @@ describe('a job launched while its RUNNING state is being stored', () => {
     expect(linesOf(join(dir, 'stamps'))).toEqual([]);
 
     h.failRunning.on = false;
-    const ended = await until('the job to end', async () => {
-      const j = await h.engine.getJob(String(job.id), ROOT);
-      return j.state === 'COMPLETED' || j.state === 'FAILED' ? j : undefined;
-    });
-    expect(ended.state).toBe('COMPLETED');
-    const stamps = linesOf(join(dir, 'stamps')).map(BigInt);
-    expect(stamps).toHaveLength(1);
-    expect(stamps[0]! >= h.runningStoredAtNs.get(job.id)!).toBe(true);
+    await expectRanOnceAfterDurable(h, job.id, dir);
   });
 });
