@@ -43,7 +43,7 @@ export interface SupervisorExitRecord {
    * was given none, or from an older one.
    */
   accounting: ReadonlyMap<string, string>;
-  /** The supervisor removed every cgroup directory it was given (`--remove-cgroup`). */
+  /** The supervisor removed every cgroup directory of the job's set-up (its `--cgroup-mkdir` ones). */
   cgroupsRemoved: boolean;
 }
 

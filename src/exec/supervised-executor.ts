@@ -405,7 +405,6 @@ export class SupervisedExecutor implements JobExecutor {
       ...(kill ? { kill } : {}),
       cgroupSetup: placement.setup ?? [],
       accountingFiles: placement.accountingFiles ?? [],
-      removeCgroups: placement.cgroupDirs ?? [],
       rlimits: placement.rlimits,
       rlimitsHard: placement.rlimitsHard,
       env: jobEnvironment(job),

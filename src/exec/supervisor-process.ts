@@ -77,15 +77,15 @@ export interface SupervisorSpec {
   kill?: KillMechanism;
   /**
    * cgroup files the supervisor reads once the job's last process is gone and records in the exit
-   * file (SupervisorExitRecord.accounting), then the cgroup directories it removes: the job's
-   * accounting and clean-up without a cgroup file touched by the daemon.
+   * file (SupervisorExitRecord.accounting): the job's accounting without a cgroup file read by the
+   * daemon.
    */
   accountingFiles?: readonly string[];
-  removeCgroups?: readonly string[];
   /**
    * The job's cgroup set-up, made by the supervisor in this order before it starts the job: the
    * launch fails (naming the step) if a step that is not optional fails, and what it created is
-   * removed.
+   * removed. The directories it names are removed again once the job is gone (after
+   * accountingFiles are read), or when the launch is aborted.
    */
   cgroupSetup?: readonly CgroupSetupStep[];
   /** Soft limits in the kernel's units (bytes, seconds, counts); hard = soft unless `rlimitsHard` names it. */
@@ -219,12 +219,6 @@ export function buildSupervisorArgs(spec: SupervisorSpec): string[] {
   for (const file of accountingFiles) {
     checkPath(file, 'accountingFiles');
     args.push('--account', file);
-  }
-  const removeCgroups = spec.removeCgroups ?? [];
-  check(removeCgroups.length <= 8, 'at most 8 removeCgroups');
-  for (const dir of removeCgroups) {
-    checkPath(dir, 'removeCgroups');
-    args.push('--remove-cgroup', dir);
   }
   for (const name of Object.keys(spec.rlimitsHard ?? {})) {
     check((RLIMIT_NAMES as readonly string[]).includes(name), `rlimitsHard.${name} is not a known rlimit`);

@@ -21,7 +21,7 @@
  *   [--umask OOOO] [--time-limit SECONDS] [--kill-grace SECONDS] [--launch-timeout SECONDS] [--go-fd FD]
  *   [--cgroup-procs FILE]... [--kill-cgroup2 DIR | --kill-cgroup1-freezer DIR]
  *   [--cgroup-mkdir DIR | --cgroup-write FILE=VALUE | --cgroup-write-optional FILE=VALUE]...
- *   [--account FILE]... [--remove-cgroup DIR]...
+ *   [--account FILE]...
  *   [--rlimit NAME=SOFT[:HARD]]...  NAME: AS DATA CPU NPROC NOFILE FSIZE CORE; a value is a number
  *     in the kernel's unit or "unlimited"; HARD defaults to SOFT and must not be below it
  *   [--env KEY=VALUE]...  -- PROGRAM [ARG]...
@@ -41,10 +41,10 @@
  * a directory is created (an existing one is kept), a value written in one write(2). A failed
  * mkdir or write fails the launch with `cgroup set-up: ...` and the directories made are removed;
  * an optional write may fail (best-effort settings, files older kernels lack).
- * --account FILE / --remove-cgroup DIR: once the job's last process is gone, each FILE (the job's
- * cgroup accounting: memory peak, OOM kills, CPU time) is read and recorded in the exit file as
- * `account:<path>=<contents>` (both %XX-escaped), then each DIR is removed (rmdir) and the record
- * says `cgroups_removed=1` if all are gone. Done here, in the job's own process, so the daemon's one
+ * --account FILE: once the job's last process is gone, each FILE (the job's cgroup accounting:
+ * memory peak, OOM kills, CPU time) is read and recorded in the exit file as
+ * `account:<path>=<contents>` (both %XX-escaped); then each --cgroup-mkdir directory is removed
+ * (rmdir) and the record says `cgroups_removed=1` if all are gone. Done here, in the job's own process, so the daemon's one
  * thread reads no cgroup file and removes no cgroup per job (what slurmstepd does for slurmd);
  * whatever is left (a busy cgroup, an older supervisor) the daemon still removes itself.
  * Exit status: 0 once the exit file is written, 1 on an internal failure, 2 on a usage error.
@@ -92,7 +92,6 @@
 #define MAX_RLIMITS 16      /* --rlimit entries */
 #define MAX_SETUP 64        /* --cgroup-mkdir and --cgroup-write steps */
 #define MAX_ACCOUNT 16      /* --account files */
-#define MAX_REMOVE 8        /* --remove-cgroup directories */
 #define ACCOUNT_MAX 2048    /* bytes read of one accounting file (cpu.stat is about 200) */
 #define RECORD_MAX 16384    /* the exit record, accounting included */
 #define MAX_DESC 4096       /* descendants signalled per sweep; later sweeps catch the rest */
@@ -130,8 +129,6 @@ static struct {
     int n_setup;
     const char *account[MAX_ACCOUNT];
     int n_account;
-    const char *remove_cg[MAX_REMOVE];
-    int n_remove_cg;
     struct rlimit_opt rlimits[MAX_RLIMITS];
     int n_rlimits;
     char *env[MAX_ENV + 1];
@@ -149,7 +146,7 @@ static long long start_ms, end_ms;
 /* How the job's process entered its cgroups, for its exit record: "clone3" (created inside, cgroup
  * v2), "write" (joined after fork) or "none". */
 static const char *cgroup_entry = "none";
-/* The `account:` lines of the exit record and whether every --remove-cgroup is gone. */
+/* The `account:` lines of the exit record and whether every --cgroup-mkdir directory is gone. */
 static char account_lines[RECORD_MAX / 2];
 static bool cgroups_removed;
 
@@ -337,8 +334,7 @@ static void parse_args(int argc, char **argv) {
                                             "--stdout", "--stderr", "--umask", "--time-limit", "--kill-grace",
                                             "--cgroup-procs", "--kill-cgroup2", "--kill-cgroup1-freezer",
                                             "--rlimit", "--env", "--launch-timeout", "--go-fd", "--account",
-                                            "--remove-cgroup", "--cgroup-mkdir", "--cgroup-write",
-                                            "--cgroup-write-optional", NULL};
+                                            "--cgroup-mkdir", "--cgroup-write", "--cgroup-write-optional", NULL};
         int k = 0;
         while (known[k] && strcmp(known[k], a)) k++;
         if (!known[k]) usage("unknown option '%s'", a);
@@ -381,10 +377,6 @@ static void parse_args(int argc, char **argv) {
             if (opt.n_account == MAX_ACCOUNT) usage("too many --account options");
             require_abs(a, v);
             opt.account[opt.n_account++] = v;
-        } else if (!strcmp(a, "--remove-cgroup")) {
-            if (opt.n_remove_cg == MAX_REMOVE) usage("too many --remove-cgroup options");
-            require_abs(a, v);
-            opt.remove_cg[opt.n_remove_cg++] = v;
         } else if (!strcmp(a, "--cgroup-procs")) {
             if (opt.n_cgroup_procs == MAX_CGROUPS) usage("too many --cgroup-procs options");
             require_abs(a, v);
@@ -1040,15 +1032,29 @@ undo:
     return -1;
 }
 
-/* An aborted launch (no go from the daemon): nothing ran, so the job's directories go too. */
-static void remove_set_up(void) {
-    for (int i = opt.n_setup - 1; i >= 0; i--)
-        if (opt.setup[i].kind == 'd') rmdir(opt.setup[i].path);
+/* rmdir of every --cgroup-mkdir directory, the last made first; true if none is left. With
+ * `wait_busy`, EBUSY (the kernel may answer it for a moment after a cgroup's last process was
+ * reaped) is retried for about 100 ms; what still fails is the daemon's to remove. */
+static bool remove_cgroup_dirs(bool wait_busy) {
+    bool all = true, any = false;
+    for (int i = opt.n_setup - 1; i >= 0; i--) {
+        if (opt.setup[i].kind != 'd') continue;
+        any = true;
+        int tries = 0;
+        while (rmdir(opt.setup[i].path) < 0 && errno != ENOENT) {
+            if (!wait_busy || errno != EBUSY || ++tries > 50) {
+                all = false;
+                break;
+            }
+            sleep_ms(2);
+        }
+    }
+    return any && all;
 }
 
 /* ---------- accounting and removal, once the job is gone ---------- */
 
-/* Appends s to the record's account lines, %XX-escaping what would break a `key=value` line. */
+/* Copies s into out at `at`, %XX-escaping what would break a `key=value` line; returns the new end. */
 static size_t escape_into(char *out, size_t at, size_t size, const char *s, size_t len) {
     static const char hex[] = "0123456789ABCDEF";
     for (size_t i = 0; i < len && at + 4 < size; i++) {
@@ -1086,24 +1092,6 @@ static void record_accounting(void) {
         account_lines[at++] = '\n';
         account_lines[at] = '\0';
     }
-}
-
-/* rmdir of every --remove-cgroup. The kernel may answer EBUSY for a moment after the last process
- * of a cgroup was reaped; a short wait covers that, and what still fails is the daemon's to do. */
-static void remove_cgroups(void) {
-    if (opt.n_remove_cg == 0) return;
-    bool all = true;
-    for (int i = 0; i < opt.n_remove_cg; i++) {
-        int tries = 0;
-        while (rmdir(opt.remove_cg[i]) < 0 && errno != ENOENT) {
-            if (errno != EBUSY || ++tries > 50) {
-                all = false;
-                break;
-            }
-            sleep_ms(2);
-        }
-    }
-    cgroups_removed = all;
 }
 
 /* ---------- main ---------- */
@@ -1211,7 +1199,7 @@ int main(int argc, char **argv) {
         char msg[MSG_MAX];
         snprintf(msg, sizeof msg, "cannot start the job: %s", strerror(errno));
         bool sup_failed = false;
-        if (opt.go_fd >= 0 && !wait_for_go(&sup_failed)) return remove_set_up(), dprintf(1, "failed aborted: %s\n", msg) < 0;
+        if (opt.go_fd >= 0 && !wait_for_go(&sup_failed)) return remove_cgroup_dirs(false), dprintf(1, "failed aborted: %s\n", msg) < 0;
         return launch_failed(msg);
     }
     if (job_pid == 0) {
@@ -1235,7 +1223,7 @@ int main(int argc, char **argv) {
         while (waitpid(job_pid, &st, 0) < 0 && errno == EINTR) {
         }
         job_reaped = true;
-        if (launched == LAUNCH_ABORTED) return remove_set_up(), dprintf(1, "failed %s\n", msg) < 0; /* no record: nothing ran */
+        if (launched == LAUNCH_ABORTED) return remove_cgroup_dirs(false), dprintf(1, "failed %s\n", msg) < 0; /* no record: nothing ran */
         if (launched == LAUNCH_FAILED) return launch_failed(msg);
         /* Cancelled or out of time before the job ran: its true outcome, not a launch failure. */
         end_ms = clock_ms(CLOCK_REALTIME);
@@ -1304,7 +1292,7 @@ int main(int argc, char **argv) {
         wait_signal(&set, CLEANUP_POLL_MS);
     }
     record_accounting();
-    remove_cgroups();
+    cgroups_removed = remove_cgroup_dirs(true);
     int rc = WIFSIGNALED(job_status) ? write_exit_file("signaled", 0, WTERMSIG(job_status), NULL)
                                      : write_exit_file("exited", WEXITSTATUS(job_status), 0, NULL);
     return rc < 0 ? 1 : 0;

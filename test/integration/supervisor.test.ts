@@ -624,7 +624,6 @@ describe('hpcq-supervisor with cgroups', () => {
         cgroupProcs: placement.cgroupProcsFiles,
         kill: { kind: 'cgroup1-freezer', dir: placement.cgroupDirs![0]! },
         accountingFiles: placement.accountingFiles,
-        removeCgroups: placement.cgroupDirs,
       });
       const record = await runToEnd(spec);
       expect(record).toMatchObject({ status: 'exited', exitCode: 0, cgroupsRemoved: true });
