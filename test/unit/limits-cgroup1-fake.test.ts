@@ -218,7 +218,7 @@ describe('CgroupV1Limiter.prepare', () => {
     expect(existsSync(join(root, 'memory/hpcq'))).toBe(true);
     expect(existsSync(join(root, 'memory/hpcq/job_16'))).toBe(false);
     expect(deferred.setup!.filter((s) => 'mkdir' in s)).toEqual(deferred.cgroupDirs!.map((d) => ({ mkdir: d })));
-    await applySetup(fake, deferred.setup!);
+    await applySetup(fake, deferred.setup!, 'job 16');
     await limiter.prepare(17, LIMITS);
     for (const f of ['memory/hpcq/job_#/memory.limit_in_bytes', 'memory/hpcq/job_#/memory.memsw.limit_in_bytes', 'cpu,cpuacct/hpcq/job_#/cpu.cfs_quota_us', 'pids/hpcq/job_#/pids.max']) {
       expect(file(f.replace('#', '16'))).toBe(file(f.replace('#', '17')));

@@ -38,7 +38,6 @@ import type { EnforcementMode } from '../../core/job.js';
 import {
   backoff,
   type CgroupFs,
-  isErrno,
   nodeCgroupFs,
   readPids,
   removeCgroupTree,
@@ -179,19 +178,7 @@ export class CgroupV1Limiter implements Limiter {
     const dirs = this.jobDirs(jobId);
     const all = this.distinctDirs(jobId, withCpuset);
     const setup = await this.setupSteps(dirs, all, limits);
-    if (!options.deferSetup) {
-      try {
-        await applySetup(this.fs, setup).catch(async (err: unknown) => {
-          if (!isErrno(err, 'ENOENT')) throw err;
-          // A parent vanished meanwhile (removed by hand?): set the parents up again, once.
-          this.forgetParents();
-          await this.ensureParents(withCpuset);
-          await applySetup(this.fs, setup);
-        });
-      } catch (err) {
-        throw new LimitSetupError(`cannot set up cgroups of job ${jobId}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
-      }
-    }
+    if (!options.deferSetup) await applySetup(this.fs, setup, `cgroups of job ${jobId}`);
     return {
       cgroupProcsFiles: all.map((d) => join(d, 'cgroup.procs')),
       kill: { kind: 'cgroup1', freezerDir: dirs.freezer },

@@ -116,19 +116,7 @@ export class CgroupV2Limiter implements Limiter {
       throw new LimitSetupError(`job ${jobId} asks for cpus ${limits.cpus} but the cpuset controller is not available in ${this.parentDir}`);
     }
     const setup = this.setupSteps(dir, limits);
-    if (!options.deferSetup) {
-      try {
-        await applySetup(this.fs, setup).catch(async (err: unknown) => {
-          if (!isErrno(err, 'ENOENT')) throw err;
-          // The parent vanished meanwhile (removed by hand?): set it up again, once.
-          this.forgetParent();
-          await this.ensureParent();
-          await applySetup(this.fs, setup);
-        });
-      } catch (err) {
-        throw new LimitSetupError(`cannot set up the cgroup of job ${jobId}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
-      }
-    }
+    if (!options.deferSetup) await applySetup(this.fs, setup, `the cgroup of job ${jobId}`);
     return {
       cgroupProcsFiles: [join(dir, 'cgroup.procs')],
       kill: { kind: 'cgroup2', dir },

@@ -89,9 +89,10 @@ export type CgroupSetupStep = { mkdir: string } | { write: string; value: string
 
 /**
  * Makes the set-up steps with `fs` (what the supervisor does in C, for prepare() without
- * deferSetup). On a failed step, removes the directories it created and rethrows.
+ * deferSetup). On a failed step, removes the directories it created and throws LimitSetupError
+ * saying it could not set up `what`.
  */
-export async function applySetup(fs: CgroupFs, steps: readonly CgroupSetupStep[]): Promise<void> {
+export async function applySetup(fs: CgroupFs, steps: readonly CgroupSetupStep[], what: string): Promise<void> {
   const created: string[] = [];
   try {
     for (const step of steps) {
@@ -105,7 +106,7 @@ export async function applySetup(fs: CgroupFs, steps: readonly CgroupSetupStep[]
     }
   } catch (err) {
     for (const dir of created.reverse()) await fs.rmdir(dir).catch(() => undefined);
-    throw err;
+    throw new LimitSetupError(`cannot set up ${what}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
   }
 }
 
