@@ -24,10 +24,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { basename, join } from 'node:path';
+import { basename } from 'node:path';
 import { LaunchError } from '../core/ports.js';
 import { libexecPath } from '../package-root.js';
 import { currentBootId, findSupervisorProcesses, processIsAlive } from './process-identity.js';
+import { supervisorFilePath } from './run-files.js';
 import { buildSupervisorArgs, parseHandshake, supervisorPath, type SupervisorExit, type SupervisorHandle, type SupervisorSpec } from './supervisor-process.js';
 
 /** Absolute path of the compiled launcher, next to the supervisor in dist/libexec. */
@@ -71,7 +72,7 @@ const GO_DECIDED_WITHIN_MS = 5_000;
  * files and the liveness sweep decide rather than a second launch.
  */
 async function goGotThrough(spec: SupervisorSpec, supervisor: { pid: number; startTicks: number }): Promise<boolean> {
-  const supFile = join(spec.runDir, `${spec.jobId}.sup`);
+  const supFile = supervisorFilePath(spec.runDir, spec.jobId);
   for (const until = Date.now() + GO_DECIDED_WITHIN_MS; Date.now() < until; await sleep(20)) {
     if (existsSync(supFile)) return true;
     if (!processIsAlive(supervisor.pid, supervisor.startTicks)) return existsSync(supFile);
