@@ -187,19 +187,19 @@ export class BenchDaemon {
     };
   }
 
-  /** How many jobs of the bench cluster are in one of `states` (0 or 1: one page of one job is enough). */
-  private anyInStates(states: JobState[], client = this.client): Promise<number> {
+  /** Whether any job of the bench cluster is in one of `states` (one page of one job is enough). */
+  private anyInStates(states: JobState[], client = this.client): Promise<boolean> {
     const req = ListJobsRequest.fromPartial({ clusterId: 'bench', states, pageSize: 1 });
-    return new Promise((resolve, reject) => client.listJobs(req, (err, res) => (err ? reject(err) : resolve(res.jobs.length))));
+    return new Promise((resolve, reject) => client.listJobs(req, (err, res) => (err ? reject(err) : resolve(res.jobs.length > 0))));
   }
 
   /** Whether any job is still pending or running: one small ListJobs, as squeue users poll. */
-  countActive(client = this.client): Promise<number> {
+  anyActive(client = this.client): Promise<boolean> {
     return this.anyInStates([JobState.JOB_STATE_PENDING, JobState.JOB_STATE_RUNNING], client);
   }
 
   /** Whether any job ended otherwise than COMPLETED. */
-  countNotCompleted(): Promise<number> {
+  anyNotCompleted(): Promise<boolean> {
     return this.anyInStates([
       JobState.JOB_STATE_FAILED,
       JobState.JOB_STATE_CANCELLED,
