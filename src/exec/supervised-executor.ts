@@ -473,7 +473,7 @@ export class SupervisedExecutor implements JobExecutor {
       },
       endTimeMs: record.endMs || Date.now(),
     });
-    await this.handOver(jobId, outcome, { cgroupsRemoved: record.cgroupsRemoved });
+    await this.handOver(jobId, outcome, record.cgroupsRemoved);
   }
 
   private async lost(jobId: number, reason: string): Promise<void> {
@@ -482,9 +482,12 @@ export class SupervisedExecutor implements JobExecutor {
     await this.handOver(jobId, { state: 'NODE_FAIL', reason, exitCode: 0, termSignal: 0, limitHit: '', endTimeMs: Date.now() });
   }
 
-  /** Gives the outcome to the engine; once it is stored, kills leftovers and removes the job's traces. */
-  private handOver(jobId: number, outcome: JobOutcome, opts: { cgroupsRemoved?: boolean } = {}): Promise<void> {
-    const done = this.handOverNow(jobId, outcome, opts.cgroupsRemoved === true);
+  /**
+   * Gives the outcome to the engine; once it is stored, kills leftovers and removes the job's
+   * traces (its cgroups only if its supervisor did not: `cgroupsRemoved`).
+   */
+  private handOver(jobId: number, outcome: JobOutcome, cgroupsRemoved = false): Promise<void> {
+    const done = this.handOverNow(jobId, outcome, cgroupsRemoved);
     const settled: Promise<void> = done.then(
       () => undefined,
       () => undefined,
