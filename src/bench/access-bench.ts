@@ -26,17 +26,17 @@ export interface AccessFigures {
 export async function accessThroughput(runUser: string, clientCounts: readonly number[], submits: (clients: number) => number): Promise<AccessFigures> {
   const pkiDir = mkdtempSync(join(tmpdir(), 'hpcq-bench-pki-'));
   const pki = makePki(pkiDir);
-  const config = `${benchConfig({ cores: 1 })}
+  const access = {
+    rate_limit: '{ submits_per_second: 0 }',
+    max_connections_per_uid: '1024',
+    max_streams_per_principal: '100000',
+    principals: `[{ name: bench-portal, run_users: [${runUser}] }]`,
+  };
+  const config = `${benchConfig({ cores: 1, access })}
 tls:
   cert_file: ${pki.serverCert}
   key_file: ${pki.serverKey}
   client_ca_file: ${pki.ca}
-access:
-  rate_limit: { submits_per_second: 0 }
-  max_connections_per_uid: 1024
-  max_streams_per_principal: 100000
-  principals:
-    - { name: bench-portal, run_users: [${runUser}] }
 `;
   const daemon = await BenchDaemon.start(config, undefined, ['127.0.0.1:0']);
   const tcp = daemon.addresses.find((a) => !a.startsWith('unix:'))!;

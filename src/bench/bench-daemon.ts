@@ -23,13 +23,18 @@ export function benchRunUser(): string {
   return BENCH_USER;
 }
 
-export function benchConfig(opts: { cores: number; memMb?: number; enforcement?: string }): string {
+/**
+ * The bench daemon's configuration. `access`: keys of the `access:` section (YAML values), over the
+ * bench's own; one section, since a YAML map refuses a key given twice.
+ */
+export function benchConfig(opts: { cores: number; memMb?: number; enforcement?: string; access?: Record<string, string> }): string {
+  // One client watches every job of a 1,000-job burst: more open watches than the default per-principal cap.
+  const access = { max_streams_per_principal: '10000', ...opts.access };
   return `
 kill_grace_seconds: 2
 enforcement: ${opts.enforcement ?? 'auto'}
-# One client watches every job of a 1,000-job burst: more open watches than the default per-principal cap.
 access:
-  max_streams_per_principal: 10000
+${Object.entries(access).map(([key, value]) => `  ${key}: ${value}`).join('\n')}
 node:
   cores: ${opts.cores}
   mem_mb: ${opts.memMb ?? 65536}
