@@ -14,7 +14,6 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Server, ServerCredentials, ServerInterceptingCall, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
-import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation } from 'grpc-health-check';
 import type { AuditLog } from '../access/audit-log.js';
 import { ConnectionRegistry, type TlsMaterial } from '../access/connections.js';
@@ -25,6 +24,7 @@ import { QueueServiceService, type QueueServiceServer } from '../gen/hpcq/v1/que
 import { ScheduleServiceService, type ScheduleServiceServer } from '../gen/hpcq/v1/schedule_service.js';
 import type { Logger } from '../logger.js';
 import { tolerantDecoder } from './handlers.js';
+import { addLazyReflection } from './lazy-reflection.js';
 import { decodeSubmitJobRequest } from './submit-decoder.js';
 
 /** Largest request accepted: SubmitJob carries at most ~70 KiB (64 KiB cmd_line + paths). */
@@ -75,8 +75,9 @@ export class GrpcServer {
   ) {
     this.connections = new ConnectionRegistry(this.server.createConnectionInjector(ServerCredentials.createInsecure()), limits, audit, log);
     this.health.addToServer(this.server);
-    const definition = loadSync(['hpcq/v1/job_service.proto', 'hpcq/v1/queue_service.proto', 'hpcq/v1/access_service.proto', 'hpcq/v1/schedule_service.proto'], { includeDirs: [protoDir()] });
-    new ReflectionService(definition).addToServer(this.server);
+    addLazyReflection(this.server, () =>
+      loadSync(['hpcq/v1/job_service.proto', 'hpcq/v1/queue_service.proto', 'hpcq/v1/access_service.proto', 'hpcq/v1/schedule_service.proto'], { includeDirs: [protoDir()] }),
+    );
   }
 
   /** Adds the hpcq services; every request decoder answers a malformed message with INVALID_ARGUMENT. */

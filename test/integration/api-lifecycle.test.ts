@@ -314,14 +314,16 @@ describe('server surface', () => {
     });
   });
 
-  it('server reflection lists hpcq.v1.JobService and hpcq.v1.QueueService and describes them', async () => {
+  // Both versions: grpcurl and other tools still ask v1alpha. The reflection index is built on the
+  // first call (src/api/lazy-reflection.ts), so each version here is also a first call.
+  it.each(['v1', 'v1alpha'] as const)('server reflection (%s) lists hpcq.v1.JobService and hpcq.v1.QueueService and describes them', async (version) => {
     const d = await startDaemon();
-    const protoPath = join(PACKAGE_ROOT, 'node_modules', '@grpc', 'reflection', 'build', 'proto', 'grpc', 'reflection', 'v1', 'reflection.proto');
+    const protoPath = join(PACKAGE_ROOT, 'node_modules', '@grpc', 'reflection', 'build', 'proto', 'grpc', 'reflection', version, 'reflection.proto');
     expect(existsSync(protoPath)).toBe(true);
     const pkg = loadPackageDefinition(loadSync(protoPath, { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true })) as unknown as {
-      grpc: { reflection: { v1: { ServerReflection: new (address: string, creds: ReturnType<typeof credentials.createInsecure>) => ReflectionClient } } };
+      grpc: { reflection: Record<typeof version, { ServerReflection: new (address: string, creds: ReturnType<typeof credentials.createInsecure>) => ReflectionClient }> };
     };
-    const client = new pkg.grpc.reflection.v1.ServerReflection(d.address, credentials.createInsecure());
+    const client = new pkg.grpc.reflection[version].ServerReflection(d.address, credentials.createInsecure());
     try {
       const listed = await reflect(client, { list_services: '' });
       const names = (listed.list_services_response?.service ?? []).map((s) => s.name);
