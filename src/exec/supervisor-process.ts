@@ -131,21 +131,23 @@ export function supervisorPath(): string {
   return libexecPath('hpcq-supervisor');
 }
 
+// The checks build their message only when they fail: these run for every launch, and eager
+// messages (a JSON copy of every path) were a fair part of what a trivial job allocated.
 function check(ok: boolean, what: string): void {
   if (!ok) throw new RangeError(`invalid supervisor spec: ${what}`);
 }
 
 function checkString(value: string, field: string): void {
-  check(typeof value === 'string' && !value.includes('\0'), `${field} must be a string without NUL`);
+  if (typeof value !== 'string' || value.includes('\0')) check(false, `${field} must be a string without NUL`);
 }
 
 function checkPath(value: string, field: string): void {
   checkString(value, field);
-  check(isAbsolute(value), `${field} must be an absolute path (got ${JSON.stringify(value)})`);
+  if (!isAbsolute(value)) check(false, `${field} must be an absolute path (got ${JSON.stringify(value)})`);
 }
 
 function checkInt(value: number, field: string, min: number, max: number): void {
-  check(Number.isSafeInteger(value) && value >= min && value <= max, `${field} must be an integer in [${min}, ${max}]`);
+  if (!Number.isSafeInteger(value) || value < min || value > max) check(false, `${field} must be an integer in [${min}, ${max}]`);
 }
 
 /**
@@ -221,8 +223,8 @@ export function buildSupervisorArgs(spec: SupervisorSpec): string[] {
     args.push('--account', file);
   }
   for (const name of Object.keys(spec.rlimitsHard ?? {})) {
-    check((RLIMIT_NAMES as readonly string[]).includes(name), `rlimitsHard.${name} is not a known rlimit`);
-    check(spec.rlimits?.[name as RlimitName] !== undefined, `rlimitsHard.${name} needs a soft value in rlimits.${name}`);
+    if (!(RLIMIT_NAMES as readonly string[]).includes(name)) check(false, `rlimitsHard.${name} is not a known rlimit`);
+    if (spec.rlimits?.[name as RlimitName] === undefined) check(false, `rlimitsHard.${name} needs a soft value in rlimits.${name}`);
   }
   for (const name of RLIMIT_NAMES) {
     const value = spec.rlimits?.[name];
@@ -235,7 +237,7 @@ export function buildSupervisorArgs(spec: SupervisorSpec): string[] {
     }
     if (hard !== 'unlimited') {
       checkInt(hard, `rlimitsHard.${name}`, 0, Number.MAX_SAFE_INTEGER);
-      check(value !== 'unlimited' && hard >= value, `rlimitsHard.${name} (${hard}) must not be below rlimits.${name} (${value})`);
+      if (value === 'unlimited' || hard < value) check(false, `rlimitsHard.${name} (${hard}) must not be below rlimits.${name} (${value})`);
     }
     args.push('--rlimit', `${name}=${value}:${hard}`);
   }
@@ -243,7 +245,7 @@ export function buildSupervisorArgs(spec: SupervisorSpec): string[] {
   check(envKeys.length <= 4096, 'at most 4096 env entries');
   for (const key of envKeys) {
     const value = spec.env[key] ?? '';
-    check(key.length > 0 && !key.includes('='), `env key ${JSON.stringify(key)} must be non-empty without '='`);
+    if (key.length === 0 || key.includes('=')) check(false, `env key ${JSON.stringify(key)} must be non-empty without '='`);
     checkString(key, 'env key');
     checkString(value, `env.${key}`);
     args.push('--env', `${key}=${value}`);

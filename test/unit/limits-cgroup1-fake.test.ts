@@ -203,6 +203,16 @@ describe('CgroupV1Limiter.prepare', () => {
     expect(existsSync(join(root, 'cpuset/hpcq'))).toBe(false); // no cpus asked: no cpuset
   });
 
+  it('names the same cgroups when its mounts and parent are given with trailing slashes and dot segments', async () => {
+    // Job paths are built by plain concatenation from the mounts and parent normalized once.
+    const expected = await limiter.prepare(5, LIMITS, { deferSetup: true });
+    const untidy = Object.fromEntries(Object.entries(mounts).map(([c, dir]) => [c, `${dir}/./`])) as unknown as CgroupV1Mounts;
+    const other = new CgroupV1Limiter({ mounts: untidy, parentName: './hpcq/', fs: fake });
+    const placement = await other.prepare(5, LIMITS, { deferSetup: true });
+    expect(placement).toEqual(expected);
+    expect(placement.cgroupDirs).toContain(join(root, 'memory/hpcq/job_5'));
+  });
+
   it('opens memsw first, so a second prepare can grow or shrink the limit (the kernel keeps memory <= memsw)', async () => {
     await limiter.prepare(6, LIMITS);
     await limiter.prepare(6, { ...LIMITS, memoryLimitBytes: 128 * MIB });

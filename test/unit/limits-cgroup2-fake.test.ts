@@ -207,6 +207,15 @@ describe('CgroupV2Limiter.prepare', () => {
     expect(file('hpcq/job_10/memory.max')).toBe('67108864');
   });
 
+  it('names the same cgroup when its root and parent are given with trailing slashes and dot segments', async () => {
+    // Job paths are built by plain concatenation from the root and parent normalized once.
+    const expected = await limiter.prepare(5, LIMITS, { deferSetup: true });
+    const other = new CgroupV2Limiter({ root: `${root}/./`, parentDir: `${root}//hpcq/`, fs: fake });
+    const placement = await other.prepare(5, LIMITS, { deferSetup: true });
+    expect(placement).toEqual(expected);
+    expect(placement.cgroupDirs).toEqual([join(root, 'hpcq/job_5')]);
+  });
+
   it('creates a missing parent (and its ancestors) under the root', async () => {
     const nested = new CgroupV2Limiter({ root, parentDir: join(root, 'hpcq.slice', 'jobs'), fs: fake });
     // The fake kernel gives new dirs interface files but no subtree_control content yet.

@@ -33,7 +33,7 @@
  * (includes page cache). CPU from cpuacct.usage_user/usage_sys (ns) where present, else
  * cpuacct.stat (USER_HZ ticks; USER_HZ is 100 on every Linux ABI); total from cpuacct.usage (ns).
  */
-import { join, normalize, sep } from 'node:path';
+import { dirname, join, sep } from 'node:path';
 import type { EnforcementMode } from '../../core/job.js';
 import {
   backoff,
@@ -61,6 +61,8 @@ import {
   perProcessRlimits,
   accountingReader,
   applySetup,
+  cgroupPath,
+  normalDir,
   type CgroupSetupStep,
   type PrepareOptions,
   type RecordedAccounting,
@@ -130,8 +132,10 @@ export class CgroupV1Limiter implements Limiter {
   private parentsMade = false;
 
   constructor(options: CgroupV1LimiterOptions = {}) {
-    this.mounts = Object.freeze({ ...(options.mounts ?? standardV1Mounts()) });
-    const parentName = normalize(options.parentName ?? 'hpcq');
+    // Normalized once: every job path is built from these by plain concatenation (cgroupPath).
+    const mounts = options.mounts ?? standardV1Mounts();
+    this.mounts = Object.freeze(Object.fromEntries(Object.entries(mounts).filter(([, dir]) => dir !== undefined).map(([c, dir]) => [c, normalDir(dir as string)])) as unknown as CgroupV1Mounts);
+    const parentName = normalDir(options.parentName ?? 'hpcq');
     if (parentName === '.' || parentName.startsWith('..') || parentName.startsWith(sep)) {
       throw new LimitSetupError(`cgroup parent name ${JSON.stringify(options.parentName)} must be a relative path below each mount`);
     }
@@ -145,7 +149,7 @@ export class CgroupV1Limiter implements Limiter {
   /** The job directory of each controller (co-mounted controllers share one). */
   jobDirs(jobId: number): Record<Exclude<CgroupV1Controller, 'cpuset'>, string> & { cpuset?: string } {
     const name = jobDirName(jobId);
-    const dir = (mount: string) => join(mount, this.parentName, name);
+    const dir = (mount: string) => cgroupPath(mount, this.parentName, name);
     return {
       freezer: dir(this.mounts.freezer),
       memory: dir(this.mounts.memory),
@@ -180,7 +184,7 @@ export class CgroupV1Limiter implements Limiter {
     const setup = await this.setupSteps(dirs, all, limits);
     if (!options.deferSetup) await applySetup(this.fs, setup, `cgroups of job ${jobId}`);
     return {
-      cgroupProcsFiles: all.map((d) => join(d, 'cgroup.procs')),
+      cgroupProcsFiles: all.map((d) => cgroupPath(d, 'cgroup.procs')),
       kill: { kind: 'cgroup1', freezerDir: dirs.freezer },
       rlimits: perProcessRlimits(limits.resourceLimits),
       rlimitsHard: {},
@@ -201,7 +205,7 @@ export class CgroupV1Limiter implements Limiter {
   private async parentsPresent(): Promise<boolean> {
     const mounts = [this.mounts.freezer, this.mounts.memory, this.mounts.pids, this.mounts.cpu, this.mounts.cpuacct];
     if (this.cpusetParentReady && this.mounts.cpuset !== undefined) mounts.push(this.mounts.cpuset);
-    for (const mount of new Set(mounts)) if (!(await this.fs.exists(join(mount, this.parentName)))) return false;
+    for (const mount of new Set(mounts)) if (!(await this.fs.exists(cgroupPath(mount, this.parentName)))) return false;
     return true;
   }
 
@@ -212,28 +216,28 @@ export class CgroupV1Limiter implements Limiter {
    */
   private async setupSteps(dirs: ReturnType<CgroupV1Limiter['jobDirs']>, all: readonly string[], limits: JobLimits): Promise<CgroupSetupStep[]> {
     const limit = String(limits.memoryLimitBytes);
-    const memsw = join(dirs.memory, 'memory.memsw.limit_in_bytes');
+    const memsw = cgroupPath(dirs.memory, 'memory.memsw.limit_in_bytes');
     const withMemsw = await this.swapAccounted();
     const steps: CgroupSetupStep[] = all.map((d) => ({ mkdir: d }));
     if (withMemsw) steps.push({ write: memsw, value: '-1' });
-    steps.push({ write: join(dirs.memory, 'memory.limit_in_bytes'), value: limit });
+    steps.push({ write: cgroupPath(dirs.memory, 'memory.limit_in_bytes'), value: limit });
     if (withMemsw) steps.push({ write: memsw, value: limit });
     // Best effort: keeps the job out of swap below its limit; refused on some kernels/configs.
-    steps.push({ write: join(dirs.memory, 'memory.swappiness'), value: '0', optional: true });
-    steps.push({ write: join(dirs.cpu, 'cpu.cfs_period_us'), value: String(CPU_PERIOD_USEC) });
-    steps.push({ write: join(dirs.cpu, 'cpu.cfs_quota_us'), value: String(cpuQuotaUsec(limits.cores)) });
-    steps.push({ write: join(dirs.pids, 'pids.max'), value: String(limits.resourceLimits.pids ?? this.defaultPidsMax) });
+    steps.push({ write: cgroupPath(dirs.memory, 'memory.swappiness'), value: '0', optional: true });
+    steps.push({ write: cgroupPath(dirs.cpu, 'cpu.cfs_period_us'), value: String(CPU_PERIOD_USEC) });
+    steps.push({ write: cgroupPath(dirs.cpu, 'cpu.cfs_quota_us'), value: String(cpuQuotaUsec(limits.cores)) });
+    steps.push({ write: cgroupPath(dirs.pids, 'pids.max'), value: String(limits.resourceLimits.pids ?? this.defaultPidsMax) });
     if (limits.cpus !== undefined && dirs.cpuset !== undefined) {
-      const parentMems = (await this.fs.read(join(dirs.cpuset, '..', 'cpuset.mems')))?.trim() ?? '';
-      steps.push({ write: join(dirs.cpuset, 'cpuset.cpus'), value: limits.cpus });
-      steps.push({ write: join(dirs.cpuset, 'cpuset.mems'), value: parentMems });
+      const parentMems = (await this.fs.read(cgroupPath(dirname(dirs.cpuset), 'cpuset.mems')))?.trim() ?? '';
+      steps.push({ write: cgroupPath(dirs.cpuset, 'cpuset.cpus'), value: limits.cpus });
+      steps.push({ write: cgroupPath(dirs.cpuset, 'cpuset.mems'), value: parentMems });
     }
     return steps;
   }
 
   /** Whether the kernel accounts swap (memsw files exist), as the memory parent shows; asked once. */
   private swapAccounted(): Promise<boolean> {
-    this.memswKnown ??= this.fs.exists(join(this.mounts.memory, this.parentName, 'memory.memsw.limit_in_bytes'));
+    this.memswKnown ??= this.fs.exists(cgroupPath(this.mounts.memory, this.parentName, 'memory.memsw.limit_in_bytes'));
     return this.memswKnown;
   }
 
@@ -263,18 +267,18 @@ export class CgroupV1Limiter implements Limiter {
    */
   private async setUpParents(mounts: string[], cpuset: boolean): Promise<void> {
     for (const mount of new Set(mounts)) {
-      if (!(await this.fs.exists(join(mount, 'cgroup.procs')))) {
+      if (!(await this.fs.exists(cgroupPath(mount, 'cgroup.procs')))) {
         throw new LimitSetupError(`${mount} is not a mounted cgroup v1 hierarchy`);
       }
       let dir = mount;
       for (const part of this.parentName.split(sep)) {
         const parent = dir;
-        dir = join(dir, part);
+        dir = cgroupPath(dir, part);
         await this.fs.mkdir(dir);
         if (!cpuset) continue;
         for (const file of ['cpuset.cpus', 'cpuset.mems']) {
-          if (((await this.fs.read(join(dir, file))) ?? '').trim() !== '') continue;
-          await writeCgroupFile(this.fs, join(dir, file), (await this.fs.read(join(parent, file)))?.trim() ?? '');
+          if (((await this.fs.read(cgroupPath(dir, file))) ?? '').trim() !== '') continue;
+          await writeCgroupFile(this.fs, cgroupPath(dir, file), (await this.fs.read(cgroupPath(parent, file)))?.trim() ?? '');
         }
       }
     }
@@ -283,15 +287,15 @@ export class CgroupV1Limiter implements Limiter {
   /** Every file collect() reads, for the supervisor to read once the job is gone. */
   private accountingFiles(dirs: ReturnType<CgroupV1Limiter['jobDirs']>): string[] {
     return [
-      join(dirs.memory, 'memory.oom_control'),
-      join(dirs.memory, 'memory.max_usage_in_bytes'),
-      join(dirs.memory, 'memory.failcnt'),
-      join(dirs.memory, 'memory.memsw.failcnt'),
-      join(dirs.cpuacct, 'cpuacct.usage_user'),
-      join(dirs.cpuacct, 'cpuacct.usage_sys'),
-      join(dirs.cpuacct, 'cpuacct.stat'),
-      join(dirs.cpuacct, 'cpuacct.usage'),
-      join(dirs.cpu, 'cpu.stat'),
+      cgroupPath(dirs.memory, 'memory.oom_control'),
+      cgroupPath(dirs.memory, 'memory.max_usage_in_bytes'),
+      cgroupPath(dirs.memory, 'memory.failcnt'),
+      cgroupPath(dirs.memory, 'memory.memsw.failcnt'),
+      cgroupPath(dirs.cpuacct, 'cpuacct.usage_user'),
+      cgroupPath(dirs.cpuacct, 'cpuacct.usage_sys'),
+      cgroupPath(dirs.cpuacct, 'cpuacct.stat'),
+      cgroupPath(dirs.cpuacct, 'cpuacct.usage'),
+      cgroupPath(dirs.cpu, 'cpu.stat'),
     ];
   }
 
@@ -300,24 +304,24 @@ export class CgroupV1Limiter implements Limiter {
     const fs = this.fs;
     const read = accountingReader(fs, recorded);
     if (!recorded?.size && !(await fs.exists(dirs.memory)) && !(await fs.exists(dirs.cpuacct))) return undefined;
-    const oomControl = parseKeyValues(await read(join(dirs.memory, 'memory.oom_control')));
-    const usageUserNs = parseInteger(await read(join(dirs.cpuacct, 'cpuacct.usage_user')));
-    const usageSysNs = parseInteger(await read(join(dirs.cpuacct, 'cpuacct.usage_sys')));
+    const oomControl = parseKeyValues(await read(cgroupPath(dirs.memory, 'memory.oom_control')));
+    const usageUserNs = parseInteger(await read(cgroupPath(dirs.cpuacct, 'cpuacct.usage_user')));
+    const usageSysNs = parseInteger(await read(cgroupPath(dirs.cpuacct, 'cpuacct.usage_sys')));
     // The coarser cpuacct.stat (ticks) only on kernels without the nanosecond split (before 4.6).
-    const stat = usageUserNs === undefined || usageSysNs === undefined ? parseKeyValues(await read(join(dirs.cpuacct, 'cpuacct.stat'))) : new Map<string, number>();
+    const stat = usageUserNs === undefined || usageSysNs === undefined ? parseKeyValues(await read(cgroupPath(dirs.cpuacct, 'cpuacct.stat'))) : new Map<string, number>();
     const ticksToUsec = 1_000_000 / USER_HZ;
     return {
       userCpuUsec: usageUserNs !== undefined ? Math.round(usageUserNs / 1000) : (stat.get('user') ?? 0) * ticksToUsec,
       systemCpuUsec: usageSysNs !== undefined ? Math.round(usageSysNs / 1000) : (stat.get('system') ?? 0) * ticksToUsec,
-      peakMemoryBytes: parseInteger(await read(join(dirs.memory, 'memory.max_usage_in_bytes'))) ?? 0,
+      peakMemoryBytes: parseInteger(await read(cgroupPath(dirs.memory, 'memory.max_usage_in_bytes'))) ?? 0,
       oomKills: oomControl.get('oom_kill') ?? 0,
       oomKillsCounted: oomControl.has('oom_kill'),
       memoryLimitHits: Math.max(
-        parseInteger(await read(join(dirs.memory, 'memory.failcnt'))) ?? 0,
-        parseInteger(await read(join(dirs.memory, 'memory.memsw.failcnt'))) ?? 0,
+        parseInteger(await read(cgroupPath(dirs.memory, 'memory.failcnt'))) ?? 0,
+        parseInteger(await read(cgroupPath(dirs.memory, 'memory.memsw.failcnt'))) ?? 0,
       ),
-      totalCpuUsec: Math.round((parseInteger(await read(join(dirs.cpuacct, 'cpuacct.usage'))) ?? 0) / 1000),
-      cpuThrottledPeriods: parseKeyValues(await read(join(dirs.cpu, 'cpu.stat'))).get('nr_throttled') ?? 0,
+      totalCpuUsec: Math.round((parseInteger(await read(cgroupPath(dirs.cpuacct, 'cpuacct.usage'))) ?? 0) / 1000),
+      cpuThrottledPeriods: parseKeyValues(await read(cgroupPath(dirs.cpu, 'cpu.stat'))).get('nr_throttled') ?? 0,
     };
   }
 
@@ -328,7 +332,7 @@ export class CgroupV1Limiter implements Limiter {
     for (const d of candidates) if (await fs.exists(d)) existing.push(d);
     if (existing.length === 0) return;
     const freezerDir = this.jobDirs(jobId).freezer;
-    const canFreeze = existing.includes(freezerDir) && (await fs.exists(join(freezerDir, 'freezer.state')));
+    const canFreeze = existing.includes(freezerDir) && (await fs.exists(cgroupPath(freezerDir, 'freezer.state')));
     const deadline = Date.now() + this.releaseTimeoutMs;
     const pause = backoff();
     let killRounds = 0;
@@ -345,7 +349,7 @@ export class CgroupV1Limiter implements Limiter {
         // Re-read: what was listed before the freeze may have forked since.
         for (const pid of await this.listedPids(existing)) this.killPid(pid);
       } finally {
-        if (canFreeze) await writeCgroupFile(fs, join(freezerDir, 'freezer.state'), 'THAWED').catch(() => undefined);
+        if (canFreeze) await writeCgroupFile(fs, cgroupPath(freezerDir, 'freezer.state'), 'THAWED').catch(() => undefined);
       }
       await pause();
     }
@@ -358,7 +362,7 @@ export class CgroupV1Limiter implements Limiter {
 
   /** Writes FROZEN and waits (bounded) until the kernel reports FROZEN, not FREEZING. */
   private async freeze(freezerDir: string, deadline: number): Promise<void> {
-    const state = join(freezerDir, 'freezer.state');
+    const state = cgroupPath(freezerDir, 'freezer.state');
     await writeCgroupFile(this.fs, state, 'FROZEN');
     // A task in uninterruptible sleep keeps the cgroup FREEZING; kill anyway after a short wait.
     const freezeDeadline = Math.min(deadline, Date.now() + 1000);
@@ -369,8 +373,8 @@ export class CgroupV1Limiter implements Limiter {
   private async listedPids(dirs: string[]): Promise<Set<number>> {
     const pids = new Set<number>();
     for (const d of dirs) {
-      for (const child of await this.fs.listDirs(d)) for (const pid of await this.listedPids([join(d, child)])) pids.add(pid);
-      for (const pid of await readPids(this.fs, join(d, 'cgroup.procs'))) pids.add(pid);
+      for (const child of await this.fs.listDirs(d)) for (const pid of await this.listedPids([cgroupPath(d, child)])) pids.add(pid);
+      for (const pid of await readPids(this.fs, cgroupPath(d, 'cgroup.procs'))) pids.add(pid);
     }
     return pids;
   }
@@ -378,7 +382,7 @@ export class CgroupV1Limiter implements Limiter {
   async listJobIds(): Promise<number[]> {
     const ids = new Set<number>();
     for (const mount of this.distinctMounts()) {
-      for (const name of await this.fs.listDirs(join(mount, this.parentName))) {
+      for (const name of await this.fs.listDirs(cgroupPath(mount, this.parentName))) {
         const id = parseJobDirName(name);
         if (id !== undefined) ids.add(id);
       }

@@ -53,6 +53,8 @@ import {
   perProcessRlimits,
   accountingReader,
   applySetup,
+  cgroupPath,
+  normalDir,
   type CgroupSetupStep,
   type PrepareOptions,
   type RecordedAccounting,
@@ -92,8 +94,9 @@ export class CgroupV2Limiter implements Limiter {
   private parentMade = false;
 
   constructor(options: CgroupV2LimiterOptions = {}) {
-    this.root = options.root ?? '/sys/fs/cgroup';
-    this.parentDir = options.parentDir ?? join(this.root, 'hpcq');
+    // Normalized once: every job path is built from these by plain concatenation (cgroupPath).
+    this.root = normalDir(options.root ?? '/sys/fs/cgroup');
+    this.parentDir = normalDir(options.parentDir ?? join(this.root, 'hpcq'));
     const rel = relative(this.root, this.parentDir);
     if (rel === '' || rel.startsWith('..') || rel.startsWith(sep)) {
       throw new LimitSetupError(`cgroup parent ${this.parentDir} must be a directory below ${this.root}`);
@@ -105,7 +108,7 @@ export class CgroupV2Limiter implements Limiter {
   }
 
   jobDir(jobId: number): string {
-    return join(this.parentDir, jobDirName(jobId));
+    return cgroupPath(this.parentDir, jobDirName(jobId));
   }
 
   async prepare(jobId: number, limits: JobLimits, options: PrepareOptions = {}): Promise<JobPlacement> {
@@ -118,7 +121,7 @@ export class CgroupV2Limiter implements Limiter {
     const setup = this.setupSteps(dir, limits);
     if (!options.deferSetup) await applySetup(this.fs, setup, `the cgroup of job ${jobId}`);
     return {
-      cgroupProcsFiles: [join(dir, 'cgroup.procs')],
+      cgroupProcsFiles: [cgroupPath(dir, 'cgroup.procs')],
       kill: { kind: 'cgroup2', dir },
       rlimits: perProcessRlimits(limits.resourceLimits),
       rlimitsHard: {},
@@ -136,13 +139,13 @@ export class CgroupV2Limiter implements Limiter {
   private setupSteps(dir: string, limits: JobLimits): CgroupSetupStep[] {
     const steps: CgroupSetupStep[] = [
       { mkdir: dir },
-      { write: join(dir, 'pids.max'), value: String(limits.resourceLimits.pids ?? this.defaultPidsMax) },
-      { write: join(dir, 'memory.max'), value: String(limits.memoryLimitBytes) },
-      { write: join(dir, 'memory.swap.max'), value: '0', optional: true },
-      { write: join(dir, 'memory.oom.group'), value: '1', optional: true },
-      { write: join(dir, 'cpu.max'), value: `${cpuQuotaUsec(limits.cores)} ${CPU_PERIOD_USEC}` },
+      { write: cgroupPath(dir, 'pids.max'), value: String(limits.resourceLimits.pids ?? this.defaultPidsMax) },
+      { write: cgroupPath(dir, 'memory.max'), value: String(limits.memoryLimitBytes) },
+      { write: cgroupPath(dir, 'memory.swap.max'), value: '0', optional: true },
+      { write: cgroupPath(dir, 'memory.oom.group'), value: '1', optional: true },
+      { write: cgroupPath(dir, 'cpu.max'), value: `${cpuQuotaUsec(limits.cores)} ${CPU_PERIOD_USEC}` },
     ];
-    if (limits.cpus !== undefined) steps.push({ write: join(dir, 'cpuset.cpus'), value: limits.cpus });
+    if (limits.cpus !== undefined) steps.push({ write: cgroupPath(dir, 'cpuset.cpus'), value: limits.cpus });
     return steps;
   }
 
@@ -170,7 +173,7 @@ export class CgroupV2Limiter implements Limiter {
 
   private async setUpParent(): Promise<ReadonlySet<string>> {
     const fs = this.fs;
-    const available = new Set(parseWords(await fs.read(join(this.root, 'cgroup.controllers'))));
+    const available = new Set(parseWords(await fs.read(cgroupPath(this.root, 'cgroup.controllers'))));
     const missing = CGROUP2_REQUIRED_CONTROLLERS.filter((c) => !available.has(c));
     if (missing.length > 0) {
       throw new LimitSetupError(
@@ -183,7 +186,7 @@ export class CgroupV2Limiter implements Limiter {
     let cpuset = available.has('cpuset');
     // Enable in the root and every directory down to the parent, so job dirs get the controllers.
     const chain = [this.root];
-    for (const part of relative(this.root, this.parentDir).split(sep)) chain.push(join(chain[chain.length - 1]!, part));
+    for (const part of relative(this.root, this.parentDir).split(sep)) chain.push(cgroupPath(chain[chain.length - 1]!, part));
     for (const [i, dir] of chain.entries()) {
       if (i > 0) {
         try {
@@ -192,18 +195,18 @@ export class CgroupV2Limiter implements Limiter {
           throw new LimitSetupError(`cannot create cgroup ${dir}: ${String(err)}`, { cause: err });
         }
       }
-      const subtree = new Set(parseWords(await fs.read(join(dir, 'cgroup.subtree_control'))));
+      const subtree = new Set(parseWords(await fs.read(cgroupPath(dir, 'cgroup.subtree_control'))));
       const toEnable = wanted.filter((c) => !subtree.has(c));
       if (toEnable.length > 0) {
         try {
-          await writeCgroupFile(fs, join(dir, 'cgroup.subtree_control'), toEnable.map((c) => `+${c}`).join(' '));
+          await writeCgroupFile(fs, cgroupPath(dir, 'cgroup.subtree_control'), toEnable.map((c) => `+${c}`).join(' '));
         } catch (err) {
           const hint = isErrno(err, 'EBUSY') ? ' (the directory has processes of its own; move them to a leaf cgroup)' : '';
           throw new LimitSetupError(`cannot enable ${toEnable.join(', ')} in ${dir}${hint}: ${String(err)}`, { cause: err });
         }
       }
       if (cpuset && !subtree.has('cpuset')) {
-        cpuset = await writeCgroupFile(fs, join(dir, 'cgroup.subtree_control'), '+cpuset').then(
+        cpuset = await writeCgroupFile(fs, cgroupPath(dir, 'cgroup.subtree_control'), '+cpuset').then(
           () => true,
           () => false,
         );
@@ -214,19 +217,19 @@ export class CgroupV2Limiter implements Limiter {
 
   /** Every file collect() reads, for the supervisor to read once the job is gone. */
   private static accountingFiles(dir: string): string[] {
-    return [join(dir, 'memory.events'), join(dir, 'cpu.stat'), join(dir, 'memory.peak')];
+    return [cgroupPath(dir, 'memory.events'), cgroupPath(dir, 'cpu.stat'), cgroupPath(dir, 'memory.peak')];
   }
 
   async collect(jobId: number, recorded?: RecordedAccounting): Promise<LimiterReport | undefined> {
     const dir = this.jobDir(jobId);
     if (!recorded?.size && !(await this.fs.exists(dir))) return undefined;
     const read = accountingReader(this.fs, recorded);
-    const events = parseKeyValues(await read(join(dir, 'memory.events')));
-    const cpu = parseKeyValues(await read(join(dir, 'cpu.stat')));
+    const events = parseKeyValues(await read(cgroupPath(dir, 'memory.events')));
+    const cpu = parseKeyValues(await read(cgroupPath(dir, 'cpu.stat')));
     return {
       userCpuUsec: cpu.get('user_usec') ?? 0,
       systemCpuUsec: cpu.get('system_usec') ?? 0,
-      peakMemoryBytes: parseInteger(await read(join(dir, 'memory.peak'))) ?? 0,
+      peakMemoryBytes: parseInteger(await read(cgroupPath(dir, 'memory.peak'))) ?? 0,
       oomKills: Math.max(events.get('oom_kill') ?? 0, events.get('oom_group_kill') ?? 0),
       oomKillsCounted: events.has('oom_kill'),
       memoryLimitHits: events.get('max') ?? 0,
@@ -239,7 +242,7 @@ export class CgroupV2Limiter implements Limiter {
     const dir = this.jobDir(jobId);
     if (!(await this.fs.exists(dir))) return;
     const deadline = Date.now() + this.releaseTimeoutMs;
-    const hasKillFile = await this.fs.exists(join(dir, 'cgroup.kill'));
+    const hasKillFile = await this.fs.exists(cgroupPath(dir, 'cgroup.kill'));
     const pause = backoff();
     for (;;) {
       const populated = await this.isPopulated(dir);
@@ -247,7 +250,7 @@ export class CgroupV2Limiter implements Limiter {
       if (!populated) break;
       if (hasKillFile) {
         // Kills the whole subtree; forks racing with it are killed too (the kernel blocks them).
-        await writeCgroupFile(this.fs, join(dir, 'cgroup.kill'), '1').catch((err: unknown) => {
+        await writeCgroupFile(this.fs, cgroupPath(dir, 'cgroup.kill'), '1').catch((err: unknown) => {
           if (!isErrno(err, 'ENOENT')) throw err;
         });
       } else {
@@ -265,8 +268,8 @@ export class CgroupV2Limiter implements Limiter {
 
   /** `populated` from cgroup.events; undefined when the directory is gone. */
   private async isPopulated(dir: string): Promise<boolean | undefined> {
-    const text = await this.fs.read(join(dir, 'cgroup.events'));
-    if (text === undefined) return (await this.fs.exists(dir)) ? (await readPids(this.fs, join(dir, 'cgroup.procs'))).length > 0 : undefined;
+    const text = await this.fs.read(cgroupPath(dir, 'cgroup.events'));
+    if (text === undefined) return (await this.fs.exists(dir)) ? (await readPids(this.fs, cgroupPath(dir, 'cgroup.procs'))).length > 0 : undefined;
     return parseKeyValues(text).get('populated') === 1;
   }
 
@@ -276,8 +279,8 @@ export class CgroupV2Limiter implements Limiter {
    * that cgroup.kill does not have.
    */
   private async killListedPids(dir: string): Promise<void> {
-    for (const child of await this.fs.listDirs(dir)) await this.killListedPids(join(dir, child));
-    for (const pid of await readPids(this.fs, join(dir, 'cgroup.procs'))) this.killPid(pid);
+    for (const child of await this.fs.listDirs(dir)) await this.killListedPids(cgroupPath(dir, child));
+    for (const pid of await readPids(this.fs, cgroupPath(dir, 'cgroup.procs'))) this.killPid(pid);
   }
 
   async listJobIds(): Promise<number[]> {
