@@ -17,7 +17,9 @@
  * the daemon's user only. Lines are written by sonic-boom without blocking the event loop, in
  * batches: a write per line cost each submit about 17 us of the daemon's CPU. A batch goes out when
  * it reaches BATCH_BYTES or after FLUSH_INTERVAL_MS, so a crash loses at most that last fraction
- * of a second (the lines are not fsynced either way); close() flushes them.
+ * of a second (the lines are not fsynced either way); close() flushes them. The batch is gathered
+ * here, not in sonic-boom (its minLength): sonic-boom appends each line to one string and measures
+ * that string's UTF-8 length at every write, flattening it each time (~4.6 KB of garbage per line).
  */
 import { closeSync, constants, fstatSync, openSync } from 'node:fs';
 import { pino } from 'pino';
@@ -87,13 +89,14 @@ export class AuditLog {
       closeSync(fd);
       throw err;
     }
-    return new AuditLog(pino.destination({ fd, sync: false, minLength: BATCH_BYTES }), opts);
+    return new AuditLog(pino.destination({ fd, sync: false }), opts);
   }
 
   private readonly logger: Logger | undefined;
   private readonly flushTimer: NodeJS.Timeout;
-  /** Lines were written since the last timed flush. */
-  private unflushed = false;
+  /** Lines not yet handed to the destination, and their length in UTF-16 units (near enough bytes). */
+  private batch: string[] = [];
+  private batchLength = 0;
 
   private constructor(
     private readonly dest: SonicBoom,
@@ -106,11 +109,7 @@ export class AuditLog {
     });
     this.now = opts.now ?? Date.now;
     this.logger = opts.logger;
-    this.flushTimer = setInterval(() => {
-      if (!this.unflushed) return;
-      this.unflushed = false;
-      this.dest.flush();
-    }, FLUSH_INTERVAL_MS);
+    this.flushTimer = setInterval(() => this.writeBatch(), FLUSH_INTERVAL_MS);
     this.flushTimer.unref();
     // Without a listener an 'error' event would crash the daemon; a failed write stays buffered.
     dest.on('error', (err: Error) => opts.logger?.error({ err }, 'audit log write failed'));
@@ -144,8 +143,18 @@ export class AuditLog {
       if (value) line[field] = clip(value);
     }
     if (suppressed !== undefined) line.suppressed = suppressed;
-    this.dest.write(`${safeJson(line)}\n`);
-    this.unflushed = true;
+    const text = `${safeJson(line)}\n`;
+    this.batch.push(text);
+    this.batchLength += text.length;
+    if (this.batchLength >= BATCH_BYTES) this.writeBatch();
+  }
+
+  /** Hands the gathered lines to the destination as one write. */
+  private writeBatch(): void {
+    if (this.batch.length === 0) return;
+    this.dest.write(this.batch.join(''));
+    this.batch = [];
+    this.batchLength = 0;
   }
 
   /**
@@ -155,6 +164,7 @@ export class AuditLog {
    */
   close(): Promise<void> {
     clearInterval(this.flushTimer);
+    if (!this.closing) this.writeBatch();
     this.closing ??= new Promise<void>((resolve) => {
       const timer = setTimeout(() => {
         this.logger?.error('audit log could not be flushed before the deadline; closing it with lines unwritten');

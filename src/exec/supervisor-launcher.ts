@@ -102,10 +102,11 @@ export class SupervisorLauncher {
    * it may be signalled from then on (a cancel during the launch).
    */
   launch(spec: SupervisorSpec, onSpawned?: (pid: number, startTicks: number) => void, durable?: Promise<unknown>): Promise<SupervisorHandle> {
-    let block: Buffer;
+    let block: string;
     try {
       // --job-id N --run-dir D are the launcher's to put on the command line; the rest goes on stdin.
-      block = Buffer.from(buildSupervisorArgs({ ...spec, waitForGo: durable !== undefined }).slice(4).map((a) => `${a}\0`).join(''));
+      const rest = buildSupervisorArgs({ ...spec, waitForGo: durable !== undefined }).slice(4);
+      block = rest.length === 0 ? '' : `${rest.join('\0')}\0`;
     } catch (err) {
       return Promise.reject(new LaunchError((err as Error).message));
     }
@@ -279,12 +280,13 @@ export class SupervisorLauncher {
 }
 
 /** A request to the launcher: u32 little-endian length, then the bytes. */
-function launcherFrame(head: string, body: Buffer = Buffer.alloc(0)): Buffer {
-  const headBytes = Buffer.from(head);
-  const frame = Buffer.allocUnsafe(4 + headBytes.length + body.length);
-  frame.writeUInt32LE(headBytes.length + body.length, 0);
-  headBytes.copy(frame, 4);
-  body.copy(frame, 4 + headBytes.length);
+/** A frame: its length (u32 LE), then `head` and `body` as UTF-8, written straight into one buffer. */
+function launcherFrame(head: string, body = ''): Buffer {
+  const text = head + body;
+  const length = Buffer.byteLength(text);
+  const frame = Buffer.allocUnsafe(4 + length);
+  frame.writeUInt32LE(length, 0);
+  frame.write(text, 4);
   return frame;
 }
 

@@ -247,7 +247,7 @@ export function buildSupervisorArgs(spec: SupervisorSpec): string[] {
     const value = spec.env[key] ?? '';
     if (key.length === 0 || key.includes('=')) check(false, `env key ${JSON.stringify(key)} must be non-empty without '='`);
     checkString(key, 'env key');
-    checkString(value, `env.${key}`);
+    if (typeof value !== 'string' || value.includes('\0')) checkString(value, `env.${key}`);
     args.push('--env', `${key}=${value}`);
   }
   for (const arg of spec.args) checkString(arg, 'args');

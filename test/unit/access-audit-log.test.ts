@@ -65,6 +65,19 @@ describe('AuditLog', () => {
     );
   });
 
+  it('writes a line within its flush interval while open, and many lines whole and in order', async () => {
+    const audit = open();
+    audit.record({ principal: 'uid:1001', peer: '1001:1', method: 'SubmitJob', result: 'ok', jobId: '1' });
+    // Not a full batch: the timer writes it (FLUSH_INTERVAL_MS, 200 ms), the file still open.
+    const deadline = Date.now() + 5000;
+    while (!readFileSync(path, 'utf8').includes('"jobId":"1"') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    expect(readFileSync(path, 'utf8')).toContain('"jobId":"1"');
+    // Several batches' worth (8 KiB each): every line once, whole, in order.
+    for (let i = 2; i <= 500; i++) audit.record({ principal: 'uid:1001', peer: '1001:1', method: 'SubmitJob', result: 'ok', jobId: String(i) });
+    const lines = await linesAfterClose();
+    expect(lines.map((l) => l.jobId)).toEqual(Array.from({ length: 500 }, (_, i) => String(i + 1)));
+  });
+
   it('creates the file with mode 0600 and appends to an existing one', async () => {
     open().record(refusal('uid:1', { result: 'ok' }));
     await log?.close();
