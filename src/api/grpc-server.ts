@@ -12,7 +12,7 @@
 import { readFileSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Server, ServerCredentials, ServerInterceptingCall, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js';
+import { Server, ServerCredentials, type ServerInterceptingCall, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { HealthImplementation } from 'grpc-health-check';
 import type { AuditLog } from '../access/audit-log.js';
@@ -43,11 +43,14 @@ function protoDir(): string {
 export class GrpcServer {
   private readonly server: Server = new Server({
     // Every call, health and reflection included, shows its connection is in use (the
-    // first-call deadline closes only connections that never make one).
+    // first-call deadline closes only connections that never make one). The call itself is
+    // passed on: a ServerInterceptingCall around it would only relay every event. grpc-js's type
+    // asks for a ServerInterceptingCall, but it chains interceptors from its own base call, which
+    // is none either: any ServerInterceptingCallInterface works.
     interceptors: [
       (_method, call) => {
         this.connections.markUsed(call.getPeer());
-        return new ServerInterceptingCall(call);
+        return call as ServerInterceptingCall;
       },
     ],
     'grpc.max_receive_message_length': MAX_RECEIVE_BYTES,

@@ -83,10 +83,15 @@ async function launchSection(runUser: string): Promise<void> {
     line(`  ${e} submit -> job's first instruction p50 / p99`, `${f2(l.firstInstructionP50Ms)} / ${f2(l.firstInstructionP99Ms)} ms`);
     line(`  ${e} submit -> RUNNING seen by a watcher p50 / p99`, `${f2(l.submitToRunningP50Ms)} / ${f2(l.submitToRunningP99Ms)} ms`);
     line(`  ${e} submit -> COMPLETED p50`, `${f2(l.submitToCompletedP50Ms)} ms`);
-    for (const [how, b] of [['end polled with ListJobs', l.polled], ['a WatchJob stream per job', l.watched]] as const) {
+    const bursts = [
+      ['first burst, end polled with ListJobs', l.polled],
+      ['a WatchJob stream per job', l.watched],
+      ['again, end polled: a warm daemon', l.polledWarm],
+    ] as const;
+    for (const [how, b] of bursts) {
       line(`  ${e} ${l.burst.toLocaleString('en')} true jobs at once (${how}): all done`, `${b.seconds.toFixed(2)} s (${Math.round(l.burst / b.seconds)} jobs/s)`);
       line(`  ${e}   CPU per job: daemon; launcher; supervisors + jobs`, `${f2(b.daemonCpuMsPerJob)}; ${f2(b.launcherCpuMsPerJob)}; ${f2(b.supervisorsCpuMsPerJob)} ms`);
-      line(`  ${e}   daemon peak RSS during the burst`, `${f1(b.peakRssMb)} MiB`);
+      line(`  ${e}   daemon peak RSS during the burst`, `${f1(b.peakRssMb)} MiB (largest sample: own ${f1(b.sampledPeak.anonMb)} + mapped files ${f1(b.sampledPeak.fileMb)})`);
     }
   }
   if (!inVm) await launchInVm();

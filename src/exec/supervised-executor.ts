@@ -211,6 +211,10 @@ export class SupervisedExecutor implements JobExecutor {
     // A retried job reuses its id, and so its cgroups and run files: the previous attempt's are
     // released first (handOver), or their removal would hit the new attempt's.
     await this.handingOver.get(job.id);
+    // The previous attempt's run files went with a frame to the launcher (handOverNow); if that
+    // launcher died before serving it, they would still be here, and its exit record taken for
+    // this attempt's. Retries are few: they remove them themselves.
+    if (job.attempt > 1) await removeRunFiles(this.options.runDir, job.id);
     try {
       this.ensureRunDir();
     } catch (err) {
@@ -509,7 +513,7 @@ export class SupervisedExecutor implements JobExecutor {
     }
     // Untracked only after the release: stop() waits for tracked jobs before removing the parent.
     this.tracked.delete(jobId);
-    await removeRunFiles(this.options.runDir, jobId);
+    if (!this.launcher.removeRunFiles(this.options.runDir, jobId)) await removeRunFiles(this.options.runDir, jobId);
   }
 
   /**

@@ -131,6 +131,18 @@ export class SupervisorLauncher {
     });
   }
 
+  /**
+   * Has the running launcher remove a job's run files (.sup, .exit), in the same write as the other
+   * frames of this tick; false when no launcher runs (then the caller removes them). Frames are
+   * served in order, so a later launch of the same job id comes after the removal.
+   */
+  removeRunFiles(runDir: string, jobId: number): boolean {
+    const proc = this.proc;
+    if (!proc?.stdin || proc.stdin.destroyed || proc.stdin.writableEnded) return false;
+    this.send(proc, launcherFrame(`R${jobId}\0${runDir}\0`));
+    return true;
+  }
+
   /** Frames of one tick (a dispatch pass) go to the launcher in one write. A dead launcher's are dropped. */
   private send(proc: ChildProcess, frame: Buffer): void {
     const stdin = proc.stdin!;

@@ -7,7 +7,7 @@
 import { describe, it, expect, afterAll } from 'vitest';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -140,6 +140,28 @@ describe('starting supervisors through hpcq-launcher', () => {
     }
     expect(await handle.exited).toEqual({ code: 0, signal: null });
     expect(await exitFile(spec)).toMatchObject({ status: 'signaled', cancelled: true, jobPid: handle.jobPid });
+  });
+
+  it('removes a job\'s run files when asked (a link itself, not what it points to); says no when no launcher runs', async (ctx) => {
+    if (!privileged()) return ctx.skip();
+    const box = sandbox();
+    const launcher = newLauncher();
+    expect(launcher.removeRunFiles(box.runDir, 1)).toBe(false); // none started yet: the caller removes them
+    const spec = jobSpec(box, '/bin/true', []);
+    const handle = await launcher.launch(spec);
+    await handle.exited;
+    const outside = join(box.outDir, 'not-a-run-file');
+    writeFileSync(outside, 'kept');
+    writeFileSync(join(box.runDir, '9999.sup'), 'x');
+    writeFileSync(join(box.runDir, '9999.exit'), 'x');
+    writeFileSync(join(box.runDir, '99990.exit'), 'another job');
+    symlinkSync(outside, join(box.runDir, '9998.exit'));
+    expect(launcher.removeRunFiles(box.runDir, 9999)).toBe(true);
+    expect(launcher.removeRunFiles(box.runDir, 9998)).toBe(true);
+    expect(launcher.removeRunFiles(box.runDir, spec.jobId)).toBe(true);
+    await waitFor('run files removed', () => (readdirSync(box.runDir).length === 1 ? true : undefined));
+    expect(readdirSync(box.runDir)).toEqual(['99990.exit']);
+    expect(readFileSync(outside, 'utf8')).toBe('kept');
   });
 
   it('passes an argument block larger than a pipe holds', async (ctx) => {
