@@ -33,9 +33,11 @@
  *   the NODE_FAIL of every such unprovable job is stored, so it never vouches for a RUNNING record
  *   of an earlier boot.
  *
- * Notification is event-driven: the supervisor's exit (when it is our child) and an fs.watch on the
- * run directory (for supervisors re-attached after a restart); a slow liveness sweep catches a
- * supervisor that was killed without writing its exit file.
+ * Notification is event-driven: the launcher's report of the supervisor's end, which carries the
+ * exit record (so the daemon's thread reads no file per job), and, only while some attached job has
+ * no such report coming (re-attached after a restart, or its launcher died), an fs.watch on the
+ * run directory; a slow liveness sweep catches a supervisor that was killed without writing its
+ * exit file.
  */
 import { mkdirSync, readFileSync, statSync, statfsSync, watch, type FSWatcher } from 'node:fs';
 import { basename } from 'node:path';
@@ -50,6 +52,7 @@ import {
   jobIdsWithRunFiles,
   parseRunFileName,
   readBootMarker,
+  parseExitRecord,
   readExitFile,
   readSupervisorFile,
   removeRunFiles,
@@ -95,6 +98,8 @@ interface TrackedJob {
   lostReason?: string;
   /** Cancel asked while launching: sent to the supervisor as soon as it exists. */
   cancelWanted?: boolean;
+  /** The launcher will report the supervisor's end with the exit record: no watch needed for it. */
+  endReported?: boolean;
 }
 
 const DEFAULT_LAUNCH_TIMEOUT_SECONDS = 30;
@@ -149,6 +154,7 @@ export class SupervisedExecutor implements JobExecutor {
     this.enforcement = options.limiter.mode;
     this.executable = options.supervisorExecutable ?? supervisorPath();
     this.launcher = new SupervisorLauncher({ supervisorExecutable: this.executable, ...(options.launcherExecutable ? { launcherExecutable: options.launcherExecutable } : {}) });
+    this.launcher.onGone = () => this.launcherGone();
   }
 
   async start(): Promise<void> {
@@ -156,6 +162,7 @@ export class SupervisedExecutor implements JobExecutor {
     this.markedBootId = readBootMarker(this.options.runDir);
     // Taken before any run file is read (reattach): see the header.
     this.supervisorsAtStart = findSupervisorProcesses(this.options.runDir, process.getuid?.() ?? 0, basename(this.executable));
+    // Watched from the start: re-attached jobs follow (reattach); syncWatch() stops it once none is left.
     this.watchRunDir();
     this.sweepTimer = setInterval(() => this.sweepLiveness(), LIVENESS_SWEEP_MS);
     this.sweepTimer.unref();
@@ -260,7 +267,32 @@ export class SupervisedExecutor implements JobExecutor {
     entry.phase = 'attached';
     entry.supervisorPid = handle.supervisorPid;
     entry.supervisorStartTicks = handle.supervisorStartTicks;
-    void handle.exited.then(() => this.finishIfEnded(job.id, { supervisorGone: true }));
+    entry.endReported = handle.exitNotReported !== true;
+    if (!entry.endReported) this.syncWatch();
+    void handle.exited.then((exit) => this.finishIfEnded(job.id, { supervisorGone: true, recordText: exit.exitRecord }));
+  }
+
+  /** The launcher ended: the supervisors it started report their ends through their run files now. */
+  private launcherGone(): void {
+    for (const entry of this.tracked.values()) entry.endReported = false;
+    this.syncWatch();
+    // An end that came between the launcher's last report and the watch is read now.
+    for (const [jobId, entry] of this.tracked) if (entry.phase === 'attached') this.finishIfEnded(jobId);
+  }
+
+  /**
+   * Watches the run directory while some attached job's end will not be reported by the launcher;
+   * otherwise not: its inotify events (about ten per job) cost the daemon's thread more than the
+   * job's exit record itself.
+   */
+  private syncWatch(): void {
+    let needed = false;
+    for (const entry of this.tracked.values()) if (entry.phase === 'attached' && !entry.endReported) needed = true;
+    if (needed && !this.watcher && !this.stopped) this.watchRunDir();
+    if (!needed && this.watcher) {
+      this.watcher.close();
+      this.watcher = undefined;
+    }
   }
 
   async cancel(job: Job): Promise<void> {
@@ -352,6 +384,8 @@ export class SupervisedExecutor implements JobExecutor {
   /** Also ends the re-attach phase: the boot marker is brought up to date (see the header). */
   async sweepOrphans(runningJobIds: ReadonlySet<number>): Promise<void> {
     const { limiter, runDir, log } = this.options;
+    // Every re-attached job is known now: the watch stays only if one of them still runs.
+    this.syncWatch();
     for (const id of await limiter.listJobIds()) {
       if (runningJobIds.has(id)) continue;
       log.warn({ jobId: id }, 'removing cgroup of a job that is not running');
@@ -425,12 +459,15 @@ export class SupervisedExecutor implements JobExecutor {
     }
   }
 
-  /** Finishes the job if its exit file exists; with supervisorGone and no exit file, the job is lost. */
-  private finishIfEnded(jobId: number, opts: { supervisorGone?: boolean } = {}): void {
+  /**
+   * Finishes the job if its exit file exists (or `recordText`, the file's text as the launcher read
+   * it, is given); with supervisorGone and no exit file, the job is lost.
+   */
+  private finishIfEnded(jobId: number, opts: { supervisorGone?: boolean; recordText?: string | undefined } = {}): void {
     const entry = this.tracked.get(jobId);
     if (this.stopped || !entry || entry.phase !== 'attached' || entry.finishing) return;
     entry.finishing = (async () => {
-      const record = await this.exitRecord(jobId);
+      const record = (opts.recordText !== undefined ? this.parseReportedRecord(jobId, opts.recordText) : undefined) ?? (await this.exitRecord(jobId));
       if (!record) {
         if (opts.supervisorGone) await this.lost(jobId, 'NodeFail: the job supervisor ended without recording an exit status');
         else entry.finishing = undefined;
@@ -441,6 +478,16 @@ export class SupervisedExecutor implements JobExecutor {
       this.options.log.error({ err, jobId }, 'could not finish job; will retry');
       entry.finishing = undefined;
     });
+  }
+
+  /** The launcher's copy of an exit record; undefined (the file is read instead) if it does not parse. */
+  private parseReportedRecord(jobId: number, text: string): SupervisorExitRecord | undefined {
+    try {
+      return parseExitRecord(text);
+    } catch (err) {
+      this.options.log.warn({ err, jobId }, "the launcher's copy of the exit record does not parse; reading the file");
+      return undefined;
+    }
   }
 
   private finishLost(jobId: number, reason: string): void {
@@ -513,6 +560,7 @@ export class SupervisedExecutor implements JobExecutor {
     }
     // Untracked only after the release: stop() waits for tracked jobs before removing the parent.
     this.tracked.delete(jobId);
+    this.syncWatch();
     if (!this.launcher.removeRunFiles(this.options.runDir, jobId)) await removeRunFiles(this.options.runDir, jobId);
   }
 
@@ -546,7 +594,7 @@ export class SupervisedExecutor implements JobExecutor {
       this.options.log.warn({ runDir: this.options.runDir }, 'the run directory had been removed; made it again');
       ino = statSync(this.options.runDir).ino;
     }
-    if (ino !== this.watchedRunDirIno) this.watchRunDir();
+    if (this.watcher && ino !== this.watchedRunDirIno) this.watchRunDir();
   }
 
   private sweepLiveness(): void {

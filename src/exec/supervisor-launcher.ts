@@ -61,6 +61,8 @@ interface Launch {
   setExited: (exit: SupervisorExit) => void;
   onSpawned: ((pid: number, startTicks: number) => void) | undefined;
   waitsForGo: boolean;
+  /** The job's exit record, from the launcher's `record` line before its `exit` line. */
+  exitRecord?: string;
 }
 
 /** How long a supervisor whose launcher died may take to show whether its go came. */
@@ -207,11 +209,15 @@ export class SupervisorLauncher {
         return this.fail(launch, `cannot start the job supervisor: ${rest}`);
       case 'line':
         return this.onSupervisorLine(launch, rest);
+      case 'record':
+        launch.exitRecord = decodeRecordLine(rest);
+        return;
       case 'exit': {
         this.inFlight.delete(Number(request));
         this.idleUnlessBusy();
         const [code, signal] = rest.split(' ').map(Number);
         const exit: SupervisorExit = { code: code! >= 0 ? code! : null, signal: signal ? (SIGNAL_NAMES[signal] ?? (`SIG${signal}` as NodeJS.Signals)) : null };
+        if (launch.exitRecord !== undefined) exit.exitRecord = launch.exitRecord;
         launch.setExited(exit);
         if (launch.failed !== undefined) return this.fail(launch, launch.failed);
         const why = exit.signal ? `was killed by ${exit.signal}` : `exited with status ${exit.code}`;
@@ -256,11 +262,18 @@ export class SupervisorLauncher {
     if (this.inFlight.size === 0 && this.proc) unrefStream(this.proc.stdout);
   }
 
+  /**
+   * Told when a launcher ends: the supervisors it started that still run will have their ends
+   * reported by nobody (their handles' `exited` never settles).
+   */
+  onGone: () => void = () => undefined;
+
   /** The launcher died or was closed: decide each unanswered launch by what is alive (see the header). */
   private onLauncherGone(proc: ChildProcess, failure: string | undefined): void {
     if (this.proc === proc) this.proc = undefined;
     const launches = [...this.inFlight.values()];
     this.inFlight.clear();
+    if (launches.some((l) => l.settled)) this.onGone();
     const unanswered = launches.filter((l) => !l.settled);
     if (unanswered.length === 0) return;
     const byRunDir = new Map<string, ReturnType<typeof findSupervisorProcesses>>();
@@ -278,7 +291,7 @@ export class SupervisorLauncher {
       }
       const attach = () => {
         launch.settled = true;
-        launch.resolve({ supervisorPid: alive.pid, supervisorStartTicks: alive.startTicks, bootId: currentBootId(), jobPid: 0, jobStartTicks: 0, exited: launch.exited });
+        launch.resolve({ supervisorPid: alive.pid, supervisorStartTicks: alive.startTicks, bootId: currentBootId(), jobPid: 0, jobStartTicks: 0, exited: launch.exited, exitNotReported: true });
       };
       if (!launch.waitsForGo) {
         attach();
@@ -289,6 +302,11 @@ export class SupervisorLauncher {
       void goGotThrough(launch.spec, alive).then((through) => (through ? attach() : this.fail(launch, why)));
     }
   }
+}
+
+/** A `record` line's text: the exit file's bytes, with %XX for those the launcher escaped (all non-ASCII among them). */
+function decodeRecordLine(text: string): string {
+  return Buffer.from(text.replace(/%([0-9A-F]{2})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16))), 'latin1').toString('utf8');
 }
 
 /** A request to the launcher: u32 little-endian length, then the bytes. */

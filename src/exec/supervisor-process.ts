@@ -106,6 +106,11 @@ export interface SupervisorSpec {
 export interface SupervisorExit {
   code: number | null;
   signal: NodeJS.Signals | null;
+  /**
+   * The job's exit record (the text of its .exit file) as the launcher read it once the supervisor
+   * had ended; absent when there was none or the launcher left it to the file.
+   */
+  exitRecord?: string;
 }
 
 /** A started job: what to persist to find and verify it again after a daemon restart. */
@@ -119,6 +124,11 @@ export interface SupervisorHandle {
   jobStartTicks: number;
   /** Settles when the supervisor exits while this daemon still runs (its exit file is then written). */
   exited: Promise<SupervisorExit>;
+  /**
+   * Set when `exited` will never settle: the launcher died before the supervisor ended (the run
+   * files and the executor's watch and liveness sweep then tell how the job ends).
+   */
+  exitNotReported?: true;
 }
 
 export interface SpawnSupervisorOptions {

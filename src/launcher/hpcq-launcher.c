@@ -27,6 +27,11 @@
  *     spawnfailed REQ MESSAGE          not forked; nothing was started
  *     line REQ TEXT                    a line the supervisor wrote (its handshake is the last one:
  *                                      "started ..." or "failed ..."); control characters as '?'
+ *     record REQ TEXT                  the job's exit record (RUNDIR/JOBID.exit) as it was right
+ *                                      after the supervisor ended, bytes below 0x20, '%' and from
+ *                                      0x7f on as %XX; left out when there is none, or it is not
+ *                                      a regular file, or is too big for a line (then the daemon
+ *                                      reads the file itself)
  *     exit REQ CODE SIGNAL             the supervisor ended (reaped by us)
  * The launcher exits when its stdin ends (the daemon closed it or died), leaving the supervisors
  * running: they are detached, outlive the daemon by design and are found again through their run
@@ -49,6 +54,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -71,6 +77,7 @@ struct sup {
     size_t len;
     char *buf; /* MAX_OUTPUT bytes while fd >= 0 */
     int go;    /* write end of its go pipe until the go or the abort; -1 */
+    char *exit_path; /* RUNDIR/JOBID.exit: read when it is reaped */
 };
 
 static struct sup *sups;
@@ -254,13 +261,16 @@ static void spawn_request(char *p, size_t len, bool with_go) {
     if (args_fd < 0) return reply("spawnfailed %llu memfd_create: %s", req, strerror(errno));
     int out[2] = {-1, -1}, go[2] = {-1, -1};
     struct sup *s = NULL;
+    char *exit_path = NULL;
     const char *step = "write arguments";
     if (write_all(args_fd, p, block_len) < 0 || lseek(args_fd, 0, SEEK_SET) < 0) goto fail;
     step = "pipe";
     if (pipe2(out, O_CLOEXEC | O_NONBLOCK) < 0 || (with_go && pipe2(go, O_CLOEXEC) < 0)) goto fail;
     step = "out of memory";
     errno = ENOMEM;
-    if (!(s = new_slot()) || !(s->buf = malloc(MAX_OUTPUT))) goto fail;
+    size_t path_len = strlen(fields[2]) + strlen(fields[1]) + sizeof "/.exit";
+    if (!(s = new_slot()) || !(s->buf = malloc(MAX_OUTPUT)) || !(exit_path = malloc(path_len))) goto fail;
+    snprintf(exit_path, path_len, "%s/%s.exit", fields[2], fields[1]);
     step = "fork";
     pid_t pid = fork();
     if (pid < 0) goto fail;
@@ -268,7 +278,7 @@ static void spawn_request(char *p, size_t len, bool with_go) {
     close(args_fd);
     close(out[1]);
     if (go[0] >= 0) close(go[0]);
-    *s = (struct sup){.used = true, .req = req, .pid = pid, .fd = out[0], .len = 0, .buf = s->buf, .go = go[1]};
+    *s = (struct sup){.used = true, .req = req, .pid = pid, .fd = out[0], .len = 0, .buf = s->buf, .go = go[1], .exit_path = exit_path};
     struct epoll_event ev = {.events = EPOLLIN, .data.u64 = (uint64_t)(s - sups)};
     if (epoll_ctl(epfd, EPOLL_CTL_ADD, out[0], &ev) < 0) close_output(s); /* its exit is still reported */
     reply("spawned %llu %d %llu", req, (int)pid, start_ticks(pid));
@@ -276,6 +286,7 @@ static void spawn_request(char *p, size_t len, bool with_go) {
 fail:;
     int err = errno;
     if (s) free(s->buf), s->buf = NULL;
+    free(exit_path);
     if (out[0] >= 0) close(out[0]), close(out[1]);
     if (go[0] >= 0) close(go[0]), close(go[1]);
     close(args_fd);
@@ -298,6 +309,44 @@ static void remove_request(char *p, size_t len) {
     }
 }
 
+/* The job's exit record, read once its supervisor has ended (it is complete then: the supervisor
+ * renames it into place before it exits), sent before the exit line: the daemon then takes the
+ * job's end from us instead of reading the file on its one thread. Not followed if a link. */
+static void report_exit_record(struct sup *s) {
+    static char raw[MAX_OUTPUT / 3], line[MAX_OUTPUT + 1];
+    int fd = open(s->exit_path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return;
+    struct stat st;
+    size_t len = 0;
+    bool whole = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+    while (whole) {
+        ssize_t n = read(fd, raw + len, sizeof raw - len);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            whole = n == 0;
+            break;
+        }
+        len += (size_t)n;
+        if (len == sizeof raw) whole = false; /* too big for a line: the daemon reads the file */
+    }
+    close(fd);
+    if (!whole) return;
+    static const char hex[] = "0123456789ABCDEF";
+    size_t out = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)raw[i];
+        if (c < 0x20 || c == '%' || c >= 0x7f) {
+            line[out++] = '%';
+            line[out++] = hex[c >> 4];
+            line[out++] = hex[c & 15];
+        } else {
+            line[out++] = (char)c;
+        }
+    }
+    line[out] = '\0';
+    reply("record %llu %s", s->req, line);
+}
+
 /* Reaps every ended supervisor; its remaining output is forwarded before its exit. */
 static void reap(void) {
     for (;;) {
@@ -310,7 +359,10 @@ static void reap(void) {
             read_output(s);
             close_output(s);
             close_go(s);
+            report_exit_record(s);
             reply("exit %llu %d %d", s->req, WIFEXITED(st) ? WEXITSTATUS(st) : -1, WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+            free(s->exit_path);
+            s->exit_path = NULL;
             s->used = false;
             break;
         }

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { LaunchError } from '../../src/core/ports.js';
 import { processIsAlive } from '../../src/exec/process-identity.js';
-import { readExitFile, type SupervisorExitRecord } from '../../src/exec/run-files.js';
+import { exitFilePath, parseExitRecord, readExitFile, type SupervisorExitRecord } from '../../src/exec/run-files.js';
 import { launcherPath, SupervisorLauncher } from '../../src/exec/supervisor-launcher.js';
 import { buildSupervisorArgs, signalSupervisor, supervisorPath, type SupervisorSpec } from '../../src/exec/supervisor-process.js';
 import { JOB_USER, ensureTestUsers, isRoot, need } from '../support/privileged.js';
@@ -138,8 +138,24 @@ describe('starting supervisors through hpcq-launcher', () => {
     } finally {
       signalSupervisor(handle.supervisorPid, handle.supervisorStartTicks, 'cancel');
     }
-    expect(await handle.exited).toEqual({ code: 0, signal: null });
+    expect(await handle.exited).toEqual({ code: 0, signal: null, exitRecord: readFileSync(exitFilePath(spec.runDir, spec.jobId), 'utf8') });
     expect(await exitFile(spec)).toMatchObject({ status: 'signaled', cancelled: true, jobPid: handle.jobPid });
+  });
+
+  it('reports the job\'s exit record with the supervisor\'s end, byte for byte as the file holds it', async (ctx) => {
+    if (!privileged()) return ctx.skip();
+    const box = sandbox();
+    // Accounting text with a '%', a newline and a non-ASCII letter, from a file whose name has them
+    // too: escaped by the supervisor, escaped again by the launcher, decoded here.
+    const accountFile = join(box.outDir, 'acct-100%-é');
+    writeFileSync(accountFile, 'a 1\nb%2 é\n');
+    const spec = jobSpec(box, '/bin/sh', ['-c', 'exit 3'], { accountingFiles: [accountFile] });
+    const handle = await newLauncher().launch(spec);
+    const exit = await handle.exited;
+    expect(exit.exitRecord).toBe(readFileSync(exitFilePath(spec.runDir, spec.jobId), 'utf8'));
+    const record = parseExitRecord(exit.exitRecord!);
+    expect(record).toMatchObject({ status: 'exited', exitCode: 3 });
+    expect(record.accounting.get(accountFile)).toBe('a 1\nb%2 é\n');
   });
 
   it('removes a job\'s run files when asked (a link itself, not what it points to); says no when no launcher runs', async (ctx) => {
