@@ -109,18 +109,28 @@ const RUN_INPUT_FILE = 'if [ -x "$1" ]; then exec "$1"; fi; exec /bin/sh "$1"';
 
 /** Room the run records (.sup, .exit) of a launch need, with margin; below it jobs stay pending. */
 const MIN_FREE_BYTES_TO_LAUNCH = 1024 * 1024;
+/** Free space under which every launch checks again; above it, once per ROOM_RECHECK_MS. */
+const PLENTY_FREE_BYTES = 256 * 1024 * 1024;
+const ROOM_RECHECK_MS = 1000;
 
 export class SupervisedExecutor implements JobExecutor {
   /** Jobs whose ended attempt is being handed over and released, by id (see launch). */
   private readonly handingOver = new Map<number, Promise<void>>();
   /** Launches in progress, from the call of launch() on (before they are tracked): for cancel. */
   private readonly launches = new Map<number, TrackedJob>();
+  /** Until when a statfs found plenty of room (ms): no statfs per launch in a burst. */
+  private roomKnownUntilMs = 0;
+
   /** Why jobs cannot start now: the run directory's filesystem is (nearly) full. */
   launchBlocker(): string | undefined {
+    const now = Date.now();
+    if (now < this.roomKnownUntilMs) return undefined;
     try {
       const fs = statfsSync(this.options.runDir);
       const free = fs.bavail * fs.bsize;
       if (free < MIN_FREE_BYTES_TO_LAUNCH) return `StateDirFull: ${Math.floor(free / 1024)} KiB free under ${this.options.runDir}`;
+      // Run records take about 1 KiB a job: with this much free, a second of launches cannot fill it.
+      if (free >= PLENTY_FREE_BYTES) this.roomKnownUntilMs = now + ROOM_RECHECK_MS;
     } catch {
       // statfs itself failing says nothing about space; the launch reports its own error.
     }
