@@ -59,6 +59,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "percent-escape.h"
+
 #ifndef SYS_close_range
 #define SYS_close_range 436
 #endif
@@ -331,19 +333,7 @@ static void report_exit_record(struct sup *s) {
     }
     close(fd);
     if (!whole) return;
-    static const char hex[] = "0123456789ABCDEF";
-    size_t out = 0;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)raw[i];
-        if (c < 0x20 || c == '%' || c >= 0x7f) {
-            line[out++] = '%';
-            line[out++] = hex[c >> 4];
-            line[out++] = hex[c & 15];
-        } else {
-            line[out++] = (char)c;
-        }
-    }
-    line[out] = '\0';
+    percent_escape(line, 0, sizeof line, raw, len, "");
     reply("record %llu %s", s->req, line);
 }
 

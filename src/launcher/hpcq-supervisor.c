@@ -76,6 +76,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "percent-escape.h"
+
 /* These numbers are shared by every Linux architecture; older libc headers may lack the names. */
 #ifndef SYS_close_range
 #define SYS_close_range 436
@@ -1056,19 +1058,7 @@ static bool remove_cgroup_dirs(bool wait_busy) {
 
 /* Copies s into out at `at`, %XX-escaping what would break a `key=value` line; returns the new end. */
 static size_t escape_into(char *out, size_t at, size_t size, const char *s, size_t len) {
-    static const char hex[] = "0123456789ABCDEF";
-    for (size_t i = 0; i < len && at + 4 < size; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c <= 0x20 || c >= 0x7f || c == '%' || c == '=') {
-            out[at++] = '%';
-            out[at++] = hex[c >> 4];
-            out[at++] = hex[c & 15];
-        } else {
-            out[at++] = (char)c;
-        }
-    }
-    out[at] = '\0';
-    return at;
+    return percent_escape(out, at, size, s, len, " =");
 }
 
 /* Reads every --account file into account_lines; a file that does not exist is left out (the
