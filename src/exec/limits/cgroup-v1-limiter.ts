@@ -203,11 +203,14 @@ export class CgroupV1Limiter implements Limiter {
 
   /** Whether the parents set up so far still exist (one stat each). */
   private async parentsPresent(): Promise<boolean> {
-    const mounts = [this.mounts.freezer, this.mounts.memory, this.mounts.pids, this.mounts.cpu, this.mounts.cpuacct];
-    if (this.cpusetParentReady && this.mounts.cpuset !== undefined) mounts.push(this.mounts.cpuset);
-    for (const mount of new Set(mounts)) if (!(await this.fs.exists(cgroupPath(mount, this.parentName)))) return false;
+    this.parentDirs ??= [...new Set([this.mounts.freezer, this.mounts.memory, this.mounts.pids, this.mounts.cpu, this.mounts.cpuacct])].map((m) => cgroupPath(m, this.parentName));
+    for (const dir of this.parentDirs) if (!(await this.fs.exists(dir))) return false;
+    if (this.cpusetParentReady && this.mounts.cpuset !== undefined && !(await this.fs.exists(cgroupPath(this.mounts.cpuset, this.parentName)))) return false;
     return true;
   }
+
+  /** The parent in each hierarchy but cpuset, once: checked before every job. */
+  private parentDirs: string[] | undefined;
 
   /**
    * The job's directories, then its limits. Memory: memsw is opened to unlimited (-1) first, so
