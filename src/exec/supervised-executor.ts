@@ -120,6 +120,8 @@ export class SupervisedExecutor implements JobExecutor {
   private readonly launches = new Map<number, TrackedJob>();
   /** Until when a statfs found plenty of room (ms): no statfs per launch in a burst. */
   private roomKnownUntilMs = 0;
+  /** Until when the run directory is known to be there (ms): no stat per launch in a burst. */
+  private runDirCheckedUntilMs = 0;
 
   /** Why jobs cannot start now: the run directory's filesystem is (nearly) full. */
   launchBlocker(): string | undefined {
@@ -233,7 +235,13 @@ export class SupervisedExecutor implements JobExecutor {
     // this attempt's. Retries are few: they remove them themselves.
     if (job.attempt > 1) await removeRunFiles(this.options.runDir, job.id);
     try {
-      this.ensureRunDir();
+      // Checked at most once a second here (and by every liveness sweep): a supervisor makes the
+      // directory again itself if it finds it gone when it writes its records.
+      const now = Date.now();
+      if (now >= this.runDirCheckedUntilMs) {
+        this.ensureRunDir();
+        this.runDirCheckedUntilMs = now + ROOM_RECHECK_MS;
+      }
     } catch (err) {
       throw new LaunchError(`the run directory ${this.options.runDir} is missing and cannot be made: ${(err as Error).message}`);
     }

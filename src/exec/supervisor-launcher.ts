@@ -65,6 +65,9 @@ interface Launch {
   exitRecord?: string;
 }
 
+/** Longest a removal of run files waits for another write to the launcher to ride in. */
+const REMOVAL_DELAY_MS = 200;
+
 /** How long a supervisor whose launcher died may take to show whether its go came. */
 const GO_DECIDED_WITHIN_MS = 5_000;
 
@@ -134,30 +137,47 @@ export class SupervisorLauncher {
   }
 
   /**
-   * Has the running launcher remove a job's run files (.sup, .exit), in the same write as the other
-   * frames of this tick; false when no launcher runs (then the caller removes them). Frames are
-   * served in order, so a later launch of the same job id comes after the removal.
+   * Has the running launcher remove a job's run files (.sup, .exit); false when no launcher runs
+   * (then the caller removes them). The request rides in the next write to the launcher (a launch's
+   * or a go's, which a burst makes at once) or goes on its own after REMOVAL_DELAY_MS: each write
+   * wakes the launcher, which costs the daemon's thread more than the removal. Frames are served in
+   * order, so a later launch of the same job id comes after the removal.
    */
   removeRunFiles(runDir: string, jobId: number): boolean {
     const proc = this.proc;
     if (!proc?.stdin || proc.stdin.destroyed || proc.stdin.writableEnded) return false;
-    this.send(proc, launcherFrame(`R${jobId}\0${runDir}\0`));
+    this.removals.push(launcherFrame(`R${jobId}\0${runDir}\0`));
+    this.removalTimer ??= setTimeout(() => {
+      this.removalTimer = undefined;
+      if (this.proc === proc && this.removals.length > 0) this.send(proc);
+    }, REMOVAL_DELAY_MS).unref();
     return true;
   }
 
-  /** Frames of one tick (a dispatch pass) go to the launcher in one write. A dead launcher's are dropped. */
-  private send(proc: ChildProcess, frame: Buffer): void {
+  /** Removal requests not yet written (see removeRunFiles). */
+  private removals: Buffer[] = [];
+  private removalTimer: NodeJS.Timeout | undefined;
+
+  /**
+   * Frames of one tick (a dispatch pass) go to the launcher in one write, after the removals
+   * waiting for one. A dead launcher's are dropped.
+   */
+  private send(proc: ChildProcess, frame?: Buffer): void {
     const stdin = proc.stdin!;
     if (stdin.destroyed || stdin.writableEnded) return;
     if (!stdin.writableCorked) {
       stdin.cork();
       process.nextTick(() => stdin.uncork());
     }
-    stdin.write(frame);
+    for (const removal of this.removals.splice(0)) stdin.write(removal);
+    if (frame) stdin.write(frame);
   }
 
-  /** Ends the launcher (its stdin closes); supervisors it started keep running. */
+  /** Ends the launcher (its stdin closes, after the removals still waiting); supervisors it started keep running. */
   close(): void {
+    if (this.proc && this.removals.length > 0) this.send(this.proc);
+    if (this.removalTimer) clearTimeout(this.removalTimer);
+    this.removalTimer = undefined;
     this.proc?.stdin?.end();
     this.proc = undefined;
   }
@@ -304,9 +324,17 @@ export class SupervisorLauncher {
   }
 }
 
-/** A `record` line's text: the exit file's bytes, with %XX for those the launcher escaped (all non-ASCII among them). */
+/**
+ * A `record` line's text: the exit file's bytes, with %XX for those the launcher escaped (all
+ * non-ASCII among them). decodeURIComponent decodes it when the bytes are UTF-8 (always, from our
+ * supervisor); other bytes decode as readFileSync(..., 'utf8') would read them.
+ */
 function decodeRecordLine(text: string): string {
-  return Buffer.from(text.replace(/%([0-9A-F]{2})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16))), 'latin1').toString('utf8');
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return Buffer.from(text.replace(/%([0-9A-F]{2})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16))), 'latin1').toString('utf8');
+  }
 }
 
 /** A request to the launcher: u32 little-endian length, then the bytes. */

@@ -180,6 +180,21 @@ describe('starting supervisors through hpcq-launcher', () => {
     expect(readFileSync(outside, 'utf8')).toBe('kept');
   });
 
+  it('serves a removal before a later launch of the same job id (a retry): the new run files stay', async (ctx) => {
+    if (!privileged()) return ctx.skip();
+    const box = sandbox();
+    const launcher = newLauncher();
+    const first = jobSpec(box, '/bin/sh', ['-c', 'exit 1']);
+    await (await launcher.launch(first)).exited;
+    // The retry: the old attempt's files removed, the same id launched at once.
+    expect(launcher.removeRunFiles(box.runDir, first.jobId)).toBe(true);
+    const retry = await launcher.launch({ ...first, args: ['-c', 'exit 2'] });
+    const exit = await retry.exited;
+    expect(parseExitRecord(exit.exitRecord!)).toMatchObject({ status: 'exited', exitCode: 2 });
+    await sleep(500); // past the removal's own deadline: nothing else is removed
+    expect(await readExitFile(box.runDir, first.jobId)).toMatchObject({ status: 'exited', exitCode: 2 });
+  });
+
   it('passes an argument block larger than a pipe holds', async (ctx) => {
     if (!privileged()) return ctx.skip();
     const box = sandbox();
