@@ -500,8 +500,11 @@ export class JobEngine {
     const job = this.active.get(loaded.id);
     if (job?.state !== 'RUNNING' || job.cancelRequestedBy === undefined) return;
     const backend = this.backendOf(job);
-    // Sent again: the daemon may have stopped between storing the request and sending it.
-    const resend = backend ? backend.cancel(job, job.backendJobId, true) : this.deps.executor.cancel(job);
+    // Sent again: the daemon may have stopped between storing the request and sending it. To the
+    // other scheduler as the job's own user, whoever asked: the request was allowed when it was
+    // made, the owner may always cancel its job there, and a Slurm job id that names someone
+    // else's job by now (ids are reused) is then refused instead of cancelled as root.
+    const resend = backend ? backend.cancel(job, job.backendJobId, false) : this.deps.executor.cancel(job);
     void this.track(Promise.resolve(resend).catch((err: unknown) => this.deps.log.warn({ jobId: job.id, err: (err as Error).message }, 'could not send a cancel again after the restart')));
   }
 

@@ -1,13 +1,14 @@
 // JobEngine against in-memory fakes of its ports: the use cases and dispatch, without a daemon.
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { submitRequest } from '../support/submit-request.js';
+import { testRunningJob } from '../support/job-spec.js';
 import { resolveBatchSpec } from '../../src/core/batch.js';
 import { compileConfig } from '../../src/config/load-config.js';
 import type { DaemonConfig } from '../../src/config/daemon-config.js';
 import type { Principal } from '../../src/core/access-policy.js';
 import { HpcqError, StoreUnavailableError } from '../../src/core/errors.js';
 import { isTerminal, newPendingJob, type Job, type JobEvent, type JobOutcome, type JobSpec } from '../../src/core/job.js';
-import type { EndCursor, EndedJobPage, EndWindow, JobExecutor, JobFilter, JobPage, JobStore, JobTransition, QueueState, ReattachResult, UserAccount, UserDirectory } from '../../src/core/ports.js';
+import type { ClusterBackend, EndCursor, EndedJobPage, EndWindow, JobExecutor, JobFilter, JobPage, JobStore, JobTransition, QueueState, ReattachResult, UserAccount, UserDirectory } from '../../src/core/ports.js';
 import type { SubmitRequest } from '../../src/core/submit-request.js';
 import { JobEngine } from '../../src/engine/job-engine.js';
 import { silentLogger } from '../../src/logger.js';
@@ -209,6 +210,61 @@ async function failure(promise: Promise<unknown>): Promise<{ code: string; kind:
   const { code, kind, field } = err as HpcqError;
   return { code, kind, field };
 }
+
+/** A cluster backend that only records the cancels it is asked for. */
+class CancelRecordingBackend implements ClusterBackend {
+  readonly kind = 'slurm' as const;
+  readonly cancels: Array<{ jobId: number; backendId: string; asAdmin: boolean }> = [];
+  onReport: ClusterBackend['onReport'] = () => undefined;
+  onAvailability: ClusterBackend['onAvailability'] = () => undefined;
+  async submit(): Promise<string> {
+    throw new Error('not in this test');
+  }
+  async submitArray(): Promise<string> {
+    throw new Error('not in this test');
+  }
+  track(): void {}
+  tagOf(job: Job): string {
+    return `hpcq-${job.id}`;
+  }
+  untrack(): void {}
+  async cancel(job: Job, backendId: string, asAdmin: boolean): Promise<'cancelled'> {
+    this.cancels.push({ jobId: job.id, backendId, asAdmin });
+    return 'cancelled';
+  }
+  async signal(): Promise<void> {}
+  unavailable(): undefined {
+    return undefined;
+  }
+  async partition() {
+    return { state: 'up', nodes: 1, cpus: 1, idleCpus: 1, note: '' };
+  }
+  start(): void {}
+  async stop(): Promise<void> {}
+}
+
+describe('JobEngine with a cluster another scheduler runs', () => {
+  it("sends a cancel stored before a restart again as the job's own user, even one an admin asked for", async () => {
+    const config = compileConfig(
+      {
+        node: { cores: 2, mem_mb: 4096 },
+        clusters: [{ cluster_id: 'cs', zone: 'z', backend: 'slurm', slurm: { conf: '/etc/slurm/slurm.conf' }, queues: [{ hpcqueue_id: 'qs', scheduler_queue_name: 'debug', default: true }] }],
+      },
+      'test',
+      {},
+      HOST,
+    );
+    const store = new MemoryStore();
+    const job = testRunningJob({ clusterId: 'cs', hpcqueueId: 'qs', schedulerQueueName: 'debug', runUser: 'alice', uid: 1001, gid: 1001 }, { id: 7, backendJobId: '4242', cancelRequestedBy: 'uid:0 (root)' });
+    store.jobs.set(job.id, structuredClone(job));
+    store.events.set(job.id, []);
+    const backend = new CancelRecordingBackend();
+    const engine = new JobEngine({ config, store, executor: new FakeExecutor(), users, log: silentLogger(), daemonUid: 0, backends: new Map([['cs', backend]]) });
+    engines.push(engine);
+    await engine.start();
+    await vi.waitFor(() => expect(backend.cancels).toEqual([{ jobId: 7, backendId: '4242', asAdmin: false }]));
+  });
+});
 
 describe('JobEngine', () => {
   it('starts nothing while the executor has no room for run records, and starts the jobs once there is', async () => {
