@@ -5,7 +5,9 @@
  *
  * Same contract as `spawnSupervisor` (supervisor-process.ts): `launch` resolves with a
  * SupervisorHandle once the job's program was executed, or rejects with LaunchError carrying the
- * supervisor's message; `exited` settles when the supervisor ends while the launcher still runs.
+ * supervisor's message; `exited` settles when the supervisor ends while the launcher still runs,
+ * with the job's exit record as the launcher read it then (so the daemon reads no file per job).
+ * `removeRunFiles` has the launcher remove a finished job's run files, in its next write.
  * The supervisor gets the same command line (only `--job-id N --run-dir D --args-from-stdin`), no
  * environment, cwd / and its own session; the rest of its arguments go through a memfd on its stdin.
  *
