@@ -109,9 +109,10 @@ const RUN_INPUT_FILE = 'if [ -x "$1" ]; then exec "$1"; fi; exec /bin/sh "$1"';
 
 /** Room the run records (.sup, .exit) of a launch need, with margin; below it jobs stay pending. */
 const MIN_FREE_BYTES_TO_LAUNCH = 1024 * 1024;
-/** Free space under which every launch checks again; above it, once per ROOM_RECHECK_MS. */
+/** Free space under which every launch checks again; above it, once per RUN_DIR_RECHECK_MS. */
 const PLENTY_FREE_BYTES = 256 * 1024 * 1024;
-const ROOM_RECHECK_MS = 1000;
+/** How long a launch takes the run directory's room and presence as last checked. */
+const RUN_DIR_RECHECK_MS = 1000;
 
 export class SupervisedExecutor implements JobExecutor {
   /** Jobs whose ended attempt is being handed over and released, by id (see launch). */
@@ -132,7 +133,7 @@ export class SupervisedExecutor implements JobExecutor {
       const free = fs.bavail * fs.bsize;
       if (free < MIN_FREE_BYTES_TO_LAUNCH) return `StateDirFull: ${Math.floor(free / 1024)} KiB free under ${this.options.runDir}`;
       // Run records take about 1 KiB a job: with this much free, a second of launches cannot fill it.
-      if (free >= PLENTY_FREE_BYTES) this.roomKnownUntilMs = now + ROOM_RECHECK_MS;
+      if (free >= PLENTY_FREE_BYTES) this.roomKnownUntilMs = now + RUN_DIR_RECHECK_MS;
     } catch {
       // statfs itself failing says nothing about space; the launch reports its own error.
     }
@@ -240,7 +241,7 @@ export class SupervisedExecutor implements JobExecutor {
       const now = Date.now();
       if (now >= this.runDirCheckedUntilMs) {
         this.ensureRunDir();
-        this.runDirCheckedUntilMs = now + ROOM_RECHECK_MS;
+        this.runDirCheckedUntilMs = now + RUN_DIR_RECHECK_MS;
       }
     } catch (err) {
       throw new LaunchError(`the run directory ${this.options.runDir} is missing and cannot be made: ${(err as Error).message}`);

@@ -112,8 +112,7 @@ export class SupervisorLauncher {
     let block: string;
     try {
       // --job-id N --run-dir D are the launcher's to put on the command line; the rest goes on stdin.
-      const rest = buildSupervisorArgs({ ...spec, waitForGo: durable !== undefined }).slice(4);
-      block = rest.length === 0 ? '' : `${rest.join('\0')}\0`;
+      block = `${buildSupervisorArgs({ ...spec, waitForGo: durable !== undefined }).slice(4).join('\0')}\0`;
     } catch (err) {
       return Promise.reject(new LaunchError((err as Error).message));
     }
@@ -147,7 +146,7 @@ export class SupervisorLauncher {
    */
   removeRunFiles(runDir: string, jobId: number): boolean {
     const proc = this.proc;
-    if (!proc?.stdin || proc.stdin.destroyed || proc.stdin.writableEnded) return false;
+    if (!proc || !takesFrames(proc)) return false;
     this.removals.push(launcherFrame(`R${jobId}\0${runDir}\0`));
     this.removalTimer ??= setTimeout(() => {
       this.removalTimer = undefined;
@@ -165,8 +164,8 @@ export class SupervisorLauncher {
    * waiting for one. A dead launcher's are dropped.
    */
   private send(proc: ChildProcess, frame?: Buffer): void {
+    if (!takesFrames(proc)) return;
     const stdin = proc.stdin!;
-    if (stdin.destroyed || stdin.writableEnded) return;
     if (!stdin.writableCorked) {
       stdin.cork();
       process.nextTick(() => stdin.uncork());
@@ -326,6 +325,11 @@ export class SupervisorLauncher {
   }
 }
 
+/** Whether the launcher's stdin still takes frames (a dead or closed launcher's are dropped). */
+function takesFrames(proc: ChildProcess): boolean {
+  return proc.stdin !== null && !proc.stdin.destroyed && !proc.stdin.writableEnded;
+}
+
 /**
  * A `record` line's text: the exit file's bytes, with %XX for those the launcher escaped (all
  * non-ASCII among them). decodeURIComponent decodes it when the bytes are UTF-8 (always, from our
@@ -339,8 +343,7 @@ function decodeRecordLine(text: string): string {
   }
 }
 
-/** A request to the launcher: u32 little-endian length, then the bytes. */
-/** A frame: its length (u32 LE), then `head` and `body` as UTF-8, written straight into one buffer. */
+/** A request to the launcher: its length (u32 little-endian), then `head` and `body` as UTF-8, written straight into one buffer. */
 function launcherFrame(head: string, body = ''): Buffer {
   const text = head + body;
   const length = Buffer.byteLength(text);

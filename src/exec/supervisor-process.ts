@@ -141,23 +141,30 @@ export function supervisorPath(): string {
   return libexecPath('hpcq-supervisor');
 }
 
-// The checks build their message only when they fail: these run for every launch, and eager
-// messages (a JSON copy of every path) were a fair part of what a trivial job allocated.
-function check(ok: boolean, what: string): void {
-  if (!ok) throw new RangeError(`invalid supervisor spec: ${what}`);
+// The checks build their message only when they fail (`fail` with a template): these run for
+// every launch, and eager messages (a JSON copy of every path) were a fair part of what a trivial
+// job allocated. `check` is for fixed messages.
+function fail(what: string): never {
+  throw new RangeError(`invalid supervisor spec: ${what}`);
 }
 
+function check(ok: boolean, what: string): void {
+  if (!ok) fail(what);
+}
+
+const hasNul = (value: string) => typeof value !== 'string' || value.includes('\0');
+
 function checkString(value: string, field: string): void {
-  if (typeof value !== 'string' || value.includes('\0')) check(false, `${field} must be a string without NUL`);
+  if (hasNul(value)) fail(`${field} must be a string without NUL`);
 }
 
 function checkPath(value: string, field: string): void {
   checkString(value, field);
-  if (!isAbsolute(value)) check(false, `${field} must be an absolute path (got ${JSON.stringify(value)})`);
+  if (!isAbsolute(value)) fail(`${field} must be an absolute path (got ${JSON.stringify(value)})`);
 }
 
 function checkInt(value: number, field: string, min: number, max: number): void {
-  if (!Number.isSafeInteger(value) || value < min || value > max) check(false, `${field} must be an integer in [${min}, ${max}]`);
+  if (!Number.isSafeInteger(value) || value < min || value > max) fail(`${field} must be an integer in [${min}, ${max}]`);
 }
 
 /**
@@ -233,8 +240,8 @@ export function buildSupervisorArgs(spec: SupervisorSpec): string[] {
     args.push('--account', file);
   }
   for (const name of Object.keys(spec.rlimitsHard ?? {})) {
-    if (!(RLIMIT_NAMES as readonly string[]).includes(name)) check(false, `rlimitsHard.${name} is not a known rlimit`);
-    if (spec.rlimits?.[name as RlimitName] === undefined) check(false, `rlimitsHard.${name} needs a soft value in rlimits.${name}`);
+    if (!(RLIMIT_NAMES as readonly string[]).includes(name)) fail(`rlimitsHard.${name} is not a known rlimit`);
+    if (spec.rlimits?.[name as RlimitName] === undefined) fail(`rlimitsHard.${name} needs a soft value in rlimits.${name}`);
   }
   for (const name of RLIMIT_NAMES) {
     const value = spec.rlimits?.[name];
@@ -247,7 +254,7 @@ export function buildSupervisorArgs(spec: SupervisorSpec): string[] {
     }
     if (hard !== 'unlimited') {
       checkInt(hard, `rlimitsHard.${name}`, 0, Number.MAX_SAFE_INTEGER);
-      if (value === 'unlimited' || hard < value) check(false, `rlimitsHard.${name} (${hard}) must not be below rlimits.${name} (${value})`);
+      if (value === 'unlimited' || hard < value) fail(`rlimitsHard.${name} (${hard}) must not be below rlimits.${name} (${value})`);
     }
     args.push('--rlimit', `${name}=${value}:${hard}`);
   }
@@ -255,9 +262,9 @@ export function buildSupervisorArgs(spec: SupervisorSpec): string[] {
   check(envKeys.length <= 4096, 'at most 4096 env entries');
   for (const key of envKeys) {
     const value = spec.env[key] ?? '';
-    if (key.length === 0 || key.includes('=')) check(false, `env key ${JSON.stringify(key)} must be non-empty without '='`);
+    if (key.length === 0 || key.includes('=')) fail(`env key ${JSON.stringify(key)} must be non-empty without '='`);
     checkString(key, 'env key');
-    if (typeof value !== 'string' || value.includes('\0')) checkString(value, `env.${key}`);
+    if (hasNul(value)) fail(`env.${key} must be a string without NUL`);
     args.push('--env', `${key}=${value}`);
   }
   for (const arg of spec.args) checkString(arg, 'args');

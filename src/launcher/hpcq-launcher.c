@@ -20,8 +20,8 @@
  *     "G" REQ "\0"   go: 'g' into that pipe, which is then closed
  *     "A" REQ "\0"   abort: the pipe is closed without a 'g' (so is every one when we end)
  *     "R" JOBID "\0" RUNDIR "\0"   remove the job's run files RUNDIR/JOBID.sup and .exit (once the
- *        daemon stored the job's end): the daemon's one thread is spared two unlinks per job, and
- *        the frame rides in the same write as the frames of the same tick. No answer.
+ *        daemon stored the job's end): the daemon's one thread is spared two unlinks per job; the
+ *        daemon sends it with its next frame (a launch's or a go's), or alone after 200 ms. No answer.
  *   stdout, one line each, in this order for one REQ:
  *     spawned REQ PID START_TICKS      forked (START_TICKS: field 22 of /proc/PID/stat)
  *     spawnfailed REQ MESSAGE          not forked; nothing was started

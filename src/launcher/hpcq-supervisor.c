@@ -44,8 +44,9 @@
  * --account FILE: once the job's last process is gone, each FILE (the job's cgroup accounting:
  * memory peak, OOM kills, CPU time) is read and recorded in the exit file as
  * `account:<path>=<contents>` (both %XX-escaped); then each --cgroup-mkdir directory is removed
- * (rmdir) and the record says `cgroups_removed=1` if all are gone. Done here, in the job's own process, so the daemon's one
- * thread reads no cgroup file and removes no cgroup per job (what slurmstepd does for slurmd);
+ * (rmdir) and the record says `cgroups_removed=1` if all are gone. Done here, in the job's own
+ * process, so the daemon's one thread reads no cgroup file and removes no cgroup per job (what
+ * slurmstepd does for slurmd);
  * whatever is left (a busy cgroup, an older supervisor) the daemon still removes itself.
  * Exit status: 0 once the exit file is written, 1 on an internal failure, 2 on a usage error.
  *

@@ -2,7 +2,7 @@
 import { chmodSync, chownSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { AuditLog, type AuditEntry, type AuditLogOptions } from '../../src/access/audit-log.js';
 
 const T0 = Date.UTC(2025, 0, 31, 12, 0, 0, 0);
@@ -69,9 +69,7 @@ describe('AuditLog', () => {
     const audit = open();
     audit.record({ principal: 'uid:1001', peer: '1001:1', method: 'SubmitJob', result: 'ok', jobId: '1' });
     // Not a full batch: the timer writes it (FLUSH_INTERVAL_MS, 200 ms), the file still open.
-    const deadline = Date.now() + 5000;
-    while (!readFileSync(path, 'utf8').includes('"jobId":"1"') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-    expect(readFileSync(path, 'utf8')).toContain('"jobId":"1"');
+    await vi.waitFor(() => expect(readFileSync(path, 'utf8')).toContain('"jobId":"1"'), { timeout: 5000 });
     // Several batches' worth (8 KiB each): every line once, whole, in order.
     for (let i = 2; i <= 500; i++) audit.record({ principal: 'uid:1001', peer: '1001:1', method: 'SubmitJob', result: 'ok', jobId: String(i) });
     const lines = await linesAfterClose();

@@ -130,16 +130,26 @@ export class CgroupV1Limiter implements Limiter {
   private memswKnown: Promise<boolean> | undefined;
   /** The parents were set up (and are checked to still exist before each job). */
   private parentsMade = false;
+  /** The parent in each hierarchy but cpuset: what is checked before every job. */
+  private readonly parentDirs: readonly string[];
 
   constructor(options: CgroupV1LimiterOptions = {}) {
     // Normalized once: every job path is built from these by plain concatenation (cgroupPath).
-    const mounts = options.mounts ?? standardV1Mounts();
-    this.mounts = Object.freeze(Object.fromEntries(Object.entries(mounts).filter(([, dir]) => dir !== undefined).map(([c, dir]) => [c, normalDir(dir as string)])) as unknown as CgroupV1Mounts);
+    const m = options.mounts ?? standardV1Mounts();
+    this.mounts = Object.freeze({
+      memory: normalDir(m.memory),
+      cpu: normalDir(m.cpu),
+      cpuacct: normalDir(m.cpuacct),
+      pids: normalDir(m.pids),
+      freezer: normalDir(m.freezer),
+      ...(m.cpuset !== undefined ? { cpuset: normalDir(m.cpuset) } : {}),
+    });
     const parentName = normalDir(options.parentName ?? 'hpcq');
     if (parentName === '.' || parentName.startsWith('..') || parentName.startsWith(sep)) {
       throw new LimitSetupError(`cgroup parent name ${JSON.stringify(options.parentName)} must be a relative path below each mount`);
     }
     this.parentName = parentName;
+    this.parentDirs = [...new Set([this.mounts.freezer, this.mounts.memory, this.mounts.pids, this.mounts.cpu, this.mounts.cpuacct])].map((dir) => cgroupPath(dir, parentName));
     this.defaultPidsMax = options.defaultPidsMax ?? DEFAULT_PIDS_MAX;
     this.releaseTimeoutMs = options.releaseTimeoutMs ?? 10_000;
     this.fs = options.fs ?? nodeCgroupFs;
@@ -203,14 +213,11 @@ export class CgroupV1Limiter implements Limiter {
 
   /** Whether the parents set up so far still exist (one stat each). */
   private async parentsPresent(): Promise<boolean> {
-    this.parentDirs ??= [...new Set([this.mounts.freezer, this.mounts.memory, this.mounts.pids, this.mounts.cpu, this.mounts.cpuacct])].map((m) => cgroupPath(m, this.parentName));
     for (const dir of this.parentDirs) if (!(await this.fs.exists(dir))) return false;
     if (this.cpusetParentReady && this.mounts.cpuset !== undefined && !(await this.fs.exists(cgroupPath(this.mounts.cpuset, this.parentName)))) return false;
     return true;
   }
 
-  /** The parent in each hierarchy but cpuset, once: checked before every job. */
-  private parentDirs: string[] | undefined;
 
   /**
    * The job's directories, then its limits. Memory: memsw is opened to unlimited (-1) first, so

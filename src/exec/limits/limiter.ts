@@ -211,7 +211,6 @@ export class LimitSetupError extends Error {
   override readonly name = 'LimitSetupError';
 }
 
-/** The cgroup directory name of a job. */
 /** `path` normalized without a trailing slash: what cgroupPath builds on. */
 export function normalDir(path: string): string {
   return normalize(path).replace(/(.)\/+$/, '$1');
@@ -224,10 +223,10 @@ export function normalDir(path: string): string {
  * per job with it (a quarter of all the daemon allocated per trivial job).
  */
 export function cgroupPath(dir: string, ...names: string[]): string {
-  if (names.length === 1) return `${dir}/${names[0]}`;
-  return names.length === 0 ? dir : `${dir}/${names.join('/')}`;
+  return `${dir}/${names.join('/')}`;
 }
 
+/** The cgroup directory name of a job. */
 export function jobDirName(jobId: number): string {
   if (!Number.isSafeInteger(jobId) || jobId < 0) throw new LimitSetupError(`invalid job id ${jobId}`);
   return `job_${jobId}`;
