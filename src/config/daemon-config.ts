@@ -60,6 +60,7 @@ export interface DaemonConfig {
   nodeCores: number;
   nodeMemMb: number;
   retentionMaxAgeDays: number;
+  /** node-cron expression of the purge, or '' for every hour at minute 17. */
   retentionSchedule: string;
   clusters: readonly ClusterConfig[];
 }

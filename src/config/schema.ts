@@ -5,6 +5,7 @@
  * the frozen, camelCase `DaemonConfig` the rest of the daemon uses, and config-file.ts turns it back.
  * Keys in seconds, days or MiB also take strings with units (`30m`, `2d`, `16G`).
  */
+import cron from 'node-cron';
 import { z } from 'zod';
 import { parseDuration, parseMemMiB } from '../core/units.js';
 
@@ -195,8 +196,11 @@ export const configSchema = z.strictObject({
     .strictObject({
       /** Finished jobs older than this are purged with their events. 0 = keep forever. Default 30. */
       finished_job_max_age_days: days.default(30),
-      /** node-cron schedule of the purge. Default hourly at minute 17. */
-      schedule: z.string().default('17 * * * *'),
+      /** node-cron schedule of the purge; '' (the default) = every hour at minute 17. */
+      schedule: z
+        .string()
+        .refine((text) => text === '' || cron.validate(text), 'not a cron expression (minute hour day-of-month month day-of-week)')
+        .default(''),
     })
     .prefault({}),
   /** Prometheus metrics over plain HTTP at http://<host:port>/metrics; empty or absent = off. Default off. */

@@ -413,7 +413,7 @@ describe('hpcq CLI against a real daemon', () => {
       // thread-pool threads (inside hpcq's process the pool would have been fixed at 4: 11 threads).
       daemonPid = Number(/^pid=(\d+)$/m.exec(readFileSync(join(dir, 'state', 'hpcqd.pid'), 'utf8'))?.[1]);
       expect(daemonPid).not.toBe(child.pid);
-      expect(readFileSync(`/proc/${daemonPid}/cmdline`, 'utf8').split('\0')).toContain('--max-semi-space-size=8');
+      expect(readFileSync(`/proc/${daemonPid}/cmdline`, 'utf8').split('\0')).toEqual(expect.arrayContaining([...HPCQD_NODE_FLAGS]));
       expect(readFileSync(`/proc/${daemonPid}/environ`, 'utf8').split('\0')).toEqual(expect.arrayContaining(['MALLOC_ARENA_MAX=2', 'UV_THREADPOOL_SIZE=16']));
       expect(readdirSync(`/proc/${daemonPid}/task`).length).toBeGreaterThan(16);
       // Ctrl-C: SIGINT to the whole foreground group. hpcqd must see it once: a second signal

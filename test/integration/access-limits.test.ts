@@ -1,7 +1,9 @@
 // Caller limits and hostile input against a real hpcqd (RELIABILITY I1 I5 I10 I11 I13 I14):
-// per-principal request rate, connections per uid, the first-call deadline (slowloris), oversized
-// and malformed requests, quoting of huge values, and unauthenticated floods vs the audit log.
+// per-principal request rate, connections per uid, concurrent calls per connection, the first-call
+// deadline (slowloris), oversized and malformed requests, quoting of huge values, and
+// unauthenticated floods vs the audit log.
 import { randomBytes } from 'node:crypto';
+import http2 from 'node:http2';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect as netConnect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -9,6 +11,7 @@ import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
 import { Client, credentials, Metadata, status, type CallOptions, type ChannelCredentials, type ServiceError } from '@grpc/grpc-js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { MAX_CONCURRENT_STREAMS } from '../../src/api/grpc-server.js';
 import { retryDelayMsOf } from '../../src/api/grpc-status.js';
 import { AccessServiceClient, type CreateTokenResponse } from '../../src/gen/hpcq/v1/access_service.js';
 import {
@@ -195,6 +198,23 @@ process.exit(0);
     const result = await run;
     expect(result.code, result.stderr).toBe(0);
     expect(JSON.parse(result.stdout)).toEqual([false, false, false, true, true]);
+  });
+});
+
+describe('concurrent calls per connection (I11)', () => {
+  it('the server advertises 128 concurrent streams; 400 calls sent at once on one connection all succeed, the rest queued by the client', async () => {
+    if (!privileged()) return;
+    const d = await startDaemon();
+    const session = http2.connect('http://localhost', { createConnection: () => netConnect(d.address.slice('unix:'.length)) });
+    session.on('error', () => {});
+    const settings = await new Promise<http2.Settings>((resolve) => session.once('remoteSettings', resolve));
+    session.destroy();
+    expect(settings.maxConcurrentStreams).toBe(MAX_CONCURRENT_STREAMS);
+    expect(MAX_CONCURRENT_STREAMS).toBe(128);
+    // Past the limit grpc-js holds calls until a stream ends, rather than having them refused.
+    const client = jobsClient(d.address);
+    const results = await Promise.allSettled(Array.from({ length: 400 }, () => rpc<ListJobsRequest, ListJobsResponse>(client, client.listJobs, LIST_ALL)));
+    expect(results.filter((r) => r.status === 'rejected')).toEqual([]);
   });
 });
 

@@ -32,7 +32,7 @@ const EXPECTED_DEFAULT: DaemonConfig = {
   nodeCores: 8,
   nodeMemMb: 16384 - 512,
   retentionMaxAgeDays: 30,
-  retentionSchedule: '17 * * * *',
+  retentionSchedule: '',
   clusters: [
     {
       clusterId: 'hpcq-local',
@@ -233,7 +233,7 @@ describe('loadConfig: file, environment, flags', () => {
     const config = loadConfig({ HPCQ_CONFIG: path }, {}, HOST);
     expect(config.clockSkewSeconds).toBe(60);
     expect(config.retentionMaxAgeDays).toBe(0);
-    expect(config.retentionSchedule).toBe('17 * * * *');
+    expect(config.retentionSchedule).toBe('');
     expect(config.clusters.map((c) => [c.clusterId, c.queues.map((x) => x.hpcqueueId)])).toEqual([['c1', ['only']]]);
   });
 

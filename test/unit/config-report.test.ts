@@ -153,13 +153,15 @@ describe('durations and sizes with units', () => {
       '  mem_mb: 16Q',
       'retention:',
       '  finished_job_max_age_days: 36h',
+      '  schedule: "17 * * *"',
       'clock_skew_seconds: true',
     ]);
     expect(problemsOfFile(path)).toEqual([
       `${path}:1:21: kill_grace_seconds: invalid duration "30 minutes": use seconds (3600), units (1h30m, 90m, 45s) or [D-]HH:MM:SS (01:30:00)`,
       `${path}:3:11: node.mem_mb: invalid memory size "16Q": use MiB (512) or a suffix K/M/G/T (4G)`,
       `${path}:5:30: retention.finished_job_max_age_days: "36h" is not a whole number of days`,
-      `${path}:6:21: clock_skew_seconds: expected seconds (3600) or a duration with units (90s, 30m, 12h, 2d)`,
+      `${path}:6:13: retention.schedule: not a cron expression (minute hour day-of-month month day-of-week)`,
+      `${path}:7:21: clock_skew_seconds: expected seconds (3600) or a duration with units (90s, 30m, 12h, 2d)`,
     ]);
   });
 });
