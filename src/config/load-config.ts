@@ -6,25 +6,14 @@
 import { readFileSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
 import { LineCounter, parseDocument } from 'yaml';
+import { ConfigError } from './config-error.js';
 import type { AccessConfig, ClusterConfig, DaemonConfig, QueueConfig, SlurmConfig, TlsConfig } from './daemon-config.js';
 import { defaultSocketPath, defaultStateDir } from './default-state-dir.js';
 import { formatProblems, formatSyntaxError, locator, schemaProblems, type KeyPath, type Locate, type Problem } from './problems.js';
 import { repairForChecks } from './repair.js';
 import { configSchema, type ConfigFile } from './schema.js';
 
-/**
- * Thrown when the configuration is invalid; `problems` lists every one found, each
- * `file:line:col: key.path: message` when the file has the key, else `key.path: message`.
- */
-export class ConfigError extends Error {
-  override readonly name = 'ConfigError';
-  constructor(
-    readonly source: string,
-    readonly problems: readonly string[],
-  ) {
-    super(`invalid configuration (${source}):\n  - ${problems.join('\n  - ')}`);
-  }
-}
+export { ConfigError };
 
 export interface ConfigOverrides {
   configPath?: string;

@@ -27,7 +27,7 @@ import { GrpcServer } from '../api/grpc-server.js';
 import { createJobService } from '../api/job-service.js';
 import { createQueueService } from '../api/queue-service.js';
 import type { DaemonConfig } from '../config/daemon-config.js';
-import { ConfigError } from '../config/load-config.js';
+import { ConfigError } from '../config/config-error.js';
 import { HpcqError } from '../core/errors.js';
 import { JobEngine } from '../engine/job-engine.js';
 import { ScheduleRunner } from '../engine/schedule-runner.js';
@@ -90,7 +90,7 @@ export class Daemon {
     private readonly log: Logger,
     private readonly uid = process.getuid?.() ?? 0,
     /** Rereads the configuration from where it came (file, environment, flags); throws ConfigError. */
-    private readonly reloadConfig: () => DaemonConfig = () => config,
+    private readonly reloadConfig: () => DaemonConfig | Promise<DaemonConfig> = () => config,
     /** The log level while running (SIGUSR2 and SetLogLevel change it). */
     readonly logLevel = new LogLevelControl(log),
   ) {}
@@ -215,12 +215,13 @@ export class Daemon {
     if (!this.engine || !this.server || this.stopping) throw new HpcqError('ResourceUnavailable.ShuttingDown', 'unavailable', 'hpcqd is not running');
     let next: DaemonConfig;
     try {
-      next = this.reloadConfig();
+      next = await this.reloadConfig();
     } catch (err) {
       if (!(err instanceof ConfigError)) throw err;
       this.log.error({ source: err.source, problems: err.problems }, 'configuration reload refused: the file has errors; the running configuration is unchanged');
       throw new HpcqError('FailedOperation.ConfigInvalid', 'precondition', `the configuration has errors, nothing changed: ${err.problems.join('; ')}`);
     }
+    if (!this.engine || !this.server || this.stopping) throw new HpcqError('ResourceUnavailable.ShuttingDown', 'unavailable', 'hpcqd is not running');
     this.engine.reconfigure(next);
     const restartRequired = RESTART_ONLY_SETTINGS.filter(([, same]) => !same(this.config, next)).map(([name]) => name);
     this.config = next;

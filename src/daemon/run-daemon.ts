@@ -6,8 +6,8 @@
  */
 import { availableParallelism, totalmem } from 'node:os';
 import { Command } from 'commander';
-import { printConfig } from '../config/config-file.js';
-import { ConfigError, loadConfig } from '../config/load-config.js';
+import { ConfigError } from '../config/config-error.js';
+import { loadConfigOffThread } from '../config/load-config-off-thread.js';
 import { selectEnforcement } from './enforcement.js';
 import { createLogger } from '../logger.js';
 import { LogLevelControl } from '../observability/log-level.js';
@@ -39,14 +39,14 @@ export async function runDaemon(argv: readonly string[]): Promise<void> {
     daemon.reconfigure().catch((err: unknown) => log.error({ err: (err as Error).message }, 'reload failed; the running configuration is unchanged'));
   });
   const load = () =>
-    loadConfig(process.env, { configPath: flags.config, stateDir: flags.stateDir, listen: flags.listen }, {
+    loadConfigOffThread(process.env, { configPath: flags.config, stateDir: flags.stateDir, listen: flags.listen }, {
       cores: availableParallelism(),
       memoryMb: Math.floor(totalmem() / 1024 / 1024),
       uid,
     });
   let config;
   try {
-    config = load();
+    config = await load();
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`hpcqd: ${err.message}\n`);
@@ -57,6 +57,7 @@ export async function runDaemon(argv: readonly string[]): Promise<void> {
 
   if (flags.check) {
     const detection = await selectEnforcement(config.enforcement, config.requireEnforcement, uid, config.stateDir);
+    const { printConfig } = await import('../config/config-file.js');
     // Two YAML documents: the effective configuration in the file's own keys (it loads back to the
     // same configuration), then the enforcement report as JSON.
     process.stdout.write(
