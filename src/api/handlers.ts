@@ -77,6 +77,12 @@ export function unary<Req, Res>(
   };
 }
 
+/**
+ * The abort reason of a server stream whose call ended. Without one, abort() makes a DOMException
+ * and captures its stack: about 25 us on every watch's close, for a reason no one reads.
+ */
+const STREAM_ENDED = 'the call ended';
+
 export function serverStream<Req, Res>(
   ctx: HandlerContext,
   options: MethodOptions<Req, Res>,
@@ -84,8 +90,8 @@ export function serverStream<Req, Res>(
 ): (call: ServerWritableStream<Req, Res>) => void {
   return (call) => {
     const abort = new AbortController();
-    call.on('cancelled', () => abort.abort());
-    call.on('close', () => abort.abort());
+    call.on('cancelled', () => abort.abort(STREAM_ENDED));
+    call.on('close', () => abort.abort(STREAM_ENDED));
     let principal: Principal | undefined;
     const run = async (): Promise<void> => {
       const admission = await ctx.gate.admit(call, options.method);

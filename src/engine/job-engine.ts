@@ -623,7 +623,11 @@ export class JobEngine {
       (err: unknown) => this.deps.log.error({ err, jobId }, 'launch failed and its outcome could not be stored'),
     );
     this.launching.set(jobId, launch);
-    void this.track(launch.finally(() => this.launching.delete(jobId)));
+    const untracked = launch.finally(() => this.launching.delete(jobId));
+    // stop() waits for the RUNNING write (tracked by applyTransitions), and the executor's stop
+    // for the go that follows it, but not for a launch ahead of it that is stuck before its job's
+    // exec: its supervisor ends it at the launch deadline and the next start finds its record.
+    if (!this.deps.executor.launchesAhead) void this.track(untracked);
   }
 
   /** `stored`: the RUNNING write, when the launch overlaps it (see beginLaunch). */
@@ -639,6 +643,9 @@ export class JobEngine {
     } catch (err) {
       // RUNNING was never stored: nothing of the job ran, and it is pending again (revertToPending).
       if (stored && !(await stored.then(() => true, () => false))) return;
+      // Stopped meanwhile (the launcher is gone): the next start re-attaches to the job's
+      // supervisor, or launches the job again if none had it.
+      if (this.state === 'stopped') return;
       const message = err instanceof LaunchError ? err.message : `internal error: ${(err as Error).message}`;
       if (!(err instanceof LaunchError)) this.deps.log.error({ err, jobId }, 'launch failed unexpectedly');
       await this.recordOutcome(jobId, {

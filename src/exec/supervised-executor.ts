@@ -100,9 +100,16 @@ interface TrackedJob {
   cancelWanted?: boolean;
   /** The launcher will report the supervisor's end with the exit record: no watch needed for it. */
   endReported?: boolean;
+  /**
+   * Settles once the launch no longer needs this process: its supervisor was sent the go (or the
+   * abort) with the RUNNING write settled, or the launch ended. What stop() waits for.
+   */
+  handedOver?: Promise<void>;
 }
 
 const DEFAULT_LAUNCH_TIMEOUT_SECONDS = 30;
+
+const noop = (): void => undefined;
 
 /** Runs a script given as input_file as the user: directly if executable (honours #!), else with sh. */
 const RUN_INPUT_FILE = 'if [ -x "$1" ]; then exec "$1"; fi; exec /bin/sh "$1"';
@@ -181,8 +188,14 @@ export class SupervisedExecutor implements JobExecutor {
     this.sweepTimer.unref();
   }
 
+  /**
+   * Waits for launches only until their supervisors have the go (or abort): never for a launch
+   * stuck before its job's exec, which its supervisor ends at the launch deadline, recording it for
+   * the next start to find.
+   */
   async stop(): Promise<void> {
     this.stopped = true;
+    await Promise.all([...this.launches.values()].map((entry) => entry.handedOver));
     this.watcher?.close();
     this.watcher = undefined;
     if (this.sweepTimer) clearInterval(this.sweepTimer);
@@ -217,16 +230,24 @@ export class SupervisedExecutor implements JobExecutor {
   }
 
   async launch(job: Job, durable?: Promise<unknown>): Promise<void> {
+    if (this.stopped) throw new LaunchError('hpcqd is stopping');
     const entry: TrackedJob = { job, phase: 'launching', supervisorPid: 0, supervisorStartTicks: 0 };
     this.launches.set(job.id, entry);
+    let framed!: () => void;
+    const sentToLauncher = new Promise<void>((resolve) => (framed = resolve));
+    const launching = this.launchTracked(entry, durable, framed);
+    // The launcher sends the go (or abort) as `durable` settles, in a callback registered when the
+    // launch was framed: awaiting `durable` after that comes after it.
+    const handedOver = durable ? sentToLauncher.then(() => durable) : launching;
+    entry.handedOver = Promise.race([launching, handedOver]).then(noop, noop);
     try {
-      await this.launchTracked(entry, durable);
+      await launching;
     } finally {
       if (this.launches.get(job.id) === entry) this.launches.delete(job.id);
     }
   }
 
-  private async launchTracked(entry: TrackedJob, durable: Promise<unknown> | undefined): Promise<void> {
+  private async launchTracked(entry: TrackedJob, durable: Promise<unknown> | undefined, framed: () => void): Promise<void> {
     const { job } = entry;
     // A retried job reuses its id, and so its cgroups and run files: the previous attempt's are
     // released first (handOver), or their removal would hit the new attempt's.
@@ -263,11 +284,13 @@ export class SupervisedExecutor implements JobExecutor {
     }
     let handle: SupervisorHandle;
     try {
-      handle = await this.launcher.launch(this.supervisorSpec(job, placement), (pid, startTicks) => {
+      const launched = this.launcher.launch(this.supervisorSpec(job, placement), (pid, startTicks) => {
         entry.supervisorPid = pid;
         entry.supervisorStartTicks = startTicks;
         if (entry.cancelWanted) signalSupervisor(pid, startTicks, 'cancel');
       }, durable);
+      framed();
+      handle = await launched;
     } catch (err) {
       // A supervisor that could not start the job recorded why in its exit file: that record is
       // finished like any other (kept until the FAILED outcome is stored), so a crash in between

@@ -56,7 +56,8 @@ export function transitionOps(t: JobTransition): BatchOp[] {
   ];
   const tag = encodeIndexTag(indexTagOf(job));
   if (previousState !== job.state) {
-    for (const key of indexKeys({ ...job, state: previousState })) ops.push({ type: 'del', key });
+    const before = { id: job.id, state: previousState, clusterId: job.clusterId, hpcqueueId: job.hpcqueueId, runUser: job.runUser };
+    for (const key of indexKeys(before)) ops.push({ type: 'del', key });
     for (const key of indexKeys(job)) ops.push({ type: 'put', key, value: tag });
   }
   if (isTerminal(job.state) && !isTerminal(previousState)) {
