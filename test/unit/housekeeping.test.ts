@@ -35,12 +35,18 @@ describe('Housekeeping timing', () => {
     } as unknown as JobStore;
   }
 
-  it('by default purges every hour at minute 17, never creating a date formatter, and stops when told', async () => {
+  /** Housekeeping started at 10:05 on fake timers, with the purges' cutoffs and Intl.DateTimeFormat watched. */
+  function started(maxAgeDays: number, schedule: string) {
     vi.useFakeTimers({ now: at(10, 5) });
     const formatter = vi.spyOn(Intl, 'DateTimeFormat');
     const cutoffs: number[] = [];
-    const housekeeping = new Housekeeping(recordingStore(cutoffs), 30, '', createLogger('silent'));
+    const housekeeping = new Housekeeping(recordingStore(cutoffs), maxAgeDays, schedule, createLogger('silent'));
     housekeeping.start();
+    return { formatter, cutoffs, housekeeping };
+  }
+
+  it('by default purges every hour at minute 17, never creating a date formatter, and stops when told', async () => {
+    const { formatter, cutoffs, housekeeping } = started(30, '');
     await vi.advanceTimersByTimeAsync(12 * MIN - 1);
     expect(cutoffs).toEqual([]);
     await vi.advanceTimersByTimeAsync(1);
@@ -54,11 +60,7 @@ describe('Housekeeping timing', () => {
   });
 
   it('an explicit schedule runs on node-cron (which formats dates through Intl)', async () => {
-    vi.useFakeTimers({ now: at(10, 5) });
-    const formatter = vi.spyOn(Intl, 'DateTimeFormat');
-    const cutoffs: number[] = [];
-    const housekeeping = new Housekeeping(recordingStore(cutoffs), 30, '*/10 * * * *', createLogger('silent'));
-    housekeeping.start();
+    const { formatter, cutoffs, housekeeping } = started(30, '*/10 * * * *');
     await vi.advanceTimersByTimeAsync(5 * MIN + 1000);
     await housekeeping.stop();
     expect(cutoffs).toEqual([at(10, 10) - 30 * DAY]);
@@ -66,10 +68,7 @@ describe('Housekeeping timing', () => {
   });
 
   it('retention 0 keeps everything: nothing is armed', async () => {
-    vi.useFakeTimers({ now: at(10, 5) });
-    const cutoffs: number[] = [];
-    const housekeeping = new Housekeeping(recordingStore(cutoffs), 0, '', createLogger('silent'));
-    housekeeping.start();
+    const { cutoffs } = started(0, '');
     await vi.advanceTimersByTimeAsync(2 * 60 * MIN);
     expect(cutoffs).toEqual([]);
     expect(vi.getTimerCount()).toBe(0);
