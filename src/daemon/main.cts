@@ -1,8 +1,8 @@
-#!/usr/bin/env -S MALLOC_ARENA_MAX=2 UV_THREADPOOL_SIZE=16 node --max-semi-space-size=4 --heap-growing-percent=30
+#!/usr/bin/env -S MALLOC_ARENA_MAX=2 node --max-semi-space-size=4 --heap-growing-percent=30 --no-parallel-scavenge
 // hpcqd entry point. The first line starts Node with the settings of process-tuning.ts (keep them
-// in step). CommonJS on purpose: run as `node main.cjs`, without those settings, it still sets the
-// thread-pool size before Node uses the pool, and loading an ES module already does (the size is
-// fixed at first use).
+// in step). The thread-pool size is set here, not there: CommonJS on purpose, so it is set before
+// Node first uses the pool, which loading an ES module already does (the size is fixed at first
+// use); run as `node main.cjs` it is set the same.
 process.env.UV_THREADPOOL_SIZE ??= '16';
 
 import('./run-daemon.js')
