@@ -213,7 +213,11 @@ export interface JobExecutor {
    */
   onEnded: (jobId: number, outcome: JobOutcome) => Promise<void>;
   start(): Promise<void>;
-  /** Stops watching; supervisors and their jobs keep running. Idempotent. */
+  /**
+   * Stops watching; supervisors and their jobs keep running. Idempotent. Waits for each launch
+   * only until its supervisor has what it needs without this process (with `launchesAhead`: the
+   * go or abort that follows the RUNNING write), never for a launch stuck before its job's exec.
+   */
   stop(): Promise<void>;
 }
 

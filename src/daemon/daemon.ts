@@ -211,8 +211,14 @@ export class Daemon {
     return next;
   }
 
-  private async reconfigureNow(): Promise<string[]> {
+  /** The engine and server of a daemon that serves; ShuttingDown before it started and once it stops. */
+  private serving(): { engine: JobEngine; server: GrpcServer } {
     if (!this.engine || !this.server || this.stopping) throw new HpcqError('ResourceUnavailable.ShuttingDown', 'unavailable', 'hpcqd is not running');
+    return { engine: this.engine, server: this.server };
+  }
+
+  private async reconfigureNow(): Promise<string[]> {
+    this.serving();
     let next: DaemonConfig;
     try {
       next = await this.reloadConfig();
@@ -221,12 +227,13 @@ export class Daemon {
       this.log.error({ source: err.source, problems: err.problems }, 'configuration reload refused: the file has errors; the running configuration is unchanged');
       throw new HpcqError('FailedOperation.ConfigInvalid', 'precondition', `the configuration has errors, nothing changed: ${err.problems.join('; ')}`);
     }
-    if (!this.engine || !this.server || this.stopping) throw new HpcqError('ResourceUnavailable.ShuttingDown', 'unavailable', 'hpcqd is not running');
-    this.engine.reconfigure(next);
+    // The reload took a while (a worker thread): the daemon may have begun to stop meanwhile.
+    const { engine, server } = this.serving();
+    engine.reconfigure(next);
     const restartRequired = RESTART_ONLY_SETTINGS.filter(([, same]) => !same(this.config, next)).map(([name]) => name);
     this.config = next;
-    this.server.connections.setLimits(next.access);
-    this.server.reloadTls(next.tls);
+    server.connections.setLimits(next.access);
+    server.reloadTls(next.tls);
     await this.tokens?.reload();
     if (restartRequired.length > 0) this.log.warn({ settings: restartRequired }, 'these changed settings take effect only after a restart');
     this.log.info('configuration reloaded');

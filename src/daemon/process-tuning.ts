@@ -1,8 +1,9 @@
 /**
  * How the hpcqd process is started: settings that must be in place before Node itself starts, so
- * they cannot be made from inside. The first line of main.cts (its `#!/usr/bin/env -S` line) sets
- * the same ones for `hpcqd` run directly; `hpcq daemon` starts hpcqd with these; a test keeps the
- * two in step, and that line within the 127 bytes kernels before 5.1 read of it.
+ * they cannot be made from inside (HPCQD_ENV, HPCQD_NODE_FLAGS), and the thread-pool size, which
+ * main.cts sets first thing. The first line of main.cts (its `#!/usr/bin/env -S` line) sets the
+ * same ones for `hpcqd` run directly; `hpcq daemon` starts hpcqd with these; a test keeps the two
+ * in step, and that line within the 127 bytes kernels before 5.1 read of it.
  *
  * - MALLOC_ARENA_MAX=2: glibc gives each of the 16 pool threads that reads LevelDB a malloc arena
  *   of its own, each keeping 3-5 MiB; two arenas saved about 14 MiB of RSS at 1M stored jobs.

@@ -623,11 +623,11 @@ export class JobEngine {
       (err: unknown) => this.deps.log.error({ err, jobId }, 'launch failed and its outcome could not be stored'),
     );
     this.launching.set(jobId, launch);
-    const untracked = launch.finally(() => this.launching.delete(jobId));
+    const settled = launch.finally(() => this.launching.delete(jobId));
     // stop() waits for the RUNNING write (tracked by applyTransitions), and the executor's stop
-    // for the go that follows it, but not for a launch ahead of it that is stuck before its job's
-    // exec: its supervisor ends it at the launch deadline and the next start finds its record.
-    if (!this.deps.executor.launchesAhead) void this.track(untracked);
+    // for the go that follows it (JobExecutor.stop), but not for a launch ahead of it that is stuck
+    // before its job's exec: its supervisor ends it at the launch deadline, for the next start to find.
+    if (!this.deps.executor.launchesAhead) void this.track(settled);
   }
 
   /** `stored`: the RUNNING write, when the launch overlaps it (see beginLaunch). */

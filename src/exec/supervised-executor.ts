@@ -189,9 +189,9 @@ export class SupervisedExecutor implements JobExecutor {
   }
 
   /**
-   * Waits for launches only until their supervisors have the go (or abort): never for a launch
-   * stuck before its job's exec, which its supervisor ends at the launch deadline, recording it for
-   * the next start to find.
+   * Waits for launches only until their supervisors have the go (or abort) (see JobExecutor.stop):
+   * a launch stuck before its job's exec is ended by its supervisor at the launch deadline, and
+   * recorded for the next start to find.
    */
   async stop(): Promise<void> {
     this.stopped = true;
@@ -238,8 +238,8 @@ export class SupervisedExecutor implements JobExecutor {
     const launching = this.launchTracked(entry, durable, framed);
     // The launcher sends the go (or abort) as `durable` settles, in a callback registered when the
     // launch was framed: awaiting `durable` after that comes after it.
-    const handedOver = durable ? sentToLauncher.then(() => durable) : launching;
-    entry.handedOver = Promise.race([launching, handedOver]).then(noop, noop);
+    const handedOver = durable ? Promise.race([launching, sentToLauncher.then(() => durable)]) : launching;
+    entry.handedOver = handedOver.then(noop, noop);
     try {
       await launching;
     } finally {

@@ -152,10 +152,10 @@ function check(ok: boolean, what: string): void {
   if (!ok) fail(what);
 }
 
-const hasNul = (value: string) => typeof value !== 'string' || value.includes('\0');
+const isNulFreeString = (value: string) => typeof value === 'string' && !value.includes('\0');
 
 function checkString(value: string, field: string): void {
-  if (hasNul(value)) fail(`${field} must be a string without NUL`);
+  if (!isNulFreeString(value)) fail(`${field} must be a string without NUL`);
 }
 
 function checkPath(value: string, field: string): void {
@@ -264,7 +264,7 @@ export function buildSupervisorArgs(spec: SupervisorSpec): string[] {
     const value = spec.env[key] ?? '';
     if (key.length === 0 || key.includes('=')) fail(`env key ${JSON.stringify(key)} must be non-empty without '='`);
     checkString(key, 'env key');
-    if (hasNul(value)) fail(`env.${key} must be a string without NUL`);
+    if (!isNulFreeString(value)) fail(`env.${key} must be a string without NUL`);
     args.push('--env', `${key}=${value}`);
   }
   for (const arg of spec.args) checkString(arg, 'args');

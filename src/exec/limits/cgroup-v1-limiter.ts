@@ -132,6 +132,8 @@ export class CgroupV1Limiter implements Limiter {
   private parentsMade = false;
   /** The parent in each hierarchy but cpuset: what is checked before every job. */
   private readonly parentDirs: readonly string[];
+  /** The cpuset parent, checked too once a job used it. */
+  private readonly cpusetParentDir: string | undefined;
 
   constructor(options: CgroupV1LimiterOptions = {}) {
     // Normalized once: every job path is built from these by plain concatenation (cgroupPath).
@@ -150,6 +152,7 @@ export class CgroupV1Limiter implements Limiter {
     }
     this.parentName = parentName;
     this.parentDirs = [...new Set([this.mounts.freezer, this.mounts.memory, this.mounts.pids, this.mounts.cpu, this.mounts.cpuacct])].map((dir) => cgroupPath(dir, parentName));
+    this.cpusetParentDir = this.mounts.cpuset === undefined ? undefined : cgroupPath(this.mounts.cpuset, parentName);
     this.defaultPidsMax = options.defaultPidsMax ?? DEFAULT_PIDS_MAX;
     this.releaseTimeoutMs = options.releaseTimeoutMs ?? 10_000;
     this.fs = options.fs ?? nodeCgroupFs;
@@ -214,10 +217,9 @@ export class CgroupV1Limiter implements Limiter {
   /** Whether the parents set up so far still exist (one stat each). */
   private async parentsPresent(): Promise<boolean> {
     for (const dir of this.parentDirs) if (!(await this.fs.exists(dir))) return false;
-    if (this.cpusetParentReady && this.mounts.cpuset !== undefined && !(await this.fs.exists(cgroupPath(this.mounts.cpuset, this.parentName)))) return false;
+    if (this.cpusetParentReady && this.cpusetParentDir !== undefined && !(await this.fs.exists(this.cpusetParentDir))) return false;
     return true;
   }
-
 
   /**
    * The job's directories, then its limits. Memory: memsw is opened to unlimited (-1) first, so
