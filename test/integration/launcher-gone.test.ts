@@ -11,6 +11,7 @@ import { startDaemon, submit, waitForEnd, waitForJob } from '../support/daemon-h
 import { eventually, makeJobUserDir, removeJobUserDirs } from '../support/durability.js';
 import { canRunJobs, cleanUpJobTests } from '../support/job-tests.js';
 import { JOB_USER } from '../support/privileged.js';
+import { childrenOf, commOf, pidsWhere } from '../support/proc.js';
 
 cleanUpJobTests();
 afterAll(removeJobUserDirs);
@@ -33,14 +34,7 @@ function watches(pid: number, dir: string): boolean {
 
 /** The daemon's launcher: its child process named hpcq-launcher. */
 function launcherOf(daemonPid: number): number | undefined {
-  const children = readFileSync(`/proc/${daemonPid}/task/${daemonPid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
-  return children.find((pid) => {
-    try {
-      return readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'hpcq-launcher';
-    } catch {
-      return false;
-    }
-  });
+  return pidsWhere((pid) => commOf(pid) === 'hpcq-launcher', childrenOf(daemonPid))[0];
 }
 
 describe('the launcher gone while jobs run', () => {

@@ -4,28 +4,23 @@
  * paths reach it on stdin.
  */
 import { execFileSync } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import { startDaemon, submit, waitForJob } from '../support/daemon-harness.js';
 import { makeJobUserDir } from '../support/durability.js';
 import { canRunJobs, cleanUpJobTests } from '../support/job-tests.js';
 import { JOB_USER, OTHER_USER } from '../support/privileged.js';
+import { commOf, pidsWhere } from '../support/proc.js';
 
 cleanUpJobTests();
 
 function supervisorOf(jobId: string): number | undefined {
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      if (readFileSync(`/proc/${name}/comm`, 'utf8') !== 'hpcq-supervisor\n') continue;
-      const argv = readFileSync(`/proc/${name}/cmdline`, 'utf8').split('\0');
-      if (argv[1] === '--job-id' && argv[2] === jobId) return Number(name);
-    } catch {
-      // Gone meanwhile.
-    }
-  }
-  return undefined;
+  return pidsWhere((pid) => {
+    if (commOf(pid) !== 'hpcq-supervisor') return false;
+    const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    return argv[1] === '--job-id' && argv[2] === jobId;
+  })[0];
 }
 
 describe('supervisor command line', () => {
